@@ -1,0 +1,1 @@
+"""Command-line interface: one module per verb, registered in :mod:`trtcompress.cli.main`."""

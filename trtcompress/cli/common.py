@@ -1,0 +1,41 @@
+"""Argument groups shared by verbs; each maps onto one API object."""
+from __future__ import annotations
+
+import argparse
+
+from ..data.preprocess import PreprocessConfig
+from ..data.readers import ReaderOptions
+from ..runners import RunnerOptions
+from ..specs import parse_input_specs
+
+
+def add_runner_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runner")
+    g.add_argument("--backend", default="onnxrt", help="onnxrt (default, CPU) or trt (needs TensorRT and a GPU)")
+    g.add_argument("--threads", type=int, default=0, help="intra-op threads (0: backend default)")
+    g.add_argument("--providers", default="cpu", help="ONNX Runtime providers in order, comma-separated (cpu, cuda)")
+
+
+def runner_options(args: argparse.Namespace) -> RunnerOptions:
+    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()))
+
+
+def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default=default, help="random[:N], a directory of .npz/.npy files, or an image folder (default: %(default)s)")
+    g.add_argument("--preprocess", default=None, help="image preprocessing: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,... (resize, crop, mean, std, order, layout, dtype)")
+    g.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="input shape for dynamic dims, e.g. x:1x3x224x224 (repeatable)")
+    g.add_argument("--batch", type=int, default=1, help="samples per inference (default: %(default)s)")
+    g.add_argument("--limit", type=int, default=None, help="use at most this many samples")
+    g.add_argument("--seed", type=int, default=0)
+
+
+def reader_options(args: argparse.Namespace) -> ReaderOptions:
+    specs = parse_input_specs(args.inputs)
+    return ReaderOptions(
+        batch_size=args.batch,
+        limit=args.limit,
+        seed=args.seed,
+        preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
+        shapes={s.name: s.concrete_shape(args.batch) for s in specs} or None,
+    )

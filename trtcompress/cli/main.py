@@ -1,0 +1,59 @@
+"""``trtcompress`` entry point. Each verb is a module with ``add_parser(subparsers)`` and ``run(args)``.
+
+A :class:`~trtcompress.errors.UserError` prints as one line and exits 2 (1 for a failed check such
+as ``compare`` tolerances); a traceback is shown only with ``--verbose``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from typing import Sequence
+
+# verb -> module under trtcompress.cli; adding a verb is one module and one line here
+VERBS = {
+    "export": "export",
+    "compare": "compare",
+    "bench": "bench",
+    "compress": "compress",
+    "demo": "demo",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="trtcompress", description="Compress models for NVIDIA inference; CPU path through ONNX Runtime.")
+    parser.add_argument("--version", action="version", version=f"trtcompress {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, module in VERBS.items():
+        mod = importlib.import_module(f"{__package__}.{module}")
+        p = mod.add_parser(sub)
+        p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from ..errors import UserError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except UserError as e:
+        if verbose:
+            raise
+        print(f"trtcompress {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"trtcompress {args.verb}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

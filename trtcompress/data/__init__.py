@@ -1,0 +1,23 @@
+"""Input data for comparison, benchmarking and calibration.
+
+A *source* is an iterable of feed dicts (input name -> numpy array, batch dimension included)
+with a length. Readers are registered by kind and opened from a spec with :func:`open_source`.
+"""
+from __future__ import annotations
+
+from .base import FeedSource, ListSource, ModelInput, model_inputs, rebatch, validate_feed
+from .readers import open_source, register_reader, registered_readers
+from .preprocess import PreprocessConfig
+
+__all__ = [
+    "FeedSource",
+    "ListSource",
+    "ModelInput",
+    "model_inputs",
+    "rebatch",
+    "validate_feed",
+    "open_source",
+    "register_reader",
+    "registered_readers",
+    "PreprocessConfig",
+]

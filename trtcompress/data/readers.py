@@ -1,0 +1,197 @@
+"""Data readers, registered by kind and opened from a spec string.
+
+Specs: ``random`` or ``random:N`` (N batches within the input shapes), a directory or file of
+``.npz``/``.npy`` data, or an image folder (used with a :class:`PreprocessConfig`). Later readers
+(a Python module, a torch DataLoader) register themselves the same way.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from .base import Feed, ModelInput, validate_feed
+from .preprocess import IMAGE_SUFFIXES, PreprocessConfig
+
+__all__ = ["ReaderOptions", "open_source", "register_reader", "registered_readers"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReaderOptions:
+    batch_size: int = 1
+    limit: int | None = None  # at most this many samples
+    seed: int = 0
+    preprocess: PreprocessConfig | None = None
+    batches: int = 8  # for random data: how many batches
+    shapes: dict[str, tuple[int, ...]] | None = None  # concrete shapes for dynamic inputs (random data)
+
+
+Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
+_READERS: dict[str, tuple[Reader, Callable[[str], bool]]] = {}
+
+
+def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: False):
+    """Register a reader for ``kind:LOCATION`` specs; ``detect`` claims a bare spec."""
+
+    def deco(fn: Reader) -> Reader:
+        _READERS[kind] = (fn, detect)
+        return fn
+
+    return deco
+
+
+def registered_readers() -> list[str]:
+    return sorted(_READERS)
+
+
+def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions | None = None) -> "Source":
+    """Open a data source from ``spec`` for a model with ``inputs``."""
+    options = options or ReaderOptions()
+    kind, _, rest = spec.partition(":")
+    if kind in _READERS and (rest or kind == "random") and not Path(spec).exists():
+        return _READERS[kind][0](rest, inputs, options)
+    for k, (fn, detect) in _READERS.items():
+        if detect(spec):
+            return fn(spec, inputs, options)
+    if not Path(spec).exists():
+        raise DataError(f"data not found: {spec}; give a directory of .npz/.npy files, an image folder, or 'random'")
+    raise DataError(f"cannot tell what kind of data {spec} holds; prefix it with one of {', '.join(_READERS)} (e.g. npz:{spec})")
+
+
+class Source:
+    """A lazily read source: feeds are validated against the model as they are produced."""
+
+    def __init__(self, items: list, make: Callable[[object], Feed], inputs: Sequence[ModelInput], batch_size: int, name: Callable[[object], str]):
+        self.items, self.make, self.inputs, self.batch_size, self.name = items, make, list(inputs), batch_size, name
+
+    def __len__(self) -> int:
+        return -(-len(self.items) // self.batch_size)
+
+    def __iter__(self) -> Iterator[Feed]:
+        for start in range(0, len(self.items), self.batch_size):
+            chunk = self.items[start : start + self.batch_size]
+            feeds = [validate_feed(self.make(it), self.inputs, self.name(it)) for it in chunk]
+            yield {k: np.concatenate([f[k] for f in feeds]) if len(feeds) > 1 else feeds[0][k] for k in feeds[0]}
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.items)
+
+
+def _limit(items: list, options: ReaderOptions) -> list:
+    return items[: options.limit] if options.limit else items
+
+
+# -- random ---------------------------------------------------------------------------------------
+
+
+@register_reader("random", detect=lambda s: s == "random" or s.startswith("random:"))
+def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Source:
+    spec = spec.removeprefix("random").lstrip(":")
+    batches = options.batches
+    if spec:
+        try:
+            batches = int(spec)
+        except ValueError:
+            raise ConfigError(f"random data takes a batch count, e.g. random:8 (got {spec!r})") from None
+    shapes = {}
+    for inp in inputs:
+        given = (options.shapes or {}).get(inp.name)
+        dims = list(given) if given else [d if isinstance(d, int) else None for d in inp.shape]
+        if not given and dims and dims[0] is None:
+            dims[0] = options.batch_size
+        if any(d is None for d in dims):
+            raise DataError(f"input {inp.name!r} has dynamic dimensions {list(inp.shape)}; give its shape, e.g. --input {inp.name}:1x3x224x224")
+        shapes[inp.name] = tuple(dims)
+
+    def make(i: int) -> Feed:
+        rng = np.random.default_rng([options.seed, i])
+        feed = {}
+        for inp in inputs:
+            shape = shapes[inp.name]
+            if inp.dtype.kind == "f":
+                feed[inp.name] = rng.standard_normal(shape, dtype=np.float32).astype(inp.dtype)
+            elif inp.dtype.kind == "b":
+                feed[inp.name] = rng.integers(0, 2, shape).astype(bool)
+            else:
+                feed[inp.name] = rng.integers(0, 100, shape).astype(inp.dtype)
+        return feed
+
+    return Source(list(range(batches)), make, inputs, 1, lambda i: f"random batch {i}")
+
+
+# -- npz / npy ------------------------------------------------------------------------------------
+
+
+def _is_array_data(spec: str) -> bool:
+    p = Path(spec)
+    if p.is_file():
+        return p.suffix in (".npz", ".npy")
+    return p.is_dir() and any(f.suffix in (".npz", ".npy") for f in p.iterdir())
+
+
+@register_reader("npz", detect=_is_array_data)
+def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Source:
+    p = Path(spec)
+    if not p.exists():
+        raise DataError(f"data not found: {p}")
+    files = [p] if p.is_file() else sorted(f for f in p.iterdir() if f.suffix in (".npz", ".npy"))
+    if not files:
+        raise DataError(f"{p} holds no .npz or .npy files")
+    names = [i.name for i in inputs]
+
+    def make(f: Path) -> Feed:
+        try:
+            if f.suffix == ".npy":
+                if len(inputs) != 1:
+                    raise DataError(f"{f}: a .npy file feeds a single-input model; this model has inputs {', '.join(names)}: use .npz with one array per input")
+                feed = {names[0]: np.load(f, allow_pickle=False)}
+            else:
+                with np.load(f, allow_pickle=False) as z:
+                    feed = {k: z[k] for k in z.files}
+                if len(inputs) == 1 and list(feed) == ["arr_0"]:
+                    feed = {names[0]: feed["arr_0"]}
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+        # a sample stored without its batch dimension gets one
+        for inp in inputs:
+            a = feed.get(inp.name)
+            if a is not None and a.ndim == len(inp.shape) - 1:
+                feed[inp.name] = a[None]
+        return feed
+
+    return Source(_limit(files, options), make, inputs, options.batch_size, str)
+
+
+# -- image folder ---------------------------------------------------------------------------------
+
+
+def _is_image_dir(spec: str) -> bool:
+    p = Path(spec)
+    return p.is_dir() and any(_is_image(f) for f in p.iterdir())
+
+
+def _is_image(f: Path) -> bool:
+    name = f.name.lower().removesuffix(".gz")
+    return f.is_file() and name.endswith(IMAGE_SUFFIXES)
+
+
+@register_reader("images", detect=_is_image_dir)
+def _images(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Source:
+    p = Path(spec)
+    if not p.is_dir():
+        raise DataError(f"image folder not found: {p}")
+    if len(inputs) != 1:
+        raise DataError(f"an image folder feeds a single-input model; this model has {len(inputs)} inputs: use .npz files")
+    if options.preprocess is None:
+        raise ConfigError(f"{p} is an image folder: give a preprocessing spec, e.g. --preprocess efficientnet-lite or --preprocess resize=256,crop=224,mean=0.5,std=0.5")
+    files = sorted(f for f in p.rglob("*") if _is_image(f))
+    if not files:
+        raise DataError(f"{p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    name = inputs[0].name
+    return Source(_limit(files, options), lambda f: {name: options.preprocess(f)}, inputs, options.batch_size, str)

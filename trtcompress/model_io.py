@@ -1,0 +1,210 @@
+"""Load, check and save ONNX models, including models over 2 GB (ONNX external data)."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .errors import ModelError
+
+__all__ = [
+    "load_model",
+    "save_model",
+    "check_model",
+    "infer_shapes",
+    "model_nbytes",
+    "parameter_count",
+    "file_size",
+    "PROTOBUF_LIMIT",
+]
+
+PROTOBUF_LIMIT = 2**31 - 1  # protobuf cannot serialise a message of 2 GB or more
+# Initialisers at least this big go to the external data file when a model is saved externally.
+EXTERNAL_THRESHOLD = 1024
+
+
+def _require_file(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file not found: {p}; check the path")
+    if p.is_dir():
+        raise ModelError(f"{p} is a directory, not an ONNX file; give the .onnx file inside it")
+    if p.stat().st_size == 0:
+        raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
+    return p
+
+
+def load_model(path: str | os.PathLike, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
+    """Read an ONNX file (and its external data) with a one-line error for a bad file.
+
+    ``load_external_data=False`` keeps large weights on disk: the model then refers to them by
+    location relative to the file's directory.
+    """
+    p = _require_file(path)
+    try:
+        model = onnx.load(str(p), load_external_data=False)
+    except Exception as e:  # protobuf DecodeError, or a truncated varint
+        raise ModelError(f"{p} is not a readable ONNX model ({type(e).__name__}); the file is corrupt or truncated: re-export it") from e
+    if not model.HasField("graph") or not model.opset_import:
+        raise ModelError(f"{p} is not a complete ONNX model (no graph or no opset); the file is truncated or not ONNX: re-export it")
+    _check_external_files(model, p.parent)
+    if check:
+        _check(model, p)
+    if load_external_data:
+        try:
+            onnx.external_data_helper.load_external_data_for_model(model, str(p.parent))
+        except Exception as e:
+            raise ModelError(f"cannot read the external data of {p} ({e}); keep the .data file beside the .onnx file") from e
+    return model
+
+
+def _check_external_files(model: onnx.ModelProto, base: Path) -> None:
+    for t in onnx.external_data_helper._get_all_tensors(model):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        info = {e.key: e.value for e in t.external_data}
+        f = base / info.get("location", "")
+        if not f.is_file():
+            raise ModelError(f"external data file {f} for tensor {t.name!r} is missing; keep it beside the .onnx file")
+        end = int(info.get("offset", 0)) + int(info.get("length", 0))
+        if end > f.stat().st_size:
+            raise ModelError(f"external data file {f} is truncated (tensor {t.name!r} needs {end} bytes, file has {f.stat().st_size}); re-export the model")
+
+
+def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
+    try:
+        if path is not None and model.ByteSize() > PROTOBUF_LIMIT // 2:
+            onnx.checker.check_model(str(path))
+        else:
+            onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        where = f"{path}: " if path else ""
+        raise ModelError(f"{where}ONNX checker failed: {first}") from e
+
+
+def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:
+    """Run the ONNX checker; raises :class:`ModelError` with the checker's first line."""
+    if isinstance(model, (str, os.PathLike)):
+        p = _require_file(model)
+        _check(onnx.load(str(p), load_external_data=False), p)
+    else:
+        _check(model)
+
+
+def model_nbytes(model: onnx.ModelProto) -> int:
+    """Bytes of initialiser data (in memory or on disk) plus the rest of the proto."""
+    total = 0
+    for t in onnx.external_data_helper._get_all_tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            info = {e.key: e.value for e in t.external_data}
+            total += int(info.get("length", 0))
+        else:
+            total += len(t.raw_data) if t.HasField("raw_data") else _typed_nbytes(t)
+    return total
+
+
+def _typed_nbytes(t: onnx.TensorProto) -> int:
+    n = int(np.prod(t.dims)) if t.dims else 1
+    return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+
+
+def parameter_count(model: onnx.ModelProto) -> int:
+    """Number of elements in the graph's floating-point and integer initialisers."""
+    n = 0
+    for t in model.graph.initializer:
+        n += int(np.prod(t.dims)) if t.dims else 1
+    return n
+
+
+def file_size(path: str | os.PathLike) -> int:
+    """Size on disk of an ONNX file plus the external data files it refers to."""
+    p = Path(path)
+    size = p.stat().st_size
+    model = onnx.load(str(p), load_external_data=False)
+    seen = set()
+    for t in onnx.external_data_helper._get_all_tensors(model):
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            loc = {e.key: e.value for e in t.external_data}.get("location")
+            if loc and loc not in seen:
+                seen.add(loc)
+                size += (p.parent / loc).stat().st_size
+    return size
+
+
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike,
+    external_data: bool | None = None,
+    check: bool = True,
+) -> Path:
+    """Write ``model`` atomically. External data is used when asked, or when the model is too big.
+
+    Files are written into a temporary directory beside ``path`` and renamed into place, the .onnx
+    last, so a failure leaves no half-written artifact. Initialisers are moved, not copied, into
+    the external file, so memory does not double for large models.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if external_data is None:
+        external_data = _needs_external(model)
+    data_name = path.name + ".data"
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        tmp = tmpdir / path.name
+        if external_data:
+            # onnx.save moves raw_data into the file and clears it from the proto, one copy at a time.
+            onnx.save_model(
+                model,
+                str(tmp),
+                save_as_external_data=True,
+                all_tensors_to_one_file=True,
+                location=data_name,
+                size_threshold=EXTERNAL_THRESHOLD,
+                convert_attribute=False,
+            )
+        else:
+            onnx.save_model(model, str(tmp))
+        if check:
+            _check(onnx.load(str(tmp), load_external_data=False), tmp)
+        stale = path.parent / data_name
+        if (tmpdir / data_name).exists():
+            os.replace(tmpdir / data_name, stale)
+        elif stale.exists():
+            stale.unlink()
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    # After an external save the proto refers to the data file beside ``path`` instead of holding it.
+    return path
+
+
+def _needs_external(model: onnx.ModelProto) -> bool:
+    return model_nbytes(model) > PROTOBUF_LIMIT - (64 << 20)
+
+
+def infer_shapes(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> onnx.ModelProto:
+    """ONNX shape inference; through a file for models over the protobuf limit."""
+    try:
+        if path is not None and model_nbytes(model) > PROTOBUF_LIMIT // 2:
+            out = Path(tempfile.mkdtemp()) / "inferred.onnx"
+            onnx.shape_inference.infer_shapes_path(str(path), str(out))
+            inferred = onnx.load(str(out), load_external_data=False)
+            shutil.rmtree(out.parent, ignore_errors=True)
+            return inferred
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as e:
+        raise ModelError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from e
+
+
+def initializer_array(model: onnx.ModelProto, name: str, base_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """The value of an initialiser as a numpy array (reading external data from ``base_dir``)."""
+    for t in model.graph.initializer:
+        if t.name == name:
+            return numpy_helper.to_array(t, base_dir=str(base_dir) if base_dir else "")
+    raise KeyError(name)
