@@ -69,10 +69,10 @@ def _tensor(a: np.ndarray, name: str, dtype: np.dtype) -> onnx.TensorProto:
 
 
 def _constant_reason(name: str, info: GraphInfo, role: str) -> str | None:
-    if name in info.graph_inputs:
-        return f"{role} {name!r} is a graph input (it can be overridden at run time)"
     if name not in info.initializers:
         return f"{role} {name!r} is not a constant initialiser"
+    if name in info.graph_inputs:
+        return f"{role} {name!r} is a graph input (it can be overridden at run time)"
     if info.initializers[name].data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
         return f"{role} {name!r} is not floating point"
     return None

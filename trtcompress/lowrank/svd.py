@@ -123,12 +123,13 @@ class Spectrum:
             return 1
         guess = max(1, min(limit, self.full_rank // 8))
         for k in (guess, limit):
-            s = self.singular_values(k)
+            self.ensure(k)
+            s = self.s[:limit]  # all that is known, up to the limit
             cum = np.cumsum(s**2) / self.total_energy
             hit = np.nonzero(cum >= fraction - 1e-12)[0]
             if len(hit):
                 return int(hit[0]) + 1
-            if self.complete or k >= limit:
+            if self.complete or len(s) >= limit:
                 break
         return None
 
