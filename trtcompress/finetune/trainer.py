@@ -168,8 +168,10 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
 
 def _check_same_trajectory(saved: dict[str, Any], config: FinetuneConfig) -> None:
     now = config.to_dict()
-    # the number of steps or epochs may grow on resume: that is how a run is extended
-    diff = [k for k in TRAJECTORY_FIELDS if k not in ("steps", "epochs") and saved.get(k) != now.get(k)]
+    # the number of steps or epochs may grow on resume (extending a run), except under a cosine
+    # schedule, whose learning rates depend on the total
+    free = () if config.schedule == "cosine" else ("steps", "epochs")
+    diff = [k for k in TRAJECTORY_FIELDS if k not in free and saved.get(k) != now.get(k)]
     if diff:
         detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in diff)
         raise ConfigError(f"cannot resume: the checkpoint was trained with different settings ({detail}); use the same settings or another checkpoint_dir")
