@@ -21,5 +21,5 @@ def test_distillation_recovers_a_factorised_student(teacher, digits):
     assert after > before + 0.015
     assert after >= acc_teacher - 0.02
     # the loss went down
-    hist = res.report["loss_history"]
-    assert hist[-1][1] < hist[0][1]
+    hist = res.report["loss_history"]  # means over 50 steps; final_loss is the mean of the rest
+    assert res.report["final_loss"] < hist[0][1]
