@@ -14,6 +14,7 @@ from .errors import ModelError
 
 __all__ = [
     "load_model",
+    "require_model_file",
     "save_model",
     "check_model",
     "infer_shapes",
@@ -37,6 +38,12 @@ def _require_file(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
     return p
+
+
+def require_model_file(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a readable ONNX file (header and external data files; weights not loaded)."""
+    load_model(path, load_external_data=False, check=False)
+    return Path(path)
 
 
 def load_model(path: str | os.PathLike, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
