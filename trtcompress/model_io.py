@@ -85,7 +85,8 @@ def _check_external_files(model: onnx.ModelProto, base: Path) -> None:
 
 def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
     try:
-        if path is not None and model.ByteSize() > PROTOBUF_LIMIT // 2:
+        if path is not None and (_has_external(model) or model.ByteSize() > PROTOBUF_LIMIT // 2):
+            # by path, so the checker finds external data beside the file
             onnx.checker.check_model(str(path))
         else:
             onnx.checker.check_model(model)
@@ -93,6 +94,10 @@ def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"{path}: " if path else ""
         raise ModelError(f"{where}ONNX checker failed: {first}") from e
+
+
+def _has_external(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(model))
 
 
 def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:
