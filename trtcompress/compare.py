@@ -82,8 +82,10 @@ class OutputStats:
         fb, fc = b.reshape(n, -1), c.reshape(n, -1)
         denom = np.linalg.norm(fb, axis=1) * np.linalg.norm(fc, axis=1)
         dot = (fb * fc).sum(axis=1)
-        # two all-zero samples are identical: cosine 1
-        self.cos.extend(np.where(denom > 0, dot / np.where(denom > 0, denom, 1), np.where(np.abs(fb - fc).max(axis=1) == 0, 1.0, 0.0)).tolist())
+        cos = np.clip(dot / np.where(denom > 0, denom, 1), -1.0, 1.0)
+        # identical samples (all-zero ones included) have cosine exactly 1, free of rounding
+        same = (fb == fc).all(axis=1) if fb.shape[1] else np.ones(n, bool)
+        self.cos.extend(np.where(same, 1.0, np.where(denom > 0, cos, 0.0)).tolist())
         if b.ndim == 2 and b.shape[1] > 1:
             self.top1_same += int(np.count_nonzero(b.argmax(1) == c.argmax(1)))
             self.top1_total += b.shape[0]
