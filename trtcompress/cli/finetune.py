@@ -63,7 +63,7 @@ def _config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from ..fileio import write_json
     from ..finetune import apply_transform, finetune, open_training_data
-    from ..finetune.export import export_student
+    from ..finetune.export import export_student_result
     from ..finetune.models import load_module
 
     config = _config(args)
@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         student, transform_report = load_module(args.student, "student", teacher), None
     result = finetune(student, teacher, data, config, eval_data=eval_data, log=print)
-    out = export_student(result.student, example, args.output)
-    report = {"config": config.to_dict(), "teacher": args.teacher, "student": args.student or args.transform, "transform": transform_report, "finetune": result.report, "onnx": str(out)}
+    exported = export_student_result(result.student, example, args.output)
+    out = Path(exported.path)
+    report = {"config": config.to_dict(), "teacher": args.teacher, "student": args.student or args.transform, "transform": transform_report, "finetune": result.report, "onnx": str(out), "export": exported.to_dict()}
     report_path = Path(args.report) if args.report else out.with_suffix(".json")
     write_json(report_path, report)
     r = result.report

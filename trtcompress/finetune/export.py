@@ -1,31 +1,23 @@
-"""Write the fine-tuned student as ONNX.
-
-TEMPORARY: a minimal torch.onnx.export call until the project's exporter (trtcompress.export)
-is available on this branch; switch ``export_student`` to it then.
-"""
+"""Write the fine-tuned student as ONNX through the project's exporter (``trtcompress.export``)."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
+from typing import Any
 
-from .._optional import require
-from ..errors import ModelError
-from ..model_io import load_model, save_model
+from ..export import ExportConfig, export_module
 
 __all__ = ["export_student"]
 
 
-def export_student(model, example_input, path: str | Path, opset: int = 17) -> Path:
-    """Export ``model`` (eval mode) with a dynamic batch dimension; written atomically."""
-    torch = require("torch", "ONNX export")
-    model.eval()
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "model.onnx"
-        try:
-            torch.onnx.export(
-                model, (example_input,), str(raw), input_names=["x"], output_names=["logits"],
-                dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
-            )
-        except Exception as e:
-            raise ModelError(f"torch.onnx.export failed for the student: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
-        return save_model(load_model(raw), path)
+def export_student(model, example_input, path: str | Path, opset: int = 18) -> Path:
+    """Export ``model`` (eval mode) with a dynamic batch; the shape of ``example_input`` (one
+    sample, batch dimension included) names the input ``x``. Returns the written path."""
+    return Path(export_student_result(model, example_input, path, opset).path)
+
+
+def export_student_result(model, example_input, path: str | Path, opset: int = 18) -> Any:
+    """As :func:`export_student`, returning the exporter's result (exporter used, check errors)."""
+    dims = "x".join(str(int(d)) for d in example_input.shape)
+    dtype = str(example_input.dtype).removeprefix("torch.")
+    spec = f"x:{dims}" if dtype == "float32" else f"x:{dims}:{dtype}"
+    return export_module(model.eval(), path, ExportConfig(inputs=(spec,), opset=opset))

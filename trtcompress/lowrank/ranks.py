@@ -174,5 +174,16 @@ def _by_flops(cands: Sequence[Candidate], choices: dict[str, Choice], config: Lo
             break
         for c in short:
             c.spectrum.ensure(choices[c.name].r_max)
+    # A layer filled up to its break-even rank saves almost nothing and runs two ops instead of one:
+    # leave it dense where the budget allows (cheapest extra cost first).
+    full = sorted((c.dense_macs - c.macs(r), i) for i, (c, r) in enumerate(zip(cands, ranks)) if r >= choices[c.name].r_max)
+    for extra, i in full:
+        if spent + extra <= budget:
+            spent += extra
+            ranks[i] = None
     for c, r in zip(cands, ranks):
-        choices[c.name].rank = r
+        ch = choices[c.name]
+        if r is None:
+            ch.reason = f"the FLOP budget gave it its break-even rank {ch.r_max}; it stays dense instead"
+        else:
+            ch.rank = r
