@@ -38,8 +38,8 @@ class LowRankConfig(Config):
     oversample: int = 10
     power_iters: int = 2
     seed: int = 0
-    # calibration data for rule="error" (ONNX stage): a trtcompress.data spec
-    calibration: str | None = None
+    # calibration data for rule="error" (ONNX stage): a trtcompress.data spec; compress fills it with --data
+    calib: str | None = None
     preprocess: str | None = None
     calibration_samples: int = 32
     batch_size: int = 8

@@ -46,7 +46,7 @@ class _Layer:
 def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: Iterable[Feed] | None = None) -> LowRankResult:
     """Return a factorised copy of ``model`` and a report; ``model`` is left unchanged.
 
-    ``calibration`` (feed dicts) overrides ``config.calibration`` for the error rule.
+    ``calibration`` (feed dicts) overrides ``config.calib`` for the error rule.
     """
     out = onnx.ModelProto()
     out.CopyFrom(model)
@@ -168,14 +168,14 @@ def _calibration_feeds(model: onnx.ModelProto, config: LowRankConfig, given: Ite
     if given is not None:
         feeds = list(given)
     else:
-        if not config.calibration:
-            raise ConfigError("lowrank rule 'error' needs calibration data: set calibration to a data spec (a .npz folder, an image folder with preprocess, or random:N)")
+        if not config.calib:
+            raise ConfigError("lowrank rule 'error' needs calibration data: set calib to a data spec (a .npz folder, an image folder with preprocess, or random:N)")
         from ..data import PreprocessConfig, model_inputs, open_source
         from ..data.readers import ReaderOptions
 
         pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
         opts = ReaderOptions(batch_size=config.batch_size, limit=config.calibration_samples, seed=config.seed, preprocess=pre, batches=max(1, math.ceil(config.calibration_samples / config.batch_size)))
-        feeds = list(open_source(config.calibration, model_inputs(model), opts))
+        feeds = list(open_source(config.calib, model_inputs(model), opts))
     if not feeds:
         raise DataError("lowrank: the calibration data holds no samples")
     return feeds
