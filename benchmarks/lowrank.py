@@ -7,7 +7,7 @@ and exact against randomised SVD.
     .venv/bin/python benchmarks/lowrank.py --part svd       # exact vs randomised SVD time and error
 
 Writes ``benchmarks/_work/lowrank.json`` and prints Markdown tables for RESULTS.md. Speed is
-measured with trtcompress.bench: dense and factorised models interleaved in the same run, ONNX
+measured with trtcompress.benchmark: dense and factorised models interleaved in the same run, ONNX
 Runtime CPU, 2 threads, batch 1 and 32; ratios are of median latencies.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from trtcompress.bench import BenchConfig, bench
+from trtcompress.benchmark import BenchConfig, bench
 from trtcompress.lowrank import LowRankConfig, factorize_onnx
 from trtcompress.model_io import save_model
 from trtcompress.runners import RunnerOptions
@@ -63,7 +63,7 @@ def photo_agreement(dense, fact) -> float:
 def _effnet_onnx() -> Path:
     path = WORK / "efficientnet_lite0.onnx"
     if not path.is_file():
-        from trtcompress.export import ExportConfig, export_module
+        from trtcompress.torch_export import ExportConfig, export_module
         from trtcompress.zoo import efficientnet_lite0
 
         export_module(efficientnet_lite0(), path, ExportConfig(inputs=("x:1x3x224x224",)))

@@ -1,10 +1,10 @@
-"""Write the fine-tuned student as ONNX through the project's exporter (``trtcompress.export``)."""
+"""Write the fine-tuned student as ONNX through the project's exporter (``trtcompress.torch_export``)."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from ..export import ExportConfig, export_module
+from ..torch_export import ExportConfig, export_module
 
 __all__ = ["export_student"]
 

@@ -63,7 +63,8 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
     With ``config.checkpoint_dir`` a checkpoint (student, optimizer, schedule, RNG states and the
     position in the data) is written every ``checkpoint_every`` steps and at the end; with
     ``config.resume`` training continues from it and reaches the same weights as a run that was
-    never interrupted.
+    never interrupted. Each epoch seeds torch's global generator from ``config.seed`` and the epoch
+    number, which fixes the data order of a shuffling loader and the dropout masks.
     """
     torch = require("torch", "fine-tuning")
     tqdm = require("tqdm").tqdm
@@ -97,6 +98,8 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
             resumed_rng = ckpt["rng"] if batch > 0 else None  # at an epoch start the epoch seed decides
             if log:
                 log(f"resumed from {config.checkpoint_dir} at step {step} (epoch {epoch}, batch {batch})")
+        elif log:
+            log(f"no checkpoint in {config.checkpoint_dir}: starting at step 0")
     if eval_data is not None and "student_accuracy_before" not in report:
         report["teacher_accuracy"] = evaluate(teacher, eval_data)
         report["student_accuracy_before"] = evaluate(student, eval_data)
