@@ -6,7 +6,8 @@ and exact against randomised SVD.
     .venv/bin/python benchmarks/lowrank.py --part speed     # per model: FLOPs vs ONNX Runtime speedup
     .venv/bin/python benchmarks/lowrank.py --part svd       # exact vs randomised SVD time and error
 
-Writes ``benchmarks/_work/lowrank.json`` and prints Markdown tables for RESULTS.md. Speed is
+The SVD part is best run with ``OPENBLAS_NUM_THREADS=1`` on a shared machine (multithreaded BLAS
+under contention from other processes slows LAPACK by 10x or more). Writes ``benchmarks/_work/lowrank.json`` and prints Markdown tables for RESULTS.md. Speed is
 measured with trtcompress.benchmark: dense and factorised models interleaved in the same run, ONNX
 Runtime CPU, 2 threads, batch 1 and 32; ratios are of median latencies.
 """
@@ -182,7 +183,9 @@ def part_svd(results: dict) -> None:
     try:
         from trtcompress.zoo import efficientnet_lite0
 
-        fc = efficientnet_lite0().classifier.weight.detach().double().numpy()
+        import torch
+
+        fc = [m for m in efficientnet_lite0().modules() if isinstance(m, torch.nn.Linear)][-1].weight.detach().double().numpy()
         mats[f"EfficientNet-Lite0 classifier {fc.shape[0]}x{fc.shape[1]}"] = fc
     except Exception as e:  # the report says what was left out
         print(f"no EfficientNet weights: {e}")

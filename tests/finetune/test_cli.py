@@ -62,3 +62,12 @@ def test_finetune_verb_config_file_and_resume(tmp_path, teacher_file):
     assert json.loads((tmp_path / "b.json").read_text())["finetune"]["steps"] == 10
     with pytest.raises(ConfigError, match="unknown"):
         _cli(["--teacher", f"{teacher_file}:teacher", "--transform", "lowrank:bogus=1", "--data", "digits", "-o", str(tmp_path / "c.onnx")])
+
+
+def test_registered_verb_reports_user_errors_in_one_line(tmp_path, teacher_file, capsys):
+    from trtcompress.cli.main import VERBS, main
+
+    assert VERBS["finetune"] == "finetune"
+    rc = main(["finetune", "--teacher", f"{teacher_file}:teacher", "--transform", "svd", "--data", "digits", "-o", str(tmp_path / "x.onnx"), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "unknown student transform 'svd'" in err and len(err.splitlines()) == 1

@@ -113,3 +113,17 @@ def test_flops_rule_leaves_a_layer_dense_rather_than_at_break_even():
     choices = {c.name: c for c in choose_ranks(cands, LowRankConfig(rule="flops", flop_fraction=0.6))}
     assert choices["cheap"].rank is None and "stays dense" in choices["cheap"].reason
     assert choices["steep"].rank is not None
+
+
+def test_uniform_allocation_keeps_one_energy_fraction_within_the_budget():
+    cands = [_cand("steep", 64, 256, positions=100, decay=0.5), _cand("flat", 64, 256, positions=100, decay=0.97, seed=1), _cand("other", 32, 96, positions=400, decay=0.9, seed=2)]
+    choices = choose_ranks(cands, LowRankConfig(rule="flops", flop_fraction=0.4, allocation="uniform"))
+    spent = sum(c.macs(ch.rank) if ch.rank else c.dense_macs for c, ch in zip(cands, choices))
+    assert spent <= 0.4 * sum(c.dense_macs for c in cands)
+    kept = [ch.energy for ch in choices if ch.rank]
+    # every factorised layer keeps at least the common fraction, and one more rank in any layer breaks the budget
+    floor = min(kept)
+    for c, ch in zip(cands, choices):
+        if ch.rank:
+            assert c.spectrum.energy(ch.rank - 1) < floor + 1e-9 or ch.rank == 1
+    assert any(spent + c.macs(1) > 0.4 * sum(x.dense_macs for x in cands) for c in cands)

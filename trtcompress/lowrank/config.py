@@ -7,9 +7,10 @@ from ..config import Config
 from ..errors import ConfigError
 from .svd import SVD_METHODS
 
-__all__ = ["LowRankConfig", "RANK_RULES"]
+__all__ = ["LowRankConfig", "RANK_RULES", "ALLOCATIONS"]
 
 RANK_RULES = ("energy", "error", "flops")
+ALLOCATIONS = ("greedy", "uniform")
 _OPS = ("Conv", "Gemm", "MatMul")
 
 
@@ -28,6 +29,7 @@ class LowRankConfig(Config):
     energy: float = 0.95
     error: float = 0.05
     flop_fraction: float = 0.5
+    allocation: str = "greedy"
     ops: tuple[str, ...] = _OPS
     exclude: tuple[str, ...] = ()  # layer names or fnmatch patterns left dense
     min_flop_saving: float = 0.0
@@ -53,6 +55,8 @@ class LowRankConfig(Config):
             raise ConfigError(f"lowrank error budget must be > 0, got {self.error}")
         if not 0.0 < self.flop_fraction < 1.0:
             raise ConfigError(f"lowrank flop_fraction must be in (0, 1), got {self.flop_fraction}")
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(f"lowrank allocation {self.allocation!r} is not one of {', '.join(ALLOCATIONS)}")
         if not 0.0 <= self.min_flop_saving < 1.0:
             raise ConfigError(f"lowrank min_flop_saving must be in [0, 1), got {self.min_flop_saving}")
         bad = [o for o in self.ops if o not in _OPS]

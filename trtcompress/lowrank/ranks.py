@@ -88,7 +88,7 @@ def choose_ranks(cands: Sequence[Candidate], config: LowRankConfig) -> list[Choi
         else:
             choices[c.name] = Choice(c.name, None, r_max)
             live.append(c)
-    rule = {"energy": _by_energy, "error": _by_error, "flops": _by_flops}[config.rule]
+    rule = {"energy": _by_energy, "error": _by_error, "flops": _by_flops if config.allocation == "greedy" else _by_uniform_energy}[config.rule]
     rule(live, choices, config)
     for c in live:
         ch = choices[c.name]
@@ -185,5 +185,41 @@ def _by_flops(cands: Sequence[Candidate], choices: dict[str, Choice], config: Lo
         ch = choices[c.name]
         if r is None:
             ch.reason = f"the FLOP budget gave it its break-even rank {ch.r_max}; it stays dense instead"
+        else:
+            ch.rank = r
+
+
+def _by_uniform_energy(cands: Sequence[Candidate], choices: dict[str, Choice], config: LowRankConfig) -> None:
+    """The largest energy fraction e, kept in every layer, whose ranks fit the FLOP budget (bisection
+    on e; a layer that cannot keep e below its break-even rank stays dense and costs its dense FLOPs)."""
+    if not cands:
+        return
+    m = config.rank_multiple
+    budget = config.flop_fraction * sum(c.dense_macs for c in cands)
+
+    def ranks(e: float) -> list[int | None]:
+        out = []
+        for c in cands:
+            r = c.spectrum.rank_for_energy(e, choices[c.name].r_max)
+            r = None if r is None else _round_up(max(r, config.min_rank), m)
+            out.append(None if r is None or r > choices[c.name].r_max else r)
+        return out
+
+    def cost(rs: list[int | None]) -> float:
+        return float(sum(c.dense_macs if r is None else c.macs(r) for c, r in zip(cands, rs)))
+
+    lo, hi = 0.0, 1.0
+    best = ranks(lo)
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        rs = ranks(mid)
+        if cost(rs) <= budget:
+            lo, best = mid, rs
+        else:
+            hi = mid
+    for c, r in zip(cands, best):
+        ch = choices[c.name]
+        if r is None:
+            ch.reason = f"keeping the common energy fraction {lo:.4f} needs a rank above its break-even rank {ch.r_max}"
         else:
             ch.rank = r
