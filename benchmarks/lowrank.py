@@ -5,6 +5,7 @@ and exact against randomised SVD.
     .venv/bin/python benchmarks/lowrank.py --part distill   # Fashion CNN: factorise to 50% FLOPs, distil
     .venv/bin/python benchmarks/lowrank.py --part speed     # per model: FLOPs vs ONNX Runtime speedup
     .venv/bin/python benchmarks/lowrank.py --part svd       # exact vs randomised SVD time and error
+    .venv/bin/python benchmarks/lowrank.py --part allocation  # greedy vs uniform FLOP allocation
 
 The SVD part is best run with ``OPENBLAS_NUM_THREADS=1`` on a shared machine (multithreaded BLAS
 under contention from other processes slows LAPACK by 10x or more). Writes ``benchmarks/_work/lowrank.json`` and prints Markdown tables for RESULTS.md. Speed is
@@ -167,6 +168,29 @@ def part_distill(results: dict, epochs: int, steps: int | None, threads: int) ->
     return path
 
 
+def part_allocation(results: dict) -> None:
+    """One-shot top-1 agreement with the dense model: greedy against uniform FLOP allocation."""
+    import onnxruntime as ort
+
+    from trtcompress.zoo import fashion_mnist, onnx_path, photo_batch
+
+    x, _ = fashion_mnist("test", 2000)
+    fashion = [x[i : i + 500] for i in range(0, 2000, 500)]
+    cases = [("fashion_cnn", onnx_path("fashion_cnn"), fashion), ("fashion_vit", onnx_path("fashion_vit"), fashion), ("efficientnet_lite0", _effnet_onnx(), list(photo_batch("eval", "efficientnet-lite", augment=False, batch_size=16)))]
+    rows = []
+    for name, path, xs in cases:
+        model = onnx.load(str(path))
+        run = lambda m: [ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": b})[0].argmax(-1) for b in xs]
+        ref = run(model)
+        for fraction in (0.8, 0.5):
+            for allocation in ("greedy", "uniform"):
+                res = factorize_onnx(model, LowRankConfig(rule="flops", flop_fraction=fraction, allocation=allocation))
+                agree = float(np.mean(np.concatenate([a == b for a, b in zip(run(res.model), ref)])))
+                rows.append({"model": name, "flop_fraction": fraction, "allocation": allocation, "flop_reduction": res.report["flop_reduction"], "factorised": res.report["factorised"], "top1_agreement": agree})
+                print(rows[-1], flush=True)
+    results["allocation"] = rows
+
+
 def _power_law(m: int, n: int, seed: int = 0) -> np.ndarray:
     """Gaussian factors around a spectrum decaying like 1/i, the shape trained weights tend to have."""
     rng = np.random.default_rng(seed)
@@ -207,7 +231,7 @@ def part_svd(results: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=("all", "distill", "speed", "svd"), default="all")
+    ap.add_argument("--part", choices=("all", "distill", "speed", "svd", "allocation"), default="all")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps (overrides --epochs)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads for distillation")
@@ -228,6 +252,8 @@ def main() -> None:
         out.write_text(json.dumps(results, indent=2))
     if args.part in ("all", "svd"):
         part_svd(results)
+    if args.part in ("all", "allocation"):
+        part_allocation(results)
     out.write_text(json.dumps(results, indent=2))
     print(f"wrote {out}")
 
