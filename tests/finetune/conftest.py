@@ -18,6 +18,8 @@ def mlp():
 
 @pytest.fixture(scope="session")
 def teacher():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     torch.manual_seed(0)
     model = mlp()
     data = open_training_data("digits:train", 64)
@@ -28,6 +30,7 @@ def teacher():
             opt.zero_grad()
             loss.backward()
             opt.step()
+    torch.set_num_threads(threads)
     return model.eval()
 
 
@@ -36,7 +39,7 @@ def digits():
     return open_training_data("digits:train", 64), open_training_data("digits:test", 512, shuffle=False)
 
 
-@pytest.fixture(autouse=True, scope="session")
+@pytest.fixture(autouse=True)
 def _one_thread():
     """Tiny models: one thread is fastest and steadiest on a shared 2-core machine."""
     before = torch.get_num_threads()
