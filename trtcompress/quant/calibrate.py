@@ -199,6 +199,9 @@ def _fixed_batch(inputs) -> int | None:
 
 
 def _length(source) -> int | None:
+    """Number of batches for the progress bar, when known without an extra pass over the data."""
+    if isinstance(source, rebatch) or getattr(source, "length_known", True) is False:
+        return None
     try:
         return len(source)
     except TypeError:
