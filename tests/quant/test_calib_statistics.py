@@ -137,3 +137,24 @@ def test_calibrate_gives_a_table(small_model, samples):
     # r2 is a Clip(0, 6) output: never above 6
     assert table.amax["r2"] <= 6.0
     assert table.details["tensors"]["x"]["max"] >= table.amax["x"]
+    from trtcompress.quant.table import CalibrationTable
+
+    assert CalibrationTable.from_json(table.to_json()).amax == table.amax
+
+
+@pytest.mark.parametrize("method,opts", [("max", {}), ("percentile", {"percentile": 99.0}), ("mse", {}), ("entropy", {"zeros": "damp"})])
+def test_methods_on_real_statistics(small_model, samples, method, opts):
+    stats = collect_statistics(small_model, TENSORS, ListSource(batches(samples, 8)), QUIET)
+    table = compute_amax(stats, method, **opts)
+    for t in TENSORS:
+        h = stats.histograms[t]
+        assert 0 < table.amax[t] <= h.amax
+    if method == "max":
+        assert all(table.amax[t] == stats.histograms[t].amax for t in TENSORS)
+    if method == "percentile":
+        # about 1% of |x| lies above the 99th percentile (to bin resolution), unless the
+        # percentile falls on a spike at the maximum (the Clip(0, 6) output saturates)
+        for t in TENSORS:
+            clipped = table.details["tensors"][t]["clipped"]
+            assert clipped <= 0.011
+            assert clipped >= 0.005 or table.amax[t] == stats.histograms[t].amax

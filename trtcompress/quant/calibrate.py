@@ -157,10 +157,10 @@ def calibrate(
 
 
 def _clipped_fraction(hist, amax: float) -> float:
-    """Share of values above ``amax`` (to bin resolution)."""
+    """Share of values in bins wholly above the one holding ``amax`` (a lower bound, to bin resolution)."""
     if hist.exponent is None or hist.total == 0:
         return 0.0
-    b = int(np.ceil(amax / hist.bin_width))
+    b = int(np.floor(amax / hist.bin_width)) + 1
     return float(hist.counts[b:].sum() / hist.total) if b < hist.bins else 0.0
 
 
