@@ -123,3 +123,29 @@ def test_deterministic_and_vectorised_speed():
     elapsed = time.perf_counter() - t
     assert entropy_clip_bin(counts) == a
     assert elapsed < 1.0  # 1921 candidates at once; the naive search takes tens of seconds
+
+
+def test_relu6_saturation_keeps_the_clip_level():
+    from trtcompress.quant.methods.entropy import saturated
+
+    rng = np.random.default_rng(5)
+    relu6 = np.clip(rng.standard_normal(300_000) * 2.5, 0, 6).astype(np.float32)  # zeros and a spike at 6
+    h = AbsHistogram()
+    h.add(relu6)
+    assert saturated(h)
+    assert entropy(h).amax == 6.0 and entropy(h).info["saturated"]
+    assert "saturated" not in entropy(h, keep_saturation=False).info
+    tail = AbsHistogram()
+    tail.add(rng.laplace(size=300_000).astype(np.float32))
+    assert not saturated(tail)
+
+
+def test_zero_spike_drives_kept_zeros_to_the_smallest_candidate():
+    rng = np.random.default_rng(6)
+    x = np.maximum(rng.laplace(size=300_000), 0).astype(np.float32)  # half the values are exact zeros
+    h = AbsHistogram()
+    h.add(x)
+    kept = entropy(h, zeros="keep", keep_saturation=False)
+    dropped = entropy(h, zeros="drop", keep_saturation=False)
+    # kept zeros: the level holding bin 0 smears the spike, so the search wants narrow levels
+    assert kept.amax < 0.3 * dropped.amax

@@ -23,7 +23,7 @@ from ...errors import ConfigError
 from ..histogram import AbsHistogram
 from .registry import MethodResult, empty_result, register_method
 
-__all__ = ["kl_divergences", "entropy_clip_bin", "entropy", "SMOOTHING"]
+__all__ = ["kl_divergences", "entropy_clip_bin", "entropy", "saturated", "SMOOTHING"]
 
 # Q is zero where P is not only in P's last bin (that bin is empty, the tail is not): Q there is
 # smoothed to this many counts (the smoothing constant of MXNet's and ONNX Runtime's calibrators).
@@ -94,18 +94,39 @@ def entropy_clip_bin(counts: np.ndarray, num_quantized_bins: int = 128, start_bi
     return int(cand[k]), float(kl[k])
 
 
+def saturated(hist: AbsHistogram, min_count: int = 32, ratio: float = 32.0) -> bool:
+    """True when max|x| is a saturation level: a spike of values sits exactly at the top.
+
+    A Clip/ReLU6 output (or any op that saturates) puts many values at its bound; a natural tail
+    puts one or two values in its last bin. Clipping below a saturation level moves every
+    saturated activation, which the KL search does not weigh (it sees one spike bin).
+    """
+    top = hist.used_bins() - 1
+    if top < 1:
+        return False
+    spike = int(hist.counts[top])
+    below = hist.counts[max(0, top - 64) : top]
+    below = below[below > 0] if top > 64 else below[1:]
+    level = float(below.mean()) if below.size else 0.0
+    return spike >= min_count and spike >= ratio * max(level, 1.0)
+
+
 @register_method("entropy")
 def entropy(
     hist: AbsHistogram,
     num_bins: int = 2048,
     num_quantized_bins: int = 128,
     start_bin: int | None = None,
-    zeros: str = "keep",
+    zeros: str = "drop",
+    keep_saturation: bool = True,
 ) -> MethodResult:
     """TensorRT's entropy threshold on (at most) ``num_bins`` bins over ``[0, max|x|]``.
 
-    ``zeros``: ``keep`` counts exact zeros in bin 0 as TensorRT does, ``drop`` leaves them out,
-    ``damp`` sets bin 0 to bin 1 (Model Optimizer's choice). The threshold never exceeds max|x|.
+    ``zeros``: ``drop`` (default) leaves exact zeros out of the search, ``keep`` counts them in
+    bin 0 as TensorRT's description does (a ReLU network's spike of zeros then drives the search
+    to its smallest candidate, 128/2048 of the range), ``damp`` sets bin 0 to bin 1 (Model
+    Optimizer). ``keep_saturation``: a tensor whose maximum is a saturation level (ReLU6/Clip
+    outputs, see :func:`saturated`) keeps its maximum. The threshold never exceeds max|x|.
     """
     if zeros not in ZERO_MODES:
         raise ConfigError(f"zeros must be one of {', '.join(ZERO_MODES)}, got {zeros!r}")
@@ -114,6 +135,8 @@ def entropy(
     done = empty_result(hist)
     if done:
         return done
+    if keep_saturation and saturated(hist):
+        return MethodResult(float(hist.amax), {"saturated": True})
     counts, width = hist.coarse(num_bins, drop_zeros=zeros == "drop")
     if zeros == "damp" and counts.size > 1:
         counts[0] = counts[1]
