@@ -158,3 +158,12 @@ def test_methods_on_real_statistics(small_model, samples, method, opts):
             clipped = table.details["tensors"][t]["clipped"]
             assert clipped <= 0.011
             assert clipped >= 0.005 or table.amax[t] == stats.histograms[t].amax
+
+
+def test_numba_collection_equals_numpy(small_model, samples):
+    if not _kernels.have_numba():
+        pytest.skip("numba not installed")
+    src = ListSource(batches(samples, 5))
+    a = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numpy"))
+    b = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numba", workers=2))
+    assert a == b

@@ -33,6 +33,9 @@ from .table import CalibrationTable
 
 __all__ = ["CollectConfig", "collect_statistics", "compute_amax", "calibrate"]
 
+# Above this many values in the whole pass, the numba kernel (when installed) replaces numpy.
+AUTO_NUMBA_ELEMENTS = 200_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class CollectConfig(Config):
@@ -84,10 +87,12 @@ def collect_statistics(
         source = rebatch(source, fixed_batch)
     total = _length(source)
     tqdm = require("tqdm").tqdm
-    count = _kernels.get(config.kernel)  # fails early when numba was asked for and is missing
-    parallel = count is not _kernels.count_numpy and config.workers > 1
-    kernel = "numpy" if count is _kernels.count_numpy else "numba"
-    with _session(proto, tensors, base_dir, config) as sess, ThreadPoolExecutor(config.workers if parallel else 1) as pool:
+    if config.kernel == "numba":
+        _kernels.get("numba")  # fails early when numba was asked for and is missing
+    # "auto" counts the first batch with numpy, then switches to numba (loading it costs about a
+    # second) only when the data set is big enough for that to pay off.
+    kernel = "numpy" if config.kernel == "auto" else config.kernel
+    with _session(proto, tensors, base_dir, config) as sess, ThreadPoolExecutor(config.workers) as pool:
         bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
         scratch: np.ndarray | None = None
         try:
@@ -95,8 +100,8 @@ def collect_statistics(
                 for name, value in zip(tensors, outputs):
                     if value.dtype.kind != "f":
                         raise DataError(f"tensor {name!r} is {value.dtype}, not floating point; only float tensors are calibrated")
-                if parallel:
-                    # largest first, so the two workers finish together
+                if kernel == "numba" and config.workers > 1:
+                    # largest first, so the workers finish together; the kernel releases the GIL
                     order = sorted(range(len(tensors)), key=lambda k: -outputs[k].size)
                     jobs = [pool.submit(stats.histograms[tensors[k]].add, outputs[k], None, kernel) for k in order]
                     for job in jobs:
@@ -106,6 +111,10 @@ def collect_statistics(
                         if value.dtype == np.float32 and (scratch is None or scratch.size < value.size):
                             scratch = np.empty(value.size, np.float32)
                         stats.histograms[name].add(value, scratch, kernel)
+                if config.kernel == "auto" and stats.num_batches == 0:
+                    per_batch = sum(int(v.size) for v in outputs)
+                    if per_batch * (total or 1000) >= AUTO_NUMBA_ELEMENTS and _kernels.have_numba():
+                        kernel, scratch = "numba", None
                 del outputs
                 stats.num_samples += n
                 stats.num_batches += 1
