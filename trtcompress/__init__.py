@@ -29,6 +29,7 @@ _API = {
     "make_runner": ".runners",
     "RunnerOptions": ".runners",
     "open_source": ".data",
+    "model_inputs": ".data",
     "PreprocessConfig": ".data",
     "compare": ".compare",
     "CompareConfig": ".compare",
