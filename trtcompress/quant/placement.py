@@ -17,12 +17,15 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-from typing import Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import onnx
 
 from ..errors import ConfigError
 from .graph import GraphIndex, node_names
+
+if TYPE_CHECKING:
+    from .table import CalibrationTable
 
 __all__ = [
     "NodeQuant",
@@ -34,6 +37,7 @@ __all__ = [
     "registered_rules",
     "plan_quantization",
     "NodeSelector",
+    "apply_bounds",
 ]
 
 
@@ -114,6 +118,7 @@ class QuantPlan:
     float_nodes: dict[str, str]  # node name -> why it stays float
     op_types: dict[str, str]  # node name -> op type, for reports
     extra_tensors: list[str] = dataclasses.field(default_factory=list)  # ranges for the CPU lowering only
+    bounds: dict[str, float] = dataclasses.field(default_factory=dict)  # tensor -> |bound| of the Clip producing it
 
     @property
     def qdq_tensors(self) -> list[str]:
@@ -139,6 +144,7 @@ class QuantPlan:
             float_nodes,
             self.op_types,
             list(self.extra_tensors),
+            dict(self.bounds),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -235,7 +241,42 @@ def plan_quantization(
             extra.append(_post_activation(node.output[0], g))
     qdq = {a.tensor for a in activations}
     extra = [t for t in dict.fromkeys(extra) if t not in qdq and g.is_float(t)]
-    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra)
+    bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(t, g)) is not None}
+    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds)
+
+
+def _clip_bound(tensor: str, g: GraphIndex) -> float | None:
+    """max(|min|, |max|) of the Clip (ReLU6) that produces ``tensor``, when both bounds are constants."""
+    p = g.producer.get(tensor)
+    if p is None or p.op_type != "Clip":
+        return None
+    lo = g.const_value(p.input[1]) if len(p.input) > 1 and p.input[1] else g.attr(p, "min")
+    hi = g.const_value(p.input[2]) if len(p.input) > 2 and p.input[2] else g.attr(p, "max")
+    if lo is None or hi is None:
+        return None
+    return float(max(abs(float(lo)), abs(float(hi))))
+
+
+def apply_bounds(plan: QuantPlan, table: "CalibrationTable") -> list[str]:
+    """Give each bounded (ReLU6-style) tensor the range it really has: ``min(bound, observed max)``.
+
+    A clip piles a large share of its values exactly at the bound. Histogram methods (entropy in
+    particular) read that pile as an outlier and clip far below it (seen on EfficientNet-Lite0:
+    ReLU6 outputs clipped at 0.44 with 20% of the values above), which loses most of the
+    network's signal. The observed maximum comes from the method's details when recorded there.
+    Returns the tensors whose amax changed.
+    """
+    changed = []
+    per_tensor = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
+    for t, bound in plan.bounds.items():
+        if t not in table.amax:
+            continue
+        observed = per_tensor.get(t, {}).get("max") if isinstance(per_tensor.get(t), dict) else None
+        target = min(bound, float(observed)) if observed else bound
+        if table.amax[t] < target:
+            table.amax[t] = target
+            changed.append(t)
+    return changed
 
 
 def _check_patterns(g: GraphIndex, inc: NodeSelector, exc: NodeSelector) -> None:

@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
 from ..quant.graph import node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, lower_cpu
-from ..quant.placement import QuantPlan, plan_quantization
+from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import fallback_to_target, layer_errors, parse_accuracy_target
 from ..quant.table import CalibrationTable
@@ -52,6 +52,8 @@ class QuantizeConfig(Config):
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
     signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu).
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
+    ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
+    the method's (which clips the pile of values at the bound; see placement.apply_bounds).
     """
 
     method: str = "entropy"
@@ -72,6 +74,7 @@ class QuantizeConfig(Config):
     weights: str = "float"
     cpu_weights: str = "auto"
     trt_version: str | None = None
+    clip_bounds: bool = True
     threads: int = 0
     progress: bool = True
 
@@ -186,6 +189,8 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
         plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
     table = _calibrate(work, plan, config)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples}
+    if config.clip_bounds:
+        report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
         report["calibration_seconds"] = table.details["seconds"]
 
