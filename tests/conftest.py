@@ -84,7 +84,7 @@ def efficientnet_onnx(tmp_path_factory) -> Path:
     """Pretrained EfficientNet-Lite0 exported once per session (dynamic batch)."""
     if not HAS_TORCH:
         pytest.skip("needs torch")
-    from trtcompress.export import ExportConfig, export
+    from trtcompress.torch_export import ExportConfig, export
 
     out = tmp_path_factory.mktemp("effnet") / "efficientnet_lite0.onnx"
     export("trtcompress.zoo:efficientnet_lite0", out, ExportConfig(inputs=("x:1x3x224x224",)))

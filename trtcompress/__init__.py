@@ -31,14 +31,14 @@ _API = {
     "open_source": ".data",
     "model_inputs": ".data",
     "PreprocessConfig": ".data",
-    "compare": ".compare",
-    "CompareConfig": ".compare",
-    "bench": ".bench",
-    "BenchConfig": ".bench",
-    "export": ".export",
-    "ExportConfig": ".export",
-    "compress": ".compress",
-    "CompressConfig": ".compress",
+    "compare": ".comparison",
+    "CompareConfig": ".comparison",
+    "bench": ".benchmark",
+    "BenchConfig": ".benchmark",
+    "export": ".torch_export",
+    "ExportConfig": ".torch_export",
+    "compress": ".job",
+    "CompressConfig": ".job",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -31,9 +31,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchConfig
-    from ..compress import CompressConfig, compress, stage_config
-    from ..export import ExportConfig
+    from ..benchmark import BenchConfig
+    from ..job import CompressConfig, compress, stage_config
+    from ..torch_export import ExportConfig
 
     names = DEMO_STAGES if args.stages is None else tuple(s.strip() for s in args.stages.split(",") if s.strip())
     config = CompressConfig(
