@@ -11,8 +11,8 @@ from trtcompress.quant.lower_cpu import cpu_has_vnni, lower_cpu
 from trtcompress.quant.placement import plan_quantization
 from trtcompress.quant.qdq_trt import write_trt_qdq
 
-from . import graphs
-from .conftest import calibrate_for_test, run
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, case, run  # noqa: F401 (case is a fixture)
 
 
 def _sqnr(ref, got):

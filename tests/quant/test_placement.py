@@ -6,7 +6,7 @@ import pytest
 from trtcompress.errors import ConfigError
 from trtcompress.quant.placement import plan_quantization, registered_rules
 
-from . import graphs
+import qdq_graphs as graphs
 
 
 def _acts(plan, node):

@@ -13,8 +13,8 @@ from trtcompress.quant.scales import weight_scales
 from trtcompress.quant.table import CalibrationTable
 from trtcompress.quant.trt_rules import check_trt_qdq, trt_qdq_violations
 
-from . import graphs
-from .conftest import calibrate_for_test, run
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, case, run  # noqa: F401 (case is a fixture)
 
 
 def _sqnr(ref, got):

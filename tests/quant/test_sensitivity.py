@@ -9,8 +9,8 @@ from trtcompress.errors import ConfigError
 from trtcompress.quant.placement import plan_quantization
 from trtcompress.quant.sensitivity import AccuracyTarget, fallback_to_target, layer_errors, parse_accuracy_target
 
-from . import graphs
-from .conftest import calibrate_for_test
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, case  # noqa: F401 (case is a fixture)
 
 
 def test_layer_errors_cover_every_quantized_layer_worst_first(case):

@@ -16,8 +16,8 @@ from trtcompress.stage import get_stage
 from trtcompress.stages.quantize import QuantizeConfig, quantize
 
 from conftest import cli
-from . import graphs
-from .conftest import calibrate_for_test, run
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, run
 
 
 def _npz_dir(tmp: Path, feeds) -> Path:

@@ -1,5 +1,4 @@
-"""Fixtures for the quantization tests: tiny graphs, their calibration tables (a temporary max
-calibration until trtcompress.quant.calibrate is on main; the real one is used when present)."""
+"""Helpers for the Q/DQ tests: tiny graphs, their calibration tables (a temporary max calibration until trtcompress.quant.calibrate is on main), ORT runs, and the ``case`` fixture."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,8 +9,8 @@ import pytest
 from trtcompress.quant.placement import plan_quantization
 from trtcompress.quant.table import CalibrationTable
 
-from . import graphs
-from ._max_calib import max_calibrate
+import qdq_graphs as graphs
+from qdq_max_calib import max_calibrate
 
 
 def calibrate_for_test(model: onnx.ModelProto, plan, feeds) -> CalibrationTable:
