@@ -33,3 +33,14 @@ def case(request):
     plan = plan_quantization(model)
     table = calibrate_for_test(model, plan, feeds)
     return request.param, model, plan, table, feeds
+
+
+def cli(*args: str):
+    """Run the installed ``trtcompress`` command (as tests/conftest.py's ``cli``; imported by name
+    there would resolve to the calibration tests' conftest in this folder)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "trtcompress"
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=900)

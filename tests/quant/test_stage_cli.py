@@ -15,9 +15,9 @@ from trtcompress.quant.trt_rules import trt_qdq_violations
 from trtcompress.stage import get_stage
 from trtcompress.stages.quantize import QuantizeConfig, quantize
 
-from conftest import cli
+
 import qdq_graphs as graphs
-from qdq_helpers import calibrate_for_test, run
+from qdq_helpers import calibrate_for_test, cli, run
 
 
 def _npz_dir(tmp: Path, feeds) -> Path:
