@@ -151,3 +151,24 @@ def test_fashion_cnn_both_targets_keep_accuracy(tmp_path):
         got = np.concatenate(run(result.model, ev, optimize=target == "cpu")).argmax(1)
         assert np.mean(got == ref) >= 0.97, target
         assert abs(np.mean(got == y_ev) - np.mean(ref == y_ev)) <= 0.02, target
+
+
+def test_stage_calibrates_with_the_calibration_module(mb):
+    """With trtcompress.quant.calibrate installed, the stage calibrates the plan's tensors itself."""
+    pytest.importorskip("trtcompress.quant.calibrate")
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    expected = json.loads((tmp / "table.json").read_text())["amax"]
+    result = quantize(model, QuantizeConfig(calib=str(calib), method="max", sensitivity_samples=0, clip_bounds=False, progress=False))
+    amax = json.loads(result.artifacts["calibration.json"])["amax"]
+    assert set(amax) == set(expected)
+    for t, v in expected.items():
+        assert amax[t] == pytest.approx(v, rel=0.02), t
+    assert trt_qdq_violations(result.model) == []
+
+
+def test_stage_writes_a_tensorrt_cache_when_asked(mb):
+    pytest.importorskip("trtcompress.quant.cache")
+    model, _, tmp = mb
+    result = quantize(model, QuantizeConfig(table=str(tmp / "table.json"), sensitivity_samples=0, trt_version="10.3.0"))
+    assert result.artifacts["calibration.cache"].startswith("TRT-100300-EntropyCalibration2")
