@@ -25,7 +25,7 @@ from ..quant.graph import node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
-from ..quant.sensitivity import fallback_to_target, layer_errors, parse_accuracy_target
+from ..quant.sensitivity import fallback_to_target, layer_errors, parse_accuracy_target, refine_ranges
 from ..quant.table import CalibrationTable
 from ..quant.trt_rules import check_trt_qdq
 from ..specs import parse_input_specs
@@ -54,6 +54,8 @@ class QuantizeConfig(Config):
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
     ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
     the method's (which clips the pile of values at the bound; see placement.apply_bounds).
+    ``refine_ranges``: per tensor, keep the method's amax or the observed max, whichever gives the
+    layers reading it less error on the sensitivity samples (see sensitivity.refine_ranges).
     """
 
     method: str = "entropy"
@@ -75,6 +77,7 @@ class QuantizeConfig(Config):
     cpu_weights: str = "auto"
     trt_version: str | None = None
     clip_bounds: bool = True
+    refine_ranges: bool = True
     threads: int = 0
     progress: bool = True
 
@@ -197,6 +200,9 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
         feeds = _take(_source(work, config.calib or config.eval, config, config.sensitivity_samples), config.sensitivity_samples)
+        if config.refine_ranges:
+            table, changes = refine_ranges(work, plan, table, feeds, threads=config.threads)
+            report["refined_to_max"] = changes
         ranking = layer_errors(work, plan, table, feeds, threads=config.threads)
         report["layer_error"] = [e.to_dict() for e in ranking]
 
