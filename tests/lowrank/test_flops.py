@@ -6,7 +6,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from trtcompress.lowrank.flops import model_macs
 
-from .onnx_models import cnn
+from onnx_models import cnn
 
 
 def test_cnn_macs_by_hand():

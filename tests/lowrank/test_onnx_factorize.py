@@ -14,7 +14,7 @@ from trtcompress.lowrank.svd import Spectrum
 from trtcompress.pipeline import Pipeline
 from trtcompress.stage import get_stage
 
-from .onnx_models import cnn, run
+from onnx_models import cnn, run
 
 
 @pytest.fixture
