@@ -124,7 +124,7 @@ def test_error_rule_needs_data(rng):
 
 
 def test_error_rule_reads_a_data_spec(rng):
-    rep = factorize_onnx(cnn(rng), LowRankConfig(rule="error", error=0.5, calib="random:2", batch_size=2)).report
+    rep = factorize_onnx(cnn(rng), LowRankConfig(rule="error", error=0.5, calib="random:2", batch=2, limit=4)).report
     assert rep["rule"] == "error" and rep["factorised"] + len(rep["skipped"]) == 5
 
 

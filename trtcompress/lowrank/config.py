@@ -40,11 +40,11 @@ class LowRankConfig(Config):
     oversample: int = 10
     power_iters: int = 2
     seed: int = 0
-    # calibration data for rule="error" (ONNX stage): a trtcompress.data spec; compress fills it with --data
+    # calibration data for rule="error" (ONNX stage): a trtcompress.data spec; compress fills it from --calib (or --data)
     calib: str | None = None
     preprocess: str | None = None
-    calibration_samples: int = 32
-    batch_size: int = 8
+    limit: int | None = 32  # calibration samples used (None: all)
+    batch: int = 8
 
     def validate(self) -> None:
         if self.rule not in RANK_RULES:
@@ -68,5 +68,5 @@ class LowRankConfig(Config):
             raise ConfigError(f"lowrank svd {self.svd!r} is not one of {', '.join(SVD_METHODS)}")
         if self.oversample < 0 or self.power_iters < 0 or self.randomized_min_dim < 1:
             raise ConfigError("lowrank oversample and power_iters must be >= 0, randomized_min_dim >= 1")
-        if self.calibration_samples < 1 or self.batch_size < 1:
-            raise ConfigError("lowrank calibration_samples and batch_size must be at least 1")
+        if (self.limit is not None and self.limit < 1) or self.batch < 1:
+            raise ConfigError("lowrank limit and batch must be at least 1")

@@ -174,7 +174,7 @@ def _calibration_feeds(model: onnx.ModelProto, config: LowRankConfig, given: Ite
         from ..data.readers import ReaderOptions
 
         pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
-        opts = ReaderOptions(batch_size=config.batch_size, limit=config.calibration_samples, seed=config.seed, preprocess=pre, batches=max(1, math.ceil(config.calibration_samples / config.batch_size)))
+        opts = ReaderOptions(batch_size=config.batch, limit=config.limit, seed=config.seed, preprocess=pre, batches=max(1, math.ceil((config.limit or 32) / config.batch)))
         feeds = list(open_source(config.calib, model_inputs(model), opts))
     if not feeds:
         raise DataError("lowrank: the calibration data holds no samples")
