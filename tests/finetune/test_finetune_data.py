@@ -81,3 +81,13 @@ def test_builtin_digits_with_split_and_limit():
     assert sum(len(x) for x in xs) == 100 and tuple(xs[0].shape[1:]) == (1, 8, 8)
     with pytest.raises(ConfigError):
         open_training_data("digits:train:many")
+
+
+def test_builtin_fashion_mnist_subset():
+    from trtcompress.zoo.fashion_mnist import dataset_dir
+
+    if not (dataset_dir() / "t10k-labels-idx1-ubyte.gz").is_file():
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    x, y = next(iter(open_training_data("fashion-mnist:test:100", batch_size=64, shuffle=False)))
+    assert tuple(x.shape) == (64, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert float(x.max()) <= 1.0

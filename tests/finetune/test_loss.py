@@ -37,3 +37,19 @@ def test_no_gradient_into_the_teacher():
     t = torch.randn(3, 4, requires_grad=True)
     distillation_loss(s, t, torch.tensor([0, 1, 2]), 0.5, 2.0).backward()
     assert s.grad is not None and t.grad is None
+
+
+@pytest.mark.parametrize("kw", [dict(alpha=1.5), dict(temperature=0), dict(epochs=0), dict(steps=0), dict(lr=-1), dict(optimizer="lbfgs"), dict(schedule="step"), dict(checkpoint_every=0)])
+def test_config_validation(kw):
+    from trtcompress.errors import ConfigError
+    from trtcompress.finetune import FinetuneConfig
+
+    with pytest.raises(ConfigError):
+        FinetuneConfig(**kw)
+
+
+def test_config_json_round_trip():
+    from trtcompress.finetune import FinetuneConfig
+
+    c = FinetuneConfig(alpha=0.3, steps=100, optimizer="sgd", checkpoint_dir="ck")
+    assert FinetuneConfig.from_json(c.to_json()) == c
