@@ -77,6 +77,8 @@ def apply_transform(spec: str, teacher, example_input=None) -> tuple[Any, dict[s
     if name not in _TRANSFORMS:
         raise ConfigError(f"unknown student transform {name!r}; known: {', '.join(registered_transforms())}")
     student = copy.deepcopy(teacher)
+    for p in student.parameters():  # a teacher used for distillation has its gradients turned off
+        p.requires_grad_(True)
     report = _TRANSFORMS[name](student, parse_options(rest), example_input)
     for p in student.parameters():
         p.requires_grad_(True)
@@ -90,3 +92,14 @@ def _lowrank(student, options: dict[str, str], example_input) -> dict[str, Any]:
 
     config = config_from_options(LowRankConfig, options)
     return factorize_module(student, config, example_inputs=example_input).to_dict()
+
+
+@register_transform("2to4")
+def _sparse24(student, options: dict[str, str], example_input) -> dict[str, Any]:
+    """2:4 pruning with masks that hold through training by themselves (trtcompress.sparsity)."""
+    try:
+        from ..sparsity.torch_masks import Sparse24Config, sparse24_student
+    except ImportError as e:
+        raise ConfigError(f"the 2to4 transform needs trtcompress.sparsity, which this installation lacks ({e})") from e
+    _, report = sparse24_student(student, config_from_options(Sparse24Config, options))
+    return report
