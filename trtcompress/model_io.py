@@ -14,6 +14,7 @@ from .errors import ModelError
 
 __all__ = [
     "load_model",
+    "require_model_file",
     "save_model",
     "check_model",
     "infer_shapes",
@@ -37,6 +38,12 @@ def _require_file(path: str | os.PathLike) -> Path:
     if p.stat().st_size == 0:
         raise ModelError(f"{p} is empty (0 bytes); re-export or re-download the model")
     return p
+
+
+def require_model_file(path: str | os.PathLike) -> Path:
+    """Check that ``path`` is a readable ONNX file (header and external data files; weights not loaded)."""
+    load_model(path, load_external_data=False, check=False)
+    return Path(path)
 
 
 def load_model(path: str | os.PathLike, load_external_data: bool = True, check: bool = True) -> onnx.ModelProto:
@@ -78,7 +85,8 @@ def _check_external_files(model: onnx.ModelProto, base: Path) -> None:
 
 def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
     try:
-        if path is not None and model.ByteSize() > PROTOBUF_LIMIT // 2:
+        if path is not None and (_has_external(model) or model.ByteSize() > PROTOBUF_LIMIT // 2):
+            # by path, so the checker finds external data beside the file
             onnx.checker.check_model(str(path))
         else:
             onnx.checker.check_model(model)
@@ -86,6 +94,10 @@ def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"{path}: " if path else ""
         raise ModelError(f"{where}ONNX checker failed: {first}") from e
+
+
+def _has_external(model: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(model))
 
 
 def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:

@@ -17,7 +17,6 @@ VERBS = {
     "compare": "compare",
     "bench": "bench",
     "compress": "compress",
-    "demo": "demo",
     "inspect": "inspect",
     "sparsify": "sparsify",
 }

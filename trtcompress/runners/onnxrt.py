@@ -5,6 +5,7 @@ import onnxruntime as ort
 from polygraphy.backend.onnxrt import OnnxrtRunner
 
 from ..errors import ConfigError, ModelError
+from ..model_io import require_model_file
 from .registry import RunnerOptions, register_backend
 
 _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "trt": "TensorrtExecutionProvider"}
@@ -49,4 +50,5 @@ def make_session(model_path: str, options: RunnerOptions) -> ort.InferenceSessio
 
 @register_backend("onnxrt")
 def onnxrt_runner(model_path: str, options: RunnerOptions) -> OnnxrtRunner:
+    require_model_file(model_path)
     return OnnxrtRunner(lambda: make_session(model_path, options), name=f"onnxrt:{model_path}")

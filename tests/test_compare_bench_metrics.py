@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from trtcompress.bench import BenchConfig, bench, latency_stats
+from trtcompress.compare import CompareConfig, compare
+from trtcompress.data import model_inputs, open_source
+from trtcompress.data.readers import ReaderOptions
+from trtcompress.errors import ConfigError
+from trtcompress.metrics import compression_ratio, pruning_rate, quantization_error, weight_stats
+from trtcompress.model_io import load_model, save_model
+
+from conftest import tiny_classifier
+
+
+def _perturbed(src, dst, scale: float):
+    m = load_model(src)
+    for t in m.graph.initializer:
+        if t.name == "fc":
+            a = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array(a + scale * np.sign(a), "fc"))
+    return save_model(m, dst)
+
+
+def _source(model, n=4, batch=4):
+    return open_source(f"random:{n}", model_inputs(model), ReaderOptions(batch_size=batch))
+
+
+def test_identical_models_agree(tiny_model):
+    r = compare(tiny_model, tiny_model, _source(tiny_model), CompareConfig(atol=0.0, min_cosine=1.0, min_top1=1.0))
+    o = r.outputs["logits"]
+    assert r.passed and r.samples == 16 and o["max_abs"] == 0 and o["top1_agreement"] == 1.0
+
+
+def test_perturbed_model_fails_the_tolerances(tiny_model, tmp_path):
+    cand = _perturbed(tiny_model, tmp_path / "p.onnx", 0.5)
+    r = compare(tiny_model, cand, _source(tiny_model), CompareConfig(atol=1e-3, rtol=1e-3))
+    o = r.outputs["logits"]
+    assert not r.passed and o["max_abs"] > 1e-3 and o["outside_tolerance"] > 0
+    assert 0 < o["mean_abs"] <= o["max_abs"] and o["median_abs"] <= o["max_abs"]
+    assert "logits" in r.failures[0]
+
+
+def test_compare_errors_match_numpy(tiny_model, tmp_path):
+    import onnxruntime as ort
+
+    cand = _perturbed(tiny_model, tmp_path / "p.onnx", 0.1)
+    feeds = list(_source(tiny_model, n=2))
+    r = compare(tiny_model, cand, feeds)
+    a = np.concatenate([ort.InferenceSession(str(tiny_model)).run(None, f)[0] for f in feeds])
+    b = np.concatenate([ort.InferenceSession(str(cand)).run(None, f)[0] for f in feeds])
+    o = r.outputs["logits"]
+    np.testing.assert_allclose(o["max_abs"], np.abs(a - b).max(), rtol=1e-6)
+    np.testing.assert_allclose(o["mean_abs"], np.abs(a - b).mean(), rtol=1e-6)
+    cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    np.testing.assert_allclose(o["cosine_min"], cos.min(), rtol=1e-6)
+    assert o["top1_agreement"] == np.mean(a.argmax(1) == b.argmax(1))
+
+
+def test_bench_interleaves_and_reports(tiny_model, tmp_path):
+    other = tiny_classifier(tmp_path / "other.onnx", seed=1)
+    r = bench([tiny_model, other], BenchConfig(batch_sizes=(1, 4), warmup=2, iterations=20, rounds=4))
+    for b in (1, 4):
+        for label in r.models:
+            s = r.results[b][label]
+            assert s["iterations"] == 20 and 0 < s["min_ms"] <= s["p50_ms"] <= s["p90_ms"] <= s["p99_ms"]
+            assert s["throughput_per_s"] == pytest.approx(b * 1e3 / s["mean_ms"])
+        assert r.ratios[b][r.models[0]] == 1.0
+
+
+def test_bench_static_batch_is_refused(tmp_path):
+    m = tiny_classifier(tmp_path / "s.onnx", dynamic=False)
+    with pytest.raises(ConfigError, match="fixed batch"):
+        bench([m], BenchConfig(batch_sizes=(4,), iterations=1, rounds=1, warmup=0))
+
+
+def test_latency_stats():
+    s = latency_stats([0.001] * 99 + [0.1], batch=2)
+    assert s["p50_ms"] == pytest.approx(1.0) and s["p99_ms"] > 1.0 and s["mean_ms"] == pytest.approx(1.99)
+
+
+def test_metrics(tiny_model, tmp_path):
+    m = load_model(tiny_model)
+    for t in m.graph.initializer:
+        if t.name == "w":
+            a = numpy_helper.to_array(t).copy()
+            a.reshape(-1)[::2] = 0  # half the conv weights pruned
+            t.CopyFrom(numpy_helper.from_array(a, "w"))
+    pruned = save_model(m, tmp_path / "pruned.onnx")
+    ws = weight_stats(tiny_model)
+    assert ws["parameters"] == 16 * 27 + 16 + 5 * 16 + 5
+    pr = pruning_rate(tiny_model, pruned)
+    assert pr["pruned"] == 16 * 27 // 2 and pr["percent"] == pytest.approx(100 * 216 / ws["parameters"])
+    cr = compression_ratio(tiny_model, pruned)
+    assert cr["ratio_parameters"] == pytest.approx(ws["nonzero"] / (ws["nonzero"] - 216))
+    q = quantization_error({"outputs": {"a": {"max_abs": 0.5, "mean_abs": 0.1}, "b": {"max_abs": 0.2, "mean_abs": 0.3}}})
+    assert q == {"max_abs": 0.5, "mean_abs": pytest.approx(0.2)}

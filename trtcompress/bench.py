@@ -1,0 +1,128 @@
+"""Latency benchmark of one or more models, measured in interleaved rounds in one run.
+
+Interleaving (round 1: A, B, C; round 2: A, B, C; ...) spreads drift from other load on the
+machine over every model equally, so the ratios between models are fair. Latency is the backend's
+own inference time (``runner.last_inference_time()``), without Python-side feed handling.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .config import Config
+from .data.base import model_inputs
+from .data.readers import ReaderOptions, open_source
+from .errors import ConfigError
+from .runners import RunnerOptions, make_runner
+
+__all__ = ["BenchConfig", "BenchResult", "bench", "latency_stats"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchConfig(Config):
+    """``iterations`` timed runs per model and batch size, or ``duration`` seconds each when set."""
+
+    batch_sizes: tuple[int, ...] = (1,)
+    warmup: int = 10
+    iterations: int = 100
+    duration: float | None = None
+    rounds: int = 5
+    seed: int = 0
+    shapes: dict[str, tuple[int, ...]] | None = None  # non-batch dims for dynamic inputs
+
+    def validate(self) -> None:
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise ConfigError("batch sizes must be >= 1")
+        if self.warmup < 0 or self.iterations < 1 or self.rounds < 1:
+            raise ConfigError("warmup >= 0, iterations >= 1 and rounds >= 1 are required")
+        if self.duration is not None and self.duration <= 0:
+            raise ConfigError("duration must be > 0 seconds")
+
+
+def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, float]:
+    ms = np.asarray(seconds, dtype=np.float64) * 1e3
+    mean = float(ms.mean())
+    return {
+        "iterations": int(ms.size),
+        "mean_ms": mean,
+        "min_ms": float(ms.min()),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "std_ms": float(ms.std()),
+        "throughput_per_s": batch * 1e3 / mean,
+    }
+
+
+@dataclasses.dataclass
+class BenchResult:
+    models: list[str]
+    backend: str
+    threads: int
+    results: dict[int, dict[str, dict[str, float]]]  # batch -> model -> stats
+    ratios: dict[int, dict[str, float]]  # batch -> model -> speedup against models[0] (p50)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "models": self.models,
+            "backend": self.backend,
+            "threads": self.threads,
+            "results": {str(b): r for b, r in self.results.items()},
+            "speedup_vs_first": {str(b): r for b, r in self.ratios.items()},
+        }
+
+
+def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, labels: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> BenchResult:
+    """Measure every model at every batch size; the first model is the baseline for ratios."""
+    config = config or BenchConfig()
+    options = options or RunnerOptions()
+    labels = list(labels or [str(m) for m in models])
+    if len(set(labels)) != len(labels):
+        labels = [f"{i}:{m}" for i, m in enumerate(labels)]
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    ratios: dict[int, dict[str, float]] = {}
+    runners = [make_runner(m, backend, options, name=label) for m, label in zip(models, labels)]
+    for r in runners:
+        r.activate()
+    try:
+        for batch in config.batch_sizes:
+            feeds = [_feed(m, batch, config) for m in models]
+            for r, feed in zip(runners, feeds):
+                for _ in range(config.warmup):
+                    r.infer(feed, check_inputs=False)
+            times: list[list[float]] = [[] for _ in runners]
+            per_round = max(1, config.iterations // config.rounds)
+            for rnd in range(config.rounds):
+                for i, (r, feed) in enumerate(zip(runners, feeds)):
+                    deadline = time.perf_counter() + config.duration / config.rounds if config.duration else None
+                    n = 0
+                    while (deadline is None and n < per_round) or (deadline is not None and (n == 0 or time.perf_counter() < deadline)):
+                        r.infer(feed, check_inputs=False)
+                        times[i].append(r.last_inference_time())
+                        n += 1
+                if log:
+                    log(f"batch {batch}: round {rnd + 1}/{config.rounds}")
+            results[batch] = {label: latency_stats(t, batch) for label, t in zip(labels, times)}
+            base = results[batch][labels[0]]["p50_ms"]
+            ratios[batch] = {label: base / results[batch][label]["p50_ms"] for label in labels}
+    finally:
+        for r in runners:
+            r.deactivate()
+    return BenchResult([str(m) for m in models], backend, options.threads, results, ratios)
+
+
+def _feed(model: str | os.PathLike, batch: int, config: BenchConfig) -> dict[str, np.ndarray]:
+    inputs = model_inputs(model)
+    shapes = None
+    if config.shapes:
+        shapes = {k: (batch, *v[1:]) for k, v in config.shapes.items()}
+    src = open_source("random:1", inputs, ReaderOptions(batch_size=batch, seed=config.seed, shapes=shapes))
+    feed = next(iter(src))
+    got = next(iter(feed.values())).shape[0] if feed else batch
+    if got != batch:
+        raise ConfigError(f"{model} has a fixed batch size of {got}; re-export it with a dynamic batch (the default of 'trtcompress export') to measure batch {batch}")
+    return feed

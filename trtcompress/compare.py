@@ -1,0 +1,179 @@
+"""Run two models on the same inputs and measure how far the candidate's outputs are from the base's.
+
+Outputs are compared feed by feed, so memory stays bounded whatever the data set size. Per output:
+max/mean/median absolute and relative error, per-sample cosine similarity, and top-1 agreement
+for classifier-shaped outputs ([N, C], C > 1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable
+
+import numpy as np
+
+from .config import Config
+from .data.base import FeedSource
+from .errors import ConfigError, DataError
+from .runners import RunnerOptions, make_runner
+
+__all__ = ["CompareConfig", "CompareResult", "compare", "compare_runners", "OutputStats"]
+
+_MEDIAN_CAP = 4_000_000  # elements kept per output for the median (first ones seen)
+
+
+@dataclasses.dataclass(frozen=True)
+class CompareConfig(Config):
+    """Tolerances; a check is applied only when set. ``atol``/``rtol`` hold elementwise like numpy.allclose."""
+
+    atol: float | None = None
+    rtol: float | None = None
+    min_cosine: float | None = None
+    min_top1: float | None = None
+    outputs: tuple[str, ...] = ()  # compare only these outputs (default: all shared outputs)
+
+    def validate(self) -> None:
+        for name in ("atol", "rtol"):
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ConfigError(f"{name} must be >= 0")
+        for name in ("min_cosine", "min_top1"):
+            v = getattr(self, name)
+            if v is not None and not -1.0 <= v <= 1.0:
+                raise ConfigError(f"{name} must be within [-1, 1] (top-1 as a fraction, e.g. 0.9)")
+
+
+class OutputStats:
+    """Streaming error statistics for one output."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.max_abs = 0.0
+        self.sum_abs = 0.0
+        self.max_rel = 0.0
+        self.sum_rel = 0.0
+        self.cos: list[float] = []
+        self.top1_same = 0
+        self.top1_total = 0
+        self.outside = 0  # elements outside atol + rtol * |base|
+        self._abs_sample: list[np.ndarray] = []
+        self._kept = 0
+
+    def update(self, base: np.ndarray, cand: np.ndarray, atol: float | None, rtol: float | None) -> None:
+        if base.shape != cand.shape:
+            raise DataError(f"output shapes differ: base {list(base.shape)} vs candidate {list(cand.shape)}")
+        b = base.astype(np.float64, copy=False)
+        c = cand.astype(np.float64, copy=False)
+        diff = np.abs(b - c)
+        rel = diff / np.maximum(np.abs(b), 1e-12)
+        self.count += diff.size
+        if diff.size:
+            self.max_abs = max(self.max_abs, float(diff.max()))
+            self.max_rel = max(self.max_rel, float(rel.max()))
+        self.sum_abs += float(diff.sum())
+        self.sum_rel += float(rel.sum())
+        if atol is not None or rtol is not None:
+            self.outside += int(np.count_nonzero(diff > (atol or 0.0) + (rtol or 0.0) * np.abs(b)))
+        if self._kept < _MEDIAN_CAP:
+            take = diff.ravel()[: _MEDIAN_CAP - self._kept].astype(np.float32)
+            self._abs_sample.append(take)
+            self._kept += take.size
+        n = b.shape[0] if b.ndim else 1
+        fb, fc = b.reshape(n, -1), c.reshape(n, -1)
+        denom = np.linalg.norm(fb, axis=1) * np.linalg.norm(fc, axis=1)
+        dot = (fb * fc).sum(axis=1)
+        cos = np.clip(dot / np.where(denom > 0, denom, 1), -1.0, 1.0)
+        # identical samples (all-zero ones included) have cosine exactly 1, free of rounding
+        same = (fb == fc).all(axis=1) if fb.shape[1] else np.ones(n, bool)
+        self.cos.extend(np.where(same, 1.0, np.where(denom > 0, cos, 0.0)).tolist())
+        if b.ndim == 2 and b.shape[1] > 1:
+            self.top1_same += int(np.count_nonzero(b.argmax(1) == c.argmax(1)))
+            self.top1_total += b.shape[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        med = float(np.median(np.concatenate(self._abs_sample))) if self._abs_sample else 0.0
+        return {
+            "elements": self.count,
+            "max_abs": self.max_abs,
+            "mean_abs": self.sum_abs / self.count if self.count else 0.0,
+            "median_abs": med,
+            "max_rel": self.max_rel,
+            "mean_rel": self.sum_rel / self.count if self.count else 0.0,
+            "cosine_mean": float(np.mean(self.cos)) if self.cos else None,
+            "cosine_min": float(np.min(self.cos)) if self.cos else None,
+            "top1_agreement": self.top1_same / self.top1_total if self.top1_total else None,
+            "outside_tolerance": self.outside,
+        }
+
+
+@dataclasses.dataclass
+class CompareResult:
+    base: str
+    candidate: str
+    feeds: int
+    samples: int
+    outputs: dict[str, dict[str, Any]]
+    failures: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "passed": self.passed}
+
+
+def compare_runners(base_runner, cand_runner, source: FeedSource, config: CompareConfig | None = None, progress: Callable[[int], None] | None = None) -> CompareResult:
+    """Compare two (not yet activated) Polygraphy runners on every feed of ``source``."""
+    config = config or CompareConfig()
+    stats: dict[str, OutputStats] = {}
+    feeds = samples = 0
+    with base_runner, cand_runner:
+        for feed in source:
+            out_b = base_runner.infer(feed)
+            out_b = {k: np.array(v, copy=True) for k, v in out_b.items()}  # runners may reuse buffers
+            out_c = cand_runner.infer(feed)
+            names = _output_names(out_b, out_c, config.outputs)
+            for name in names:
+                stats.setdefault(name, OutputStats()).update(out_b[name], np.asarray(out_c[name]), config.atol, config.rtol)
+            feeds += 1
+            samples += next(iter(feed.values())).shape[0] if feed else 0
+            if progress:
+                progress(feeds)
+    if not feeds:
+        raise DataError("the data source yielded no inputs; check the data path and --limit")
+    outputs = {k: s.to_dict() for k, s in stats.items()}
+    return CompareResult(getattr(base_runner, "name", "base"), getattr(cand_runner, "name", "candidate"), feeds, samples, outputs, _failures(outputs, config))
+
+
+def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None) -> CompareResult:
+    """Compare two model files on the same backend."""
+    rb = make_runner(base, backend, options, name=str(base))
+    rc = make_runner(candidate, backend, options, name=str(candidate))
+    return compare_runners(rb, rc, source, config, progress)
+
+
+def _output_names(out_b: dict, out_c: dict, wanted: tuple[str, ...]) -> list[str]:
+    if wanted:
+        missing = [n for n in wanted if n not in out_b or n not in out_c]
+        if missing:
+            raise DataError(f"output(s) {', '.join(missing)} not produced by both models (base: {', '.join(out_b)}; candidate: {', '.join(out_c)})")
+        return list(wanted)
+    shared = [n for n in out_b if n in out_c]
+    if shared:
+        return shared
+    if len(out_b) == len(out_c):
+        raise DataError(f"the models' outputs have different names (base: {', '.join(out_b)}; candidate: {', '.join(out_c)}); pass --outputs or rename them")
+    raise DataError(f"the models share no outputs (base: {', '.join(out_b)}; candidate: {', '.join(out_c)})")
+
+
+def _failures(outputs: dict[str, dict[str, Any]], config: CompareConfig) -> list[str]:
+    fails = []
+    for name, o in outputs.items():
+        if (config.atol is not None or config.rtol is not None) and o["outside_tolerance"]:
+            fails.append(f"{name}: {o['outside_tolerance']} of {o['elements']} elements outside atol={config.atol or 0} rtol={config.rtol or 0} (max abs {o['max_abs']:.3g})")
+        if config.min_cosine is not None and o["cosine_min"] is not None and o["cosine_min"] < config.min_cosine:
+            fails.append(f"{name}: cosine similarity {o['cosine_min']:.6f} < {config.min_cosine}")
+        if config.min_top1 is not None and o["top1_agreement"] is not None and o["top1_agreement"] < config.min_top1:
+            fails.append(f"{name}: top-1 agreement {o['top1_agreement']:.4f} < {config.min_top1}")
+    return fails

@@ -1,0 +1,94 @@
+"""The seed's metrics, computed in one place so every report states them the same way.
+
+- compression ratio = original size / compressed size (bytes on disk, and parameters)
+- speedup ratio = original latency / compressed latency (from one interleaved run)
+- pruning rate = pruned / total parameters, in %
+- quantization error = |original - quantized| at the outputs (max and mean)
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from .model_io import file_size
+
+__all__ = ["weight_stats", "compression_ratio", "speedup_ratio", "pruning_rate", "quantization_error", "summary"]
+
+# inputs of these ops at these positions are quantization parameters, not model parameters
+_QPARAM_INPUTS = {"QuantizeLinear": (1, 2), "DequantizeLinear": (1, 2)}
+
+
+def weight_stats(model: onnx.ModelProto | str | os.PathLike) -> dict[str, int]:
+    """Parameter count and zero count over the model's weights (initialisers that are not Q/DQ scales or zero points)."""
+    if not isinstance(model, onnx.ModelProto):
+        from .model_io import load_model
+
+        model = load_model(model, check=False)
+    qparams = {n.input[i] for n in model.graph.node for i in _QPARAM_INPUTS.get(n.op_type, ()) if i < len(n.input)}
+    total = zeros = 0
+    for t in model.graph.initializer:
+        if t.name in qparams or t.data_type in (onnx.TensorProto.INT64, onnx.TensorProto.BOOL, onnx.TensorProto.STRING):
+            continue  # shapes, axes, masks: not weights
+        a = numpy_helper.to_array(t)
+        total += a.size
+        zeros += int(a.size - np.count_nonzero(a))
+    return {"parameters": total, "zeros": zeros, "nonzero": total - zeros}
+
+
+def compression_ratio(original: str | os.PathLike, compressed: str | os.PathLike) -> dict[str, Any]:
+    """Size on disk and parameter ratios. Parameters count non-zero weights (pruned weights cost nothing in sparse storage)."""
+    a, b = weight_stats(original), weight_stats(compressed)
+    sa, sb = file_size(original), file_size(compressed)
+    return {
+        "bytes_original": sa,
+        "bytes_compressed": sb,
+        "ratio_disk": _ratio(sa, sb),
+        "parameters_original": a["nonzero"],
+        "parameters_compressed": b["nonzero"],
+        "ratio_parameters": _ratio(a["nonzero"], b["nonzero"]),
+    }
+
+
+def speedup_ratio(original_latency_ms: float, compressed_latency_ms: float) -> float | None:
+    return _ratio(original_latency_ms, compressed_latency_ms)
+
+
+def pruning_rate(original: onnx.ModelProto | str | os.PathLike, compressed: onnx.ModelProto | str | os.PathLike) -> dict[str, Any]:
+    """Weights that were non-zero in the original and are gone (zero or factorised away), over the original total."""
+    a, b = weight_stats(original), weight_stats(compressed)
+    pruned = max(0, a["nonzero"] - b["nonzero"])
+    return {"pruned": pruned, "total": a["parameters"], "percent": 100.0 * pruned / a["parameters"] if a["parameters"] else 0.0}
+
+
+def quantization_error(compare_report: dict[str, Any]) -> dict[str, float | None]:
+    """|original - quantized| at the outputs, max and mean over all outputs of a compare report."""
+    outs = compare_report.get("outputs", {})
+    if not outs:
+        return {"max_abs": None, "mean_abs": None}
+    return {
+        "max_abs": max(o["max_abs"] for o in outs.values()),
+        "mean_abs": float(np.mean([o["mean_abs"] for o in outs.values()])),
+    }
+
+
+def summary(
+    original: str | os.PathLike,
+    compressed: str | os.PathLike,
+    compare_report: dict[str, Any] | None = None,
+    latency_ms: tuple[float, float] | None = None,
+) -> dict[str, Any]:
+    """All four metrics for one run (None where a measurement was not made)."""
+    return {
+        "compression": compression_ratio(original, compressed),
+        "speedup": speedup_ratio(*latency_ms) if latency_ms else None,
+        "pruning_rate": pruning_rate(original, compressed),
+        "quantization_error": quantization_error(compare_report) if compare_report else None,
+    }
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return float(a) / float(b) if b else None
