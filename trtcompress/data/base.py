@@ -38,7 +38,9 @@ class ModelInput:
 def model_inputs(model: onnx.ModelProto | str | os.PathLike) -> list[ModelInput]:
     """The real inputs of a model (graph inputs that are not initialisers)."""
     if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model), load_external_data=False)
+        from ..model_io import load_model
+
+        model = load_model(model, load_external_data=False, check=False)
     inits = {t.name for t in model.graph.initializer}
     out = []
     for vi in model.graph.input:

@@ -86,7 +86,12 @@ class PreprocessConfig(Config):
 
     def __call__(self, path: str | Path) -> np.ndarray:
         """One image file -> array with a batch dimension of 1."""
-        img = load_image(path, "L" if self.order == "L" else "RGB")
+        return self.apply(load_image(path, "L" if self.order == "L" else "RGB"), str(path))
+
+    def apply(self, img, name: str = "image") -> np.ndarray:
+        """A PIL image already in memory (e.g. an augmented crop) -> array with a batch dimension of 1."""
+        img = img.convert("L" if self.order == "L" else "RGB")
+        path = name
         if self.resize:
             w, h = img.size
             s = self.resize / min(w, h)

@@ -27,6 +27,7 @@ class ReaderOptions:
     preprocess: PreprocessConfig | None = None
     batches: int = 8  # for random data: how many batches
     shapes: dict[str, tuple[int, ...]] | None = None  # concrete shapes for dynamic inputs (random data)
+    int_high: int = 10  # random integer inputs (token ids, indices) are drawn from [0, int_high)
 
 
 Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
@@ -117,7 +118,7 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
             elif inp.dtype.kind == "b":
                 feed[inp.name] = rng.integers(0, 2, shape).astype(bool)
             else:
-                feed[inp.name] = rng.integers(0, 100, shape).astype(inp.dtype)
+                feed[inp.name] = rng.integers(0, options.int_high, shape).astype(inp.dtype)
         return feed
 
     return Source(list(range(batches)), make, inputs, 1, lambda i: f"random batch {i}")

@@ -84,7 +84,7 @@ def _example_inputs(specs: Sequence[InputSpec], batch: int | None, seed: int) ->
         if s.np_dtype.kind == "f":
             a = rng.standard_normal(shape).astype(s.np_dtype)
         else:
-            a = rng.integers(0, 2 if s.np_dtype.kind == "b" else 100, shape).astype(s.np_dtype)
+            a = rng.integers(0, 2 if s.np_dtype.kind == "b" else ReaderOptions.int_high, shape).astype(s.np_dtype)
         out.append(torch.from_numpy(a))
     return tuple(out)
 

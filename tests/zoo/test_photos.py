@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trtcompress.data import PreprocessConfig
+from trtcompress.errors import ConfigError, DataError
+from trtcompress.zoo import PhotoSource, photo_batch, photos
+from trtcompress.zoo.photos import CATALOGUE, OPENCV_DATA, augmented_views
+
+photos_module = importlib.import_module("trtcompress.zoo.photos")
+
+all_sources = pytest.mark.skipif(not OPENCV_DATA.is_dir(), reason="apt-get install opencv-doc")
+
+
+def test_catalogue_splits_share_no_scene_and_no_file() -> None:
+    scenes = {s: {p.scene for p in CATALOGUE if p.split == s} for s in ("calib", "eval")}
+    assert scenes["calib"] and scenes["eval"] and not scenes["calib"] & scenes["eval"]
+    assert len({p.name for p in CATALOGUE}) == len(CATALOGUE)
+
+
+@all_sources
+def test_splits_are_disjoint_real_colour_photos() -> None:
+    calib, evaluation = photos("calib", strict=True), photos("eval", strict=True)
+    assert len(calib) >= 15 and len(evaluation) >= 15
+    assert not set(calib) & set(evaluation)
+    assert sorted(calib + evaluation) == photos()
+    from PIL import Image
+
+    for path in calib + evaluation:
+        with Image.open(path) as img:
+            rgb = np.asarray(img.convert("RGB"), np.int16)
+        assert min(rgb.shape[:2]) >= 190, path
+        # a colour photo: channels differ (grey test images and scans have none of this)
+        assert np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean() > 5, path
+
+
+@all_sources
+def test_no_pixel_identical_photo_in_both_splits() -> None:
+    from PIL import Image
+
+    def thumb(p: Path) -> bytes:
+        with Image.open(p) as img:
+            return np.asarray(img.convert("L").resize((16, 16))).tobytes()
+
+    assert not {thumb(p) for p in photos("calib")} & {thumb(p) for p in photos("eval")}
+
+
+def test_missing_sources_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(photos_module, "_LOCATORS", {k: (lambda photo: None) for k in photos_module._LOCATORS})
+    with pytest.raises(DataError, match="apt-get install opencv-doc"):
+        photos("eval")
+
+
+def test_strict_names_the_missing_source(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = photos_module._LOCATORS["opencv"]
+    monkeypatch.setitem(photos_module._LOCATORS, "opencv", lambda photo: None)
+    found = photos("calib")  # lenient: the scikit-image and scikit-learn photos remain
+    assert found and all("opencv-doc" not in str(p) for p in found)
+    with pytest.raises(DataError, match="opencv-doc"):
+        photos("calib", strict=True)
+    assert real is not None
+
+
+def test_gzip_opencv_photo_is_unpacked_to_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import gzip
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    buf = tmp_path / "x.jpg"
+    Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(buf)
+    (data / "apple.jpg.gz").write_bytes(gzip.compress(buf.read_bytes()))
+    monkeypatch.setattr(photos_module, "OPENCV_DATA", data)
+    monkeypatch.setenv("TRTCOMPRESS_CACHE", str(tmp_path / "cache"))
+    entry = next(p for p in CATALOGUE if p.file == "apple.jpg")
+    path = photos_module._opencv(entry)
+    assert path == tmp_path / "cache" / "photos" / "apple.jpg"
+    assert Image.open(path).size == (50, 40)
+
+
+def test_bad_split() -> None:
+    with pytest.raises(ConfigError):
+        photos("train")
+
+
+def test_augmented_views_are_distinct_and_deterministic() -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    views = augmented_views(img)
+    assert len(views) == 12 and augmented_views(img, augment=False) == [img]
+    arrays = [np.asarray(v).tobytes() for v in views]
+    assert len(set(arrays)) == 12
+    assert arrays == [np.asarray(v).tobytes() for v in augmented_views(img)]
+
+
+@all_sources
+def test_photo_batch_shapes_and_counts() -> None:
+    config = PreprocessConfig.parse("efficientnet-lite,resize=72,crop=64")
+    batches = list(photo_batch("eval", config, augment=True, batch_size=32, limit=3))
+    n = 3 * 12
+    assert sum(len(b) for b in batches) == n
+    assert all(b.shape[1:] == (3, 64, 64) and b.dtype == np.float32 for b in batches)
+    assert -1.0 <= min(b.min() for b in batches) and max(b.max() for b in batches) <= 1.0
+    plain = np.concatenate(list(photo_batch("eval", config, augment=False, batch_size=8)))
+    assert plain.shape[0] == len(photos("eval"))
+    np.testing.assert_array_equal(plain[0], batches[0][0])  # view 0 is the untouched photo
+    source = PhotoSource("eval", config, input_name="images", augment=True, batch_size=10, limit=2)
+    feeds = list(source)
+    assert len(feeds) == len(source) == 3 and set(feeds[0]) == {"images"}
+    assert sum(len(f["images"]) for f in feeds) == source.num_samples == 24
