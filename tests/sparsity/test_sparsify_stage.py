@@ -166,3 +166,18 @@ def test_cli_sparsify_then_inspect(tmp_path):
     assert "depthwise" in table and "3 ready for sparse kernels" in table
     bad = cli("sparsify", str(tmp_path / "missing.onnx"), "-o", str(out))
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_compress_job_runs_the_sparsify_stage_from_a_recipe(tmp_path):
+    src = save_model(conv_block(), tmp_path / "m.onnx")
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"stages": [{"stage": "sparsify", "permute": True, "exclude": ["head"]}], "data": "random:4"}))
+    cli("compress", str(src), "--recipe", str(recipe), "--name", "sp", cwd=tmp_path, check=True)
+    report = json.loads((tmp_path / "runs" / "sp" / "report.json").read_text())
+    (stage,) = report["stages"]
+    assert stage["name"] == "sparsify"
+    pruned = {r["layer"] for r in stage["report"]["layers"]}
+    assert pruned == {"conv2", "fc"}
+    model = onnx.load(str(tmp_path / "runs" / "sp" / "artifacts" / "model.onnx"))
+    ready = {l.layer for l in inspect_layers(model) if l.sparse_ready}
+    assert ready == {"conv2", "fc"}
