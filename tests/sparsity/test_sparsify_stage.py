@@ -181,3 +181,18 @@ def test_compress_job_runs_the_sparsify_stage_from_a_recipe(tmp_path):
     model = onnx.load(str(tmp_path / "runs" / "sp" / "artifacts" / "model.onnx"))
     ready = {l.layer for l in inspect_layers(model) if l.sparse_ready}
     assert ready == {"conv2", "fc"}
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(0, 10_000), st.sampled_from([16, 20, 32, 44]), st.sampled_from([16, 24, 32]), st.booleans())
+def test_permutation_preserves_the_function_property(seed, c_mid, c_out, residual):
+    model = conv_block(seed=seed, c_mid=c_mid, c_out=c_out, residual=residual)
+    permuted, rep = sparsify_onnx(model, PruneOptions(permute=True, min_channels=16, seed=seed, permute_rounds=3), apply_masks=False)
+    x = np.random.default_rng(seed).standard_normal((2, 8, 8, 8)).astype(np.float32)
+    (a,), (b,) = run(model, {"x": x}), run(permuted, {"x": x})
+    np.testing.assert_allclose(b, a, atol=1e-4 * max(1.0, float(np.abs(a).max())), rtol=1e-4)
+    assert rep["layers_permuted"] >= 1
