@@ -53,7 +53,7 @@ def _agreement(ref: np.ndarray, out: np.ndarray) -> dict[str, float]:
 
 def part_effnet(out_dir: Path) -> dict:
     from trtcompress import zoo
-    from trtcompress.export import ExportConfig, export_module
+    from trtcompress.torch_export import ExportConfig, export_module
     from trtcompress.model_io import load_model
     from trtcompress.sparsity.prune import PruneOptions, sparsify_onnx
 
@@ -98,7 +98,7 @@ def part_fashion(out_dir: Path) -> dict:
     import torch
 
     from trtcompress import zoo
-    from trtcompress.export import ExportConfig, export_module
+    from trtcompress.torch_export import ExportConfig, export_module
     from trtcompress.finetune import FinetuneConfig, evaluate, finetune, open_training_data
     from trtcompress.model_io import load_model
     from trtcompress.sparsity.inspect import inspect_layers

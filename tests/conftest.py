@@ -77,3 +77,15 @@ def tiny_classifier(path: Path, seed: int = 0, dynamic: bool = True) -> Path:
 @pytest.fixture
 def tiny_model(tmp_path: Path) -> Path:
     return tiny_classifier(tmp_path / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def efficientnet_onnx(tmp_path_factory) -> Path:
+    """Pretrained EfficientNet-Lite0 exported once per session (dynamic batch)."""
+    if not HAS_TORCH:
+        pytest.skip("needs torch")
+    from trtcompress.torch_export import ExportConfig, export
+
+    out = tmp_path_factory.mktemp("effnet") / "efficientnet_lite0.onnx"
+    export("trtcompress.zoo:efficientnet_lite0", out, ExportConfig(inputs=("x:1x3x224x224",)))
+    return out

@@ -5,8 +5,8 @@ import onnx
 import pytest
 from onnx import numpy_helper
 
-from trtcompress.bench import BenchConfig, bench, latency_stats
-from trtcompress.compare import CompareConfig, compare
+from trtcompress.benchmark import BenchConfig, bench, latency_stats
+from trtcompress.comparison import CompareConfig, compare
 from trtcompress.data import model_inputs, open_source
 from trtcompress.data.readers import ReaderOptions
 from trtcompress.errors import ConfigError

@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from trtcompress.bench import BenchConfig
-from trtcompress.compare import CompareConfig
-from trtcompress.compress import CompressConfig
+from trtcompress.benchmark import BenchConfig
+from trtcompress.comparison import CompareConfig
+from trtcompress.job import CompressConfig
 from trtcompress.data.preprocess import PreprocessConfig
 from trtcompress.errors import ConfigError
 from trtcompress.runners import RunnerOptions

@@ -46,7 +46,7 @@ def _dims(path, name):
 
 
 def test_export_from_file_factory_with_int_inputs(model_file, tmp_path):
-    from trtcompress.export import ExportConfig, export
+    from trtcompress.torch_export import ExportConfig, export
 
     r = export(f"{model_file}:make", tmp_path / "m.onnx", ExportConfig(inputs=("ids:1x6:int64", "scale:1x1")))
     assert r.exporter == "dynamo" and r.fallback_reason is None
@@ -59,7 +59,7 @@ def test_export_from_file_factory_with_int_inputs(model_file, tmp_path):
 
 
 def test_static_and_torchscript_exporter(model_file, tmp_path):
-    from trtcompress.export import ExportConfig, export
+    from trtcompress.torch_export import ExportConfig, export
 
     r = export(f"{model_file}:conv", tmp_path / "s.onnx", ExportConfig(inputs=("x:2x3x8x8",), dynamic_batch=False, exporter="torchscript", opset=17))
     assert r.exporter == "torchscript" and _dims(r.path, "x") == [2, 3, 8, 8]
@@ -69,7 +69,7 @@ def test_static_and_torchscript_exporter(model_file, tmp_path):
 def test_saved_exported_program_and_torchscript(model_file, tmp_path):
     import torch
 
-    from trtcompress.export import ExportConfig, export, load_torch_model
+    from trtcompress.torch_export import ExportConfig, export, load_torch_model
 
     net = load_torch_model(f"{model_file}:conv").eval()
     x = torch.randn(2, 3, 8, 8)
@@ -83,7 +83,7 @@ def test_saved_exported_program_and_torchscript(model_file, tmp_path):
 
 
 def test_fallback_is_reported(model_file, tmp_path, monkeypatch):
-    from trtcompress.export import ExportConfig, exporter
+    from trtcompress.torch_export import ExportConfig, exporter
 
     def broken(*a, **k):
         raise RuntimeError("dynamo cannot trace this")
@@ -95,14 +95,14 @@ def test_fallback_is_reported(model_file, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("ref, match", [("nomodule_xyz:make", "cannot import"), ("missing.py:make", "not found"), ("{file}:nothing", "no attribute"), ("m.pt2", "not found")])
 def test_bad_model_references(model_file, tmp_path, ref, match):
-    from trtcompress.export import load_torch_model
+    from trtcompress.torch_export import load_torch_model
 
     with pytest.raises(ModelError, match=match):
         load_torch_model(ref.format(file=model_file))
 
 
 def test_inputs_are_required(model_file, tmp_path):
-    from trtcompress.export import ExportConfig, export
+    from trtcompress.torch_export import ExportConfig, export
 
     with pytest.raises(ConfigError, match="--input"):
         export(f"{model_file}:conv", tmp_path / "x.onnx", ExportConfig())

@@ -6,7 +6,7 @@ import sys
 def test_import_pulls_in_no_heavy_dependency():
     code = (
         "import sys, trtcompress\n"
-        "import trtcompress.cli.main, trtcompress.compare, trtcompress.bench, trtcompress.compress, trtcompress.export\n"
+        "import trtcompress.cli.main, trtcompress.comparison, trtcompress.benchmark, trtcompress.job, trtcompress.torch_export\n"
         "trtcompress.cli.main.build_parser()\n"
         "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt', 'pycuda', 'cuda')]\n"
         "print(','.join(sorted(heavy)))\n"

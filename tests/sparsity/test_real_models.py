@@ -39,7 +39,7 @@ def test_fashion_cnn_onnx_pruned_and_permuted():
 
 @pytest.fixture(scope="module")
 def effnet(tmp_path_factory):
-    from trtcompress.export import ExportConfig, export_module
+    from trtcompress.torch_export import ExportConfig, export_module
 
     model = zoo.efficientnet_lite0()
     path = tmp_path_factory.mktemp("effnet") / "effnet.onnx"

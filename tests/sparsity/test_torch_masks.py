@@ -94,7 +94,7 @@ def test_dense_state_dict_is_re_masked_in_training_and_masks_resume():
 def test_export_of_a_masked_model_is_2to4(tmp_path):
     import torch
 
-    from trtcompress.export import ExportConfig, export_module
+    from trtcompress.torch_export import ExportConfig, export_module
     from trtcompress.model_io import load_model
     from trtcompress.sparsity.inspect import inspect_layers
     from trtcompress.sparsity.torch_masks import apply_2to4

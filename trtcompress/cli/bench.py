@@ -25,7 +25,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..bench import BenchConfig, bench
+    from ..benchmark import BenchConfig, bench
     from ..errors import ConfigError
     from ..specs import parse_input_specs
 

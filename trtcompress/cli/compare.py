@@ -27,7 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compare import CompareConfig, compare
+    from ..comparison import CompareConfig, compare
     from ..data.base import model_inputs
     from ..data.readers import open_source
 

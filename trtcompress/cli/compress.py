@@ -39,7 +39,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
 
 
 def build_config(args: argparse.Namespace, model: str | None = None, defaults: dict | None = None):
-    from ..compress import CompressConfig
+    from ..job import CompressConfig
     from ..errors import ConfigError
 
     d: dict = dict(defaults or {})
@@ -87,7 +87,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..compress import compress
+    from ..job import compress
 
     result = compress(build_config(args), log=lambda m: print(m, file=sys.stderr))
     if args.json:

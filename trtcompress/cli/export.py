@@ -23,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..data.readers import open_source
     from ..errors import ConfigError
-    from ..export import ExportConfig, export
+    from ..torch_export import ExportConfig, export
 
     if not args.inputs:
         raise ConfigError("give the model's inputs, e.g. --input x:1x3x224x224 (one per forward() argument, in order)")

@@ -17,6 +17,7 @@ VERBS = {
     "compare": "compare",
     "bench": "bench",
     "compress": "compress",
+    "demo": "demo",
     "inspect": "inspect",
     "sparsify": "sparsify",
 }

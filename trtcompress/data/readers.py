@@ -7,6 +7,7 @@ Specs: ``random`` or ``random:N`` (N batches within the input shapes), a directo
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -32,6 +33,8 @@ class ReaderOptions:
 
 Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
 _READERS: dict[str, tuple[Reader, Callable[[str], bool]]] = {}
+# readers defined in modules with heavier imports register on first use of their kind
+_LAZY = {"photos": "trtcompress.zoo.photos"}
 
 
 def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: False):
@@ -45,14 +48,16 @@ def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: Fals
 
 
 def registered_readers() -> list[str]:
-    return sorted(_READERS)
+    return sorted(set(_READERS) | set(_LAZY))
 
 
 def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions | None = None) -> "Source":
     """Open a data source from ``spec`` for a model with ``inputs``."""
     options = options or ReaderOptions()
     kind, _, rest = spec.partition(":")
-    if kind in _READERS and (rest or kind == "random") and not Path(spec).exists():
+    if kind in _LAZY and kind not in _READERS:
+        importlib.import_module(_LAZY[kind])
+    if kind in _READERS and (rest or kind in ("random", "photos")) and not Path(spec).exists():
         return _READERS[kind][0](rest, inputs, options)
     for k, (fn, detect) in _READERS.items():
         if detect(spec):

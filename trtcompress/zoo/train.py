@@ -207,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             "test_accuracy_onnxruntime": evaluate_onnx(onnx_file, test_x, test_y),
             "parameters": sum(p.numel() for p in model.parameters()),
             "train_seconds": seconds,
+            "threads": args.threads,
             "recipe": dataclasses.asdict(SPECS[name]),
             "torch": torch.__version__,
         }

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 
 from .._optional import require
-from ..compare import OutputStats
+from ..comparison import OutputStats
 from ..data.base import FeedSource, ModelInput, model_inputs
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, ModelError, UserError

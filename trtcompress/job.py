@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .bench import BenchConfig, bench
-from .compare import CompareConfig, compare
+from .benchmark import BenchConfig, bench
+from .comparison import CompareConfig, compare
 from .config import Config
 from .data.base import model_inputs
 from .data.preprocess import PreprocessConfig
 from .data.readers import ReaderOptions, open_source
 from .errors import ConfigError
-from .export.config import ExportConfig
+from .torch_export.config import ExportConfig
 from .metrics import summary
 from .model_io import load_model, save_model
 from .pipeline import Pipeline
@@ -110,7 +110,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             log(f"loading {config.model}")
             save_model(load_model(config.model), original)
         else:
-            from .export import export
+            from .torch_export import export
 
             log(f"exporting {config.model}")
             data = _data_factory(config)

@@ -1,0 +1,51 @@
+"""End to end on a real pretrained model with real photos: export -> compare -> bench, and the demo's job."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from conftest import cli
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+
+
+def test_export_matches_torch_on_real_photos(efficientnet_onnx):
+    import torch
+
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.data.readers import ReaderOptions
+    from trtcompress.zoo import efficientnet_lite0
+
+    model = efficientnet_lite0()
+    feed = next(iter(open_source("photos:eval", model_inputs(efficientnet_onnx), ReaderOptions(batch_size=12, limit=1))))
+    with torch.no_grad():
+        ref = model(torch.from_numpy(feed["x"])).numpy()
+    got = ort.InferenceSession(str(efficientnet_onnx)).run(None, feed)[0]
+    assert got.shape == (12, 1000)
+    np.testing.assert_allclose(got, ref, atol=1e-3, rtol=1e-3)
+    assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+def test_compare_and_bench_cli_on_real_model(efficientnet_onnx, tmp_path):
+    r = cli("compare", str(efficientnet_onnx), str(efficientnet_onnx), "--data", "photos:eval", "--limit", "2", "--min-top1", "1.0", "--json", check=True)
+    out = json.loads(r.stdout)
+    assert out["samples"] == 24 and out["outputs"]["output"]["top1_agreement"] == 1.0
+    b = cli("bench", str(efficientnet_onnx), "--batch-sizes", "1,4", "--iterations", "6", "--rounds", "2", "--warmup", "1", "--json", check=True)
+    res = json.loads(b.stdout)["results"]
+    assert res["4"][str(efficientnet_onnx)]["p50_ms"] > res["1"][str(efficientnet_onnx)]["p50_ms"] * 0.5
+
+
+def test_compress_from_torch_on_real_photos(tmp_path):
+    r = cli(
+        "compress", "trtcompress.zoo:efficientnet_lite0", "--input", "x:1x3x224x224", "--data", "photos:eval",
+        "--limit", "1", "--batch", "12", "--name", "e2e", "--iterations", "4", "--min-top1", "1.0", "--json",
+        cwd=tmp_path, check=True,
+    )
+    report = json.loads(r.stdout)
+    assert report["export"]["check"]["data"]["max_abs"] < 1e-3
+    assert report["compare"]["outputs"]["output"]["top1_agreement"] == 1.0
+    assert (tmp_path / "runs" / "e2e" / "report.json").exists()
+    assert set(report["metrics"]) == {"compression", "speedup", "pruning_rate", "quantization_error"}
