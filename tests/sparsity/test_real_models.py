@@ -38,13 +38,9 @@ def test_fashion_cnn_onnx_pruned_and_permuted():
 
 
 @pytest.fixture(scope="module")
-def effnet(tmp_path_factory):
-    from trtcompress.torch_export import ExportConfig, export_module
-
-    model = zoo.efficientnet_lite0()
-    path = tmp_path_factory.mktemp("effnet") / "effnet.onnx"
-    res = export_module(model, path, ExportConfig(inputs=("x:1x3x224x224",)))
-    return load_model(res.path)
+def effnet(efficientnet_onnx):
+    """The session's EfficientNet-Lite0 export (tests/conftest.py), loaded."""
+    return load_model(efficientnet_onnx)
 
 
 @pytest.mark.torch
