@@ -25,10 +25,24 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._optional import require
-from ..errors import ModelError
+from ..config import Config
+from ..errors import ConfigError, ModelError
 from .masks import GROUP, mask_2to4, retained_magnitude
 
-__all__ = ["SparsityMasks", "apply_2to4", "prunable_layers"]
+__all__ = ["SparsityMasks", "Sparse24Config", "apply_2to4", "prunable_layers", "sparse24_student"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Sparse24Config(Config):
+    """Which torch layers to prune to 2:4 (the same rules as the ONNX ``sparsify`` stage)."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    min_channels: int = 16
+
+    def validate(self) -> None:
+        if self.min_channels < 4:
+            raise ConfigError(f"min_channels={self.min_channels} must be at least 4 (one group of 4)")
 
 
 def _torch():
@@ -256,3 +270,18 @@ def apply_2to4(
         masks.retained[name] = retained_magnitude(w, keep)
         masks._attach(name, module, axis, keep)
     return masks
+
+
+def sparse24_student(student: Any, config: Sparse24Config | None = None) -> tuple[SparsityMasks, dict[str, Any]]:
+    """Prune a student (a copy of the teacher) for distillation; returns the masks and a report.
+
+    The masks hold through any training loop by themselves (see the module docstring), so a
+    fine-tune needs nothing beyond calling the model.
+    """
+    config = config or Sparse24Config()
+    masks = apply_2to4(student, config.include, config.exclude, config.min_channels)
+    if not len(masks):
+        raise ConfigError("no layer of the model can be pruned to 2:4 (see the skipped reasons: " + "; ".join(f"{k}: {v}" for k, v in masks.skipped.items()) + ")")
+    report = masks.report()
+    report["config"] = config.to_dict()
+    return masks, report
