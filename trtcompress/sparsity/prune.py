@@ -162,18 +162,18 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
     for row in rows.values():
         row.setdefault("zeros_after", row["zeros_before"])
         row.setdefault("retained_magnitude_permuted", row["retained_magnitude"])
-    report = _summary(out, list(rows.values()), skipped, permuted, opts)
+    report = _summary(list(rows.values()), skipped, permuted, opts)
     report["seconds_permutation_search"] = round(t_perm, 3)
     return out, report
 
 
-def _summary(model: onnx.ModelProto, rows: list[dict], skipped: list[dict], permuted: int, opts: PruneOptions) -> dict[str, Any]:
+def _summary(rows: list[dict], skipped: list[dict], permuted: int, opts: PruneOptions) -> dict[str, Any]:
+    """Totals over layers. Retained magnitude is given as the mean over layers and weighted by
+    parameter count (layers' weight scales differ, so neither alone tells the whole story)."""
     pruned_params = sum(r["params"] for r in rows)
     zeros_added = sum(round(r["params"] * (r["zeros_after"] - r["zeros_before"])) for r in rows)
     dense_params = sum(int(np.prod(s["shape"])) for s in skipped if "shape" in s)
-    total_mag_w = sum(r["params"] for r in rows) or 1
-    # magnitude shares weighted by each layer's parameter count would mislead (scales differ);
-    # report the mean over layers and the per-layer values instead
+    weight = pruned_params or 1
     return {
         "layers_pruned": len(rows),
         "layers_dense": len(skipped),
@@ -185,8 +185,8 @@ def _summary(model: onnx.ModelProto, rows: list[dict], skipped: list[dict], perm
         "pruning_rate_of_pruned_layers": zeros_added / max(1, pruned_params),
         "mean_retained_magnitude": float(np.mean([r["retained_magnitude"] for r in rows])) if rows else 1.0,
         "mean_retained_magnitude_permuted": float(np.mean([r["retained_magnitude_permuted"] for r in rows])) if rows else 1.0,
-        "weighted_retained_magnitude": sum(r["retained_magnitude"] * r["params"] for r in rows) / total_mag_w,
-        "weighted_retained_magnitude_permuted": sum(r["retained_magnitude_permuted"] * r["params"] for r in rows) / total_mag_w,
+        "weighted_retained_magnitude": sum(r["retained_magnitude"] * r["params"] for r in rows) / weight,
+        "weighted_retained_magnitude_permuted": sum(r["retained_magnitude_permuted"] * r["params"] for r in rows) / weight,
         "options": dataclasses.asdict(opts),
         "layers": rows,
         "skipped": skipped,
