@@ -115,3 +115,19 @@ def test_photo_batch_shapes_and_counts() -> None:
     feeds = list(source)
     assert len(feeds) == len(source) == 3 and set(feeds[0]) == {"images"}
     assert sum(len(f["images"]) for f in feeds) == source.num_samples == 24
+
+
+@pytest.mark.parametrize("source,file", [("skimage", "astronaut.png"), ("sklearn", "china.jpg")])
+def test_in_memory_photos_are_materialised_as_png(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str, file: str) -> None:
+    from PIL import Image
+
+    module = importlib.import_module({"skimage": "skimage.data", "sklearn": "sklearn.datasets"}[source])
+    expected = module.astronaut() if source == "skimage" else module.load_sample_image(file)
+    # pretend the package keeps no file on disk: the locator must fall back to the loader
+    monkeypatch.setattr(module, "__file__", str(tmp_path / "elsewhere" / "__init__.py"))
+    monkeypatch.setenv("TRTCOMPRESS_CACHE", str(tmp_path / "cache"))
+    entry = next(p for p in CATALOGUE if p.source == source and p.file == file)
+    path = photos_module._LOCATORS[source](entry)
+    assert path == tmp_path / "cache" / "photos" / f"{entry.name}.png"
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), expected)
+    assert photos_module._LOCATORS[source](entry) == path  # second call reuses the cached file

@@ -12,7 +12,9 @@ import argparse
 import dataclasses
 import json
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from .._optional import require
 from ..fileio import atomic_path, write_json
 from .fashion_mnist import fashion_mnist
 
-__all__ = ["TrainSpec", "SPECS", "train", "export_onnx", "evaluate_torch", "evaluate_onnx", "main"]
+__all__ = ["TrainSpec", "SPECS", "train", "fit", "export_onnx", "evaluate_torch", "evaluate_onnx", "main"]
 
 WEIGHTS = Path(__file__).parent / "weights"
 OPSET = 17
@@ -44,25 +46,59 @@ SPECS = {
 }
 
 
-def train(name: str, spec: TrainSpec | None = None, threads: int = 2, log=print):
-    """Train ``name`` from scratch; returns the module in eval mode."""
+def train(name: str, spec: TrainSpec | None = None, threads: int = 2, log: Callable[[str], None] = print, limit: int | None = None):
+    """Train ``name`` from scratch (the recipe of the shipped weights); returns the module in eval mode.
+
+    ``limit`` trains on the first N training images only (for quick checks).
+    """
     torch = require("torch", "training the zoo models")
     from .nets import NETS
 
     spec = spec or SPECS[name]
+    torch.manual_seed(spec.seed)  # the initial weights
+    return fit(NETS[name](), spec, threads=threads, log=log, limit=limit, name=name)
+
+
+def fit(
+    model,
+    spec: TrainSpec,
+    threads: int = 2,
+    log: Callable[[str], None] = print,
+    limit: int | None = None,
+    loss: Callable | None = None,
+    after_step: Callable | None = None,
+    name: str = "model",
+):
+    """Train ``model`` (an nn.Module) on Fashion-MNIST training images; returns it in eval mode.
+
+    Also the fine-tuning loop for compressed models: ``loss(logits, x, y) -> scalar tensor``
+    replaces label-smoothed cross entropy (e.g. distillation from the dense model), and
+    ``after_step(model)`` runs after every optimiser step (e.g. re-applying 2:4 masks).
+    Deterministic for a given seed, torch version and thread count; the process's torch thread
+    count and determinism setting are restored afterwards.
+    """
+    torch = require("torch", "training the zoo models")
+    old_threads, old_det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     torch.set_num_threads(threads)
-    torch.manual_seed(spec.seed)
     torch.use_deterministic_algorithms(True)
-    x, y = fashion_mnist("train")
+    try:
+        return _fit(torch, model, spec, log, limit, loss, after_step, name)
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det)
+
+
+def _fit(torch, model, spec, log, limit, loss, after_step, name):
+    x, y = fashion_mnist("train", limit=limit)
     x, y = torch.from_numpy(x), torch.from_numpy(y)
-    model = NETS[name]()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1 and "pos" not in n]
     other = [p for n, p in model.named_parameters() if not (p.ndim > 1 and "pos" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec.weight_decay}, {"params": other, "weight_decay": 0.0}], lr=spec.lr)
     steps = spec.epochs * -(-len(x) // spec.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=steps, pct_start=0.15)
     gen = torch.Generator().manual_seed(spec.seed)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    ce = torch.nn.CrossEntropyLoss(label_smoothing=0.05)
+    loss_fn = loss or (lambda logits, xb, yb: ce(logits, yb))
     start = time.time()
     for epoch in range(spec.epochs):
         model.train()
@@ -73,15 +109,17 @@ def train(name: str, spec: TrainSpec | None = None, threads: int = 2, log=print)
             xb, yb = x[idx], y[idx]
             if spec.augment:
                 xb = _augment(torch, xb, gen)
-            loss = loss_fn(model(xb), yb)
+            value = loss_fn(model(xb), xb, yb)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value.backward()
             opt.step()
             sched.step()
-            total += float(loss.detach()) * len(idx)
+            if after_step is not None:
+                after_step(model)
+            total += float(value.detach()) * len(idx)
             step = i // spec.batch_size + 1
             if step % 100 == 0:
-                log(f"{name}: epoch {epoch + 1} step {step} loss {float(loss.detach()):.3f} ({time.time() - start:.0f} s)")
+                log(f"{name}: epoch {epoch + 1} step {step} loss {float(value.detach()):.3f} ({time.time() - start:.0f} s)")
         log(f"{name}: epoch {epoch + 1}/{spec.epochs} loss {total / len(x):.4f} ({time.time() - start:.0f} s)")
     return model.eval()
 
@@ -124,7 +162,10 @@ def export_onnx(model, path: str | Path) -> Path:
     onnx = require("onnx", "exporting the zoo models")
     model = _fold_bn(model)
     example = torch.zeros(2, 1, 28, 28)
-    with atomic_path(path, suffix=".onnx") as tmp:
+    # the TorchScript exporter: at opset 17 the dynamo exporter's version conversion fails for
+    # these models (it falls back to opset 18), and this one folds the graph to plain ONNX ops
+    with atomic_path(path, suffix=".onnx") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
             model, (example,), str(tmp), input_names=["x"], output_names=["logits"], opset_version=OPSET,
             dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False, do_constant_folding=True,
