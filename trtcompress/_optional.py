@@ -21,6 +21,7 @@ _EXTRAS = {
     "pycuda": "trt",
     "tqdm": "core",
     "PIL": "core",
+    "numba": "fast",
 }
 
 

@@ -20,6 +20,7 @@ VERBS = {
     "demo": "demo",
     "inspect": "inspect",
     "sparsify": "sparsify",
+    "quantize": "quantize",
 }
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .base import FeedSource, ListSource, ModelInput, model_inputs, rebatch, validate_feed
 from .readers import open_source, register_reader, registered_readers
+from . import pysource  # noqa: F401  (registers the module/pymodule readers)
+from .pysource import from_dataloader
 from .preprocess import PreprocessConfig
 
 __all__ = [
@@ -20,4 +22,5 @@ __all__ = [
     "register_reader",
     "registered_readers",
     "PreprocessConfig",
+    "from_dataloader",
 ]

@@ -1,0 +1,301 @@
+"""INT8 calibration against the peers: ONNX Runtime's quantize_static and NVIDIA Model Optimizer.
+
+Each tool quantizes the same FP32 ONNX model with entropy calibration on the same data, as a
+whole command (a fresh process: start-up, calibration, writing the model), run interleaved so
+that load on the machine hits every tool alike. Then every INT8 model is measured the same way:
+accuracy against FP32 on held-out data, CPU latency (ONNX Runtime, batch 1 and 32, interleaved
+with FP32), file size.
+
+- ours: ``trtcompress quantize MODEL --calib DIR --method entropy --target tensorrt -o OUT``
+  when the quantize verb is installed; before that, our calibration alone through the Python API
+  (``--ours api``), which writes no model and so has no accuracy or latency.
+- ONNX Runtime: ``quantize_static`` with CalibrationMethod.Entropy, 2048 histogram bins and 128
+  quantized bins (quantize_static does not pass a bin count through, so the calibrator factory is
+  wrapped to set them), symmetric int8 activations and weights, per-channel, QDQ format.
+- Model Optimizer: ``python -m modelopt.onnx.quantization --quantize_mode int8
+  --calibration_method entropy`` from ``nvidia-modelopt[onnx]`` in its own virtual environment
+  (``benchmarks/_work/modelopt-venv``), on a copy of the model (it writes into its input's folder).
+
+Usage::
+
+    python benchmarks/int8_peers.py [--models effnet,fashion_cnn,fashion_vit] [--repeat 2]
+        [--tools ours,ort,modelopt] [--ours auto|cli|api] [--out benchmarks/_work/int8_peers.json]
+
+Set up Model Optimizer once: ``python3 -m venv benchmarks/_work/modelopt-venv &&
+benchmarks/_work/modelopt-venv/bin/pip install "nvidia-modelopt[onnx]" torch==2.13.0``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "benchmarks" / "_work"
+MODELOPT_PY = WORK / "modelopt-venv" / "bin" / "python"
+CALIB_BATCH = 32
+
+
+# -- models and data ------------------------------------------------------------------------------
+
+
+def prepare(name: str, calib_limit: int | None) -> dict:
+    """FP32 ONNX, calibration data (npz dir + one npz) and evaluation data for ``name``."""
+    from trtcompress import zoo
+
+    d = WORK / name
+    d.mkdir(parents=True, exist_ok=True)
+    fp32 = d / "fp32.onnx"
+    if name == "effnet":
+        if not fp32.exists():
+            _export_effnet(fp32)
+        cal = np.concatenate(list(zoo.photo_batch("calib", "efficientnet-lite", augment=True, batch_size=64)))
+        ev = np.concatenate(list(zoo.photo_batch("eval", "efficientnet-lite", augment=True, batch_size=64)))
+        labels = None
+    else:
+        if not fp32.exists():
+            shutil.copy(zoo.onnx_path(name), fp32)
+        cal = np.concatenate([np.load(f)["x"] for f in sorted((ROOT / "calibration" / "fashion_mnist").glob("*.npz"))])
+        ev, labels = zoo.fashion_mnist("test", limit=5000)
+    if calib_limit:
+        cal = cal[:calib_limit]
+    import onnx
+
+    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    npz_dir = d / "calib_npz"
+    if npz_dir.exists():
+        shutil.rmtree(npz_dir)
+    npz_dir.mkdir()
+    for k in range(0, len(cal), CALIB_BATCH):
+        np.savez(npz_dir / f"{k // CALIB_BATCH:04d}.npz", **{input_name: cal[k : k + CALIB_BATCH]})
+    np.savez(d / "calib_all.npz", **{input_name: cal})
+    return {"name": name, "dir": d, "fp32": fp32, "input": input_name, "calib": cal, "eval": ev, "labels": labels}
+
+
+def _export_effnet(path: Path) -> None:
+    import torch
+
+    from trtcompress import zoo
+
+    model = zoo.efficientnet_lite0()
+    tmp = path.with_suffix(".tmp.onnx")
+    torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), str(tmp), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False, opset_version=17)
+    os.replace(tmp, path)
+
+
+# -- the tools, each a whole command in a fresh process ---------------------------------------------
+
+
+def cmd_ours(m: dict, out: Path, mode: str) -> list[str]:
+    if mode == "cli":
+        return [str(Path(sys.executable).parent / "trtcompress"), "quantize", str(m["fp32"]), "--calib", str(m["dir"] / "calib_npz"),
+                "--method", "entropy", "--target", "tensorrt", "-o", str(out)]
+    return [sys.executable, __file__, "_ours_api", str(m["fp32"]), str(m["dir"] / "calib_npz")]
+
+
+def cmd_ort(m: dict, out: Path) -> list[str]:
+    return [sys.executable, __file__, "_ort", str(m["fp32"]), str(m["dir"] / "calib_all.npz"), str(out)]
+
+
+def cmd_modelopt(m: dict, out: Path) -> list[str]:
+    src = out.parent / "modelopt_input.onnx"
+    shutil.copy(m["fp32"], src)  # Model Optimizer writes intermediate files beside its input
+    return [str(MODELOPT_PY), "-m", "modelopt.onnx.quantization", "--onnx_path", str(src), "--quantize_mode", "int8",
+            "--calibration_method", "entropy", "--calibration_data_path", str(m["dir"] / "calib_all.npz"),
+            "--calibration_eps", "cpu", "--output_path", str(out)]
+
+
+def _ours_api(model: str, calib: str) -> None:
+    """Our calibration alone (before the quantize verb): Conv/ConvTranspose/Gemm/MatMul activation inputs."""
+    import onnx
+
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.quant.calibrate import CollectConfig, calibrate
+
+    proto = onnx.load(model, load_external_data=False)
+    inits = {t.name for t in proto.graph.initializer}
+    tensors = [n.input[0] for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and n.input[0] not in inits]
+    tensors += [n.input[1] for n in proto.graph.node if n.op_type == "MatMul" and n.input[1] not in inits]
+    table = calibrate(model, tensors, open_source(calib, model_inputs(proto)), "entropy", CollectConfig(progress=False))
+    print(json.dumps({"tensors": len(table.amax), "seconds": table.details["seconds"]}))
+
+
+def _ort(model: str, calib: str, out: str) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    import onnxruntime.quantization  # noqa: F401
+
+    q = sys.modules["onnxruntime.quantization.quantize"]  # the package re-exports a function of that name
+    make = q.create_calibrator
+
+    def create_calibrator(*args, **kwargs):
+        kwargs["extra_options"] = {**(kwargs.get("extra_options") or {}), "num_bins": 2048, "num_quantized_bins": 128}
+        return make(*args, **kwargs)
+
+    q.create_calibrator = create_calibrator  # quantize_static passes no bin count through
+
+    data = np.load(calib)
+    name = data.files[0]
+    x = data[name]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{name: x[i : i + CALIB_BATCH]} for i in range(0, len(x), CALIB_BATCH)])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.Entropy,
+                    extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "CalibTensorRangeSymmetric": True,
+                                   # hand intermediate outputs to the histograms every 4 batches: without it
+                                   # ONNX Runtime keeps every activation of the whole data set in memory
+                                   "CalibMaxIntermediateOutputs": 4})
+
+
+def timed(cmd: list[str], log: Path) -> tuple[float, int]:
+    t = time.perf_counter()
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    return time.perf_counter() - t, rc
+
+
+# -- measuring the outputs --------------------------------------------------------------------------
+
+
+def evaluate(m: dict, path: Path, ref: np.ndarray | None, simulate: bool = True) -> tuple[dict, np.ndarray]:
+    """Accuracy against FP32. ``simulate``: Q/DQ computed in float (ORT_ENABLE_BASIC), which is
+    what TensorRT computes; otherwise ONNX Runtime's own INT8 kernels (what the CPU runs)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.log_severity_level = 3
+    if simulate:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = m["eval"]
+    out = np.concatenate([s.run(None, {m["input"]: x[i : i + 64]})[0] for i in range(0, len(x), 64)])
+    suffix = "" if simulate else "_ortcpu"
+    r = {} if not simulate else {"file_mb": round(_size(path) / 1e6, 2)}
+    if m["labels"] is not None:
+        r["accuracy" + suffix] = round(float((out.argmax(1) == m["labels"]).mean()) * 100, 2)
+    if ref is not None:
+        r["top1_agreement" + suffix] = round(float((out.argmax(1) == ref.argmax(1)).mean()) * 100, 2)
+        cos = np.sum(out * ref, 1) / (np.linalg.norm(out, axis=1) * np.linalg.norm(ref, axis=1) + 1e-30)
+        r["cosine" + suffix] = round(float(cos.mean()), 4)
+    return r, out
+
+
+def _size(path: Path) -> int:
+    from trtcompress.model_io import file_size
+
+    return file_size(path)
+
+
+def latency(m: dict, paths: dict[str, Path], batch: int, rounds: int = 5, per_round: int = 10) -> dict[str, float]:
+    """Median ms per batch, sessions interleaved round by round so machine load hits all alike."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.log_severity_level = 3
+    sessions = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
+    x = np.ascontiguousarray(np.resize(m["eval"], (batch,) + m["eval"].shape[1:]))
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for s in sessions.values():
+        s.run(None, {m["input"]: x})
+    for _ in range(rounds):
+        for k, s in sessions.items():
+            for _ in range(per_round):
+                t = time.perf_counter()
+                s.run(None, {m["input"]: x})
+                times[k].append(time.perf_counter() - t)
+    return {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()}
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="effnet,fashion_cnn,fashion_vit")
+    ap.add_argument("--tools", default="ours,ort,modelopt")
+    ap.add_argument("--ours", default="auto", choices=["auto", "cli", "api"])
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--calib-limit", type=int, default=None)
+    ap.add_argument("--no-latency", action="store_true")
+    ap.add_argument("--out", default=str(WORK / "int8_peers.json"))
+    args = ap.parse_args()
+    tools = args.tools.split(",")
+    mode = args.ours
+    if mode == "auto":
+        from trtcompress.cli.main import VERBS
+
+        mode = "cli" if "quantize" in VERBS else "api"
+    if "modelopt" in tools and not MODELOPT_PY.exists():
+        sys.exit(f"Model Optimizer venv missing: {MODELOPT_PY} (see this script's docstring)")
+    results = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "ours_mode": mode, "models": {}}
+    for name in args.models.split(","):
+        m = prepare(name, args.calib_limit)
+        res: dict = {"calib_samples": int(len(m["calib"])), "eval_samples": int(len(m["eval"])), "tools": {}}
+        outs = {t: m["dir"] / f"int8_{t}.onnx" for t in tools}
+        walls: dict[str, list[float]] = {t: [] for t in tools}
+        for rep in range(args.repeat):
+            for t in tools:  # interleaved
+                if outs[t].exists():
+                    outs[t].unlink()
+                cmd = {"ours": lambda: cmd_ours(m, outs["ours"], mode), "ort": lambda: cmd_ort(m, outs["ort"]),
+                       "modelopt": lambda: cmd_modelopt(m, outs["modelopt"])}[t]()
+                wall, rc = timed(cmd, m["dir"] / f"{t}.log")
+                print(f"[{name}] {t} run {rep}: {wall:.1f} s (rc {rc})", flush=True)
+                if rc != 0:
+                    print(f"  failed, see {m['dir'] / f'{t}.log'}", flush=True)
+                walls[t].append(wall)
+                res["tools"].setdefault(t, {})["rc"] = rc
+        for t in tools:
+            res["tools"][t]["wall_s"] = [round(w, 2) for w in walls[t]]
+            res["tools"][t]["command"] = " ".join(str(c) for c in {"ours": cmd_ours(m, outs["ours"], mode), "ort": cmd_ort(m, outs["ort"]),
+                                                                    "modelopt": cmd_modelopt(m, outs["modelopt"])}[t])
+        if "ours" in tools:
+            for t in tools:
+                if t != "ours":
+                    res["tools"][t]["wall_vs_ours"] = round(min(walls[t]) / min(walls["ours"]), 2)
+        fp32_eval, ref = evaluate(m, m["fp32"], None)
+        res["fp32"] = fp32_eval
+        models = {"fp32": m["fp32"]}
+        for t in tools:
+            if outs[t].exists() and res["tools"][t]["rc"] == 0:
+                res["tools"][t].update(evaluate(m, outs[t], ref)[0])
+                res["tools"][t].update(evaluate(m, outs[t], ref, simulate=False)[0])
+                models[t] = outs[t]
+        if not args.no_latency:
+            for b in (1, 32):
+                ms = latency(m, models, b)
+                for k, v in ms.items():
+                    target = res["fp32"] if k == "fp32" else res["tools"][k]
+                    target[f"ms_b{b}"] = v
+                    if k != "fp32":
+                        target[f"speedup_b{b}"] = round(ms["fp32"] / v, 2)
+        results["models"][name] = res
+        print(json.dumps(res, indent=1), flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_ours_api":
+        _ours_api(*sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_ort":
+        _ort(*sys.argv[2:])
+    else:
+        main()

@@ -1,0 +1,340 @@
+"""Calibration: one streaming ONNX Runtime pass collects histograms, a method turns them into amax.
+
+``collect_statistics`` exposes the tensors to calibrate as extra graph outputs, runs the FP32
+model over the data once and adds every batch to per-tensor :class:`AbsHistogram` s (memory
+bounded by tensors x bins, whatever the data size). ``compute_amax`` applies a method to every
+histogram; ``calibrate`` does both.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import onnx
+
+from .._optional import require
+from ..config import Config
+from ..data.base import Feed, FeedSource, model_inputs, rebatch, validate_feed
+from ..errors import ConfigError, DataError, ModelError
+from . import _kernels
+from ._kernels import KERNELS
+from .histogram import DEFAULT_BINS
+from .methods.registry import check_options, get_method
+from .stats import Statistics
+from .table import CalibrationTable
+
+__all__ = ["CollectConfig", "collect_statistics", "compute_amax", "calibrate"]
+
+# Above this many values in the whole pass, the numba kernel (when installed) replaces numpy.
+AUTO_NUMBA_ELEMENTS = 200_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig(Config):
+    """How statistics are collected.
+
+    ``bins``: histogram bins on the power-of-two range (a power of two; the methods regroup them
+    into at most 2048 over [0, max]). ``threads``: ONNX Runtime intra-op threads (0: its default).
+    ``overlap``: run the model on the next batch while the current one is histogrammed.
+    ``kernel``: how values are counted (``auto``: numba when installed, else numpy; same result).
+    ``workers``: threads counting tensors at once (numba kernel only; it releases the GIL).
+    """
+
+    bins: int = DEFAULT_BINS
+    threads: int = 0
+    overlap: bool = True
+    kernel: str = "auto"
+    workers: int = 2
+    progress: bool = True
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+    def validate(self) -> None:
+        if self.bins < 256 or self.bins & (self.bins - 1):
+            raise ConfigError(f"bins must be a power of two >= 256, got {self.bins}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0, got {self.threads}")
+        if self.kernel not in KERNELS:
+            raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+
+
+def collect_statistics(
+    model: onnx.ModelProto | str | os.PathLike,
+    tensors: Sequence[str],
+    source: FeedSource | Iterable[Feed],
+    config: CollectConfig | None = None,
+) -> Statistics:
+    """Histograms of |x| for ``tensors`` over every feed of ``source`` (one ONNX Runtime pass)."""
+    config = config or CollectConfig()
+    tensors = list(dict.fromkeys(tensors))
+    if not tensors:
+        raise ConfigError("no tensors to calibrate")
+    proto, base_dir = _load(model)
+    inputs = model_inputs(proto)
+    _check_tensors(proto, tensors)
+    stats = Statistics.empty(tensors, config.bins)
+    fixed_batch = _fixed_batch(inputs)
+    if fixed_batch is not None:
+        source = rebatch(source, fixed_batch)
+    total = _length(source)
+    tqdm = require("tqdm").tqdm
+    if config.kernel == "numba":
+        _kernels.get("numba")  # fails early when numba was asked for and is missing
+    # "auto" counts the first batch with numpy, then switches to numba (loading it costs about a
+    # second) only when the data set is big enough for that to pay off.
+    kernel = "numpy" if config.kernel == "auto" else config.kernel
+    with _session(proto, tensors, base_dir, config) as sess, ThreadPoolExecutor(config.workers) as pool:
+        bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
+        scratch: np.ndarray | None = None
+        try:
+            for n, outputs in _run(sess, tensors, _validated(source, inputs), config.overlap):
+                for name, value in zip(tensors, outputs):
+                    if value.dtype.kind != "f":
+                        raise DataError(f"tensor {name!r} is {value.dtype}, not floating point; only float tensors are calibrated")
+                if kernel == "numba" and config.workers > 1:
+                    # largest first, so the workers finish together; the kernel releases the GIL
+                    order = sorted(range(len(tensors)), key=lambda k: -outputs[k].size)
+                    jobs = [pool.submit(stats.histograms[tensors[k]].add, outputs[k], None, kernel) for k in order]
+                    for job in jobs:
+                        job.result()
+                else:
+                    for name, value in zip(tensors, outputs):
+                        if value.dtype == np.float32 and (scratch is None or scratch.size < value.size):
+                            scratch = np.empty(value.size, np.float32)
+                        stats.histograms[name].add(value, scratch, kernel)
+                if config.kernel == "auto" and stats.num_batches == 0:
+                    per_batch = sum(int(v.size) for v in outputs)
+                    if per_batch * (total or 1000) >= AUTO_NUMBA_ELEMENTS and _kernels.have_numba():
+                        kernel, scratch = "numba", None
+                del outputs
+                stats.num_samples += n
+                stats.num_batches += 1
+                bar.update(1)
+                bar.set_postfix(samples=stats.num_samples, refresh=False)
+        finally:
+            bar.close()
+    if stats.num_batches == 0:
+        raise DataError("the calibration data is empty; give at least one sample")
+    return stats
+
+
+def compute_amax(stats: Statistics, method: str = "entropy", **options: Any) -> CalibrationTable:
+    """Apply ``method`` (entropy, max, percentile, mse) with ``options`` to every tensor."""
+    fn = get_method(method)
+    check_options(method, fn, options)
+    amax: dict[str, float] = {}
+    per_tensor: dict[str, dict[str, Any]] = {}
+    for name, hist in stats.histograms.items():
+        r = fn(hist, **options)
+        if not (r.amax > 0 and np.isfinite(r.amax)):
+            raise DataError(f"tensor {name!r}: method {method} gave amax {r.amax}; check the data reaching this tensor")
+        amax[name] = float(r.amax)
+        info = {"max": hist.amax, "clipped": _clipped_fraction(hist, r.amax), **r.info}
+        if hist.nonfinite:
+            info["nonfinite"] = hist.nonfinite
+        per_tensor[name] = info
+    details = {"options": dict(options), "bins": stats.bins, "num_batches": stats.num_batches, "tensors": per_tensor}
+    return CalibrationTable(amax, method, stats.num_samples, details)
+
+
+def calibrate(
+    model: onnx.ModelProto | str | os.PathLike,
+    tensors: Sequence[str],
+    source: FeedSource | Iterable[Feed],
+    method: str = "entropy",
+    config: CollectConfig | None = None,
+    **options: Any,
+) -> CalibrationTable:
+    """Collect statistics and compute the table in one call; timings go into ``details``."""
+    check_options(method, get_method(method), options)  # fail before the data pass
+    t0 = time.perf_counter()
+    stats = collect_statistics(model, tensors, source, config)
+    t1 = time.perf_counter()
+    table = compute_amax(stats, method, **options)
+    t2 = time.perf_counter()
+    table.details["seconds"] = {"collect": round(t1 - t0, 3), "method": round(t2 - t1, 3)}
+    return table
+
+
+def _clipped_fraction(hist, amax: float) -> float:
+    """Share of values in bins wholly above the one holding ``amax`` (a lower bound, to bin resolution)."""
+    if hist.exponent is None or hist.total == 0:
+        return 0.0
+    b = int(np.floor(amax / hist.bin_width)) + 1
+    return float(hist.counts[b:].sum() / hist.total) if b < hist.bins else 0.0
+
+
+# -- the model and its session ----------------------------------------------------------------------
+
+
+def _load(model: onnx.ModelProto | str | os.PathLike) -> tuple[onnx.ModelProto, Path | None]:
+    if isinstance(model, onnx.ModelProto):
+        return model, None
+    from ..model_io import load_model
+
+    p = Path(model)
+    return load_model(p, load_external_data=False, check=False), p.parent
+
+
+def _check_tensors(proto: onnx.ModelProto, tensors: Sequence[str]) -> None:
+    produced = {o for n in proto.graph.node for o in n.output} | {i.name for i in proto.graph.input}
+    inits = {t.name for t in proto.graph.initializer}
+    weights = [t for t in tensors if t in inits and t not in produced - inits]
+    if weights:
+        raise ConfigError(f"{', '.join(weights[:5])} are initialisers (weights): weights are quantized from their values, not calibrated")
+    missing = [t for t in tensors if t not in produced]
+    if missing:
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise ModelError(f"tensor(s) {', '.join(missing[:5])}{more} are not in the model's graph; give tensor names the model produces")
+
+
+def _fixed_batch(inputs) -> int | None:
+    """The batch size a model with a fixed leading dimension accepts (``None``: any)."""
+    dims = {i.shape[0] for i in inputs if i.shape}
+    if len(dims) == 1:
+        d = dims.pop()
+        if isinstance(d, int):
+            return d
+    return None
+
+
+def _length(source) -> int | None:
+    """Number of batches for the progress bar, when known without an extra pass over the data."""
+    if isinstance(source, rebatch) or getattr(source, "length_known", True) is False:
+        return None
+    try:
+        return len(source)
+    except TypeError:
+        return None
+
+
+def _validated(source, inputs) -> Iterator[tuple[int, Feed]]:
+    for k, feed in enumerate(source):
+        feed = validate_feed(feed, inputs, f"calibration batch {k}")
+        sizes = {v.shape[0] for v in feed.values() if v.ndim}
+        yield (sizes.pop() if len(sizes) == 1 else 1), feed
+
+
+class _session:
+    """An ONNX Runtime session on a copy of the model with ``tensors`` as extra outputs."""
+
+    def __init__(self, proto: onnx.ModelProto, tensors: Sequence[str], base_dir: Path | None, config: CollectConfig):
+        self.proto, self.tensors, self.base_dir, self.config = proto, tensors, base_dir, config
+        self._tmp: Path | None = None
+
+    def __enter__(self):
+        ort = require("onnxruntime", "calibration")
+        m = onnx.ModelProto()
+        m.CopyFrom(self.proto)
+        have = {o.name for o in m.graph.output}
+        types = _elem_types(m)
+        for t in self.tensors:
+            if t not in have:
+                m.graph.output.append(onnx.helper.make_tensor_value_info(t, types.get(t, onnx.TensorProto.FLOAT), None))
+        so = ort.SessionOptions()
+        if self.config.threads:
+            so.intra_op_num_threads = self.config.threads
+        so.log_severity_level = 3
+        try:
+            if _has_external_data(m):
+                # external data is found relative to the model file: write the copy beside it
+                fd, tmp = tempfile.mkstemp(prefix=".calib-", suffix=".onnx", dir=self.base_dir)
+                os.close(fd)
+                self._tmp = Path(tmp)
+                onnx.save_model(m, tmp)
+                self.sess = ort.InferenceSession(tmp, so, providers=list(self.config.providers))
+            else:
+                self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=list(self.config.providers))
+        except Exception as e:
+            self._cleanup()
+            raise ModelError(f"ONNX Runtime cannot load the model for calibration: {str(e).strip().splitlines()[0]}") from e
+        return self.sess
+
+    def __exit__(self, *exc) -> None:
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmp is not None and self._tmp.exists():
+            self._tmp.unlink()
+
+
+def _has_external_data(m: onnx.ModelProto) -> bool:
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(m))
+
+
+def _elem_types(m: onnx.ModelProto) -> dict[str, int]:
+    """Element types of graph tensors (from shape inference where it works)."""
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    try:
+        inferred = onnx.shape_inference.infer_shapes(m)
+        types.update({vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info})
+    except Exception:
+        pass
+    return {k: v for k, v in types.items() if v}
+
+
+def _run(sess, tensors: Sequence[str], feeds: Iterator[tuple[int, Feed]], overlap: bool) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """Outputs per batch; with ``overlap`` the next batch runs while the caller histograms this one."""
+    names = list(tensors)
+
+    def run(feed: Feed) -> list[np.ndarray]:
+        # A fresh binding per batch: outputs land in new ONNX Runtime buffers that numpy views
+        # without a copy (run() copies every output, a third of the pass for a CNN), and a
+        # batch still being counted is never overwritten by the next one.
+        try:
+            io = sess.io_binding()
+            held = {k: np.ascontiguousarray(v) for k, v in feed.items()}  # binding does not own them
+            for k, v in held.items():
+                io.bind_cpu_input(k, v)
+            computed = [n for n in names if n not in held]  # a graph input is taken from the feed
+            for n in computed:
+                io.bind_output(n, "cpu")
+            sess.run_with_iobinding(io)
+            got = dict(zip(computed, (v.numpy() for v in io.get_outputs())))
+            return [got[n] if n in got else held[n] for n in names]
+        except Exception as e:
+            raise DataError(f"ONNX Runtime failed on calibration data: {str(e).strip().splitlines()[0]}") from e
+
+    if not overlap:
+        for n, feed in feeds:
+            yield n, run(feed)
+        return
+    q: queue.Queue = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            for n, feed in feeds:
+                if stop.is_set():
+                    return
+                q.put((n, run(feed)))
+            q.put(None)
+        except BaseException as e:  # handed to the consumer, raised there
+            q.put(e)
+
+    th = threading.Thread(target=worker, name="calibration-runner", daemon=True)
+    th.start()
+    try:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while th.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                th.join(timeout=0.05)
