@@ -108,3 +108,20 @@ def test_export_of_a_masked_model_is_2to4(tmp_path):
     assert len(ready) == len(masks) == 2
     assert all(l.sparsity >= 0.5 for l in ready)
     assert masks.report()["zeros"] == sum(int(np.prod(l.shape)) // 2 for l in ready)
+
+
+def test_sparse24_student_config_and_errors():
+    import torch
+
+    from trtcompress.errors import ConfigError
+    from trtcompress.sparsity.torch_masks import Sparse24Config, sparse24_student
+
+    model = _net()
+    masks, report = sparse24_student(model, Sparse24Config(exclude=("7",)))
+    assert masks.names == ["4"] and report["layers_pruned"] == 1
+    assert report["config"]["exclude"] == ["7"]
+    assert Sparse24Config.from_json(Sparse24Config(include=("4",)).to_json()) == Sparse24Config(include=("4",))
+    with pytest.raises(ConfigError):
+        Sparse24Config(min_channels=1)
+    with pytest.raises(ConfigError, match="no layer"):
+        sparse24_student(torch.nn.Sequential(torch.nn.Linear(6, 3)))
