@@ -3,7 +3,8 @@
 A registry keyed by ONNX op type: each rule finds the weight input of a node, its reduction axis
 (the axis a sparse Tensor Core groups 4 by 4) and the axis of the activation's channels.
 
-TensorRT's documented constraints (Developer Guide, "Structured Sparsity", TensorRT 8.x-10.x):
+TensorRT's documented constraints (Developer Guide 8.5, section "Sparsity"; the builder logs
+"Layers eligible for sparse math" for Conv and MatMul layers, NVIDIA/TensorRT#2169):
 convolution and fully-connected / matrix-multiply weights, known at build time, where for every
 output channel and kernel position each group of 4 input channels holds at least 2 zeros; the
 input channel count must be a multiple of 4; the engine must be built with SPARSE_WEIGHTS and
