@@ -21,6 +21,7 @@ VERBS = {
     "inspect": "inspect",
     "sparsify": "sparsify",
     "quantize": "quantize",
+    "finetune": "finetune",
 }
 
 
