@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.sparsity.graphs import run
+from .graphs import run
 
 from trtcompress import zoo
 from trtcompress.model_io import load_model

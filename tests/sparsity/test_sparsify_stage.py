@@ -8,7 +8,7 @@ import onnx
 import pytest
 
 from tests.conftest import cli
-from tests.sparsity.graphs import conv_block, gemm_pair, mlp, qdq_conv, run
+from .graphs import conv_block, gemm_pair, mlp, qdq_conv, run
 from trtcompress.errors import ConfigError, ModelError
 from trtcompress.model_io import save_model
 from trtcompress.sparsity.graph import GraphIndex
