@@ -18,6 +18,8 @@ VERBS = {
     "bench": "bench",
     "compress": "compress",
     "demo": "demo",
+    "inspect": "inspect",
+    "sparsify": "sparsify",
     "quantize": "quantize",
     "finetune": "finetune",
 }

@@ -1,0 +1,98 @@
+"""2:4 masks in numpy: in every group of 4 consecutive weights along the reduction axis, keep the 2
+largest magnitudes.
+
+The reduction axis is the one a sparse Tensor Core groups along: input channels C of a Conv weight
+K x C x R x S (one group per k, r, s and 4 consecutive channels), K of a MatMul weight [K, N].
+Everything is vectorised: the axis is moved last and viewed as [..., C/4, 4].
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "GROUP",
+    "KEEP",
+    "mask_2to4",
+    "prune_2to4",
+    "is_2to4",
+    "groups_violating",
+    "retained_magnitude",
+    "zero_fraction",
+    "as_rows",
+]
+
+GROUP = 4  # consecutive weights per group along the reduction axis
+KEEP = 2  # weights kept per group
+
+
+def _grouped(a: np.ndarray, axis: int) -> np.ndarray:
+    """View ``a`` with ``axis`` moved last and split into groups: [..., C/4, 4]."""
+    axis = axis % a.ndim
+    c = a.shape[axis]
+    if c % GROUP:
+        raise ValueError(f"reduction axis {axis} has {c} entries, not a multiple of {GROUP}")
+    moved = np.moveaxis(a, axis, -1)
+    return moved.reshape(moved.shape[:-1] + (c // GROUP, GROUP))
+
+
+def _ungrouped(g: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
+    axis = axis % len(shape)
+    moved_shape = tuple(shape[:axis]) + tuple(shape[axis + 1 :]) + (shape[axis],)
+    return np.moveaxis(g.reshape(moved_shape), -1, axis)
+
+
+def mask_2to4(weights: np.ndarray, axis: int) -> np.ndarray:
+    """Boolean mask (True = keep) with exactly 2 kept entries per group of 4 along ``axis``.
+
+    Ties keep the lower index (stable order), so the mask is a deterministic function of |w|.
+    """
+    w = np.asarray(weights)
+    if not np.issubdtype(w.dtype, np.number):
+        raise TypeError(f"weights must be numeric, got {w.dtype}")
+    mag = np.abs(_grouped(w, axis).astype(np.float64, copy=False))
+    if not np.all(np.isfinite(mag)):
+        raise ValueError("weights contain NaN or Inf; a 2:4 mask needs finite weights")
+    order = np.argsort(-mag, axis=-1, kind="stable")
+    keep = np.zeros(mag.shape, dtype=bool)
+    np.put_along_axis(keep, order[..., :KEEP], True, axis=-1)
+    return _ungrouped(keep, w.shape, axis)
+
+
+def prune_2to4(weights: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Return (pruned weights, mask); the pruned array keeps the input dtype."""
+    mask = mask_2to4(weights, axis)
+    return np.where(mask, weights, np.zeros((), dtype=np.asarray(weights).dtype)), mask
+
+
+def is_2to4(weights: np.ndarray, axis: int, zero: float | int = 0) -> bool:
+    """True when every group of 4 along ``axis`` holds at least 2 entries equal to ``zero``."""
+    w = np.asarray(weights)
+    if w.shape[axis % w.ndim] % GROUP:
+        return False
+    return groups_violating(w, axis, zero) == 0
+
+
+def groups_violating(weights: np.ndarray, axis: int, zero: float | int = 0) -> int:
+    """Number of groups of 4 along ``axis`` with more than 2 entries different from ``zero``."""
+    g = _grouped(np.asarray(weights), axis)
+    nonzero = np.count_nonzero(g != zero, axis=-1)
+    return int(np.count_nonzero(nonzero > GROUP - KEEP))
+
+
+def retained_magnitude(weights: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the L1 magnitude that the mask keeps (1.0 for an all-zero tensor)."""
+    mag = np.abs(np.asarray(weights, dtype=np.float64))
+    total = float(mag.sum())
+    return float(mag[mask].sum() / total) if total > 0 else 1.0
+
+
+def zero_fraction(weights: np.ndarray, zero: float | int = 0) -> float:
+    w = np.asarray(weights)
+    return float(np.count_nonzero(w == zero) / w.size) if w.size else 0.0
+
+
+def as_rows(weights: np.ndarray, axis: int) -> np.ndarray:
+    """[rows, C]: every row is one line along the reduction axis (for permutation search)."""
+    w = np.asarray(weights)
+    moved = np.moveaxis(w, axis % w.ndim, -1)
+    return moved.reshape(-1, moved.shape[-1])
