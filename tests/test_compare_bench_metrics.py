@@ -92,9 +92,10 @@ def test_metrics(tiny_model, tmp_path):
     pruned = save_model(m, tmp_path / "pruned.onnx")
     ws = weight_stats(tiny_model)
     assert ws["parameters"] == 16 * 27 + 16 + 5 * 16 + 5
-    pr = pruning_rate(tiny_model, pruned)
-    assert pr["pruned"] == 16 * 27 // 2 and pr["percent"] == pytest.approx(100 * 216 / ws["parameters"])
+    pr = pruning_rate(tiny_model, 216)
+    assert pr["total"] == ws["parameters"] and pr["percent"] == pytest.approx(100 * 216 / ws["parameters"])
     cr = compression_ratio(tiny_model, pruned)
-    assert cr["ratio_parameters"] == pytest.approx(ws["nonzero"] / (ws["nonzero"] - 216))
+    assert cr["ratio_parameters"] == 1.0
+    assert cr["ratio_nonzero_parameters"] == pytest.approx(ws["nonzero"] / (ws["nonzero"] - 216))
     q = quantization_error({"outputs": {"a": {"max_abs": 0.5, "mean_abs": 0.1}, "b": {"max_abs": 0.2, "mean_abs": 0.3}}})
     assert q == {"max_abs": 0.5, "mean_abs": pytest.approx(0.2)}

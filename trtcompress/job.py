@@ -142,7 +142,9 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             report["bench"] = b.to_dict()
             first = config.bench.batch_sizes[0]
             latency = (b.results[first]["original"]["p50_ms"], b.results[first]["compressed"]["p50_ms"])
-        report["metrics"] = summary(original, compressed, report["compare"], latency)
+        # stages that prune report the weights they zeroed as ``zeros_added``
+        pruned = sum(int(s.report.get("zeros_added", 0)) for s in result.stages)
+        report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
         report["passed"] = cmp.passed
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
         run.write_report(report)

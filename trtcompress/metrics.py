@@ -2,7 +2,7 @@
 
 - compression ratio = original size / compressed size (bytes on disk, and parameters)
 - speedup ratio = original latency / compressed latency (from one interleaved run)
-- pruning rate = pruned / total parameters, in %
+- pruning rate = pruned / total parameters, in % (pruned as counted by the pruning stages)
 - quantization error = |original - quantized| at the outputs (max and mean)
 """
 from __future__ import annotations
@@ -40,16 +40,17 @@ def weight_stats(model: onnx.ModelProto | str | os.PathLike) -> dict[str, int]:
 
 
 def compression_ratio(original: str | os.PathLike, compressed: str | os.PathLike) -> dict[str, Any]:
-    """Size on disk and parameter ratios. Parameters count non-zero weights (pruned weights cost nothing in sparse storage)."""
+    """Size on disk and parameter ratios (all weights, and non-zero weights as sparse storage counts them)."""
     a, b = weight_stats(original), weight_stats(compressed)
     sa, sb = file_size(original), file_size(compressed)
     return {
         "bytes_original": sa,
         "bytes_compressed": sb,
         "ratio_disk": _ratio(sa, sb),
-        "parameters_original": a["nonzero"],
-        "parameters_compressed": b["nonzero"],
-        "ratio_parameters": _ratio(a["nonzero"], b["nonzero"]),
+        "parameters_original": a["parameters"],
+        "parameters_compressed": b["parameters"],
+        "ratio_parameters": _ratio(a["parameters"], b["parameters"]),
+        "ratio_nonzero_parameters": _ratio(a["nonzero"], b["nonzero"]),
     }
 
 
@@ -57,11 +58,14 @@ def speedup_ratio(original_latency_ms: float, compressed_latency_ms: float) -> f
     return _ratio(original_latency_ms, compressed_latency_ms)
 
 
-def pruning_rate(original: onnx.ModelProto | str | os.PathLike, compressed: onnx.ModelProto | str | os.PathLike) -> dict[str, Any]:
-    """Weights that were non-zero in the original and are gone (zero or factorised away), over the original total."""
-    a, b = weight_stats(original), weight_stats(compressed)
-    pruned = max(0, a["nonzero"] - b["nonzero"])
-    return {"pruned": pruned, "total": a["parameters"], "percent": 100.0 * pruned / a["parameters"] if a["parameters"] else 0.0}
+def pruning_rate(original: onnx.ModelProto | str | os.PathLike, pruned: int) -> dict[str, Any]:
+    """``pruned`` weights (as the pruning stages count them) over the original model's parameters.
+
+    Counted by the stages, not by diffing zeros: INT8 rounding also turns tiny weights into zeros,
+    and that is not pruning.
+    """
+    total = weight_stats(original)["parameters"]
+    return {"pruned": pruned, "total": total, "percent": 100.0 * pruned / total if total else 0.0}
 
 
 def quantization_error(compare_report: dict[str, Any]) -> dict[str, float | None]:
@@ -80,12 +84,13 @@ def summary(
     compressed: str | os.PathLike,
     compare_report: dict[str, Any] | None = None,
     latency_ms: tuple[float, float] | None = None,
+    pruned: int = 0,
 ) -> dict[str, Any]:
     """All four metrics for one run (None where a measurement was not made)."""
     return {
         "compression": compression_ratio(original, compressed),
         "speedup": speedup_ratio(*latency_ms) if latency_ms else None,
-        "pruning_rate": pruning_rate(original, compressed),
+        "pruning_rate": pruning_rate(original, pruned),
         "quantization_error": quantization_error(compare_report) if compare_report else None,
     }
 

@@ -7,7 +7,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import cli
+from trtc_support import cli
 from .graphs import conv_block, gemm_pair, mlp, qdq_conv, run
 from trtcompress.errors import ConfigError, ModelError
 from trtcompress.model_io import save_model
@@ -181,6 +181,10 @@ def test_compress_job_runs_the_sparsify_stage_from_a_recipe(tmp_path):
     model = onnx.load(str(tmp_path / "runs" / "sp" / "artifacts" / "model.onnx"))
     ready = {l.layer for l in inspect_layers(model) if l.sparse_ready}
     assert ready == {"conv2", "fc"}
+    # the job's pruning rate counts the weights the stage pruned, over all of the original's weights
+    rate = report["metrics"]["pruning_rate"]
+    assert rate["pruned"] == stage["report"]["zeros_added"] > 0
+    assert rate["percent"] == pytest.approx(100 * rate["pruned"] / rate["total"])
 
 
 from hypothesis import given, settings  # noqa: E402

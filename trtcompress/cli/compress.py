@@ -109,7 +109,7 @@ def format_report(result) -> str:
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
         lines.append(f"stage {s['name']}: {s['seconds']:.1f} s")
-    lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in non-zero parameters")
+    lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
     lines.append(f"pruning rate: {m['pruning_rate']['percent']:.2f}% ({m['pruning_rate']['pruned']:,} of {m['pruning_rate']['total']:,} parameters)")
     if m["quantization_error"]:
         q = m["quantization_error"]

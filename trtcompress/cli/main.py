@@ -20,6 +20,7 @@ VERBS = {
     "demo": "demo",
     "inspect": "inspect",
     "sparsify": "sparsify",
+    "lowrank": "lowrank",
     "quantize": "quantize",
     "finetune": "finetune",
 }
