@@ -107,3 +107,9 @@ def test_rebatch():
 def test_validate_feed_casts_same_kind():
     f = validate_feed({"x": np.zeros((1, 3, 16, 16), np.float64)}, INPUTS, "s")
     assert f["x"].dtype == np.float32
+
+
+def test_labels_in_npz_are_not_inputs(tmp_path):
+    np.savez(tmp_path / "eval.npz", x=np.zeros((4, 3, 16, 16), np.float32), labels=np.arange(4))
+    (feed,) = list(open_source(str(tmp_path / "eval.npz"), INPUTS))
+    assert list(feed) == ["x"]

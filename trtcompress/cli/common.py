@@ -14,10 +14,12 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="onnxrt", help="onnxrt (default, CPU) or trt (needs TensorRT and a GPU)")
     g.add_argument("--threads", type=int, default=0, help="intra-op threads (0: backend default)")
     g.add_argument("--providers", default="cpu", help="ONNX Runtime providers in order, comma-separated (cpu, cuda)")
+    g.add_argument("--optimization", choices=("disable", "basic", "extended", "all"), default="all",
+                   help="ONNX Runtime graph optimisation; 'basic' runs TensorRT-form Q/DQ models with exact Q/DQ arithmetic (default: %(default)s)")
 
 
 def runner_options(args: argparse.Namespace) -> RunnerOptions:
-    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()))
+    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()), optimization=args.optimization)
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:

@@ -31,6 +31,9 @@ class ReaderOptions:
     int_high: int = 10  # random integer inputs (token ids, indices) are drawn from [0, int_high)
 
 
+# arrays under these names in an .npz file are labels for evaluation, not model inputs
+LABEL_KEYS = frozenset({"labels", "label"})
+
 Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
 _READERS: dict[str, tuple[Reader, Callable[[str], bool]]] = {}
 # readers defined in modules with heavier imports register on first use of their kind
@@ -157,7 +160,7 @@ def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Sou
                 feed = {names[0]: np.load(f, allow_pickle=False)}
             else:
                 with np.load(f, allow_pickle=False) as z:
-                    feed = {k: z[k] for k in z.files}
+                    feed = {k: z[k] for k in z.files if k not in LABEL_KEYS or k in names}
                 if len(inputs) == 1 and list(feed) == ["arr_0"]:
                     feed = {names[0]: feed["arr_0"]}
         except DataError:
