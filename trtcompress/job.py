@@ -33,7 +33,10 @@ __all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
 
 _ONNX_SUFFIXES = (".onnx",)
 # stage config fields that, when left empty, take the job's data settings
-_SHARED_DATA_FIELDS = {"calib": "data", "preprocess": "preprocess"}
+_SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
+    "calib": lambda c: c.calib or c.data,
+    "preprocess": lambda c: c.preprocess,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +48,8 @@ class CompressConfig(Config):
     runs_dir: str = "runs"
     stages: tuple[Config, ...] = ()
     export: ExportConfig = ExportConfig()
-    data: str = "random:8"  # inputs for compare (and calibration, unless a stage says otherwise)
+    data: str = "random:8"  # inputs for compare (and calibration, unless ``calib`` or a stage says otherwise)
+    calib: str | None = None  # calibration data for stages that read data; keep it disjoint from ``data``
     preprocess: str | None = None
     batch: int = 1
     limit: int | None = None
@@ -155,5 +159,5 @@ def _data_factory(config: CompressConfig):
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:
     """Stages that read data (``calib``, ``preprocess`` fields) default to the job's data."""
     names = {f.name for f in dataclasses.fields(stage)}
-    changes = {f: getattr(config, src) for f, src in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f)}
+    changes = {f: get(config) for f, get in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f)}
     return stage.replace(**changes) if changes else stage

@@ -34,6 +34,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--min-cosine", type=float, default=None, help="fail the run below this cosine similarity to FP32")
     p.add_argument("--min-top1", type=float, default=None, help="fail the run below this top-1 agreement with FP32")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    p.add_argument("--calib", default=None, help="calibration data for stages that read data (default: --data; keep them disjoint)")
     add_data_args(p, default=None)
     add_runner_args(p)
 
@@ -51,7 +52,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
         except json.JSONDecodeError as e:
             raise ConfigError(f"recipe {args.recipe} is not valid JSON: {e}") from None
     d["model"] = model or args.model
-    for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("preprocess", args.preprocess), ("limit", args.limit)):
+    for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("calib", args.calib), ("preprocess", args.preprocess), ("limit", args.limit)):
         if value is not None:
             d[key] = value
     if args.batch != 1:

@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         stages=tuple(stage_config(n) for n in names),
         export=ExportConfig(inputs=("x:1x3x224x224",)),
         data="photos:eval",
+        calib="photos:calib",
         preprocess="efficientnet-lite",
         batch=24,
         bench=BenchConfig(batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")), iterations=args.iterations),

@@ -18,6 +18,7 @@ VERBS = {
     "bench": "bench",
     "compress": "compress",
     "demo": "demo",
+    "quantize": "quantize",
 }
 
 

@@ -1,0 +1,67 @@
+"""Per-layer error and the accuracy-target fallback."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from trtcompress.errors import ConfigError
+from trtcompress.quant.placement import plan_quantization
+from trtcompress.quant.sensitivity import AccuracyTarget, fallback_to_target, layer_errors, parse_accuracy_target
+
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, case  # noqa: F401 (case is a fixture)
+
+
+def test_layer_errors_cover_every_quantized_layer_worst_first(case):
+    name, model, plan, table, feeds = case
+    errs = layer_errors(model, plan, table, feeds)
+    assert {e.node for e in errs} == set(plan.quantized_nodes)
+    local = [e.local_sqnr_db for e in errs]
+    assert local == sorted(local)
+    assert all(math.isfinite(v) and v > 10 for v in local), name
+    assert all(math.isfinite(e.cumulative_sqnr_db) for e in errs)
+
+
+def test_a_layer_with_a_bad_range_ranks_first():
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    table.amax["a1"] /= 50  # clip the depthwise conv's input hard
+    errs = layer_errors(model, plan, table, feeds)
+    assert errs[0].node == "depthwise"
+
+
+def test_fallback_keeps_the_most_sensitive_layers_float_until_met():
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    table.amax["a1"] /= 50
+    ranking = layer_errors(model, plan, table, feeds)
+    new, history, met = fallback_to_target(model, plan, table, ranking, AccuracyTarget("cosine", 0.999), graphs.feeds(model, seed=7))
+    assert met
+    assert "depthwise" not in new.quantized_nodes
+    assert new.float_nodes["depthwise"] == "kept float for the accuracy target"
+    assert history[0]["kept_float"] == 0 and history[0]["cosine"] < 0.999
+    assert history[-1]["cosine"] >= 0.999 or any(h["cosine"] >= 0.999 for h in history)
+
+
+def test_target_already_met_changes_nothing(case):
+    _, model, plan, table, feeds = case
+    ranking = layer_errors(model, plan, table, feeds)
+    new, history, met = fallback_to_target(model, plan, table, ranking, AccuracyTarget("cosine", 0.5), feeds)
+    assert met and new.quantized_nodes == plan.quantized_nodes and len(history) == 1
+
+
+@pytest.mark.parametrize("text, metric, value", [("top1>=0.95", "top1", 0.95), ("cosine >= 0.999", "cosine", 0.999)])
+def test_parse_accuracy_target(text, metric, value):
+    t = parse_accuracy_target(text)
+    assert (t.metric, t.value) == (metric, value)
+
+
+@pytest.mark.parametrize("text", ["top1>0.9", "acc>=0.9", "top1>=1.5", "cosine>=x"])
+def test_bad_accuracy_target(text):
+    with pytest.raises(ConfigError):
+        parse_accuracy_target(text)

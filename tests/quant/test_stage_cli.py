@@ -1,0 +1,174 @@
+"""The quantize stage and CLI verb, on tiny graphs and on the shipped Fashion-MNIST CNN."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from trtcompress.errors import ConfigError, DataError
+from trtcompress.model_io import load_model
+from trtcompress.quant.placement import plan_quantization
+from trtcompress.quant.trt_rules import trt_qdq_violations
+from trtcompress.stage import get_stage
+from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+
+import qdq_graphs as graphs
+from qdq_helpers import calibrate_for_test, cli, run
+
+
+def _npz_dir(tmp: Path, feeds) -> Path:
+    d = tmp / "calib"
+    d.mkdir()
+    for i, f in enumerate(feeds):
+        np.savez(d / f"{i:03d}.npz", **f)
+    return d
+
+
+@pytest.fixture
+def mb(tmp_path):
+    model = graphs.mbconv()
+    feeds = graphs.feeds(model, n=4)
+    table = calibrate_for_test(model, plan_quantization(model), feeds)
+    (tmp_path / "table.json").write_text(table.to_json())
+    onnx.save(model, tmp_path / "model.onnx")
+    return model, feeds, tmp_path
+
+
+def test_stage_is_registered():
+    assert get_stage("quantize").config_type is QuantizeConfig
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_stage_with_saved_table(mb, target):
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    result = quantize(model, QuantizeConfig(target=target, table=str(tmp / "table.json"), calib=str(calib), sensitivity_samples=4))
+    if target == "tensorrt":
+        assert trt_qdq_violations(result.model) == []
+    else:
+        assert result.report["cpu"]["ops"]["QLinearConv"] >= 3
+    assert result.report["plan"]["quantized_nodes"] == 7
+    assert len(result.report["layer_error"]) == 7
+    assert json.loads(result.artifacts["calibration.json"])["amax"]
+    assert run(result.model, feeds[:1])[0].shape == (4, 10)
+
+
+def test_stage_accuracy_target(mb):
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    table = json.loads((tmp / "table.json").read_text())
+    table["amax"]["a1"] /= 50
+    (tmp / "bad.json").write_text(json.dumps(table))
+    cfg = QuantizeConfig(table=str(tmp / "bad.json"), calib=str(calib), eval=str(calib), accuracy_target="cosine>=0.999", sensitivity_samples=8, clip_bounds=False)
+    result = quantize(model, cfg)
+    acc = result.report["accuracy_target"]
+    assert acc["met"] and "depthwise" in acc["kept_float"]
+    assert "depthwise" in result.report["plan"]["kept_float"]["kept float for the accuracy target"]
+
+
+def test_clip_bounds_restore_the_relu6_range(mb):
+    model, feeds, tmp = mb
+    table = json.loads((tmp / "table.json").read_text())
+    table["amax"]["a1"] = 0.1
+    table["details"] = {"tensors": {"a1": {"max": 5.0}}}
+    (tmp / "clipped.json").write_text(json.dumps(table))
+    result = quantize(model, QuantizeConfig(table=str(tmp / "clipped.json"), sensitivity_samples=0))
+    assert "a1" in result.report["raised_to_clip_bound"]
+    assert json.loads(result.artifacts["calibration.json"])["amax"]["a1"] == 5.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"target": "gpu"}, "target must be one of"),
+        ({"method": "kl"}, "method must be one of"),
+        ({"accuracy_target": "top1>=0.9"}, "needs held-out data"),
+        ({"batch": 0}, "batch must be"),
+        ({"cpu_weights": "int4"}, "cpu_weights"),
+    ],
+)
+def test_config_errors(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        QuantizeConfig(**kwargs)
+
+
+def test_config_round_trips_through_json():
+    c = QuantizeConfig(target="cpu", include=("Conv",), accuracy_target="top1>=0.9", eval="e")
+    assert QuantizeConfig.from_json(c.to_json()) == c
+
+
+def test_stage_errors(mb):
+    model, _, tmp = mb
+    with pytest.raises(ConfigError, match="give calibration data"):
+        quantize(model, QuantizeConfig())
+    with pytest.raises(DataError, match="table not found"):
+        quantize(model, QuantizeConfig(table=str(tmp / "missing.json")))
+    with pytest.raises(ConfigError, match="nothing to quantize"):
+        quantize(model, QuantizeConfig(table=str(tmp / "table.json"), include=("Relu",)))
+
+
+def test_cli_quantize_both_targets_from_one_table(mb):
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    out = tmp / "q.onnx"
+    proc = cli("quantize", str(tmp / "model.onnx"), "--table", str(tmp / "table.json"), "--calib", str(calib), "-o", str(out), "--report", str(tmp / "r.json"), "--sensitivity-samples", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "7 layers quantized" in proc.stdout and "most sensitive" in proc.stdout
+    assert trt_qdq_violations(load_model(out)) == []
+    assert (tmp / "q.calib.json").is_file() and json.loads((tmp / "r.json").read_text())["target"] == "tensorrt"
+    proc = cli("quantize", str(tmp / "model.onnx"), "--table", str(tmp / "q.calib.json"), "--target", "cpu", "-o", str(tmp / "c.onnx"), "--sensitivity-samples", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert any(n.op_type == "QLinearConv" for n in load_model(tmp / "c.onnx").graph.node)
+
+
+def test_cli_errors_are_one_line(mb):
+    _, _, tmp = mb
+    proc = cli("quantize", str(tmp / "model.onnx"), "-o", str(tmp / "q.onnx"))
+    assert proc.returncode == 2 and "give calibration data" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("quantize", str(tmp / "model.onnx"), "--table", str(tmp / "table.json"), "--exclude", "nosuch", "-o", str(tmp / "q.onnx"))
+    assert proc.returncode == 2 and "matches no node" in proc.stderr
+
+
+def test_fashion_cnn_both_targets_keep_accuracy(tmp_path):
+    """The shipped Fashion-MNIST CNN (real weights, real data): INT8 agrees with FP32."""
+    zoo = pytest.importorskip("trtcompress.zoo")
+    model = load_model(zoo.onnx_path("fashion_cnn"))
+    x_cal, _ = zoo.fashion_mnist("train", limit=256)
+    x_ev, y_ev = zoo.fashion_mnist("test", limit=512)
+    plan = plan_quantization(model)
+    table = calibrate_for_test(model, plan, [{"x": x_cal[i : i + 64]} for i in range(0, 256, 64)])
+    (tmp_path / "t.json").write_text(table.to_json())
+    ev = [{"x": x_ev[i : i + 128]} for i in range(0, 512, 128)]
+    ref = np.concatenate(run(model, ev)).argmax(1)
+    for target in ("tensorrt", "cpu"):
+        result = quantize(model, QuantizeConfig(target=target, table=str(tmp_path / "t.json"), sensitivity_samples=0))
+        if target == "tensorrt":
+            assert trt_qdq_violations(result.model) == []
+        got = np.concatenate(run(result.model, ev, optimize=target == "cpu")).argmax(1)
+        assert np.mean(got == ref) >= 0.97, target
+        assert abs(np.mean(got == y_ev) - np.mean(ref == y_ev)) <= 0.02, target
+
+
+def test_stage_calibrates_with_the_calibration_module(mb):
+    """With trtcompress.quant.calibrate installed, the stage calibrates the plan's tensors itself."""
+    pytest.importorskip("trtcompress.quant.calibrate")
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    expected = json.loads((tmp / "table.json").read_text())["amax"]
+    result = quantize(model, QuantizeConfig(calib=str(calib), method="max", sensitivity_samples=0, clip_bounds=False, progress=False))
+    amax = json.loads(result.artifacts["calibration.json"])["amax"]
+    assert set(amax) == set(expected)
+    for t, v in expected.items():
+        assert amax[t] == pytest.approx(v, rel=0.02), t
+    assert trt_qdq_violations(result.model) == []
+
+
+def test_stage_writes_a_tensorrt_cache_when_asked(mb):
+    pytest.importorskip("trtcompress.quant.cache")
+    model, _, tmp = mb
+    result = quantize(model, QuantizeConfig(table=str(tmp / "table.json"), sensitivity_samples=0, trt_version="10.3.0"))
+    assert result.artifacts["calibration.cache"].startswith("TRT-100300-EntropyCalibration2")

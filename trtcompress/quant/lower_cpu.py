@@ -1,0 +1,466 @@
+"""The CPU lowering (``--target cpu``): the form ONNX Runtime's fast x86 kernels run.
+
+From the same amax values as the TensorRT form: a symmetric int8 activation scale ``s`` maps
+exactly onto uint8 with zero point 128 and the same ``s``; a tensor that is non-negative (the
+output of ReLU/ReLU6) maps exactly onto uint8 with zero point 0, the same ``s`` and values in
+[0, 127] (TensorRT's int8 values of it). A symmetric int8 weight ``w`` is stored as int8, or as
+uint8 ``w + 128`` with zero point 128. The graph is written in operator form (QLinearConv,
+QLinearMatMul, QLinearAdd, ConvInteger/MatMulInteger with a float rescale), so quantized tensors
+flow from one integer kernel to the next without float round trips; ReLU/Clip, Pad, MaxPool and
+shape ops run directly on uint8 (a monotonic op commutes with quantization at the same scale, so
+this is exact).
+
+Saturation: on x86 CPUs without VNNI (AVX2 only), ONNX Runtime's uint8 x int8 GEMM uses
+VPMADDUBSW, whose int16 sum of two products saturates when activations reach 255 with full-range
+weights (measured here: logits SQNR 2 dB, top-1 5%). Activations in [0, 127] (the zero-point-0
+tensors above) cannot saturate (2 * 127 * 127 < 32767), so those layers always get int8 weights:
+exact and fast. Layers reading a signed tensor (zero point 128) get, by ``weights``: "uint8"
+(uint8 x uint8 kernels widen first: exact, slower), "int7" (weights on twice the TensorRT scale,
+|q| <= 64: no saturation, fast, 1 bit less weight precision on those layers) or "int8" (for CPUs
+with VNNI, where nothing saturates). Depthwise convs always take int8: that kernel widens first.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from ..errors import ConfigError
+from .graph import GraphIndex, require_opset
+from .placement import QuantPlan, WeightSpec
+from .qdq_trt import bias_and_input_scale
+from .scales import TINY_AMAX, quantize_weight, weight_scales
+from .table import CalibrationTable
+
+__all__ = ["lower_cpu", "register_cpu_rule", "CPU_WEIGHT_TYPES", "CpuLowering", "cpu_has_vnni"]
+
+CPU_WEIGHT_TYPES = ("auto", "uint8", "int7", "int8")
+
+
+def cpu_has_vnni() -> bool:
+    """True on x86 CPUs with AVX-512 VNNI or AVX-VNNI (uint8 x int8 cannot saturate there)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return any(f in flags for f in (" avx512_vnni", " avx_vnni", " amx_int8"))
+
+
+def resolve_weight_type(weights: str) -> str:
+    """``auto``: int8 where VNNI makes it safe, else int7."""
+    if weights == "auto":
+        return "int8" if cpu_has_vnni() else "int7"
+    return weights
+_MS = "com.microsoft"
+
+# ops that commute with quantization at one scale: they run on uint8 unchanged
+_PASS_THROUGH = ("Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "MaxPool")
+# ops whose output range can be given to their input (monotonic or shape-only, single input)
+_BACKWARD = _PASS_THROUGH + ("Clip", "Relu", "Pad")
+
+
+@dataclasses.dataclass(frozen=True)
+class U8:
+    """A uint8 tensor: its name, the amax of its scale (amax / 127) and zero point (0 or 128)."""
+
+    name: str
+    amax: float
+    zp: int
+
+    @property
+    def scale(self) -> float:
+        return max(self.amax, TINY_AMAX) / 127.0
+
+
+@dataclasses.dataclass
+class CpuLowering:
+    """The lowered model and what was written, for the report."""
+
+    model: onnx.ModelProto
+    signed_input_weights: str
+    ops: dict[str, int]
+    weight_types: dict[str, int]
+
+
+class _Ctx:
+    """Emission state: which tensors exist as float, which as uint8 (and at which scale)."""
+
+    def __init__(self, model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str):
+        self.g = GraphIndex(model)
+        self.plan, self.table, self.weights = plan, table, weights
+        self.wspec: dict[tuple[str, int], WeightSpec] = {(w.node, w.index): w for w in plan.weights}
+        self.planned = set(plan.quantized_nodes)
+        self.amax: dict[str, float] = {t: float(table.amax[t]) for t in plan.activation_tensors if t in table.amax}
+        self.nonneg: set[str] = set()
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: dict[str, onnx.TensorProto] = {}
+        self.floats: set[str] = set(self.g.graph_inputs) | set(self.g.initializers)
+        self.u8: dict[str, U8] = {}
+        self.counts: dict[str, int] = {}
+        self.weight_types: dict[str, int] = {}
+
+    # -- helpers --
+    def const(self, value: np.ndarray, name: str) -> str:
+        self.inits[name] = numpy_helper.from_array(np.asarray(value), name)
+        return name
+
+    def zp(self, zp: int) -> str:
+        return self.const(np.array(zp, np.uint8), f"trtcompress_u8_zero_point_{zp}")
+
+    def scale(self, amax: float, name: str) -> str:
+        return self.const(np.array(max(amax, TINY_AMAX) / 127.0, np.float32), name)
+
+    def emit(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> None:
+        self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain or None, **attrs))
+        self.counts[op] = self.counts.get(op, 0) + 1
+
+    def can_u8(self, t: str) -> bool:
+        return t in self.u8 or (t in self.amax and self.g.is_float(t) and not self.g.is_const(t))
+
+    def as_u8(self, t: str) -> U8:
+        """The uint8 version of ``t``, quantizing the float tensor on first use."""
+        if t not in self.u8:
+            f, amax = self.as_float(t), self.amax[t]
+            zp = 0 if t in self.nonneg else 128
+            q = f"{t}__u8"
+            raw = q if zp == 128 else f"{t}__u8_unclipped"
+            self.emit("QuantizeLinear", [f, self.scale(amax, f"{t}__u8_scale"), self.zp(zp)], [raw], f"{t}__u8_QuantizeLinear")
+            if zp == 0:  # TensorRT saturates at int8 127
+                self.emit("Clip", [raw, self.zp(0), self.const(np.array(127, np.uint8), "trtcompress_u8_127")], [q], f"{t}__u8_Clip")
+            self.u8[t] = U8(q, amax, zp)
+        return self.u8[t]
+
+    def as_float(self, t: str) -> str:
+        """The float version of ``t``, dequantizing the uint8 tensor on first use."""
+        if t in self.floats or not t:
+            return t
+        u = self.u8[t]
+        self.emit("DequantizeLinear", [u.name, self.scale(u.amax, f"{t}__dq_scale"), self.zp(u.zp)], [t], f"{t}__DequantizeLinear")
+        self.floats.add(t)
+        return t
+
+    def out_u8(self, t: str, amax: float) -> U8:
+        """The uint8 output of a quantized op (zero point 0 when ``t`` is known non-negative)."""
+        u = U8(f"{t}__u8", amax, 0 if t in self.nonneg else 128)
+        self.u8[t] = u
+        return u
+
+    def weight(self, node: onnx.NodeProto, index: int, x: U8, transpose: bool = False) -> tuple[str, str, str, np.ndarray] | None:
+        """Quantized weight initializer, scale and zero point (names), and the scale values."""
+        spec = self.wspec.get((node.name, index))
+        if spec is None:
+            return None
+        w = self.g.const_value(spec.tensor)
+        if w is None or w.dtype != np.float32:
+            return None
+        mode = self._weight_type(node, w, x)
+        scale = np.asarray(weight_scales(w, spec.axis, *bias_and_input_scale(self.g, self.plan, self.table, spec)), np.float32)
+        if mode == "int7":
+            scale = (scale * 2).astype(np.float32)  # |q| <= 64: a pair of products fits int16
+        q = quantize_weight(w, scale, spec.axis)
+        if transpose:
+            q = q.T
+        base = f"{node.name}__w{index}"
+        if mode == "uint8":
+            qv, zv = (q.astype(np.int16) + 128).astype(np.uint8), np.full(np.shape(scale), 128, np.uint8)
+        else:
+            qv, zv = q, np.zeros(np.shape(scale), np.int8)
+        self.weight_types[mode] = self.weight_types.get(mode, 0) + 1
+        return self.const(qv, f"{base}_q"), self.const(scale, f"{base}_scale"), self.const(zv, f"{base}_zero_point"), scale
+
+    def _weight_type(self, node: onnx.NodeProto, w: np.ndarray, x: U8) -> str:
+        depthwise = node.op_type == "Conv" and w.ndim >= 3 and w.shape[1] == 1 and self.g.attr(node, "group", 1) == w.shape[0] > 1
+        if depthwise or x.zp == 0:
+            return "int8"
+        return self.weights
+
+    def float_node(self, node: onnx.NodeProto) -> None:
+        n = onnx.NodeProto()
+        n.CopyFrom(node)
+        del n.input[:]
+        n.input.extend([self.as_float(i) for i in node.input])
+        self.nodes.append(n)
+        self.floats.update(o for o in node.output if o)
+
+
+CpuRule = Callable[[onnx.NodeProto, _Ctx], bool]
+_CPU_RULES: dict[str, CpuRule] = {}
+
+
+def register_cpu_rule(*op_types: str) -> Callable[[CpuRule], CpuRule]:
+    """Register how ``op_types`` run on uint8; a rule returns False to leave the node float."""
+
+    def deco(fn: CpuRule) -> CpuRule:
+        for op in op_types:
+            _CPU_RULES[op] = fn
+        return fn
+
+    return deco
+
+
+def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "auto") -> CpuLowering:
+    """Write the operator-form uint8 model from ``plan`` and ``table``.
+
+    ``weights`` is the weight type of layers that read a signed tensor (see the module docstring).
+    """
+    if weights not in CPU_WEIGHT_TYPES:
+        raise ConfigError(f"CPU weight type must be one of {', '.join(CPU_WEIGHT_TYPES)}, got {weights!r}")
+    weights = resolve_weight_type(weights)
+    require_opset(model, 13)
+    ctx = _Ctx(model, plan, table, weights)
+    _propagate_backward(ctx)
+    _find_nonnegative(ctx)
+    for node in ctx.g.nodes:
+        rule = _CPU_RULES.get(node.op_type)
+        if not (rule and rule(node, ctx)):
+            ctx.float_node(node)
+    for o in model.graph.output:
+        ctx.as_float(o.name)
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    del out.graph.node[:]
+    out.graph.node.extend(ctx.nodes)
+    used = {i for n in ctx.nodes for i in n.input}
+    keep = [t for t in out.graph.initializer if t.name in used]
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(keep + [t for name, t in ctx.inits.items() if name in used])
+    del out.graph.value_info[:]
+    if not any(o.domain == _MS for o in out.opset_import):
+        out.opset_import.append(helper.make_opsetid(_MS, 1))
+    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types)
+
+
+def _propagate_backward(ctx: _Ctx) -> None:
+    """Give a tensor the range of its only consumer's output when that consumer commutes with Q."""
+    g = ctx.g
+    for node in reversed(g.nodes):
+        if node.op_type not in _BACKWARD or not node.input or node.output[0] not in ctx.amax:
+            continue
+        src = node.input[0]
+        if src in ctx.amax or len(g.consumers_of(src)) != 1 or src in g.graph_outputs or not g.is_float(src) or g.is_const(src):
+            continue
+        if node.op_type == "Pad" and g.attr(node, "mode", b"constant") not in (b"constant", "constant"):
+            continue
+        ctx.amax[src] = ctx.amax[node.output[0]]
+
+
+def _find_nonnegative(ctx: _Ctx) -> None:
+    """Tensors that are >= 0 and at most amax once quantized: ReLU/Clip(lo >= 0, hi) outputs, their
+    pass-through descendants, and a producer whose only consumer is such a clip (the clip is then
+    written on uint8 and restores the exact values)."""
+    g = ctx.g
+    for node in g.nodes:
+        y = node.output[0] if node.output else ""
+        if node.op_type in ("Relu", "Clip") and _clip_lo(node, ctx) is not None and _clip_lo(node, ctx) >= 0:
+            ctx.nonneg.add(y)
+            src = node.input[0]
+            if len(g.consumers_of(src)) == 1 and ctx.amax.get(src) == ctx.amax.get(y) and src not in g.graph_outputs:
+                ctx.nonneg.add(src)
+        elif node.op_type in _PASS_THROUGH and node.input and node.input[0] in ctx.nonneg:
+            ctx.nonneg.add(y)
+        elif node.op_type == "Pad" and node.input[0] in ctx.nonneg and _pad_value(node, ctx) == 0.0:
+            ctx.nonneg.add(y)
+
+
+def _clip_lo(node: onnx.NodeProto, ctx: _Ctx) -> float | None:
+    return 0.0 if node.op_type == "Relu" else _clip_bound(node, ctx, 1, "min")
+
+
+def _clip_bound(node: onnx.NodeProto, ctx: _Ctx, index: int, attr: str) -> float | None:
+    if len(node.input) > index and node.input[index]:
+        v = ctx.g.const_value(node.input[index])
+        return None if v is None else float(v)
+    v = ctx.g.attr(node, attr)
+    return None if v is None else float(v)
+
+
+def _pad_value(node: onnx.NodeProto, ctx: _Ctx) -> float | None:
+    if len(node.input) > 2 and node.input[2]:
+        v = ctx.g.const_value(node.input[2])
+        return None if v is None else float(v)
+    return 0.0
+
+
+def _q(value: float, u: U8) -> int:
+    return int(np.clip(np.rint(value / u.scale) + u.zp, 0, 255))
+
+
+# -- rules -----------------------------------------------------------------------------------------
+
+
+def _rescale(ctx: _Ctx, node: onnx.NodeProto, acc: str, scale: np.ndarray, bias: np.ndarray | None, y: str) -> None:
+    """int32 accumulator -> float output: Cast, Mul by input*weight scale, Add the float bias."""
+    f = f"{y}__acc_float"
+    ctx.emit("Cast", [acc], [f], f"{node.name}__Cast", to=onnx.TensorProto.FLOAT)
+    out = y if bias is None else f"{y}__nobias"
+    ctx.emit("Mul", [f, ctx.const(np.asarray(scale, np.float32), f"{node.name}__rescale")], [out], f"{node.name}__Mul")
+    if bias is not None:
+        b = np.asarray(bias, np.float32).reshape(np.shape(scale)) if np.ndim(scale) > 1 else bias
+        ctx.emit("Add", [out, ctx.const(np.asarray(b, np.float32), f"{node.name}__bias")], [y], f"{node.name}__Add")
+    ctx.floats.add(y)
+
+
+def _const_input(node: onnx.NodeProto, ctx: _Ctx, index: int) -> np.ndarray | None:
+    return ctx.g.const_value(node.input[index]) if len(node.input) > index and node.input[index] else None
+
+
+# A conv reading this few channels per group (an RGB stem) runs slower in ONNX Runtime's int8
+# kernels than in float (measured on EfficientNet-Lite0's stem: about 4x), so the CPU form keeps it float.
+MIN_INT8_CHANNELS = 8
+
+
+@register_cpu_rule("Conv")
+def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    x, y = node.input[0], node.output[0]
+    if node.name not in ctx.planned or not ctx.can_u8(x):
+        return False
+    wshape = ctx.g.shape.get(node.input[1], ())
+    if len(wshape) >= 3 and 1 < (wshape[1] or 0) < MIN_INT8_CHANNELS:
+        return False
+    xu = ctx.as_u8(x)
+    w = ctx.weight(node, 1, xu)
+    if w is None:
+        return False
+    wq, ws, wz, wscale = w
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    bias = _const_input(node, ctx, 2)
+    if y in ctx.amax:
+        yu = ctx.out_u8(y, ctx.amax[y])
+        inputs = [xu.name, ctx.scale(xu.amax, f"{node.name}__x_scale"), ctx.zp(xu.zp), wq, ws, wz, ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)]
+        if bias is not None:
+            b = np.rint(bias.astype(np.float64) / (xu.scale * wscale.astype(np.float64)))
+            inputs.append(ctx.const(np.clip(b, -(2**31), 2**31 - 1).astype(np.int32), f"{node.name}__bias_int32"))
+        ctx.emit("QLinearConv", inputs, [yu.name], node.name, **attrs)
+        return True
+    if ctx.inits[wq].data_type != onnx.TensorProto.UINT8:
+        # ConvInteger takes uint8 weights only: requantize them on the same grid
+        q = numpy_helper.to_array(ctx.inits[wq]).astype(np.int16) + 128
+        wq = ctx.const(q.astype(np.uint8), wq + "_u8")
+        wz = ctx.const(np.full(wscale.shape, 128, np.uint8), wz + "_u8")
+    acc = f"{y}__int32"
+    ctx.emit("ConvInteger", [xu.name, wq, ctx.zp(xu.zp), wz], [acc], node.name, **attrs)
+    shape = (-1,) + (1,) * (len(ctx.g.shape.get(node.input[1], (0, 0, 0, 0))) - 2)
+    _rescale(ctx, node, acc, (xu.scale * wscale).reshape(shape), bias, y)
+    return True
+
+
+@register_cpu_rule("MatMul")
+def _matmul(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    a, b, y = node.input[0], node.input[1], node.output[0]
+    if node.name not in ctx.planned or not ctx.can_u8(a):
+        return False
+    au = ctx.as_u8(a)
+    w = ctx.weight(node, 1, au)
+    if w is not None:
+        bq, bs, bz, bscale = w
+    elif ctx.can_u8(b):
+        bu = ctx.as_u8(b)
+        bq, bs, bz, bscale = bu.name, ctx.scale(bu.amax, f"{node.name}__b_scale"), ctx.zp(bu.zp), np.float32(bu.scale)
+    else:
+        return False
+    if y in ctx.amax and np.ndim(bscale) == 0:
+        yu = ctx.out_u8(y, ctx.amax[y])
+        ctx.emit(
+            "QLinearMatMul",
+            [au.name, ctx.scale(au.amax, f"{node.name}__a_scale"), ctx.zp(au.zp), bq, bs, bz, ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+            [yu.name],
+            node.name,
+        )
+        return True
+    acc = f"{y}__int32"
+    ctx.emit("MatMulInteger", [au.name, bq, ctx.zp(au.zp), bz], [acc], node.name)
+    _rescale(ctx, node, acc, au.scale * np.asarray(bscale, np.float32), None, y)
+    return True
+
+
+@register_cpu_rule("Gemm")
+def _gemm(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    a, y = node.input[0], node.output[0]
+    attrs = {x.name: helper.get_attribute_value(x) for x in node.attribute}
+    if node.name not in ctx.planned or not ctx.can_u8(a) or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+        return False
+    au = ctx.as_u8(a)
+    w = ctx.weight(node, 1, au, transpose=bool(attrs.get("transB", 0)))
+    if w is None:
+        return False
+    bq, _, bz, bscale = w
+    acc = f"{y}__int32"
+    ctx.emit("MatMulInteger", [au.name, bq, ctx.zp(au.zp), bz], [acc], node.name)
+    _rescale(ctx, node, acc, au.scale * bscale, _const_input(node, ctx, 2), y)
+    return True
+
+
+@register_cpu_rule("Add")
+def _add(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    a, b, y = node.input[0], node.input[1], node.output[0]
+    if node.name not in ctx.planned or y not in ctx.amax or not (ctx.can_u8(a) and ctx.can_u8(b)):
+        return False
+    au, bu = ctx.as_u8(a), ctx.as_u8(b)
+    yu = ctx.out_u8(y, ctx.amax[y])
+    ctx.emit(
+        "QLinearAdd",
+        [au.name, ctx.scale(au.amax, f"{node.name}__a_scale"), ctx.zp(au.zp), bu.name, ctx.scale(bu.amax, f"{node.name}__b_scale"), ctx.zp(bu.zp),
+         ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+        [yu.name],
+        node.name,
+        domain=_MS,
+    )
+    return True
+
+
+@register_cpu_rule("Clip", "Relu")
+def _clip(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    x, y = node.input[0], node.output[0]
+    if x not in ctx.u8:
+        return False
+    xu = ctx.u8[x]
+    if ctx.amax.get(y, xu.amax) != xu.amax:
+        return False  # a different output scale: requantize through float
+    lo = _clip_lo(node, ctx)
+    hi = None if node.op_type == "Relu" else _clip_bound(node, ctx, 2, "max")
+    yu = U8(f"{y}__u8", xu.amax, 0 if y in ctx.nonneg else xu.zp)
+    if yu.zp != xu.zp:
+        return False
+    qlo = _q(lo, xu) if lo is not None else 0
+    qhi = _q(hi, xu) if hi is not None else 255
+    if xu.zp == 0:
+        qhi = min(qhi, 127)  # TensorRT's int8 saturates at 127
+    ctx.u8[y] = yu
+    ctx.emit("Clip", [xu.name, ctx.const(np.array(qlo, np.uint8), f"{node.name}__min"), ctx.const(np.array(qhi, np.uint8), f"{node.name}__max")], [yu.name], node.name)
+    return True
+
+
+@register_cpu_rule("Pad")
+def _pad(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    x, y = node.input[0], node.output[0]
+    mode = ctx.g.attr(node, "mode", b"constant")
+    value = _pad_value(node, ctx)
+    if x not in ctx.u8 or mode not in (b"constant", "constant") or len(node.input) < 2 or not ctx.g.is_const(node.input[1]) or value is None:
+        return False
+    xu = ctx.u8[x]
+    inputs = [xu.name, node.input[1], ctx.const(np.array(_q(value, xu), np.uint8), f"{node.name}__value")] + list(node.input[3:4])
+    ctx.u8[y] = U8(f"{y}__u8", xu.amax, xu.zp)
+    ctx.emit("Pad", inputs, [ctx.u8[y].name], node.name, mode="constant")
+    return True
+
+
+@register_cpu_rule(*_PASS_THROUGH)
+def _pass_through(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    x = node.input[0]
+    if x not in ctx.u8 or len([o for o in node.output if o]) != 1:
+        return False
+    xu = ctx.u8[x]
+    n = onnx.NodeProto()
+    n.CopyFrom(node)
+    n.input[0] = xu.name
+    y = node.output[0]
+    ctx.u8[y] = U8(f"{y}__u8", xu.amax, xu.zp)
+    del n.output[:]
+    n.output.append(ctx.u8[y].name)
+    ctx.nodes.append(n)
+    ctx.counts[node.op_type] = ctx.counts.get(node.op_type, 0) + 1
+    return True

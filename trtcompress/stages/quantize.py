@@ -1,0 +1,231 @@
+"""The ``quantize`` stage: calibrate on the user's data, then write INT8 for TensorRT or the CPU.
+
+One calibration serves both targets: the plan lists every tensor either lowering needs, the
+calibration gives each an amax, and ``target`` picks the writer (explicit symmetric Q/DQ for
+TensorRT, operator-form uint8 for ONNX Runtime on x86). A saved table (``table``) skips
+calibration, so the second target costs no data pass.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..config import Config
+from ..data.base import model_inputs
+from ..data.preprocess import PreprocessConfig
+from ..data.readers import ReaderOptions, open_source
+from ..errors import ConfigError, DataError, ModelError
+from ..model_io import check_model, infer_shapes
+from ..quant.graph import node_names
+from ..quant.lower_cpu import CPU_WEIGHT_TYPES, lower_cpu
+from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
+from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
+from ..quant.sensitivity import fallback_to_target, layer_errors, parse_accuracy_target, refine_ranges
+from ..quant.table import CalibrationTable
+from ..quant.trt_rules import check_trt_qdq
+from ..specs import parse_input_specs
+from ..stage import StageResult, register_stage
+
+__all__ = ["QuantizeConfig", "quantize", "TARGETS", "METHODS"]
+
+log = logging.getLogger(__name__)
+
+TARGETS = ("tensorrt", "cpu")
+METHODS = ("entropy", "max", "percentile", "mse")
+
+
+@dataclasses.dataclass(frozen=True)
+class QuantizeConfig(Config):
+    """INT8 post-training quantization.
+
+    ``calib``: calibration data spec (npz dir, image folder, ...), read with ``preprocess``,
+    ``batch`` and ``limit``; ``inputs``: shapes for dynamic inputs ("x:1x3x224x224").
+    ``table``: a saved calibration table (JSON) to use instead of calibrating.
+    ``accuracy_target``: e.g. "top1>=0.95" or "cosine>=0.999" against FP32 on ``eval`` data; the
+    most sensitive layers stay float until it holds. ``sensitivity_samples``: calibration samples
+    used for the per-layer error report (0: skip). ``weights``: how the TensorRT form stores
+    weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
+    signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu).
+    ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
+    ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
+    the method's (which clips the pile of values at the bound; see placement.apply_bounds).
+    ``refine_ranges``: per tensor, keep the method's amax or the observed max, whichever gives the
+    layers reading it less error on the sensitivity samples (see sensitivity.refine_ranges).
+    """
+
+    method: str = "entropy"
+    target: str = "tensorrt"
+    per_channel: bool = True
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    calib: str = ""
+    preprocess: str | None = None
+    batch: int = 8
+    limit: int | None = None
+    inputs: tuple[str, ...] = ()
+    table: str | None = None
+    accuracy_target: str | None = None
+    eval: str | None = None
+    eval_limit: int | None = None
+    sensitivity_samples: int = 16
+    weights: str = "float"
+    cpu_weights: str = "auto"
+    trt_version: str | None = None
+    clip_bounds: bool = True
+    refine_ranges: bool = True
+    threads: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.weights not in WEIGHT_FORMATS:
+            raise ConfigError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {self.weights!r}")
+        if self.cpu_weights not in CPU_WEIGHT_TYPES:
+            raise ConfigError(f"cpu_weights must be one of {', '.join(CPU_WEIGHT_TYPES)}, got {self.cpu_weights!r}")
+        if self.batch < 1:
+            raise ConfigError(f"batch must be at least 1, got {self.batch}")
+        for name in ("limit", "eval_limit"):
+            v = getattr(self, name)
+            if v is not None and v < 1:
+                raise ConfigError(f"{name} must be at least 1, got {v}")
+        if self.sensitivity_samples < 0:
+            raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
+        if self.accuracy_target is not None:
+            parse_accuracy_target(self.accuracy_target)
+            if not self.eval:
+                raise ConfigError("an accuracy target needs held-out data: give eval (--eval DATA), disjoint from the calibration data")
+        if self.preprocess:
+            PreprocessConfig.parse(self.preprocess)
+        parse_input_specs(list(self.inputs))
+
+
+def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: int | None):
+    specs = parse_input_specs(list(config.inputs))
+    options = ReaderOptions(
+        batch_size=config.batch,
+        limit=limit,
+        preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
+        shapes={s.name: s.concrete_shape(config.batch) for s in specs} or None,
+    )
+    return open_source(spec, model_inputs(model), options)
+
+
+def _take(source, n: int) -> list[dict[str, np.ndarray]]:
+    """The first ``n`` samples of ``source`` (readers count ``limit`` in files, which may hold many)."""
+    out, have = [], 0
+    for feed in source:
+        size = next(iter(feed.values())).shape[0]
+        if have + size > n:
+            feed = {k: v[: n - have] for k, v in feed.items()}
+            size = n - have
+        out.append(feed)
+        have += size
+        if have >= n:
+            break
+    return out
+
+
+def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) -> CalibrationTable:
+    if config.table:
+        path = Path(config.table)
+        if not path.is_file():
+            raise DataError(f"calibration table not found: {path}; give the JSON written by a previous quantize run")
+        return CalibrationTable.from_json(path.read_text())
+    if not config.calib:
+        raise ConfigError("give calibration data (--calib DATA: an .npz/.npy directory or an image folder with --preprocess) or a saved table (--table FILE)")
+    try:
+        from ..quant.calibrate import CollectConfig, calibrate
+    except ImportError as e:  # pragma: no cover - only before the calibration module is installed
+        raise ModelError(f"calibration is not available in this installation ({e}); give a saved table with --table") from e
+    source = _source(model, config.calib, config, config.limit)
+    collect = CollectConfig(threads=config.threads, progress=config.progress)
+    return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect)
+
+
+def _scales_summary(table: CalibrationTable, tensors: list[str]) -> dict[str, Any]:
+    values = np.array([table.amax[t] for t in tensors if t in table.amax], np.float64)
+    if values.size == 0:
+        return {"tensors": 0}
+    return {
+        "tensors": int(values.size),
+        "amax_min": float(values.min()),
+        "amax_median": float(np.median(values)),
+        "amax_max": float(values.max()),
+        "smallest": sorted(((table.amax[t], t) for t in tensors if t in table.amax))[:3],
+        "largest": sorted(((table.amax[t], t) for t in tensors if t in table.amax), reverse=True)[:3],
+    }
+
+
+def _artifacts(table: CalibrationTable, config: QuantizeConfig) -> dict[str, str | bytes]:
+    out: dict[str, str | bytes] = {"calibration.json": table.to_json()}
+    if config.trt_version:
+        try:
+            from ..quant import cache as trt_cache  # written by the calibration cache module
+        except ImportError:
+            log.warning("TensorRT calibration cache writer is not installed; skipping the cache")
+        else:
+            out["calibration.cache"] = trt_cache.format_cache(table, config.trt_version)
+    return out
+
+
+@register_stage("quantize", QuantizeConfig)
+def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
+    """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""
+    if not isinstance(model, onnx.ModelProto):
+        raise ModelError(f"the quantize stage takes an ONNX model, got {type(model).__name__}; export it first")
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    node_names(work)
+    work = infer_shapes(work)
+    plan = plan_quantization(work, config.include, config.exclude)
+    if not plan.quantized_nodes:
+        raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
+    if not config.per_channel:
+        plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
+    table = _calibrate(work, plan, config)
+    report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples}
+    if config.clip_bounds:
+        report["raised_to_clip_bound"] = apply_bounds(plan, table)
+    if "seconds" in table.details:
+        report["calibration_seconds"] = table.details["seconds"]
+
+    ranking = []
+    if config.sensitivity_samples and (config.calib or config.eval):
+        feeds = _take(_source(work, config.calib or config.eval, config, config.sensitivity_samples), config.sensitivity_samples)
+        if config.refine_ranges:
+            table, changes = refine_ranges(work, plan, table, feeds, threads=config.threads)
+            report["refined_to_max"] = changes
+        ranking = layer_errors(work, plan, table, feeds, threads=config.threads)
+        report["layer_error"] = [e.to_dict() for e in ranking]
+
+    if config.accuracy_target:
+        target = parse_accuracy_target(config.accuracy_target)
+        if not ranking:
+            raise ConfigError("the accuracy target ranks layers by their error on calibration data: give calib data and sensitivity_samples > 0")
+        eval_feeds = _source(work, config.eval, config, config.eval_limit)
+        plan, history, met = fallback_to_target(work, plan, table, ranking, target, eval_feeds, threads=config.threads, log=log.info)
+        kept = [n for n, r in plan.float_nodes.items() if r == "kept float for the accuracy target"]
+        report["accuracy_target"] = {"target": str(target), "met": met, "kept_float": kept, "evaluations": history}
+        if not met:
+            log.warning("accuracy target %s not met even with every ranked layer float", target)
+
+    if config.target == "tensorrt":
+        out = write_trt_qdq(work, plan, table, weights=config.weights)
+        check_trt_qdq(out)
+    else:
+        lowered = lower_cpu(work, plan, table, weights=config.cpu_weights)
+        out = lowered.model
+        report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights}
+    del out.graph.value_info[:]
+    check_model(out)
+    report["plan"] = plan.to_dict()
+    report["scales"] = _scales_summary(table, plan.qdq_tensors)
+    return StageResult(out, report, _artifacts(table, config))
