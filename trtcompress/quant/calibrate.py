@@ -124,6 +124,7 @@ def collect_statistics(
             bar.close()
     if stats.num_batches == 0:
         raise DataError("the calibration data is empty; give at least one sample")
+    stats.kernel = kernel
     return stats
 
 
@@ -162,6 +163,7 @@ def calibrate(
     table = compute_amax(stats, method, **options)
     t2 = time.perf_counter()
     table.details["seconds"] = {"collect": round(t1 - t0, 3), "method": round(t2 - t1, 3)}
+    table.details["kernel"] = stats.kernel
     return table
 
 
