@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import cli, tiny_classifier
+from trtc_support import cli, tiny_classifier
 
 
 def test_help_lists_verbs():

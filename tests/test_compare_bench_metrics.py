@@ -13,7 +13,7 @@ from trtcompress.errors import ConfigError
 from trtcompress.metrics import compression_ratio, pruning_rate, quantization_error, weight_stats
 from trtcompress.model_io import load_model, save_model
 
-from conftest import tiny_classifier
+from trtc_support import tiny_classifier
 
 
 def _perturbed(src, dst, scale: float):

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import cli
+from trtc_support import cli
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

@@ -39,6 +39,9 @@ _API = {
     "ExportConfig": ".torch_export",
     "compress": ".job",
     "CompressConfig": ".job",
+    "LowRankConfig": ".lowrank",
+    "factorize_onnx": ".lowrank",
+    "FinetuneConfig": ".finetune",
 }
 
 __all__ = sorted(_API) + ["__version__"]

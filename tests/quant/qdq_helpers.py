@@ -1,4 +1,4 @@
-"""Helpers for the Q/DQ tests: tiny graphs, their calibration tables (a temporary max calibration until trtcompress.quant.calibrate is on main), ORT runs, and the ``case`` fixture."""
+"""Helpers for the Q/DQ tests: tiny graphs, their calibration tables, ORT runs, and the ``case`` fixture."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,11 +10,13 @@ from trtcompress.quant.placement import plan_quantization
 from trtcompress.quant.table import CalibrationTable
 
 import qdq_graphs as graphs
-from qdq_max_calib import max_calibrate
 
 
-def calibrate_for_test(model: onnx.ModelProto, plan, feeds) -> CalibrationTable:
-    return max_calibrate(model, plan.activation_tensors, feeds)
+def calibrate_for_test(model: onnx.ModelProto, plan, feeds, method: str = "max") -> CalibrationTable:
+    """The product's calibration (one ONNX Runtime pass) on the plan's tensors."""
+    from trtcompress.quant.calibrate import CollectConfig, calibrate
+
+    return calibrate(model, plan.activation_tensors, list(feeds), method=method, config=CollectConfig(progress=False))
 
 
 def run(model: onnx.ModelProto, feeds, optimize: bool = True) -> list[np.ndarray]:

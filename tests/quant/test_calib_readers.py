@@ -5,7 +5,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from conftest import TENSORS, batches
+from calib_graphs import TENSORS, batches
 
 from trtcompress.data import ListSource, from_dataloader, model_inputs, open_source
 from trtcompress.data.readers import ReaderOptions

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import TENSORS, batches
+from calib_graphs import TENSORS, batches
 
 from trtcompress.data import ListSource
 from trtcompress.errors import ConfigError, DataError, ModelError
@@ -92,7 +92,7 @@ def test_shards_merge_to_the_whole(small_model, samples, tmp_path):
 
 
 def test_fixed_batch_model_is_rebatched(samples):
-    from conftest import conv_relu_mlp
+    from calib_graphs import conv_relu_mlp
 
     fixed = conv_relu_mlp(batch=1)
     dyn = conv_relu_mlp()

@@ -66,7 +66,7 @@ def test_operator_form_and_zero_points():
     table = calibrate_for_test(model, plan, graphs.feeds(model))
     low = lower_cpu(model, plan, table, weights="uint8")
     assert low.ops["QLinearConv"] == 4  # expand, depthwise, project, head (the 3-channel stem stays float)
-    assert low.ops["QLinearAdd"] == 1 and low.ops["MatMulInteger"] == 1
+    assert low.ops["QLinearAdd"] == 1 and low.ops["MatMulIntegerToFloat"] == 1
     by_name = {n.name: n for n in low.model.graph.node}
     inits = {t.name: numpy_helper.to_array(t) for t in low.model.graph.initializer}
     # ReLU6 outputs: zero point 0, so int8 weights cannot saturate; signed inputs: zero point 128

@@ -19,6 +19,7 @@ VERBS = {
     "compress": "compress",
     "demo": "demo",
     "quantize": "quantize",
+    "finetune": "finetune",
 }
 
 

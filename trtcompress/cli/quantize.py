@@ -115,6 +115,8 @@ def format_report(report: dict) -> str:
         kept = ", ".join(acc["kept_float"]) or "none"
         last = acc["evaluations"][-1] if acc["evaluations"] else {}
         lines.append(f"  accuracy target {acc['target']}: {'met' if acc['met'] else 'NOT met'}; kept float: {kept} (last evaluation {last})")
+    for note in report.get("notes", []):
+        lines.append(f"  note: {note}")
     if "cpu" in report:
         lines.append(f"  CPU form ops: {report['cpu']['ops']}; weights {report['cpu']['weight_types']}")
     return "\n".join(lines)

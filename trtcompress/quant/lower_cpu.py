@@ -304,6 +304,16 @@ def _rescale(ctx: _Ctx, node: onnx.NodeProto, acc: str, scale: np.ndarray, bias:
     ctx.floats.add(y)
 
 
+def _integer_to_float(ctx: _Ctx, node: onnx.NodeProto, au: U8, bq: str, bs: str, bz: str, bias: np.ndarray | None, y: str) -> None:
+    """uint8 x int8/uint8 matmul with a float output in one kernel (ONNX Runtime's
+    MatMulIntegerToFloat: integer GEMM, scales and bias applied in its epilogue)."""
+    inputs = [au.name, bq, ctx.scale(au.amax, f"{node.name}__a_scale"), bs, ctx.zp(au.zp), bz]
+    if bias is not None:
+        inputs.append(ctx.const(np.asarray(bias, np.float32), f"{node.name}__bias"))
+    ctx.emit("MatMulIntegerToFloat", inputs, [y], node.name, domain=_MS)
+    ctx.floats.add(y)
+
+
 def _const_input(node: onnx.NodeProto, ctx: _Ctx, index: int) -> np.ndarray | None:
     return ctx.g.const_value(node.input[index]) if len(node.input) > index and node.input[index] else None
 
@@ -371,9 +381,7 @@ def _matmul(node: onnx.NodeProto, ctx: _Ctx) -> bool:
             node.name,
         )
         return True
-    acc = f"{y}__int32"
-    ctx.emit("MatMulInteger", [au.name, bq, ctx.zp(au.zp), bz], [acc], node.name)
-    _rescale(ctx, node, acc, au.scale * np.asarray(bscale, np.float32), None, y)
+    _integer_to_float(ctx, node, au, bq, bs, bz, None, y)
     return True
 
 
@@ -387,10 +395,11 @@ def _gemm(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     w = ctx.weight(node, 1, au, transpose=bool(attrs.get("transB", 0)))
     if w is None:
         return False
-    bq, _, bz, bscale = w
-    acc = f"{y}__int32"
-    ctx.emit("MatMulInteger", [au.name, bq, ctx.zp(au.zp), bz], [acc], node.name)
-    _rescale(ctx, node, acc, au.scale * bscale, _const_input(node, ctx, 2), y)
+    bq, bs, bz, _ = w
+    bias = _const_input(node, ctx, 2)
+    if bias is not None and bias.ndim != 1:
+        return False
+    _integer_to_float(ctx, node, au, bq, bs, bz, bias, y)
     return True
 
 

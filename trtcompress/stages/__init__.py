@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 
-_BUILTIN = ("quantize",)  # module names under trtcompress.stages, imported lazily by the registry
+_BUILTIN = ("quantize", "lowrank")  # module names under trtcompress.stages, imported lazily by the registry
 
 for _name in _BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")

@@ -1,0 +1,32 @@
+"""lowrank composes with the INT8 stage in one pipeline, on the shipped Fashion CNN and real data."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from trtcompress.lowrank import LowRankConfig
+from trtcompress.pipeline import Pipeline
+from trtcompress.stage import get_stage
+from trtcompress.zoo import onnx_path
+
+CALIB = str(Path(__file__).resolve().parents[2] / "calibration" / "fashion_mnist")
+
+
+def test_lowrank_then_quantize(tmp_path):
+    import onnxruntime as ort
+
+    if not Path(CALIB).is_dir():
+        pytest.skip("calibration set not in the working directory")
+    quant = get_stage("quantize").config_type(calib=CALIB, limit=128)
+    model = onnx.load(str(onnx_path("fashion_cnn")))
+    res = Pipeline([LowRankConfig(rule="flops", flop_fraction=0.5), quant]).run(model)
+    assert [s.name for s in res.stages] == ["lowrank", "quantize"]
+    ops = [n.op_type for n in res.model.graph.node]
+    assert "QuantizeLinear" in ops and any(n.name.endswith("/lowrank_a") for n in res.model.graph.node)
+    x = np.load(f"{CALIB}/train-00.npz")["x"]
+    a = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(res.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.8
