@@ -97,7 +97,7 @@ def _export_effnet(path: Path) -> None:
 def cmd_ours(m: dict, out: Path, mode: str) -> list[str]:
     if mode == "cli":
         return [str(Path(sys.executable).parent / "trtcompress"), "quantize", str(m["fp32"]), "--calib", str(m["dir"] / "calib_npz"),
-                "--method", "entropy", "--target", "tensorrt", "-o", str(out)]
+                "--batch", "1", "--method", "entropy", "--target", "tensorrt", "-o", str(out)]
     return [sys.executable, __file__, "_ours_api", str(m["fp32"]), str(m["dir"] / "calib_npz")]
 
 
@@ -146,9 +146,12 @@ def _ort(model: str, calib: str, out: str) -> None:
     name = data.files[0]
     x = data[name]
 
+    # equal batches: ONNX Runtime's histogram collector stacks batch outputs and fails on a short last batch
+    bs = max(b for b in range(1, CALIB_BATCH + 1) if len(x) % b == 0)
+
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.it = iter([{name: x[i : i + CALIB_BATCH]} for i in range(0, len(x), CALIB_BATCH)])
+            self.it = iter([{name: x[i : i + bs]} for i in range(0, len(x), bs)])
 
         def get_next(self):
             return next(self.it, None)
@@ -292,8 +295,29 @@ def main() -> None:
     print(f"wrote {args.out}")
 
 
+def markdown(paths: list[str]) -> str:
+    """A results table from one or more JSON files this script wrote."""
+    rows = ["| model | tool | wall s | peer / ours | accuracy or top-1 agreement (sim) | cosine (sim) | same on ORT CPU kernels | CPU speedup b1 / b32 | MB |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        r = json.loads(Path(path).read_text())
+        for name, v in r["models"].items():
+            f = v["fp32"]
+            acc_key = "accuracy" if "accuracy" in f else "top1_agreement"
+            fp = f"{f['accuracy']}%" if "accuracy" in f else "100%"
+            rows.append(f"| {name} ({v['calib_samples']} calib) | FP32 | | | {fp} | 1 | | 1.00 / 1.00 ({f.get('ms_b1')} / {f.get('ms_b32')} ms) | {f['file_mb']} |")
+            for t, x in v["tools"].items():
+                acc = x.get(acc_key, x.get("top1_agreement", "n/a"))
+                cpu = x.get(acc_key + "_ortcpu", "n/a")
+                rows.append(f"| | {t} | {min(x['wall_s'])} | {x.get('wall_vs_ours', '')} | {acc} | {x.get('cosine', 'n/a')} | {cpu} | "
+                            f"{x.get('speedup_b1', 'n/a')} / {x.get('speedup_b32', 'n/a')} | {x.get('file_mb', 'n/a')} |")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "_ours_api":
+    if len(sys.argv) > 1 and sys.argv[1] == "--markdown":
+        print(markdown(sys.argv[2:]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "_ours_api":
         _ours_api(*sys.argv[2:])
     elif len(sys.argv) > 1 and sys.argv[1] == "_ort":
         _ort(*sys.argv[2:])

@@ -89,8 +89,8 @@ def collect_statistics(
     tqdm = require("tqdm").tqdm
     if config.kernel == "numba":
         _kernels.get("numba")  # fails early when numba was asked for and is missing
-    # "auto" counts the first batch with numpy, then switches to numba (loading it costs about a
-    # second) only when the data set is big enough for that to pay off.
+    # "auto" picks numba (loading it costs about a second) once the first batch shows that the
+    # pass is big enough for that to pay off, numpy otherwise.
     kernel = "numpy" if config.kernel == "auto" else config.kernel
     with _session(proto, tensors, base_dir, config) as sess, ThreadPoolExecutor(config.workers) as pool:
         bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
@@ -100,6 +100,10 @@ def collect_statistics(
                 for name, value in zip(tensors, outputs):
                     if value.dtype.kind != "f":
                         raise DataError(f"tensor {name!r} is {value.dtype}, not floating point; only float tensors are calibrated")
+                if config.kernel == "auto" and stats.num_batches == 0:
+                    per_batch = sum(int(v.size) for v in outputs)
+                    if per_batch * (total or 1000) >= AUTO_NUMBA_ELEMENTS and _kernels.have_numba():
+                        kernel = "numba"
                 if kernel == "numba" and config.workers > 1:
                     # largest first, so the workers finish together; the kernel releases the GIL
                     order = sorted(range(len(tensors)), key=lambda k: -outputs[k].size)
@@ -111,10 +115,6 @@ def collect_statistics(
                         if value.dtype == np.float32 and (scratch is None or scratch.size < value.size):
                             scratch = np.empty(value.size, np.float32)
                         stats.histograms[name].add(value, scratch, kernel)
-                if config.kernel == "auto" and stats.num_batches == 0:
-                    per_batch = sum(int(v.size) for v in outputs)
-                    if per_batch * (total or 1000) >= AUTO_NUMBA_ELEMENTS and _kernels.have_numba():
-                        kernel, scratch = "numba", None
                 del outputs
                 stats.num_samples += n
                 stats.num_batches += 1
@@ -124,6 +124,7 @@ def collect_statistics(
             bar.close()
     if stats.num_batches == 0:
         raise DataError("the calibration data is empty; give at least one sample")
+    stats.kernel = kernel
     return stats
 
 
@@ -162,6 +163,7 @@ def calibrate(
     table = compute_amax(stats, method, **options)
     t2 = time.perf_counter()
     table.details["seconds"] = {"collect": round(t1 - t0, 3), "method": round(t2 - t1, 3)}
+    table.details["kernel"] = stats.kernel
     return table
 
 

@@ -31,6 +31,7 @@ class Statistics:
     num_samples: int = 0
     num_batches: int = 0
     bins: int = DEFAULT_BINS
+    kernel: str = ""  # how the values were counted (never changes a result; for reports)
 
     @classmethod
     def empty(cls, tensors: Iterable[str], bins: int = DEFAULT_BINS) -> "Statistics":
