@@ -146,3 +146,13 @@ def test_model_over_2gb_round_trips(tmp_path):
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     y = sess.run(None, {"x": np.zeros(1, np.float32)})[0]
     assert y[0] == 6 * (1 + 2 + 3)  # max of each weight, exact in float32
+
+
+def test_saving_a_model_whose_weights_are_still_on_disk(tiny_model, tmp_path):
+    save_model(load_model(tiny_model), tmp_path / "a" / "m.onnx", external_data=True)
+    lazy = load_model(tmp_path / "a" / "m.onnx", load_external_data=False)
+    with pytest.raises(ModelError, match="base_dir"):
+        save_model(lazy, tmp_path / "b" / "m.onnx", external_data=True)
+    out = save_model(lazy, tmp_path / "b" / "m.onnx", external_data=True, base_dir=tmp_path / "a")
+    a, b = load_model(tmp_path / "a" / "m.onnx"), load_model(out)
+    assert [numpy_helper.to_array(t).tolist() for t in a.graph.initializer] == [numpy_helper.to_array(t).tolist() for t in b.graph.initializer]

@@ -154,15 +154,22 @@ def save_model(
     path: str | os.PathLike,
     external_data: bool | None = None,
     check: bool = True,
+    base_dir: str | os.PathLike | None = None,
 ) -> Path:
     """Write ``model`` atomically. External data is used when asked, or when the model is too big.
 
     Files are written into a temporary directory beside ``path`` and renamed into place, the .onnx
-    last, so a failure leaves no half-written artifact. Initialisers are moved, not copied, into
+    last, so a failure leaves no half-written artifact. A model whose weights are still in another
+    model's external data file needs ``base_dir``, that model's folder. Initialisers are moved, not copied, into
     the external file, so memory does not double for large models.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if _has_external(model):
+        # weights still on disk (loaded with load_external_data=False): read them from where they are
+        if base_dir is None:
+            raise ModelError("the model's weights are still in its external data file; pass base_dir (the source model's folder) or load it with load_external_data=True")
+        onnx.external_data_helper.load_external_data_for_model(model, str(base_dir))
     if external_data is None:
         external_data = _needs_external(model)
     data_name = path.name + ".data"

@@ -108,7 +108,7 @@ def test_model_on_disk_with_external_data(small_model, samples, tmp_path):
 
     copy = onnx.ModelProto()
     copy.CopyFrom(small_model)  # saving with external data rewrites the proto it is given
-    path = save_model(copy, tmp_path / "m.onnx", external_data=True, check=False)
+    path = save_model(copy, tmp_path / "m.onnx", external_data=True)
     assert (tmp_path / "m.onnx.data").exists()
     a = collect_statistics(path, TENSORS, ListSource(batches(samples, 8)), QUIET)
     assert a == collect_statistics(small_model, TENSORS, ListSource(batches(samples, 8)), QUIET)
