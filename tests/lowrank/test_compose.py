@@ -30,3 +30,29 @@ def test_lowrank_then_quantize(tmp_path):
     a = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     b = ort.InferenceSession(res.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert np.mean(a.argmax(-1) == b.argmax(-1)) >= 0.8
+
+
+def test_lowrank_sparsify_quantize_in_one_job(tmp_path):
+    """The three ONNX stages in one compress run: factorise, prune 2:4 (factors included), INT8;
+    the INT8 model's weights still follow 2:4 wherever the sparsify stage pruned."""
+    import json
+
+    from trtc_support import cli
+    from trtcompress.sparsity.inspect import inspect_layers
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"stages": [
+        {"stage": "lowrank", "rule": "flops", "flop_fraction": 0.5},
+        {"stage": "sparsify"},
+        {"stage": "quantize", "limit": 128},
+    ]}))
+    cli("compress", str(onnx_path("fashion_cnn")), "--recipe", str(recipe), "--calib", CALIB, "--data", str(Path(CALIB).parent / "fashion_mnist_eval.npz"),
+        "--name", "all", "--no-bench", cwd=tmp_path, check=True)
+    report = json.loads((tmp_path / "runs" / "all" / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["lowrank", "sparsify", "quantize"]
+    pruned = {r["layer"] for r in report["stages"][1]["report"]["layers"]}
+    final = onnx.load(str(tmp_path / "runs" / "all" / "artifacts" / "model.onnx"))
+    ready = {l.layer for l in inspect_layers(final) if l.sparse_ready}
+    assert pruned and pruned <= ready
+    assert report["metrics"]["pruning_rate"]["percent"] > 0
+    assert report["compare"]["samples"] == 1000 and report["compare"]["outputs"]["logits"]["cosine_mean"] > 0.5
