@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from trtcompress.errors import ConfigError, DataError  # noqa: E402
 from trtcompress.finetune import open_training_data  # noqa: E402
-from trtcompress.finetune.factory import is_factory_spec, load_callable  # noqa: E402
+from trtcompress.userref import is_reference as is_factory_spec, load_callable  # noqa: E402
 
 
 def _write(tmp_path, body):
@@ -67,9 +67,9 @@ def test_module_factory_and_spec_errors(tmp_path):
     assert load_callable("json:dumps")([1]) == "[1]"
     with pytest.raises(ConfigError, match="not found"):
         load_callable(f"{tmp_path}/missing.py:fn")
-    with pytest.raises(ConfigError, match="no function"):
+    with pytest.raises(ConfigError, match="no attribute .nope."):
         load_callable("json:nope")
-    with pytest.raises(ConfigError, match="cannot be imported"):
+    with pytest.raises(ConfigError, match="cannot import module"):
         load_callable("no_such_module_xyz:fn")
     with pytest.raises(ConfigError):
         open_training_data("nonsense")

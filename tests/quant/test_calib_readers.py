@@ -56,7 +56,7 @@ def test_pymodule_reader(tmp_path, monkeypatch, small_model):
     inputs = model_inputs(small_model)
     assert len(list(open_source("pymodule:mycalib.data:feeds", inputs))) == 1
     assert len(list(open_source("pymodule:mycalib.data:FEEDS", inputs))) == 1
-    with pytest.raises(DataError, match="has no 'nope'.*feeds"):
+    with pytest.raises(DataError, match="has no attribute 'nope'.*feeds"):
         open_source("pymodule:mycalib.data:nope", inputs)
     with pytest.raises(DataError, match="cannot import"):
         open_source("pymodule:not_a_module_here:feeds", inputs)

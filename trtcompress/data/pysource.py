@@ -9,16 +9,13 @@ returned by the function works the same way. Every feed is checked against the m
 """
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
-import sys
-from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import DataError
+from ..userref import load_reference
 from .base import Feed, ModelInput, rebatch, validate_feed
 from .readers import ReaderOptions, register_reader
 
@@ -107,34 +104,11 @@ class CallableSource:
 
 def load_function(spec: str, from_file: bool) -> Callable[[], Iterable[Any]]:
     """``path/to/file.py:function`` or ``package.module:function`` -> the function (or iterable)."""
-    target, sep, attr = spec.rpartition(":")
-    if not sep or not target or not attr:
+    if from_file != spec.rpartition(":")[0].endswith(".py"):
         example = "module:calib/data.py:feeds" if from_file else "pymodule:mypkg.calib:feeds"
-        raise DataError(f"give the function after the last ':', e.g. {example} (got {spec!r})")
-    if from_file:
-        path = Path(target)
-        if not path.is_file():
-            raise DataError(f"Python file not found: {path}")
-        name = f"_trtcompress_feeds_{abs(hash(str(path.resolve())))}"
-        loader_spec = importlib.util.spec_from_file_location(name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise DataError(f"{path} is not a Python file that can be imported")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[name] = module
-        try:
-            loader_spec.loader.exec_module(module)
-        except Exception as e:
-            sys.modules.pop(name, None)
-            raise DataError(f"importing {path} failed: {type(e).__name__}: {e}") from e
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as e:
-            raise DataError(f"cannot import {target!r}: {type(e).__name__}: {e}") from e
-    if not hasattr(module, attr):
-        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_") and getattr(v, "__module__", None) == module.__name__)
-        raise DataError(f"{target} has no {attr!r}; functions there: {', '.join(found) or 'none'}")
-    obj = getattr(module, attr)
+        raise DataError(f"give {'a .py file' if from_file else 'a module'} and the function after the last ':', e.g. {example} (got {spec!r})")
+    obj = load_reference(spec, "feeds function", DataError)
+    target, _, attr = spec.rpartition(":")
     if callable(obj) and not _is_dataloader(obj):
         if any(p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in inspect.signature(obj).parameters.values()):
             raise DataError(f"{target}:{attr} must be callable without arguments (it yields feeds)")

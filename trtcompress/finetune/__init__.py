@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .config import FinetuneConfig
 from .data import ArrayBatches, TrainData, open_training_data, register_dataset, registered_datasets
-from .factory import load_callable
+from ..userref import load_callable
 from .loss import distillation_loss
 from .trainer import FinetuneResult, evaluate, finetune
 from .transforms import apply_transform, register_transform, registered_transforms

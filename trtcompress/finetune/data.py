@@ -12,7 +12,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import ConfigError, DataError
-from .factory import is_factory_spec, load_callable
+from ..userref import is_reference as is_factory_spec, load_callable
 
 __all__ = ["TrainData", "ArrayBatches", "open_training_data", "register_dataset", "registered_datasets"]
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from .._optional import require
 from ..errors import ConfigError, ModelError
-from .factory import load_callable
+from ..userref import load_callable
 
 __all__ = ["load_module"]
 
