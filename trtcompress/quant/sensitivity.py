@@ -120,15 +120,7 @@ def layer_errors(
 ) -> list[LayerError]:
     """Local and cumulative SQNR of every quantized node, sorted worst (lowest local) first."""
     feeds = list(feeds)
-    shadow, pairs = _shadow_model(model, plan, table)
-    sess = _session(shadow, threads)
-    names = [o.name for o in sess.get_outputs()]
-    local = {n: _Acc() for n in pairs}
-    for feed in feeds:
-        outs = dict(zip(names, sess.run(None, dict(feed))))
-        for n, (ref, got) in pairs.items():
-            local[n].add(outs[ref], outs[got])
-    del sess
+    local, pairs = _local_sqnr(model, plan, table, feeds, threads)
     cumulative = {n: _Acc() for n in pairs}
     ref_outputs = [r for r, _ in pairs.values()]
     if qdq_model is None:
@@ -141,11 +133,12 @@ def layer_errors(
         q = dict(zip(qn, s_q.run(None, dict(feed))))
         for n, (ref, _) in pairs.items():
             cumulative[n].add(r[ref], q[ref])
-    out = [LayerError(n, plan.op_types.get(n, ""), local[n].db(), cumulative[n].db()) for n in pairs]
+    out = [LayerError(n, plan.op_types.get(n, ""), local[n], cumulative[n].db()) for n in pairs]
     return sorted(out, key=lambda e: e.local_sqnr_db)
 
 
-def _local_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
+def _local_sqnr(model, plan, table, feeds, threads) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
+    """SQNR of every quantized node alone (float inputs, quantized arithmetic), and the output pairs."""
     shadow, pairs = _shadow_model(model, plan, table)
     sess = _session(shadow, threads)
     names = [o.name for o in sess.get_outputs()]
@@ -154,7 +147,7 @@ def _local_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
         outs = dict(zip(names, sess.run(None, dict(feed))))
         for n, (ref, got) in pairs.items():
             acc[n].add(outs[ref], outs[got])
-    return {n: a.db() for n, a in acc.items()}
+    return {n: a.db() for n, a in acc.items()}, pairs
 
 
 def refine_ranges(
@@ -180,8 +173,8 @@ def refine_ranges(
     if not alt:
         return table, []
     other = CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)
-    base_db = _local_sqnr(model, plan, table, feeds, threads)
-    alt_db = _local_sqnr(model, plan, other, feeds, threads)
+    base_db, _ = _local_sqnr(model, plan, table, feeds, threads)
+    alt_db, _ = _local_sqnr(model, plan, other, feeds, threads)
     consumers: dict[str, list[str]] = {}
     for a in plan.activations:
         consumers.setdefault(a.tensor, []).append(a.node)
