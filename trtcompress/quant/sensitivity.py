@@ -45,9 +45,12 @@ class _Acc:
         self.error = 0.0
 
     def add(self, ref: np.ndarray, got: np.ndarray) -> None:
-        ref = ref.astype(np.float64, copy=False)
-        self.signal += float(np.sum(ref * ref))
-        self.error += float(np.sum((ref - got) ** 2))
+        # float32 dot products (BLAS) instead of float64 temporaries: several times faster on
+        # large activations, and far more precise than the dB this feeds
+        r = np.ascontiguousarray(ref, dtype=np.float32).ravel()
+        d = r - np.ascontiguousarray(got, dtype=np.float32).ravel()
+        self.signal += float(np.dot(r, r))
+        self.error += float(np.dot(d, d))
 
     def db(self) -> float:
         return sqnr_db(self.signal, self.error)
