@@ -36,7 +36,9 @@ __all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
 _ONNX_SUFFIXES = (".onnx",)
 # stage config fields that, when left empty, take the job's data settings
 _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
-    "calib": lambda c: c.calib or c.data,
+    # random inputs are fine for comparing but would make meaningless scales: never calibrate on
+    # them unless the user names them with --calib
+    "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
     "preprocess": lambda c: c.preprocess,
 }
 
@@ -182,5 +184,6 @@ def _data_factory(config: CompressConfig):
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:
     """Stages that read data (``calib``, ``preprocess`` fields) default to the job's data."""
     names = {f.name for f in dataclasses.fields(stage)}
-    changes = {f: get(config) for f, get in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f)}
+    shared = {f: get(config) for f, get in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f)}
+    changes = {f: v for f, v in shared.items() if v}
     return stage.replace(**changes) if changes else stage
