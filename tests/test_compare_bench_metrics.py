@@ -92,7 +92,7 @@ def test_metrics(tiny_model, tmp_path):
     pruned = save_model(m, tmp_path / "pruned.onnx")
     ws = weight_stats(tiny_model)
     assert ws["parameters"] == 16 * 27 + 16 + 5 * 16 + 5
-    pr = pruning_rate(tiny_model, 216)
+    pr = pruning_rate(ws["parameters"], 216)
     assert pr["total"] == ws["parameters"] and pr["percent"] == pytest.approx(100 * 216 / ws["parameters"])
     cr = compression_ratio(tiny_model, pruned)
     assert cr["ratio_parameters"] == 1.0

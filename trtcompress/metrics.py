@@ -58,13 +58,12 @@ def speedup_ratio(original_latency_ms: float, compressed_latency_ms: float) -> f
     return _ratio(original_latency_ms, compressed_latency_ms)
 
 
-def pruning_rate(original: onnx.ModelProto | str | os.PathLike, pruned: int) -> dict[str, Any]:
-    """``pruned`` weights (as the pruning stages count them) over the original model's parameters.
+def pruning_rate(total: int, pruned: int) -> dict[str, Any]:
+    """``pruned`` weights (as the pruning stages count them) over the original's ``total`` parameters.
 
     Counted by the stages, not by diffing zeros: INT8 rounding also turns tiny weights into zeros,
     and that is not pruning.
     """
-    total = weight_stats(original)["parameters"]
     return {"pruned": pruned, "total": total, "percent": 100.0 * pruned / total if total else 0.0}
 
 
@@ -87,10 +86,11 @@ def summary(
     pruned: int = 0,
 ) -> dict[str, Any]:
     """All four metrics for one run (None where a measurement was not made)."""
+    compression = compression_ratio(original, compressed)
     return {
-        "compression": compression_ratio(original, compressed),
+        "compression": compression,
         "speedup": speedup_ratio(*latency_ms) if latency_ms else None,
-        "pruning_rate": pruning_rate(original, pruned),
+        "pruning_rate": pruning_rate(compression["parameters_original"], pruned),
         "quantization_error": quantization_error(compare_report) if compare_report else None,
     }
 
