@@ -1,17 +1,17 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import pytest
-from onnx import numpy_helper
+from onnx import TensorProto, helper, numpy_helper
 
 from trtcompress.benchmark import BenchConfig, bench, latency_stats
-from trtcompress.comparison import CompareConfig, compare
+from trtcompress.comparison import CompareConfig, compare, exact_qdq_options
 from trtcompress.data import model_inputs, open_source
 from trtcompress.data.readers import ReaderOptions
 from trtcompress.errors import ConfigError
 from trtcompress.metrics import compression_ratio, pruning_rate, quantization_error, weight_stats
 from trtcompress.model_io import load_model, save_model
+from trtcompress.runners import RunnerOptions
 
 from trtc_support import tiny_classifier
 
@@ -99,3 +99,23 @@ def test_metrics(tiny_model, tmp_path):
     assert cr["ratio_nonzero_parameters"] == pytest.approx(ws["nonzero"] / (ws["nonzero"] - 216))
     q = quantization_error({"outputs": {"a": {"max_abs": 0.5, "mean_abs": 0.1}, "b": {"max_abs": 0.2, "mean_abs": 0.3}}})
     assert q == {"max_abs": 0.5, "mean_abs": pytest.approx(0.2)}
+
+
+def _qdq_model(zero_point_type):
+    zp = numpy_helper.from_array(np.zeros((), {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}[zero_point_type]), "zp")
+    s = numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])], [zp, s])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    return m
+
+
+def test_tensorrt_form_is_compared_with_exact_qdq_arithmetic(tmp_path):
+    signed = save_model(_qdq_model(TensorProto.INT8), tmp_path / "s.onnx")
+    unsigned = save_model(_qdq_model(TensorProto.UINT8), tmp_path / "u.onnx")
+    assert exact_qdq_options(signed, RunnerOptions()).optimization == "basic"
+    assert exact_qdq_options(unsigned, RunnerOptions()).optimization == "all"
+    assert exact_qdq_options(signed, RunnerOptions(optimization="disable")).optimization == "disable"
+    r = compare(signed, signed, [{"x": np.ones(1, np.float32)}])
+    assert r.runner["optimization"] == "basic"

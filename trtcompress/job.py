@@ -13,7 +13,6 @@ import platform
 from pathlib import Path
 from typing import Any, Callable
 
-import onnx
 
 from . import __version__
 from .benchmark import BenchConfig, bench
@@ -133,9 +132,8 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
 
         log(f"comparing on {config.data}")
         source = _data_factory(config)(model_inputs(original))
-        options = _compare_options(result.model, config)
-        cmp = compare(original, compressed, source, config.compare, config.backend, options)
-        report["compare"] = {**cmp.to_dict(), "runner": options.to_dict()}
+        cmp = compare(original, compressed, source, config.compare, config.backend, config.runner)
+        report["compare"] = cmp.to_dict()
 
         latency = None
         if not config.skip_bench:
@@ -151,24 +149,6 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
-
-
-def _compare_options(model, config: CompressConfig) -> RunnerOptions:
-    """Options for the accuracy comparison.
-
-    A TensorRT-form model (signed int8 Q/DQ) is compared with ONNX Runtime's basic optimisation,
-    which computes the exact Q/DQ arithmetic TensorRT runs; the extended int8 fusions rewrite it
-    into uint8 x int8 kernels that saturate on CPUs without VNNI (35% instead of 94% top-1
-    agreement measured on EfficientNet-Lite0). Latency is still measured with the job's options.
-    """
-    if config.backend != "onnxrt" or config.runner.optimization in ("disable", "basic"):
-        return config.runner
-    inits = {t.name: t.data_type for t in model.graph.initializer}
-    signed = any(
-        n.op_type == "QuantizeLinear" and len(n.input) > 2 and inits.get(n.input[2]) == onnx.TensorProto.INT8
-        for n in model.graph.node
-    )
-    return config.runner.replace(optimization="basic") if signed else config.runner
 
 
 def _data_factory(config: CompressConfig):

@@ -224,8 +224,8 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
             # ONNX Runtime fuses symmetric int8 Q/DQ into uint8 x int8 kernels that saturate on
             # AVX2 without VNNI: measured on EfficientNet-Lite0, 35% top-1 agreement instead of 94%.
             report["notes"] = [
-                "to check this TensorRT model's accuracy in ONNX Runtime on this CPU (no VNNI), run it with graph "
-                "optimisation 'basic' or 'disable' (exact Q/DQ arithmetic); ONNX Runtime's int8 fusions saturate here. "
+                "this CPU has no VNNI: ONNX Runtime's default int8 fusions saturate on this TensorRT-form model "
+                "(trtcompress compare runs it with exact Q/DQ arithmetic; elsewhere use graph optimisation 'basic'). "
                 "For a fast CPU model use --target cpu."
             ]
     else:
