@@ -25,6 +25,27 @@ def test_npz_dir_reader_adds_batch_dim_and_batches(tmp_path):
     assert len(src) == 3 and [f["x"].shape[0] for f in feeds] == [2, 2, 1]
 
 
+def test_batches_count_samples_across_files(tmp_path, monkeypatch):
+    # files of 5 and 3 samples: batches are exact sample counts, split and joined across files,
+    # the limit counts samples, and len() comes from the file headers, not the data
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
+    np.savez(tmp_path / "a.npz", x=x[:5], labels=np.arange(5))
+    np.save(tmp_path / "b.npy", x[5:])
+    src = open_source(str(tmp_path), INPUTS, ReaderOptions(batch_size=3))
+    monkeypatch.setattr(np, "load", None)  # len() must not read arrays
+    assert len(src) == 3
+    monkeypatch.undo()
+    feeds = list(src)
+    assert [f["x"].shape[0] for f in feeds] == [3, 3, 2]
+    np.testing.assert_array_equal(np.concatenate([f["x"] for f in feeds]), x)
+    limited = list(open_source(str(tmp_path), INPUTS, ReaderOptions(batch_size=4, limit=6)))
+    assert [f["x"].shape[0] for f in limited] == [4, 2]
+    np.testing.assert_array_equal(np.concatenate([f["x"] for f in limited]), x[:6])
+    as_stored = list(open_source(str(tmp_path), INPUTS))
+    assert [f["x"].shape[0] for f in as_stored] == [5, 3]
+
+
 def test_npy_single_input(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((4, 3, 16, 16), np.float32))
     (feed,) = list(open_source(str(tmp_path / "a.npy"), INPUTS))

@@ -20,7 +20,7 @@ def test_export_matches_torch_on_real_photos(efficientnet_onnx):
     from trtcompress.zoo import efficientnet_lite0
 
     model = efficientnet_lite0()
-    feed = next(iter(open_source("photos:eval", model_inputs(efficientnet_onnx), ReaderOptions(batch_size=12, limit=1))))
+    feed = next(iter(open_source("photos:eval", model_inputs(efficientnet_onnx), ReaderOptions(batch_size=12, limit=12))))
     with torch.no_grad():
         ref = model(torch.from_numpy(feed["x"])).numpy()
     got = ort.InferenceSession(str(efficientnet_onnx)).run(None, feed)[0]
@@ -30,7 +30,7 @@ def test_export_matches_torch_on_real_photos(efficientnet_onnx):
 
 
 def test_compare_and_bench_cli_on_real_model(efficientnet_onnx, tmp_path):
-    r = cli("compare", str(efficientnet_onnx), str(efficientnet_onnx), "--data", "photos:eval", "--limit", "2", "--min-top1", "1.0", "--json", check=True)
+    r = cli("compare", str(efficientnet_onnx), str(efficientnet_onnx), "--data", "photos:eval", "--limit", "24", "--min-top1", "1.0", "--json", check=True)
     out = json.loads(r.stdout)
     assert out["samples"] == 24 and out["outputs"]["output"]["top1_agreement"] == 1.0
     b = cli("bench", str(efficientnet_onnx), "--batch-sizes", "1,4", "--iterations", "6", "--rounds", "2", "--warmup", "1", "--json", check=True)
@@ -41,7 +41,7 @@ def test_compare_and_bench_cli_on_real_model(efficientnet_onnx, tmp_path):
 def test_compress_from_torch_on_real_photos(tmp_path):
     r = cli(
         "compress", "trtcompress.zoo:efficientnet_lite0", "--input", "x:1x3x224x224", "--data", "photos:eval",
-        "--limit", "1", "--batch", "12", "--name", "e2e", "--iterations", "4", "--min-top1", "1.0", "--json",
+        "--limit", "12", "--batch", "12", "--name", "e2e", "--iterations", "4", "--min-top1", "1.0", "--json",
         cwd=tmp_path, check=True,
     )
     report = json.loads(r.stdout)

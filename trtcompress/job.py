@@ -54,7 +54,7 @@ class CompressConfig(Config):
     data: str = "random:8"  # inputs for compare (and calibration, unless ``calib`` or a stage says otherwise)
     calib: str | None = None  # calibration data for stages that read data; keep it disjoint from ``data``
     preprocess: str | None = None
-    batch: int = 1
+    batch: int | None = None  # samples per inference; None: as the data stores them (1 for random)
     limit: int | None = None
     compare: CompareConfig = CompareConfig()
     bench: BenchConfig = BenchConfig(iterations=50)
@@ -65,7 +65,7 @@ class CompressConfig(Config):
     def validate(self) -> None:
         if not self.model:
             raise ConfigError("give a model: an .onnx file or a torch model (pkg.module:factory, file.py:factory, .pt2, TorchScript)")
-        if self.batch < 1:
+        if self.batch is not None and self.batch < 1:
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
@@ -156,7 +156,7 @@ def _data_factory(config: CompressConfig):
         batch_size=config.batch,
         limit=config.limit,
         preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape(config.batch) for s in config.export.specs()} or None,
+        shapes={s.name: s.concrete_shape(config.batch or 1) for s in config.export.specs()} or None,
     )
     return lambda inputs: open_source(config.data, inputs, options)
 

@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("calib", args.calib), ("preprocess", args.preprocess), ("limit", args.limit)):
         if value is not None:
             d[key] = value
-    if args.batch != 1:
+    if args.batch is not None:
         d["batch"] = args.batch
     export = dict(d.get("export", {}))
     if args.inputs:

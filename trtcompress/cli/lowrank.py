@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     config = LowRankConfig(
         rule=args.rule, energy=args.energy, error=args.error, flop_fraction=args.flop_fraction,
         exclude=tuple(args.exclude), rank_multiple=args.rank_multiple,
-        calib=args.data, preprocess=args.preprocess, limit=args.limit or LowRankConfig().limit, batch=opts.batch_size,
+        calib=args.data, preprocess=args.preprocess, limit=args.limit or LowRankConfig().limit, batch=opts.batch_size or LowRankConfig().batch,
     )
     result = lowrank(load_model(args.model), config)
     save_model(result.model, args.output)

@@ -108,32 +108,85 @@ class ListSource:
 
 
 class rebatch:
-    """Regroup a source's feeds into batches of ``batch_size`` along axis 0 (last one may be short)."""
+    """Regroup a source's feeds into batches of ``batch_size`` samples (the last may be short),
+    stopping after ``limit`` samples.
 
-    def __init__(self, source: FeedSource, batch_size: int):
-        if batch_size < 1:
+    Feeds are sliced and joined, never split sample by sample, and a feed that already is one
+    batch passes through without a copy: memory holds one batch plus one source feed, whatever
+    the files hold. ``batch_size=None`` keeps the source's own feeds (only ``limit`` applies).
+    A source with a ``num_samples`` attribute (counted without reading the data) gives ``len()``
+    cheaply.
+    """
+
+    def __init__(self, source: FeedSource, batch_size: int | None, limit: int | None = None):
+        if batch_size is not None and batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
-        self.source, self.batch_size = source, batch_size
-        self._n = None
+        self.source, self.batch_size, self.limit = source, batch_size, limit
+
+    @property
+    def num_samples(self) -> int | None:
+        return getattr(self.source, "num_samples", None)
 
     def __iter__(self) -> Iterator[Feed]:
-        buf: dict[str, list[np.ndarray]] = {}
-        count = 0
+        pending: list[Feed] = []
+        have, left = 0, self.limit if self.limit is not None else -1
         for feed in self.source:
-            for i in range(_batch_of(feed)):
-                for k, v in feed.items():
-                    buf.setdefault(k, []).append(v[i : i + 1])
-                count += 1
-                if count == self.batch_size:
-                    yield {k: np.concatenate(v) for k, v in buf.items()}
-                    buf, count = {}, 0
-        if count:
-            yield {k: np.concatenate(v) for k, v in buf.items()}
+            n = _batch_of(feed)
+            if left >= 0 and n > left:
+                feed, n = {k: v[:left] for k, v in feed.items()}, left
+            if n:
+                if self.batch_size is None:
+                    yield feed
+                else:
+                    pending.append(feed)
+                    have += n
+                    while have >= self.batch_size:
+                        yield _cut(pending, self.batch_size)
+                        have -= self.batch_size
+            if left >= 0:
+                left -= n
+                if left == 0:
+                    break
+        if pending:
+            yield _join(pending)
+
+    @property
+    def length_known(self) -> bool:
+        if self.batch_size is None and self.limit is None:
+            return getattr(self.source, "length_known", True)
+        return self.batch_size is not None and self.num_samples is not None
 
     def __len__(self) -> int:
-        if self._n is None:
-            self._n = sum(1 for _ in self)
-        return self._n
+        if self.batch_size is None and self.limit is None:
+            return len(self.source)
+        if self.batch_size is None or self.num_samples is None:
+            return sum(1 for _ in self)  # reads the data: callers check ``length_known`` first
+        n = self.num_samples if self.limit is None else min(self.num_samples, self.limit)
+        return -(-n // self.batch_size)
+
+
+def _cut(pending: list[Feed], k: int) -> Feed:
+    """Remove the first ``k`` samples from ``pending`` (a list of feeds) and return them as one feed."""
+    out: list[Feed] = []
+    while k:
+        f = pending[0]
+        n = _batch_of(f)
+        if n <= k:
+            out.append(pending.pop(0))
+            k -= n
+        else:
+            out.append({a: v[:k] for a, v in f.items()})
+            pending[0] = {a: v[k:] for a, v in f.items()}
+            k = 0
+    return _join(out)
+
+
+def _join(feeds: list[Feed]) -> Feed:
+    if len(feeds) == 1:
+        return feeds.pop()
+    out = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+    feeds.clear()
+    return out
 
 
 def _batch_of(feed: Feed) -> int:

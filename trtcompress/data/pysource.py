@@ -123,27 +123,7 @@ def _is_dataloader(obj: Any) -> bool:
 def _open(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions, from_file: bool) -> Any:
     fn = load_function(spec, from_file)
     source: Any = CallableSource(fn, inputs, [i.name for i in inputs], spec)
-    if options.limit:
-        source = _Limited(source, options.limit)
-    if options.batch_size > 1:
-        source = rebatch(source, options.batch_size)
-    return source
-
-
-class _Limited:
-    """The first ``limit`` feeds of a source."""
-
-    def __init__(self, source: Any, limit: int):
-        self.source, self.limit = source, limit
-
-    def __iter__(self) -> Iterator[Feed]:
-        for k, feed in enumerate(self.source):
-            if k >= self.limit:
-                return
-            yield feed
-
-    def __len__(self) -> int:
-        return min(len(self.source), self.limit)
+    return rebatch(source, options.batch_size, options.limit) if options.batch_size or options.limit else source
 
 
 @register_reader("module", detect=lambda s: s.rpartition(":")[0].endswith(".py"))

@@ -7,14 +7,16 @@ Specs: ``random`` or ``random:N`` (N batches within the input shapes), a directo
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
+import zipfile
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .base import Feed, ModelInput, validate_feed
+from .base import Feed, ModelInput, rebatch, validate_feed
 from .preprocess import IMAGE_SUFFIXES, PreprocessConfig
 
 __all__ = ["ReaderOptions", "open_source", "register_reader", "registered_readers"]
@@ -22,7 +24,7 @@ __all__ = ["ReaderOptions", "open_source", "register_reader", "registered_reader
 
 @dataclasses.dataclass(frozen=True)
 class ReaderOptions:
-    batch_size: int = 1
+    batch_size: int | None = None  # samples per feed; None: as stored (a file, a photo's views, a yielded feed)
     limit: int | None = None  # at most this many samples
     seed: int = 0
     preprocess: PreprocessConfig | None = None
@@ -71,27 +73,27 @@ def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions 
 
 
 class Source:
-    """A lazily read source: feeds are validated against the model as they are produced."""
+    """A lazily read source: one feed per item (a file, a photo), validated against the model as
+    it is read. ``count(item)`` gives an item's number of samples without reading its data."""
 
-    def __init__(self, items: list, make: Callable[[object], Feed], inputs: Sequence[ModelInput], batch_size: int, name: Callable[[object], str]):
-        self.items, self.make, self.inputs, self.batch_size, self.name = items, make, list(inputs), batch_size, name
+    def __init__(self, items: list, make: Callable[[object], Feed], inputs: Sequence[ModelInput], name: Callable[[object], str], count: Callable[[object], int] | None = None):
+        self.items, self.make, self.inputs, self.name, self.count = items, make, list(inputs), name, count
 
     def __len__(self) -> int:
-        return -(-len(self.items) // self.batch_size)
-
-    def __iter__(self) -> Iterator[Feed]:
-        for start in range(0, len(self.items), self.batch_size):
-            chunk = self.items[start : start + self.batch_size]
-            feeds = [validate_feed(self.make(it), self.inputs, self.name(it)) for it in chunk]
-            yield {k: np.concatenate([f[k] for f in feeds]) if len(feeds) > 1 else feeds[0][k] for k in feeds[0]}
-
-    @property
-    def num_samples(self) -> int:
         return len(self.items)
 
+    def __iter__(self) -> Iterator[Feed]:
+        for it in self.items:
+            yield validate_feed(self.make(it), self.inputs, self.name(it))
 
-def _limit(items: list, options: ReaderOptions) -> list:
-    return items[: options.limit] if options.limit else items
+    @functools.cached_property
+    def num_samples(self) -> int | None:
+        return None if self.count is None else sum(self.count(it) for it in self.items)
+
+
+def batched(source: Source, options: ReaderOptions) -> rebatch:
+    """``source`` in batches of ``options.batch_size`` samples, at most ``options.limit`` samples."""
+    return rebatch(source, options.batch_size, options.limit)
 
 
 # -- random ---------------------------------------------------------------------------------------
@@ -111,7 +113,7 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
         given = (options.shapes or {}).get(inp.name)
         dims = list(given) if given else [d if isinstance(d, int) else None for d in inp.shape]
         if not given and dims and dims[0] is None:
-            dims[0] = options.batch_size
+            dims[0] = options.batch_size or 1
         if any(d is None for d in dims):
             raise DataError(f"input {inp.name!r} has dynamic dimensions {list(inp.shape)}; give its shape, e.g. --input {inp.name}:1x3x224x224")
         shapes[inp.name] = tuple(dims)
@@ -129,7 +131,7 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
                 feed[inp.name] = rng.integers(0, options.int_high, shape).astype(inp.dtype)
         return feed
 
-    return Source(list(range(batches)), make, inputs, 1, lambda i: f"random batch {i}")
+    return Source(list(range(batches)), make, inputs, lambda i: f"random batch {i}")
 
 
 # -- npz / npy ------------------------------------------------------------------------------------
@@ -174,7 +176,32 @@ def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Sou
                 feed[inp.name] = a[None]
         return feed
 
-    return Source(_limit(files, options), make, inputs, options.batch_size, str)
+    def count(f: Path) -> int:
+        shape = _stored_shape(f, names[0])
+        return 1 if len(shape) == len(inputs[0].shape) - 1 else (shape[0] if shape else 1)
+
+    return batched(Source(files, make, inputs, str, count), options)
+
+
+def _stored_shape(f: Path, name: str) -> tuple[int, ...]:
+    """Shape of an array in an .npy/.npz file, read from its header (no data is read)."""
+    try:
+        if f.suffix == ".npy":
+            with open(f, "rb") as fh:
+                return _header_shape(fh)
+        with zipfile.ZipFile(f) as z:
+            members = [m.removesuffix(".npy") for m in z.namelist()]
+            member = name if name in members else next(m for m in members if m not in LABEL_KEYS)
+            with z.open(member + ".npy") as fh:
+                return _header_shape(fh)
+    except Exception as e:
+        raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+
+
+def _header_shape(fh) -> tuple[int, ...]:
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    return (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(fh)[0]
 
 
 # -- image folder ---------------------------------------------------------------------------------
@@ -203,4 +230,4 @@ def _images(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
     if not files:
         raise DataError(f"{p} holds no images ({', '.join(IMAGE_SUFFIXES)})")
     name = inputs[0].name
-    return Source(_limit(files, options), lambda f: {name: options.preprocess(f)}, inputs, options.batch_size, str)
+    return batched(Source(files, lambda f: {name: options.preprocess(f)}, inputs, str, lambda f: 1), options)

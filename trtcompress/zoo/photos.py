@@ -16,7 +16,7 @@ from typing import Iterator
 import numpy as np
 
 from ..data.base import Feed
-from ..data.readers import Source, register_reader
+from ..data.readers import Source, batched, register_reader
 from ..data.preprocess import PreprocessConfig, load_image
 from ..errors import ConfigError, DataError
 from ..fileio import atomic_path
@@ -239,7 +239,7 @@ class PhotoSource:
 def _photos_reader(spec: str, inputs, options) -> Source:
     """``photos`` or ``photos:calib|eval``: each photo with its views (preprocessed, default efficientnet-lite).
 
-    One item is one photo's 12 views, so a feed holds ``VIEWS * max(1, batch_size // VIEWS)`` samples.
+    One item is one photo's 12 views (the feed when no batch size is given).
     """
     if len(inputs) != 1:
         raise ConfigError(f"photos feed a single-input model; this model has {len(inputs)} inputs")
@@ -249,4 +249,4 @@ def _photos_reader(spec: str, inputs, options) -> Source:
     def make(path: Path) -> Feed:
         return {name: np.concatenate([pre.apply(v, str(path)) for v in augmented_views(load_image(path, "RGB"))])}
 
-    return Source(photos(spec or "eval")[: options.limit], make, inputs, max(1, options.batch_size // VIEWS), str)
+    return batched(Source(photos(spec or "eval"), make, inputs, str, lambda _: VIEWS), options)
