@@ -79,4 +79,9 @@ def registered_stages() -> dict[str, type[Config]]:
 
 def _load_builtin_stages() -> None:
     """Stages register on import of their module; import the built-in ones on first lookup."""
-    from . import stages  # noqa: F401
+    import importlib
+
+    from .stages import BUILTIN
+
+    for name in BUILTIN:
+        importlib.import_module(f"{__package__}.stages.{name}")

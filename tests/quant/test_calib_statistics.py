@@ -91,6 +91,22 @@ def test_shards_merge_to_the_whole(small_model, samples, tmp_path):
     assert compute_amax(Statistics.merge_all(loaded), "entropy").amax == compute_amax(whole, "entropy").amax
 
 
+def test_max_only_tensors_are_reduced_in_the_graph(small_model, samples, tmp_path):
+    # a tensor whose range is its observed max (a ReLU6 output) gets no histogram, only the same
+    # exact max; shards with maxima merge and round-trip through .npz like histograms
+    full = collect_statistics(small_model, TENSORS, ListSource(batches(samples, 5)), QUIET)
+    only = TENSORS[1:]
+    part = collect_statistics(small_model, TENSORS, ListSource(batches(samples, 5)), QUIET, max_only=only)
+    assert list(part.histograms) == TENSORS[:1] and part.histograms[TENSORS[0]] == full.histograms[TENSORS[0]]
+    assert part.maxima == {t: full.histograms[t].amax for t in only}
+    shards = [collect_statistics(small_model, TENSORS, ListSource(batches(p, 4)), QUIET, max_only=only) for p in np.array_split(samples, 2)]
+    loaded = [Statistics.load(s.save(tmp_path / f"s{k}.npz")) for k, s in enumerate(shards)]
+    assert Statistics.merge_all(loaded) == part
+    table = compute_amax(part, "entropy")
+    assert all(table.amax[t] == full.histograms[t].amax for t in only)
+    assert calibrate(small_model, TENSORS, ListSource(batches(samples, 5)), "max", QUIET).amax == compute_amax(full, "max").amax
+
+
 def test_fixed_batch_model_is_rebatched(samples):
     from calib_graphs import conv_relu_mlp
 

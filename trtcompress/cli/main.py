@@ -26,7 +26,9 @@ VERBS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every verb, or of ``only`` (each verb module imports what it needs, so
+    building one parser keeps a command's start-up to its own imports)."""
     from .. import __version__
 
     parser = argparse.ArgumentParser(prog="trtcompress", description="Compress models for NVIDIA inference; CPU path through ONNX Runtime.")
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     for verb, module in VERBS.items():
+        if only is not None and verb != only:
+            continue
         mod = importlib.import_module(f"{__package__}.{module}")
         p = mod.add_parser(sub)
         p.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="show tracebacks and debug logs")
@@ -44,7 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from ..errors import UserError
 
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -19,6 +19,7 @@ import fnmatch
 import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
+import numpy as np
 import onnx
 
 from ..errors import ConfigError
@@ -245,9 +246,21 @@ def plan_quantization(
     return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds)
 
 
+# ops whose output values are a subset of their first input's (so a bound carries through)
+_BOUND_PRESERVING = ("Pad", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Slice", "DepthToSpace", "SpaceToDepth")
+
+
 def _clip_bound(tensor: str, g: GraphIndex) -> float | None:
-    """max(|min|, |max|) of the Clip (ReLU6) that produces ``tensor``, when both bounds are constants."""
+    """max(|min|, |max|) of the Clip (ReLU6) that produces ``tensor`` (through ops that only move,
+    drop or pad values, e.g. the Pad before a depthwise conv), when the bounds are constants."""
     p = g.producer.get(tensor)
+    if p is not None and p.op_type in _BOUND_PRESERVING:
+        bound = _clip_bound(p.input[0], g)
+        if bound is not None and p.op_type == "Pad" and g.attr(p, "mode", b"constant") == b"constant":
+            fill = g.const_value(p.input[2]) if len(p.input) > 2 and p.input[2] else g.attr(p, "value", 0.0)
+            if fill is None or abs(float(np.ravel(fill)[0])) > bound:
+                return None  # the padding adds values outside the bound
+        return bound
     if p is None or p.op_type != "Clip":
         return None
     lo = g.const_value(p.input[1]) if len(p.input) > 1 and p.input[1] else g.attr(p, "min")

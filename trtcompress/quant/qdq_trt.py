@@ -28,8 +28,11 @@ __all__ = ["write_trt_qdq", "WEIGHT_FORMATS"]
 WEIGHT_FORMATS = ("float", "int8")
 
 
-def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "float") -> onnx.ModelProto:
-    """A copy of ``model`` with Q/DQ inserted for TensorRT according to ``plan`` and ``table``."""
+def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "float", suffix: str = "") -> onnx.ModelProto:
+    """A copy of ``model`` with Q/DQ inserted for TensorRT according to ``plan`` and ``table``.
+
+    ``suffix`` ends every name this adds, so several Q/DQ sets can live in one graph (the
+    sensitivity shadows)."""
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
     out = onnx.ModelProto()
@@ -37,7 +40,7 @@ def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTab
     require_opset(out, 13)
     g = GraphIndex(out)
     new_inits: list[TensorProto] = []
-    zp_name = "trtcompress_qdq_zero_point_int8"
+    zp_name = f"trtcompress_qdq_zero_point_int8{suffix}"
     new_inits.append(numpy_helper.from_array(np.array(0, np.int8), zp_name))
 
     # (node, input index) -> replacement tensor name; pending Q/DQ nodes to emit before a consumer
@@ -47,13 +50,13 @@ def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTab
     act_dq: dict[str, str] = {}
     for a in plan.activations:
         if a.tensor not in act_dq:
-            s_name = f"{a.tensor}_scale"
+            s_name = f"{a.tensor}_scale{suffix}"
             new_inits.append(numpy_helper.from_array(np.array(activation_scale(table, a.tensor), np.float32), s_name))
-            q, dq = f"{a.tensor}_quantized", f"{a.tensor}_dequantized"
+            q, dq = f"{a.tensor}_quantized{suffix}", f"{a.tensor}_dequantized{suffix}"
             pending.setdefault(a.node, []).extend(
                 [
-                    helper.make_node("QuantizeLinear", [a.tensor, s_name, zp_name], [q], name=f"{a.tensor}_QuantizeLinear"),
-                    helper.make_node("DequantizeLinear", [q, s_name, zp_name], [dq], name=f"{a.tensor}_DequantizeLinear"),
+                    helper.make_node("QuantizeLinear", [a.tensor, s_name, zp_name], [q], name=f"{a.tensor}_QuantizeLinear{suffix}"),
+                    helper.make_node("DequantizeLinear", [q, s_name, zp_name], [dq], name=f"{a.tensor}_DequantizeLinear{suffix}"),
                 ]
             )
             act_dq[a.tensor] = dq
@@ -67,7 +70,7 @@ def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTab
             if value is None or value.dtype != np.float32:
                 continue  # rules only plan float constants; a non-float weight is left alone
             scale = weight_scales(value, w.axis, *bias_and_input_scale(g, plan, table, w))
-            base = w.tensor if w.axis is None or sum(k[0] == w.tensor for k in w_dq) == 0 else f"{w.tensor}_axis{w.axis}"
+            base = (w.tensor if w.axis is None or sum(k[0] == w.tensor for k in w_dq) == 0 else f"{w.tensor}_axis{w.axis}") + suffix
             s_name, z_name, dq = f"{base}_scale", f"{base}_zero_point", f"{base}_dequantized"
             new_inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), s_name))
             new_inits.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), z_name))

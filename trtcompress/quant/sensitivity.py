@@ -20,7 +20,7 @@ from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import write_trt_qdq
 from .table import CalibrationTable
 
-__all__ = ["LayerError", "layer_errors", "refine_ranges", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
+__all__ = ["LayerError", "Sensitivity", "analyse", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
 
 Feed = Mapping[str, np.ndarray]
 _SHADOW = "__trtcompress_shadow"
@@ -85,32 +85,154 @@ def _with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelPro
     return m
 
 
-def _shadow_model(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable) -> tuple[onnx.ModelProto, dict[str, tuple[str, str]]]:
-    """FP32 model plus, per quantized node, a Q/DQ'd shadow reading the FP32 activations."""
+def _shadow_model(model: onnx.ModelProto, plan: QuantPlan, tables: list[CalibrationTable]) -> tuple[onnx.ModelProto, list[dict[str, tuple[str, str]]]]:
+    """FP32 model plus, per quantized node and per table, a Q/DQ'd shadow reading the FP32
+    activations: one pass measures every layer's local error under every table."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     by_name = {n.name: n for n in m.graph.node}
-    pairs: dict[str, tuple[str, str]] = {}
-    shadows = []
-    for name in plan.quantized_nodes:
-        n = by_name[name]
-        s = onnx.NodeProto()
-        s.CopyFrom(n)
-        s.name = name + _SHADOW
-        del s.output[:]
-        s.output.extend([o + _SHADOW if o else "" for o in n.output])
-        shadows.append(s)
-        pairs[name] = (n.output[0], s.output[0])
-    m.graph.node.extend(shadows)  # shadows read only existing tensors: appending keeps the order valid
-    shadow_plan = QuantPlan(
-        [QuantInput(a.node + _SHADOW, a.index, a.tensor) for a in plan.activations],
-        [WeightSpec(w.node + _SHADOW, w.index, w.tensor, w.axis) for w in plan.weights],
-        [n + _SHADOW for n in plan.quantized_nodes],
-        {},
-        {},
-    )
-    q = write_trt_qdq(m, shadow_plan, table)
-    return _with_outputs(q, [t for pair in pairs.values() for t in pair]), pairs
+    pairs: list[dict[str, tuple[str, str]]] = []
+    for k, table in enumerate(tables):
+        tag = f"{_SHADOW}{k}"
+        shadows, own = [], {}
+        for name in plan.quantized_nodes:
+            n = by_name[name]
+            s = onnx.NodeProto()
+            s.CopyFrom(n)
+            s.name = name + tag
+            del s.output[:]
+            s.output.extend([o + tag if o else "" for o in n.output])
+            shadows.append(s)
+            own[name] = (n.output[0], s.output[0])
+        m.graph.node.extend(shadows)  # shadows read only existing tensors: appending keeps the order valid
+        shadow_plan = QuantPlan(
+            [QuantInput(a.node + tag, a.index, a.tensor) for a in plan.activations],
+            [WeightSpec(w.node + tag, w.index, w.tensor, w.axis) for w in plan.weights],
+            [n + tag for n in plan.quantized_nodes],
+            {},
+            {},
+        )
+        m = write_trt_qdq(m, shadow_plan, table, suffix=tag)
+        pairs.append(own)
+    return _with_outputs(m, [t for own in pairs for pair in own.values() for t in pair]), pairs
+
+
+def _local_sqnr(model, plan, tables, feeds, threads) -> list[dict[str, float]]:
+    """SQNR of every quantized node alone (float inputs, quantized arithmetic), per table."""
+    if not plan.quantized_nodes:
+        return [{} for _ in tables]
+    shadow, pairs = _shadow_model(model, plan, tables)
+    sess = _session(shadow, threads)
+    names = [o.name for o in sess.get_outputs()]
+    acc = [{n: _Acc() for n in own} for own in pairs]
+    for feed in feeds:
+        outs = dict(zip(names, sess.run(None, dict(feed))))
+        for own, a in zip(pairs, acc):
+            for n, (ref, got) in own.items():
+                a[n].add(outs[ref], outs[got])
+    return [{n: x.db() for n, x in a.items()} for a in acc]
+
+
+def _cumulative_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
+    """SQNR of every quantized node's output in the whole INT8 model against FP32."""
+    outputs = _node_outputs(model, plan)
+    acc = {n: _Acc() for n in outputs}
+    s_ref = _session(_with_outputs(model, outputs.values()), threads)
+    s_q = _session(_with_outputs(write_trt_qdq(model, plan, table), outputs.values()), threads)
+    rn, qn = [o.name for o in s_ref.get_outputs()], [o.name for o in s_q.get_outputs()]
+    for feed in feeds:
+        r = dict(zip(rn, s_ref.run(None, dict(feed))))
+        q = dict(zip(qn, s_q.run(None, dict(feed))))
+        for n, t in outputs.items():
+            acc[n].add(r[t], q[t])
+    return {n: a.db() for n, a in acc.items()}
+
+
+def _node_outputs(model: onnx.ModelProto, plan: QuantPlan) -> dict[str, str]:
+    by_name = {n.name: n for n in model.graph.node}
+    return {n: by_name[n].output[0] for n in plan.quantized_nodes}
+
+
+@dataclasses.dataclass
+class Sensitivity:
+    """The table after range refinement, what refinement changed, and every layer's error (worst first)."""
+
+    table: CalibrationTable
+    refined: list[dict[str, Any]]
+    errors: list[LayerError]
+
+
+def analyse(
+    model: onnx.ModelProto,
+    plan: QuantPlan,
+    table: CalibrationTable,
+    feeds: Iterable[Feed],
+    refine: bool = True,
+    threads: int = 0,
+) -> Sensitivity:
+    """Refine ranges (optional) and measure every layer's local and cumulative error.
+
+    Refinement: per tensor, keep the method's amax or the observed max, whichever gives the
+    layers reading it the smaller local error. A histogram method judges a tensor alone; what
+    matters is the error of the layer that reads it (entropy clips EfficientNet-Lite0's pooled
+    features at a fifth of their range, which costs the classifier 20 dB). Both candidates are
+    measured in one pass (two shadows per layer), and the chosen table's local errors follow from
+    it, so the whole analysis is two ONNX Runtime passes over ``feeds``: the shadows, then FP32
+    against the INT8 model. Needs the observed max in ``table.details["tensors"][name]["max"]``.
+    """
+    feeds = list(feeds)
+    alt = _alternatives(plan, table) if refine else {}
+    tables = [table] + ([CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)] if alt else [])
+    measured = _local_sqnr(model, plan, tables, feeds, threads)
+    local, changes = measured[0], []
+    if alt:
+        table, changes, local = _choose(model, plan, table, alt, measured, feeds, threads)
+    cumulative = _cumulative_sqnr(model, plan, table, feeds, threads)
+    errors = [LayerError(n, plan.op_types.get(n, ""), local[n], cumulative[n]) for n in plan.quantized_nodes]
+    return Sensitivity(table, changes, sorted(errors, key=lambda e: e.local_sqnr_db))
+
+
+def _alternatives(plan: QuantPlan, table: CalibrationTable) -> dict[str, float]:
+    """Observed maxima of the tensors whose method amax clips below them."""
+    per_tensor = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
+    alt = {t: float(per_tensor[t]["max"]) for t in plan.qdq_tensors if isinstance(per_tensor.get(t), dict) and per_tensor[t].get("max")}
+    return {t: v for t, v in alt.items() if t in table.amax and v > table.amax[t] * 1.001}
+
+
+def _choose(model, plan, table, alt, measured, feeds, threads):
+    base_db, alt_db = measured
+    inputs: dict[str, set[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    for a in plan.activations:
+        consumers.setdefault(a.tensor, []).append(a.node)
+        inputs.setdefault(a.node, set()).add(a.tensor)
+    amax = dict(table.amax)
+    changes = []
+    for t, v in alt.items():
+        nodes = consumers.get(t, [])
+        # the worst consumer decides (dB averaged as power ratios would favour one big layer)
+        before = min((base_db[n] for n in nodes), default=float("inf"))
+        after = min((alt_db[n] for n in nodes), default=float("inf"))
+        if after > before + 0.5:
+            changes.append({"tensor": t, "method_amax": round(table.amax[t], 6), "max": round(v, 6), "sqnr_db": [round(before, 2), round(after, 2)]})
+            amax[t] = v
+    refined = CalibrationTable(amax, table.method, table.num_samples, {**table.details, "refined_to_max": [c["tensor"] for c in changes]})
+    # a layer's error under the refined table was measured in one of the two shadows, unless
+    # only some of its candidate inputs changed: measure those few again
+    changed = {c["tensor"] for c in changes}
+    local, mixed = {}, []
+    for n in plan.quantized_nodes:
+        candidates = inputs.get(n, set()) & set(alt)
+        if not candidates & changed:
+            local[n] = base_db[n]
+        elif candidates <= changed:
+            local[n] = alt_db[n]
+        else:
+            mixed.append(n)
+    if mixed:
+        keep = set(mixed)
+        local.update(_local_sqnr(model, plan.without([n for n in plan.quantized_nodes if n not in keep]), [refined], feeds, threads)[0])
+    return refined, changes, local
 
 
 def layer_errors(
@@ -118,81 +240,10 @@ def layer_errors(
     plan: QuantPlan,
     table: CalibrationTable,
     feeds: Iterable[Feed],
-    qdq_model: onnx.ModelProto | None = None,
     threads: int = 0,
 ) -> list[LayerError]:
-    """Local and cumulative SQNR of every quantized node, sorted worst (lowest local) first."""
-    feeds = list(feeds)
-    local, pairs = _local_sqnr(model, plan, table, feeds, threads)
-    cumulative = {n: _Acc() for n in pairs}
-    ref_outputs = [r for r, _ in pairs.values()]
-    if qdq_model is None:
-        qdq_model = write_trt_qdq(model, plan, table)
-    s_ref = _session(_with_outputs(model, ref_outputs), threads)
-    s_q = _session(_with_outputs(qdq_model, ref_outputs), threads)
-    rn, qn = [o.name for o in s_ref.get_outputs()], [o.name for o in s_q.get_outputs()]
-    for feed in feeds:
-        r = dict(zip(rn, s_ref.run(None, dict(feed))))
-        q = dict(zip(qn, s_q.run(None, dict(feed))))
-        for n, (ref, _) in pairs.items():
-            cumulative[n].add(r[ref], q[ref])
-    out = [LayerError(n, plan.op_types.get(n, ""), local[n], cumulative[n].db()) for n in pairs]
-    return sorted(out, key=lambda e: e.local_sqnr_db)
-
-
-def _local_sqnr(model, plan, table, feeds, threads) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
-    """SQNR of every quantized node alone (float inputs, quantized arithmetic), and the output pairs."""
-    shadow, pairs = _shadow_model(model, plan, table)
-    sess = _session(shadow, threads)
-    names = [o.name for o in sess.get_outputs()]
-    acc = {n: _Acc() for n in pairs}
-    for feed in feeds:
-        outs = dict(zip(names, sess.run(None, dict(feed))))
-        for n, (ref, got) in pairs.items():
-            acc[n].add(outs[ref], outs[got])
-    return {n: a.db() for n, a in acc.items()}, pairs
-
-
-def refine_ranges(
-    model: onnx.ModelProto,
-    plan: QuantPlan,
-    table: CalibrationTable,
-    feeds: Iterable[Feed],
-    threads: int = 0,
-) -> tuple[CalibrationTable, list[dict[str, Any]]]:
-    """Per tensor, keep the method's amax or the observed max, whichever gives its consumer layers
-    the smaller output error on calibration data.
-
-    A histogram method judges a tensor alone; what matters is the error of the layer that reads
-    it. Entropy, for example, clips EfficientNet-Lite0's pooled features (the classifier input)
-    at a fifth of their range, which costs that layer 20 dB. Two shadow passes (one per
-    candidate) measure every layer's local error at once. Needs the observed maximum in the
-    table's details (``details["tensors"][name]["max"]``); tensors without it keep their amax.
-    """
-    feeds = list(feeds)
-    per_tensor = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
-    alt = {t: float(per_tensor[t]["max"]) for t in plan.qdq_tensors if isinstance(per_tensor.get(t), dict) and per_tensor[t].get("max")}
-    alt = {t: v for t, v in alt.items() if t in table.amax and v > table.amax[t] * 1.001}
-    if not alt:
-        return table, []
-    other = CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)
-    base_db, _ = _local_sqnr(model, plan, table, feeds, threads)
-    alt_db, _ = _local_sqnr(model, plan, other, feeds, threads)
-    consumers: dict[str, list[str]] = {}
-    for a in plan.activations:
-        consumers.setdefault(a.tensor, []).append(a.node)
-    amax = dict(table.amax)
-    changes = []
-    for t, v in alt.items():
-        nodes = consumers.get(t, [])
-        # compare error powers (dB averaged as power ratios would favour one big layer)
-        before = min((base_db[n] for n in nodes), default=float("inf"))
-        after = min((alt_db[n] for n in nodes), default=float("inf"))
-        if after > before + 0.5:
-            changes.append({"tensor": t, "method_amax": round(table.amax[t], 6), "max": round(v, 6), "sqnr_db": [round(before, 2), round(after, 2)]})
-            amax[t] = v
-    refined = CalibrationTable(amax, table.method, table.num_samples, {**table.details, "refined_to_max": [c["tensor"] for c in changes]})
-    return refined, changes
+    """Local and cumulative SQNR of every quantized node under ``table``, worst (lowest local) first."""
+    return analyse(model, plan, table, feeds, refine=False, threads=threads).errors
 
 
 # -- accuracy target -------------------------------------------------------------------------------

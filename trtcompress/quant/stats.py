@@ -1,4 +1,5 @@
-"""Calibration statistics: one :class:`AbsHistogram` per tensor, mergeable across shards and saved as .npz."""
+"""Calibration statistics: an :class:`AbsHistogram` per tensor (or only its max |x| where that is
+all the range rule needs), mergeable across shards and saved as .npz."""
 from __future__ import annotations
 
 import dataclasses
@@ -16,15 +17,18 @@ from .histogram import DEFAULT_BINS, AbsHistogram
 __all__ = ["Statistics"]
 
 _FORMAT = "trtcompress-calibration-statistics"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
 
 
 @dataclasses.dataclass
 class Statistics:
     """What calibration saw: a histogram of |x| per tensor and how many samples went through.
 
-    Merging is exact (integer counts on a shared power-of-two grid, maxima), so statistics of
-    shards merged in any order equal the statistics of the whole data set.
+    ``maxima`` holds max |x| of the tensors collected without a histogram (see
+    ``collect_statistics(max_only=...)``). Merging is exact (integer counts on a shared
+    power-of-two grid, maxima), so statistics of shards merged in any order equal the statistics
+    of the whole data set.
     """
 
     histograms: dict[str, AbsHistogram]
@@ -32,14 +36,16 @@ class Statistics:
     num_batches: int = 0
     bins: int = DEFAULT_BINS
     kernel: str = ""  # how the values were counted (never changes a result; for reports)
+    maxima: dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
-    def empty(cls, tensors: Iterable[str], bins: int = DEFAULT_BINS) -> "Statistics":
-        return cls({t: AbsHistogram(bins) for t in tensors}, bins=bins)
+    def empty(cls, tensors: Iterable[str], bins: int = DEFAULT_BINS, max_only: Iterable[str] = ()) -> "Statistics":
+        only = set(max_only)
+        return cls({t: AbsHistogram(bins) for t in tensors if t not in only}, bins=bins, maxima={t: 0.0 for t in tensors if t in only})
 
     @property
     def tensors(self) -> list[str]:
-        return list(self.histograms)
+        return list(self.histograms) + list(self.maxima)
 
     def merge(self, *others: "Statistics") -> "Statistics":
         """Statistics of this data and ``others`` together; tensors missing from a shard count as unseen."""
@@ -52,7 +58,8 @@ class Statistics:
             for t in names:
                 a, b = out.histograms.get(t), other.histograms.get(t)
                 hists[t] = a.merge(b) if a is not None and b is not None else dataclasses.replace(a or b, counts=(a or b).counts.copy())
-            out = Statistics(hists, out.num_samples + other.num_samples, out.num_batches + other.num_batches, out.bins)
+            maxima = {t: max(out.maxima.get(t, 0.0), other.maxima.get(t, 0.0)) for t in list(out.maxima) + list(other.maxima)}
+            out = Statistics(hists, out.num_samples + other.num_samples, out.num_batches + other.num_batches, out.bins, maxima=maxima)
         return out
 
     @staticmethod
@@ -70,6 +77,7 @@ class Statistics:
             and self.bins == other.bins
             and list(self.histograms) == list(other.histograms)
             and all(self.histograms[t] == other.histograms[t] for t in self.histograms)
+            and self.maxima == other.maxima
         )
 
     # -- .npz ------------------------------------------------------------------------------------
@@ -84,6 +92,7 @@ class Statistics:
             "num_samples": self.num_samples,
             "num_batches": self.num_batches,
             "tensors": [],
+            "maxima": {t: m.hex() for t, m in self.maxima.items()},
         }
         arrays: dict[str, np.ndarray] = {}
         for k, (name, h) in enumerate(self.histograms.items()):
@@ -106,7 +115,7 @@ class Statistics:
                 meta = json.loads(bytes(z["meta"]).decode())
                 if meta.get("format") != _FORMAT:
                     raise DataError(f"{path} is not a trtcompress statistics file")
-                if meta.get("version") != _FORMAT_VERSION:
+                if meta.get("version") not in _READABLE_VERSIONS:
                     raise DataError(f"{path}: statistics format version {meta.get('version')} is not supported (expected {_FORMAT_VERSION}); recollect")
                 bins = int(meta["bins"])
                 hists = {}
@@ -117,8 +126,9 @@ class Statistics:
                     hists[t["name"]] = AbsHistogram(
                         bins, t["exponent"], counts, int(t["total"]), int(t["zeros"]), int(t["nonfinite"]), float.fromhex(t["amax"])
                     )
+                maxima = {t: float.fromhex(m) for t, m in meta.get("maxima", {}).items()}
         except FileNotFoundError:
             raise DataError(f"statistics file not found: {path}") from None
         except (KeyError, ValueError, OSError) as e:
             raise DataError(f"{path}: not a readable statistics file ({type(e).__name__}: {e}); recollect it") from e
-        return cls(hists, int(meta["num_samples"]), int(meta["num_batches"]), bins)
+        return cls(hists, int(meta["num_samples"]), int(meta["num_batches"]), bins, maxima=maxima)

@@ -1,12 +1,7 @@
 """Built-in stages. Each module registers its stage with :func:`trtcompress.stage.register_stage`.
 
-Adding a stage is one module here and one import line below.
+Adding a stage is one module here and its name in ``BUILTIN``.
 """
 from __future__ import annotations
 
-import importlib
-
-_BUILTIN = ("sparsify", "quantize", "lowrank")  # module names under trtcompress.stages, imported lazily by the registry
-
-for _name in _BUILTIN:
-    importlib.import_module(f"{__name__}.{_name}")
+BUILTIN = ("sparsify", "quantize", "lowrank")  # module names under trtcompress.stages, imported by the registry on first lookup

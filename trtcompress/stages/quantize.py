@@ -25,7 +25,7 @@ from ..quant.graph import node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
-from ..quant.sensitivity import fallback_to_target, layer_errors, parse_accuracy_target, refine_ranges
+from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
 from ..quant.table import CalibrationTable
 from ..quant.trt_rules import check_trt_qdq
 from ..specs import parse_input_specs
@@ -55,7 +55,7 @@ class QuantizeConfig(Config):
     ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
     the method's (which clips the pile of values at the bound; see placement.apply_bounds).
     ``refine_ranges``: per tensor, keep the method's amax or the observed max, whichever gives the
-    layers reading it less error on the sensitivity samples (see sensitivity.refine_ranges).
+    layers reading it less error on the sensitivity samples (see sensitivity.analyse).
     """
 
     method: str = "entropy"
@@ -118,21 +118,6 @@ def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: in
     return open_source(spec, model_inputs(model), options)
 
 
-def _take(source, n: int) -> list[dict[str, np.ndarray]]:
-    """The first ``n`` samples of ``source`` (readers count ``limit`` in files, which may hold many)."""
-    out, have = [], 0
-    for feed in source:
-        size = next(iter(feed.values())).shape[0]
-        if have + size > n:
-            feed = {k: v[: n - have] for k, v in feed.items()}
-            size = n - have
-        out.append(feed)
-        have += size
-        if have >= n:
-            break
-    return out
-
-
 def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) -> CalibrationTable:
     if config.table:
         path = Path(config.table)
@@ -147,7 +132,9 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) 
         raise ModelError(f"calibration is not available in this installation ({e}); give a saved table with --table") from e
     source = _source(model, config.calib, config, config.limit)
     collect = CollectConfig(threads=config.threads, progress=config.progress)
-    return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect)
+    # a bounded (ReLU6) tensor's range is its observed max whatever the method (apply_bounds)
+    max_only = [t for t in plan.activation_tensors if t in plan.bounds] if config.clip_bounds else []
+    return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect, max_only=max_only)
 
 
 def _scales_summary(table: CalibrationTable, tensors: list[str]) -> dict[str, Any]:
@@ -199,11 +186,11 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
 
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
-        feeds = _take(_source(work, config.calib or config.eval, config, config.sensitivity_samples), config.sensitivity_samples)
+        feeds = list(_source(work, config.calib or config.eval, config, config.sensitivity_samples))
+        found = analyse(work, plan, table, feeds, refine=config.refine_ranges, threads=config.threads)
+        table, ranking = found.table, found.errors
         if config.refine_ranges:
-            table, changes = refine_ranges(work, plan, table, feeds, threads=config.threads)
-            report["refined_to_max"] = changes
-        ranking = layer_errors(work, plan, table, feeds, threads=config.threads)
+            report["refined_to_max"] = found.refined
         report["layer_error"] = [e.to_dict() for e in ranking]
 
     if config.accuracy_target:
