@@ -114,3 +114,25 @@ def test_plan_without_keeps_layers_float():
     assert "expand" not in fewer.quantized_nodes and fewer.float_nodes["expand"].startswith("kept float")
     assert all(w.node != "expand" for w in fewer.weights)
     assert fewer.activation_tensors == plan.activation_tensors or set(fewer.activation_tensors) <= set(plan.activation_tensors)
+
+
+@pytest.mark.parametrize("fill, bounded", [(None, True), (0.0, True), (7.0, False)])
+def test_relu6_bound_carries_through_padding(fill, bounded):
+    # EfficientNet-style explicit padding before a depthwise conv: the padded tensor is still
+    # within [0, 6] (so it needs only its max) unless the pad value lies outside the bound
+    import numpy as np
+    from onnx import TensorProto, helper
+
+    pad_inputs = ["a", "pads"] + (["fill"] if fill is not None else [])
+    inits = {"lo": np.array(0.0, np.float32), "hi": np.array(6.0, np.float32), "pads": np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64),
+             "w": np.ones((4, 1, 3, 3), np.float32), **({"fill": np.array(fill, np.float32)} if fill is not None else {})}
+    nodes = [
+        helper.make_node("Clip", ["x", "lo", "hi"], ["a"], name="relu6"),
+        helper.make_node("Pad", pad_inputs, ["p"], name="pad"),
+        helper.make_node("Conv", ["p", "w"], ["y"], name="dw", group=4),
+    ]
+    m = graphs._model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4, 8, 8])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])], inits)
+    plan = plan_quantization(m)
+    assert plan.qdq_tensors == ["p"]
+    assert plan.bounds.get("p") == (6.0 if bounded else None)

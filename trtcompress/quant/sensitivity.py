@@ -85,14 +85,17 @@ def _with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelPro
     return m
 
 
-def _shadow_model(model: onnx.ModelProto, plan: QuantPlan, tables: list[CalibrationTable]) -> tuple[onnx.ModelProto, list[dict[str, tuple[str, str]]]]:
-    """FP32 model plus, per quantized node and per table, a Q/DQ'd shadow reading the FP32
-    activations: one pass measures every layer's local error under every table."""
+Setting = tuple[QuantPlan, CalibrationTable]
+
+
+def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx.ModelProto, list[dict[str, tuple[str, str]]]]:
+    """FP32 model plus, per (plan, table) setting and per quantized node of its plan, a Q/DQ'd
+    shadow reading the FP32 activations: one pass measures every layer under every setting."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     by_name = {n.name: n for n in m.graph.node}
     pairs: list[dict[str, tuple[str, str]]] = []
-    for k, table in enumerate(tables):
+    for k, (plan, table) in enumerate(settings):
         tag = f"{_SHADOW}{k}"
         shadows, own = [], {}
         for name in plan.quantized_nodes:
@@ -117,11 +120,11 @@ def _shadow_model(model: onnx.ModelProto, plan: QuantPlan, tables: list[Calibrat
     return _with_outputs(m, [t for own in pairs for pair in own.values() for t in pair]), pairs
 
 
-def _local_sqnr(model, plan, tables, feeds, threads) -> list[dict[str, float]]:
-    """SQNR of every quantized node alone (float inputs, quantized arithmetic), per table."""
-    if not plan.quantized_nodes:
-        return [{} for _ in tables]
-    shadow, pairs = _shadow_model(model, plan, tables)
+def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str, float]]:
+    """SQNR of every quantized node alone (float inputs, quantized arithmetic), per setting."""
+    if not any(plan.quantized_nodes for plan, _ in settings):
+        return [{} for _ in settings]
+    shadow, pairs = _shadow_model(model, settings)
     sess = _session(shadow, threads)
     names = [o.name for o in sess.get_outputs()]
     acc = [{n: _Acc() for n in own} for own in pairs]
@@ -182,8 +185,11 @@ def analyse(
     """
     feeds = list(feeds)
     alt = _alternatives(plan, table) if refine else {}
-    tables = [table] + ([CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)] if alt else [])
-    measured = _local_sqnr(model, plan, tables, feeds, threads)
+    settings = [(plan, table)]
+    if alt:  # the second shadow set only for the layers reading a tensor with an alternative
+        readers = {a.node for a in plan.activations if a.tensor in alt}
+        settings.append((plan.without([n for n in plan.quantized_nodes if n not in readers]), CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)))
+    measured = _local_sqnr(model, settings, feeds, threads)
     local, changes = measured[0], []
     if alt:
         table, changes, local = _choose(model, plan, table, alt, measured, feeds, threads)
@@ -231,7 +237,7 @@ def _choose(model, plan, table, alt, measured, feeds, threads):
             mixed.append(n)
     if mixed:
         keep = set(mixed)
-        local.update(_local_sqnr(model, plan.without([n for n in plan.quantized_nodes if n not in keep]), [refined], feeds, threads)[0])
+        local.update(_local_sqnr(model, [(plan.without([n for n in plan.quantized_nodes if n not in keep]), refined)], feeds, threads)[0])
     return refined, changes, local
 
 
