@@ -97,7 +97,7 @@ def _export_effnet(path: Path) -> None:
 def cmd_ours(m: dict, out: Path, mode: str) -> list[str]:
     if mode == "cli":
         return [str(Path(sys.executable).parent / "trtcompress"), "quantize", str(m["fp32"]), "--calib", str(m["dir"] / "calib_npz"),
-                "--batch", "1", "--method", "entropy", "--target", "tensorrt", "-o", str(out)]
+                "--method", "entropy", "--target", "tensorrt", "-o", str(out)]
     return [sys.executable, __file__, "_ours_api", str(m["fp32"]), str(m["dir"] / "calib_npz")]
 
 
