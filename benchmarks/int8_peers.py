@@ -252,12 +252,12 @@ def main() -> None:
         res: dict = {"calib_samples": int(len(m["calib"])), "eval_samples": int(len(m["eval"])), "tools": {}}
         outs = {t: m["dir"] / f"int8_{t}.onnx" for t in tools}
         walls: dict[str, list[float]] = {t: [] for t in tools}
+        commands = {"ours": lambda: cmd_ours(m, outs["ours"], mode), "ort": lambda: cmd_ort(m, outs["ort"]), "modelopt": lambda: cmd_modelopt(m, outs["modelopt"])}
         for rep in range(args.repeat):
             for t in tools:  # interleaved
                 if outs[t].exists():
                     outs[t].unlink()
-                cmd = {"ours": lambda: cmd_ours(m, outs["ours"], mode), "ort": lambda: cmd_ort(m, outs["ort"]),
-                       "modelopt": lambda: cmd_modelopt(m, outs["modelopt"])}[t]()
+                cmd = commands[t]()
                 wall, rc = timed(cmd, m["dir"] / f"{t}.log")
                 print(f"[{name}] {t} run {rep}: {wall:.1f} s (rc {rc})", flush=True)
                 if rc != 0:
@@ -266,8 +266,7 @@ def main() -> None:
                 res["tools"].setdefault(t, {})["rc"] = rc
         for t in tools:
             res["tools"][t]["wall_s"] = [round(w, 2) for w in walls[t]]
-            res["tools"][t]["command"] = " ".join(str(c) for c in {"ours": cmd_ours(m, outs["ours"], mode), "ort": cmd_ort(m, outs["ort"]),
-                                                                    "modelopt": cmd_modelopt(m, outs["modelopt"])}[t])
+            res["tools"][t]["command"] = " ".join(str(c) for c in commands[t]())
         if "ours" in tools:
             for t in tools:
                 if t != "ours":

@@ -65,3 +65,23 @@ def test_parse_accuracy_target(text, metric, value):
 def test_bad_accuracy_target(text):
     with pytest.raises(ConfigError):
         parse_accuracy_target(text)
+
+
+def test_refinement_errors_equal_a_direct_measurement_of_the_refined_table():
+    # the refined table's local errors are read off the two candidate shadows (or re-measured for
+    # layers where only some inputs changed): they must equal measuring that table directly
+    from trtcompress.quant.sensitivity import analyse
+
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    for t in ("a1", "a0"):
+        table.details.setdefault("tensors", {})[t] = {"max": table.amax[t]}
+        table.amax[t] /= 50  # clipped hard: refinement moves both back to their max
+    found = analyse(model, plan, table, feeds)
+    assert {c["tensor"] for c in found.refined} == {"a0", "a1"}
+    direct = {e.node: e for e in layer_errors(model, plan, found.table, feeds)}
+    for e in found.errors:
+        assert e.local_sqnr_db == pytest.approx(direct[e.node].local_sqnr_db, abs=1e-6), e.node
+        assert e.cumulative_sqnr_db == pytest.approx(direct[e.node].cumulative_sqnr_db, abs=1e-6), e.node

@@ -188,7 +188,7 @@ def analyse(
     settings = [(plan, table)]
     if alt:  # the second shadow set only for the layers reading a tensor with an alternative
         readers = {a.node for a in plan.activations if a.tensor in alt}
-        settings.append((plan.without([n for n in plan.quantized_nodes if n not in readers]), CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)))
+        settings.append((_only(plan, readers), CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)))
     measured = _local_sqnr(model, settings, feeds, threads)
     local, changes = measured[0], []
     if alt:
@@ -236,9 +236,13 @@ def _choose(model, plan, table, alt, measured, feeds, threads):
         else:
             mixed.append(n)
     if mixed:
-        keep = set(mixed)
-        local.update(_local_sqnr(model, [(plan.without([n for n in plan.quantized_nodes if n not in keep]), refined)], feeds, threads)[0])
+        local.update(_local_sqnr(model, [(_only(plan, mixed), refined)], feeds, threads)[0])
     return refined, changes, local
+
+
+def _only(plan: QuantPlan, nodes: Iterable[str]) -> QuantPlan:
+    keep = set(nodes)
+    return plan.without([n for n in plan.quantized_nodes if n not in keep])
 
 
 def layer_errors(
