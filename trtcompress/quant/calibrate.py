@@ -284,6 +284,9 @@ class _session:
         if self.config.threads:
             so.intra_op_num_threads = self.config.threads
         so.log_severity_level = 3
+        # histograms are counted while ONNX Runtime runs the next batch: workers spinning between
+        # ops would take the cores the counting needs
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             if _has_external_data(m):
                 # external data is found relative to the model file: write the copy beside it
