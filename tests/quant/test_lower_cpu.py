@@ -130,6 +130,37 @@ def test_absorbed_relu6_rounds_the_float_relu6():
         assert yq.max() == 255  # the ReLU6 bound is reached on these inputs, so the saturation did the clipping
 
 
+def test_rgb_stem_reads_channels_padded_to_four_and_computes_the_same():
+    """With int8 weights the 3-channel stem runs in int8 on a 4-channel input (zero-point channel,
+    zero weights: ONNX Runtime's fast symmetric kernel); its output equals the unpadded conv's."""
+    model, _, _, low = _mbconv_lowered("int7")
+    nodes = {n.name: n for n in low.model.graph.node}
+    stem, pad = nodes["stem"], nodes["stem__channel_Pad"]
+    assert stem.op_type == "QLinearConv" and stem.input[0] == pad.output[0]
+    inits = _inits(low.model)
+    assert inits[stem.input[3]].shape[1] == 4 and not inits[stem.input[3]][:, 3].any()
+    assert inits[pad.input[2]] == inits[stem.input[2]]  # padded with the zero point
+    unpadded = onnx.ModelProto()
+    unpadded.CopyFrom(low.model)
+    for n in unpadded.graph.node:
+        if n.name == "stem":
+            n.input[0] = pad.input[0]
+    for t in unpadded.graph.initializer:
+        if t.name == stem.input[3]:
+            t.CopyFrom(numpy_helper.from_array(inits[stem.input[3]][:, :3], t.name))
+    probe = stem.output[0]
+    for feed in graphs.feeds(model):
+        got = _session_outputs(_with_output(low.model, probe, onnx.TensorProto.UINT8), feed)[-1]
+        want = _session_outputs(_with_output(unpadded, probe, onnx.TensorProto.UINT8), feed)[-1]
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_channel_padding_keeps_uint8_weight_stems_float():
+    _, _, _, low = _mbconv_lowered("uint8")
+    stem = next(n for n in low.model.graph.node if n.name == "stem")
+    assert stem.op_type == "Conv" and "Pad" not in [n.op_type for n in low.model.graph.node if n.name.startswith("stem")]
+
+
 def _session_outputs(model: onnx.ModelProto, feed, optimize: bool = True) -> list[np.ndarray]:
     import onnxruntime as ort
 

@@ -131,7 +131,7 @@ class _Ctx:
     def as_u8(self, t: str) -> U8:
         """The uint8 version of ``t``, quantizing the float tensor on first use."""
         if t not in self.u8:
-            u = self._u8_type(t, f"{t}__u8")
+            u = self.u8_type(t, f"{t}__u8")
             raw = u.name if u.zp + u.qmax == 255 else f"{t}__u8_unclipped"
             self.emit("QuantizeLinear", [self.as_float(t), self.scale(u, f"{t}__u8_scale"), self.zp(u.zp)], [raw], f"{t}__u8_QuantizeLinear")
             if raw != u.name:  # TensorRT saturates at int8 127
@@ -139,7 +139,7 @@ class _Ctx:
             self.u8[t] = u
         return self.u8[t]
 
-    def _u8_type(self, t: str, name: str) -> U8:
+    def u8_type(self, t: str, name: str) -> U8:
         """Signed: zero point 128. Non-negative: zero point 0 with amax at 127 (TensorRT's values),
         or at 255 where every reader takes that range (the uint8 saturation is then the ReLU/clip)."""
         if t in self.nonneg:
@@ -157,7 +157,7 @@ class _Ctx:
 
     def out_u8(self, t: str) -> U8:
         """The uint8 output of a quantized op (zero point 0 when ``t`` is known non-negative)."""
-        u = self._u8_type(t, f"{t}__u8")
+        u = self.u8_type(t, f"{t}__u8")
         self.u8[t] = u
         return u
 
@@ -169,7 +169,7 @@ class _Ctx:
         w = self.g.const_value(spec.tensor)
         if w is None or w.dtype != np.float32:
             return None
-        mode = self._weight_type(node, w, x)
+        mode = self.weight_type(node, x)
         scale = np.asarray(weight_scales(w, spec.axis, *bias_and_input_scale(self.g, self.plan, self.table, spec)), np.float32)
         if mode == "int7":
             scale = (scale * 2).astype(np.float32)  # |q| <= 64: a pair of products fits int16
@@ -184,7 +184,7 @@ class _Ctx:
         self.weight_types[mode] = self.weight_types.get(mode, 0) + 1
         return self.const(qv, f"{base}_q"), self.const(scale, f"{base}_scale"), self.const(zv, f"{base}_zero_point"), scale
 
-    def _weight_type(self, node: onnx.NodeProto, w: np.ndarray, x: U8) -> str:
+    def weight_type(self, node: onnx.NodeProto, x: U8) -> str:
         if _depthwise(node, self) or 2 * (x.zp + x.qmax) * 127 <= 32767:  # a pair of products fits int16
             return "int8"
         return self.weights
@@ -356,9 +356,13 @@ def _const_input(node: onnx.NodeProto, ctx: _Ctx, index: int) -> np.ndarray | No
     return ctx.g.const_value(node.input[index]) if len(node.input) > index and node.input[index] else None
 
 
-# A conv reading this few channels per group (an RGB stem) runs slower in ONNX Runtime's int8
-# kernels than in float (measured on EfficientNet-Lite0's stem: about 4x), so the CPU form keeps it float.
-MIN_INT8_CHANNELS = 8
+# ONNX Runtime's fast x86 int8 conv (MLAS's symmetric conv: int8 weights with zero point 0) needs
+# a multiple of 4 input channels; otherwise a generic im2col path runs, slower than float on an RGB
+# stem (about 4x on EfficientNet-Lite0's). Such a conv reads its input padded with zero-point
+# channels (their products are 0) against zero weights: EfficientNet-Lite0's stem then takes about
+# 0.65x the float conv's time, and the float stem's layout reorder and quantization of its large
+# output go away. With uint8 weights (never that kernel) a conv with 2 to 7 channels stays float.
+CHANNEL_ALIGN = 4
 
 
 @register_cpu_rule("Conv")
@@ -366,14 +370,20 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     x, y = node.input[0], node.output[0]
     if node.name not in ctx.planned or not ctx.can_u8(x):
         return False
-    wshape = ctx.g.shape.get(node.input[1], ())
-    if len(wshape) >= 3 and 1 < (wshape[1] or 0) < MIN_INT8_CHANNELS:
+    w_float = ctx.g.const_value(node.input[1])
+    channels = w_float.shape[1] if w_float is not None and w_float.ndim >= 3 else 0
+    pad = -channels % CHANNEL_ALIGN if channels > 1 and ctx.g.attr(node, "group", 1) == 1 else 0  # 1 -> 4: no gain, measured
+    if pad and 1 < channels < 2 * CHANNEL_ALIGN and ctx.weight_type(node, ctx.u8.get(x) or ctx.u8_type(x, "")) == "uint8":
         return False
     xu = ctx.as_u8(x)
     w = ctx.weight(node, 1, xu)
     if w is None:
         return False
     wq, ws, wz, wscale = w
+    if pad and ctx.inits[wq].data_type == onnx.TensorProto.INT8:
+        xu = _pad_channels(ctx, node, xu, pad, w_float.ndim)
+        q = numpy_helper.to_array(ctx.inits[wq])
+        ctx.const(np.concatenate([q, np.zeros((q.shape[0], pad, *q.shape[2:]), q.dtype)], axis=1), wq)
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     bias = _const_input(node, ctx, 2)
     if y in ctx.amax:
@@ -394,6 +404,15 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     shape = (-1,) + (1,) * (len(ctx.g.shape.get(node.input[1], (0, 0, 0, 0))) - 2)
     _rescale(ctx, node, acc, (xu.scale * wscale).reshape(shape), bias, y)
     return True
+
+
+def _pad_channels(ctx: _Ctx, node: onnx.NodeProto, xu: U8, pad: int, rank: int) -> U8:
+    """``xu`` with ``pad`` more channels (axis 1) holding its zero point."""
+    pads = np.zeros(2 * rank, np.int64)
+    pads[rank + 1] = pad
+    out = dataclasses.replace(xu, name=f"{node.name}__x_padded")
+    ctx.emit("Pad", [xu.name, ctx.const(pads, f"{node.name}__channel_pads"), ctx.zp(xu.zp)], [out.name], f"{node.name}__channel_Pad", mode="constant")
+    return out
 
 
 @register_cpu_rule("MatMul")
