@@ -161,6 +161,28 @@ def test_channel_padding_keeps_uint8_weight_stems_float():
     assert stem.op_type == "Conv" and "Pad" not in [n.op_type for n in low.model.graph.node if n.name.startswith("stem")]
 
 
+@pytest.mark.parametrize("graph", ["mbconv", "conv_mean_head"])
+def test_global_average_pool_runs_on_uint8(graph):
+    """GlobalAveragePool, or ReduceMean over H and W, is one QLinearGlobalAveragePool whose output is
+    the float mean of its dequantized input, requantized (within one step for rounding order)."""
+    model = getattr(graphs, graph)()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    low = lower_cpu(model, plan, table, weights="int7")
+    pool = next(n for n in low.model.graph.node if n.op_type == "QLinearGlobalAveragePool")
+    assert not {"GlobalAveragePool", "ReduceMean", "DequantizeLinear"} & {n.op_type for n in low.model.graph.node}
+    inits = _inits(low.model)
+    xs, xz, ys, yz = (float(inits[pool.input[i]]) for i in (1, 2, 3, 4))
+    probe = _with_output(_with_output(low.model, pool.input[0], onnx.TensorProto.UINT8), pool.output[0], onnx.TensorProto.UINT8)
+    for feed in feeds:
+        xq, yq = _session_outputs(probe, feed)[1:]
+        mean = ((xq.astype(np.float64) - xz) * xs).mean(axis=(2, 3), keepdims=True)
+        want = np.clip(np.rint(mean / ys) + yz, 0, 255)
+        assert np.abs(yq.astype(np.float64) - want).max() <= 1
+    assert _sqnr(run(model, feeds), run(low.model, feeds)) > 20
+
+
 def _session_outputs(model: onnx.ModelProto, feed, optimize: bool = True) -> list[np.ndarray]:
     import onnxruntime as ort
 

@@ -531,3 +531,35 @@ def _pass_through(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     ctx.nodes.append(n)
     ctx.counts[node.op_type] = ctx.counts.get(node.op_type, 0) + 1
     return True
+
+
+@register_cpu_rule("GlobalAveragePool", "ReduceMean")
+def _global_average_pool(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    """A mean over every spatial axis of an NCHW uint8 tensor is ONNX Runtime's
+    QLinearGlobalAveragePool: no dequantize, float mean and requantize in the classifier head."""
+    x, y = node.input[0], node.output[0]
+    rank = _rank(ctx, x)
+    if x not in ctx.u8 or y not in ctx.amax or rank < 3:
+        return False
+    keep = 1
+    if node.op_type == "ReduceMean":
+        axes = _const_input(node, ctx, 1) if len(node.input) > 1 else ctx.g.attr(node, "axes")
+        keep = ctx.g.attr(node, "keepdims", 1)
+        if axes is None or sorted(int(a) % rank for a in np.ravel(axes)) != list(range(2, rank)):
+            return False
+    xu, yu = ctx.u8[x], ctx.out_u8(y)
+    pooled = yu.name if keep else f"{y}__u8_pooled"
+    ctx.emit("QLinearGlobalAveragePool", [xu.name, ctx.scale(xu, f"{node.name}__x_scale"), ctx.zp(xu.zp), ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+             [pooled], node.name, domain=_MS, channels_last=0)
+    if not keep:
+        ctx.emit("Squeeze", [pooled, ctx.const(np.arange(2, rank, dtype=np.int64), f"{node.name}__axes")], [yu.name], f"{node.name}__Squeeze")
+    return True
+
+
+def _rank(ctx: _Ctx, t: str) -> int:
+    """From the value info, else from the conv it comes from (through shape-keeping ops); 0: unknown."""
+    if ctx.g.shape.get(t):
+        return len(ctx.g.shape[t])
+    p = ctx.g.upstream(t, ("Clip", "Relu", "Pad", "MaxPool", "Identity"))
+    w = ctx.g.const_value(p.input[1]) if p is not None and p.op_type == "Conv" else None
+    return 0 if w is None else w.ndim
