@@ -130,6 +130,26 @@ def test_absorbed_relu6_rounds_the_float_relu6():
         assert yq.max() == 255  # the ReLU6 bound is reached on these inputs, so the saturation did the clipping
 
 
+def test_depthwise_conv_on_full_range_input_does_not_saturate():
+    """The depthwise conv reads 0..255 with full int8 weights (ONNX Runtime's depthwise kernel widens
+    to int16 before multiplying): its output is the exact integer conv, requantized."""
+    _, _, _, low = _mbconv_lowered("int7")
+    dw = next(n for n in low.model.graph.node if n.name == "depthwise")
+    inits = _inits(low.model)
+    x_scale, x_zp, w, w_scale, y_scale, y_zp = (inits[dw.input[i]] for i in (1, 2, 3, 4, 6, 7))
+    assert w.dtype == np.int8 and np.abs(w).max() == 127 and int(x_zp) == 0
+    probe = _with_output(_with_output(low.model, dw.input[0], onnx.TensorProto.UINT8), dw.output[0], onnx.TensorProto.UINT8)
+    for feed in graphs.feeds(graphs.mbconv()):
+        xq, yq = _session_outputs(probe, feed)[1:]
+        assert xq.max() == 255
+        xp = np.pad(xq.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        h, wd = xq.shape[2:]
+        acc = sum(xp[:, :, i : i + h, j : j + wd] * w[None, :, 0, i, j, None, None].astype(np.int64) for i in range(3) for j in range(3))
+        acc = acc + inits[dw.input[8]][None, :, None, None]
+        want = np.clip(np.rint(acc * (float(x_scale) * w_scale.astype(np.float64) / float(y_scale))[None, :, None, None]) + int(y_zp), 0, 255)
+        assert np.abs(yq.astype(np.float64) - want).max() <= 1
+
+
 def test_rgb_stem_reads_channels_padded_to_four_and_computes_the_same():
     """With int8 weights the 3-channel stem runs in int8 on a 4-channel input (zero-point channel,
     zero weights: ONNX Runtime's fast symmetric kernel); its output equals the unpadded conv's."""
