@@ -123,6 +123,25 @@ def conv_transpose(seed: int = 0) -> onnx.ModelProto:
     )
 
 
+def conv_mean_head(seed: int = 0, opset: int = 18) -> onnx.ModelProto:
+    """Conv -> Relu -> ReduceMean over H, W (axes as an input, keepdims 0) -> Gemm: a classifier head."""
+    rng = np.random.default_rng(seed)
+    inits = {"w": _f((16, 8, 3, 3), rng), "b": _f((16,), rng, 0.1), "axes": np.array([2, 3], np.int64), "fc": _f((10, 16), rng)}
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("ReduceMean", ["r", "axes"], ["m"], name="mean", keepdims=0),
+        helper.make_node("Gemm", ["m", "fc"], ["z"], name="fc", transB=1),
+    ]
+    return _model(
+        nodes,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 7, 7])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["N", 10])],
+        inits,
+        opset,
+    )
+
+
 def feeds(model: onnx.ModelProto, n: int = 3, batch: int = 4, seed: int = 1) -> list[dict[str, np.ndarray]]:
     """Random feeds for the graphs above (mask inputs are 0/1 with the last positions masked)."""
     rng = np.random.default_rng(seed)

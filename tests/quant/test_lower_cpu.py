@@ -42,33 +42,41 @@ def test_cpu_form_computes_what_the_tensorrt_form_computes(case):
     assert _sqnr(fp32, cpu) > 25, name
 
 
-def test_cpu_and_trt_targets_use_the_same_scales():
+def _mbconv_lowered(weights: str = "int7"):
     model = graphs.mbconv()
     plan = plan_quantization(model)
     table = calibrate_for_test(model, plan, graphs.feeds(model))
-    low = lower_cpu(model, plan, table)
-    inits = {t.name: numpy_helper.to_array(t) for t in low.model.graph.initializer}
-    allowed = {np.float32(a / 127) for a in table.amax.values()}
-    act_scales = []
+    return model, plan, table, lower_cpu(model, plan, table, weights=weights)
+
+
+def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:
+    return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+
+
+def test_cpu_and_trt_targets_use_the_same_scales():
+    """Same amax values: scale amax / 127, or amax / 255 on zero-point-0 (non-negative) tensors."""
+    _, _, table, low = _mbconv_lowered()
+    inits = _inits(low.model)
+    amaxes = list(table.amax.values())
+    pairs = []  # (scale, zero point) of every activation a QLinear op reads or writes
     for n in low.model.graph.node:
         if n.op_type == "QLinearConv":
-            act_scales += [inits[n.input[1]], inits[n.input[6]]]
+            pairs += [(n.input[1], n.input[2]), (n.input[6], n.input[7])]
         elif n.op_type == "QLinearAdd":
-            act_scales += [inits[n.input[1]], inits[n.input[4]], inits[n.input[6]]]
-    assert act_scales
-    for s in act_scales:
-        assert any(np.isclose(s, a, rtol=1e-6) for a in allowed), s
+            pairs += [(n.input[1], n.input[2]), (n.input[4], n.input[5]), (n.input[6], n.input[7])]
+    assert pairs
+    for s, zp in pairs:
+        s, zp = inits[s], int(inits[zp])
+        steps = (127, 255) if zp == 0 else (127,)
+        assert any(np.isclose(s * k, a, rtol=1e-6) for a in amaxes for k in steps), (s, zp)
 
 
 def test_operator_form_and_zero_points():
-    model = graphs.mbconv()
-    plan = plan_quantization(model)
-    table = calibrate_for_test(model, plan, graphs.feeds(model))
-    low = lower_cpu(model, plan, table, weights="uint8")
+    _, _, _, low = _mbconv_lowered("uint8")
     assert low.ops["QLinearConv"] == 4  # expand, depthwise, project, head (the 3-channel stem stays float)
     assert low.ops["QLinearAdd"] == 1 and low.ops["MatMulIntegerToFloat"] == 1
     by_name = {n.name: n for n in low.model.graph.node}
-    inits = {t.name: numpy_helper.to_array(t) for t in low.model.graph.initializer}
+    inits = _inits(low.model)
     # ReLU6 outputs: zero point 0, so int8 weights cannot saturate; signed inputs: zero point 128
     assert inits[by_name["depthwise"].input[2]] == 0 and inits[by_name["depthwise"].input[3]].dtype == np.int8
     assert inits[by_name["project"].input[2]] == 0 and inits[by_name["project"].input[3]].dtype == np.int8
@@ -76,14 +84,133 @@ def test_operator_form_and_zero_points():
     assert low.weight_types == {"int8": 3, "uint8": 2}
 
 
-def test_relu6_on_uint8_saturates_at_int8_127():
-    model = graphs.mbconv()
-    plan = plan_quantization(model)
-    table = calibrate_for_test(model, plan, graphs.feeds(model))
-    low = lower_cpu(model, plan, table)
-    inits = {t.name: numpy_helper.to_array(t) for t in low.model.graph.initializer}
-    clip = next(n for n in low.model.graph.node if n.name == "expand_relu6")
+def test_relu6_before_a_pointwise_conv_saturates_at_int8_127():
+    """The project conv keeps int8 weights, so its input stays on TensorRT's 0..127 values."""
+    _, _, table, low = _mbconv_lowered("int7")
+    inits = _inits(low.model)
+    clip = next(n for n in low.model.graph.node if n.name == "depthwise_relu6")
     assert clip.op_type == "Clip" and inits[clip.input[1]] == 0 and inits[clip.input[2]] <= 127
+    project = next(n for n in low.model.graph.node if n.name == "project")
+    assert inits[project.input[3]].dtype == np.int8 and np.isclose(inits[project.input[1]] * 127, table.amax["a2"], rtol=1e-6)
+
+
+def test_relu6_before_a_depthwise_conv_is_the_uint8_saturation():
+    """expand -> ReLU6 -> depthwise: the ReLU6 is the expand kernel's uint8 saturation on amax / 255."""
+    _, _, table, low = _mbconv_lowered("int7")
+    inits = _inits(low.model)
+    expand = next(n for n in low.model.graph.node if n.name == "expand")
+    depthwise = next(n for n in low.model.graph.node if n.name == "depthwise")
+    assert depthwise.input[0] == expand.output[0]  # no Clip between them
+    assert "expand_relu6" not in {n.name for n in low.model.graph.node}
+    assert int(inits[expand.input[7]]) == 0 and np.isclose(inits[expand.input[6]] * 255, table.amax["a1"], rtol=1e-6)
+
+
+def _with_output(model: onnx.ModelProto, name: str, elem_type: int) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    out.graph.output.append(onnx.helper.make_tensor_value_info(name, elem_type, None))
+    return out
+
+
+def test_absorbed_relu6_rounds_the_float_relu6():
+    """The absorbed clip is exact: the expand kernel's uint8 output is the float ReLU6 of its own
+    integer 1x1 conv (recomputed here from its uint8 input and int8 weights) rounded to amax / 255."""
+    model, _, table, low = _mbconv_lowered("int7")
+    expand = next(n for n in low.model.graph.node if n.name == "expand")
+    inits = _inits(low.model)
+    x_scale, x_zp, w, w_scale, y_scale = (inits[expand.input[i]] for i in (1, 2, 3, 4, 6))
+    bias = inits[expand.input[8]]
+    probe = _with_output(_with_output(low.model, expand.input[0], onnx.TensorProto.UINT8), expand.output[0], onnx.TensorProto.UINT8)
+    for feed in graphs.feeds(model):
+        xq, yq = _session_outputs(probe, feed)[1:]
+        acc = np.einsum("nchw,oc->nohw", xq.astype(np.int64) - int(x_zp), w[:, :, 0, 0].astype(np.int64)) + bias[None, :, None, None]
+        relu6 = np.clip(acc * (float(x_scale) * w_scale.astype(np.float64))[None, :, None, None], 0, table.amax["a1"])
+        got = yq.astype(np.float64) * float(y_scale)
+        assert np.abs(got - relu6).max() <= float(y_scale) * (0.5 + 1e-3)
+        assert yq.max() == 255  # the ReLU6 bound is reached on these inputs, so the saturation did the clipping
+
+
+def test_depthwise_conv_on_full_range_input_does_not_saturate():
+    """The depthwise conv reads 0..255 with full int8 weights (ONNX Runtime's depthwise kernel widens
+    to int16 before multiplying): its output is the exact integer conv, requantized."""
+    _, _, _, low = _mbconv_lowered("int7")
+    dw = next(n for n in low.model.graph.node if n.name == "depthwise")
+    inits = _inits(low.model)
+    x_scale, x_zp, w, w_scale, y_scale, y_zp = (inits[dw.input[i]] for i in (1, 2, 3, 4, 6, 7))
+    assert w.dtype == np.int8 and np.abs(w).max() == 127 and int(x_zp) == 0
+    probe = _with_output(_with_output(low.model, dw.input[0], onnx.TensorProto.UINT8), dw.output[0], onnx.TensorProto.UINT8)
+    for feed in graphs.feeds(graphs.mbconv()):
+        xq, yq = _session_outputs(probe, feed)[1:]
+        assert xq.max() == 255
+        xp = np.pad(xq.astype(np.int64), ((0, 0), (0, 0), (1, 1), (1, 1)))
+        h, wd = xq.shape[2:]
+        acc = sum(xp[:, :, i : i + h, j : j + wd] * w[None, :, 0, i, j, None, None].astype(np.int64) for i in range(3) for j in range(3))
+        acc = acc + inits[dw.input[8]][None, :, None, None]
+        want = np.clip(np.rint(acc * (float(x_scale) * w_scale.astype(np.float64) / float(y_scale))[None, :, None, None]) + int(y_zp), 0, 255)
+        assert np.abs(yq.astype(np.float64) - want).max() <= 1
+
+
+def test_rgb_stem_reads_channels_padded_to_four_and_computes_the_same():
+    """With int8 weights the 3-channel stem runs in int8 on a 4-channel input (zero-point channel,
+    zero weights: ONNX Runtime's fast symmetric kernel); its output equals the unpadded conv's."""
+    model, _, _, low = _mbconv_lowered("int7")
+    nodes = {n.name: n for n in low.model.graph.node}
+    stem, pad = nodes["stem"], nodes["stem__channel_Pad"]
+    assert stem.op_type == "QLinearConv" and stem.input[0] == pad.output[0]
+    inits = _inits(low.model)
+    assert inits[stem.input[3]].shape[1] == 4 and not inits[stem.input[3]][:, 3].any()
+    assert inits[pad.input[2]] == inits[stem.input[2]]  # padded with the zero point
+    unpadded = onnx.ModelProto()
+    unpadded.CopyFrom(low.model)
+    for n in unpadded.graph.node:
+        if n.name == "stem":
+            n.input[0] = pad.input[0]
+    for t in unpadded.graph.initializer:
+        if t.name == stem.input[3]:
+            t.CopyFrom(numpy_helper.from_array(inits[stem.input[3]][:, :3], t.name))
+    probe = stem.output[0]
+    for feed in graphs.feeds(model):
+        got = _session_outputs(_with_output(low.model, probe, onnx.TensorProto.UINT8), feed)[-1]
+        want = _session_outputs(_with_output(unpadded, probe, onnx.TensorProto.UINT8), feed)[-1]
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1 and np.mean(got != want) < 0.01
+
+
+def test_channel_padding_keeps_uint8_weight_stems_float():
+    _, _, _, low = _mbconv_lowered("uint8")
+    stem = next(n for n in low.model.graph.node if n.name == "stem")
+    assert stem.op_type == "Conv" and "Pad" not in [n.op_type for n in low.model.graph.node if n.name.startswith("stem")]
+
+
+@pytest.mark.parametrize("graph", ["mbconv", "conv_mean_head"])
+def test_global_average_pool_runs_on_uint8(graph):
+    """GlobalAveragePool, or ReduceMean over H and W, is one QLinearGlobalAveragePool whose output is
+    the float mean of its dequantized input, requantized (within one step for rounding order)."""
+    model = getattr(graphs, graph)()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    low = lower_cpu(model, plan, table, weights="int7")
+    pool = next(n for n in low.model.graph.node if n.op_type == "QLinearGlobalAveragePool")
+    assert not {"GlobalAveragePool", "ReduceMean", "DequantizeLinear"} & {n.op_type for n in low.model.graph.node}
+    inits = _inits(low.model)
+    xs, xz, ys, yz = (float(inits[pool.input[i]]) for i in (1, 2, 3, 4))
+    probe = _with_output(_with_output(low.model, pool.input[0], onnx.TensorProto.UINT8), pool.output[0], onnx.TensorProto.UINT8)
+    for feed in feeds:
+        xq, yq = _session_outputs(probe, feed)[1:]
+        mean = ((xq.astype(np.float64) - xz) * xs).mean(axis=(2, 3), keepdims=True)
+        want = np.clip(np.rint(mean / ys) + yz, 0, 255)
+        assert np.abs(yq.astype(np.float64) - want).max() <= 1
+    assert _sqnr(run(model, feeds), run(low.model, feeds)) > 20
+
+
+def _session_outputs(model: onnx.ModelProto, feed, optimize: bool = True) -> list[np.ndarray]:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    if not optimize:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)
 
 
 def test_unknown_weight_type_is_refused():

@@ -3,7 +3,10 @@
 From the same amax values as the TensorRT form: a symmetric int8 activation scale ``s`` maps
 exactly onto uint8 with zero point 128 and the same ``s``; a tensor that is non-negative (the
 output of ReLU/ReLU6) maps exactly onto uint8 with zero point 0, the same ``s`` and values in
-[0, 127] (TensorRT's int8 values of it). A symmetric int8 weight ``w`` is stored as int8, or as
+[0, 127] (TensorRT's int8 values of it), or, where every reader takes values up to 255 without
+saturating (below), onto zero point 0 and scale amax / 255: the same range on a twice finer grid,
+and the uint8 saturation of the producing kernel then is the ReLU/ReLU6, so no Clip node runs.
+A symmetric int8 weight ``w`` is stored as int8, or as
 uint8 ``w + 128`` with zero point 128. The graph is written in operator form (QLinearConv,
 QLinearMatMul, QLinearAdd, ConvInteger/MatMulInteger with a float rescale), so quantized tensors
 flow from one integer kernel to the next without float round trips; ReLU/Clip, Pad, MaxPool and
@@ -13,11 +16,13 @@ this is exact).
 Saturation: on x86 CPUs without VNNI (AVX2 only), ONNX Runtime's uint8 x int8 GEMM uses
 VPMADDUBSW, whose int16 sum of two products saturates when activations reach 255 with full-range
 weights (measured here: logits SQNR 2 dB, top-1 5%). Activations in [0, 127] (the zero-point-0
-tensors above) cannot saturate (2 * 127 * 127 < 32767), so those layers always get int8 weights:
+tensors on amax / 127) cannot saturate (2 * 127 * 127 < 32767), so those layers always get int8 weights:
 exact and fast. Layers reading a signed tensor (zero point 128) get, by ``weights``: "uint8"
 (uint8 x uint8 kernels widen first: exact, slower), "int7" (weights on twice the TensorRT scale,
 |q| <= 64: no saturation, fast, 1 bit less weight precision on those layers) or "int8" (for CPUs
 with VNNI, where nothing saturates). Depthwise convs always take int8: that kernel widens first.
+So a non-negative tensor goes on amax / 255 only where no pointwise reader would lose its int8
+weights (with VNNI: everywhere).
 """
 from __future__ import annotations
 
@@ -65,15 +70,16 @@ _BACKWARD = _PASS_THROUGH + ("Clip", "Relu", "Pad")
 
 @dataclasses.dataclass(frozen=True)
 class U8:
-    """A uint8 tensor: its name, the amax of its scale (amax / 127) and zero point (0 or 128)."""
+    """A uint8 tensor: its name, amax, zero point (0 or 128) and the quantized value of amax."""
 
     name: str
     amax: float
     zp: int
+    qmax: int = 127
 
     @property
     def scale(self) -> float:
-        return max(self.amax, TINY_AMAX) / 127.0
+        return max(self.amax, TINY_AMAX) / self.qmax
 
 
 @dataclasses.dataclass
@@ -96,6 +102,7 @@ class _Ctx:
         self.planned = set(plan.quantized_nodes)
         self.amax: dict[str, float] = {t: float(table.amax[t]) for t in plan.activation_tensors if t in table.amax}
         self.nonneg: set[str] = set()
+        self.full: set[str] = set()  # non-negative tensors stored on 0..255 (else 0..127)
         self.nodes: list[onnx.NodeProto] = []
         self.inits: dict[str, onnx.TensorProto] = {}
         self.floats: set[str] = set(self.g.graph_inputs) | set(self.g.initializers)
@@ -111,8 +118,8 @@ class _Ctx:
     def zp(self, zp: int) -> str:
         return self.const(np.array(zp, np.uint8), f"trtcompress_u8_zero_point_{zp}")
 
-    def scale(self, amax: float, name: str) -> str:
-        return self.const(np.array(max(amax, TINY_AMAX) / 127.0, np.float32), name)
+    def scale(self, u: U8, name: str) -> str:
+        return self.const(np.array(u.scale, np.float32), name)
 
     def emit(self, op: str, inputs: list[str], outputs: list[str], name: str, domain: str = "", **attrs) -> None:
         self.nodes.append(helper.make_node(op, inputs, outputs, name=name, domain=domain or None, **attrs))
@@ -124,28 +131,33 @@ class _Ctx:
     def as_u8(self, t: str) -> U8:
         """The uint8 version of ``t``, quantizing the float tensor on first use."""
         if t not in self.u8:
-            f, amax = self.as_float(t), self.amax[t]
-            zp = 0 if t in self.nonneg else 128
-            q = f"{t}__u8"
-            raw = q if zp == 128 else f"{t}__u8_unclipped"
-            self.emit("QuantizeLinear", [f, self.scale(amax, f"{t}__u8_scale"), self.zp(zp)], [raw], f"{t}__u8_QuantizeLinear")
-            if zp == 0:  # TensorRT saturates at int8 127
-                self.emit("Clip", [raw, self.zp(0), self.const(np.array(127, np.uint8), "trtcompress_u8_127")], [q], f"{t}__u8_Clip")
-            self.u8[t] = U8(q, amax, zp)
+            u = self.u8_type(t, f"{t}__u8")
+            raw = u.name if u.zp + u.qmax == 255 else f"{t}__u8_unclipped"
+            self.emit("QuantizeLinear", [self.as_float(t), self.scale(u, f"{t}__u8_scale"), self.zp(u.zp)], [raw], f"{t}__u8_QuantizeLinear")
+            if raw != u.name:  # TensorRT saturates at int8 127
+                self.emit("Clip", [raw, self.zp(0), self.const(np.array(127, np.uint8), "trtcompress_u8_127")], [u.name], f"{t}__u8_Clip")
+            self.u8[t] = u
         return self.u8[t]
+
+    def u8_type(self, t: str, name: str) -> U8:
+        """Signed: zero point 128. Non-negative: zero point 0 with amax at 127 (TensorRT's values),
+        or at 255 where every reader takes that range (the uint8 saturation is then the ReLU/clip)."""
+        if t in self.nonneg:
+            return U8(name, self.amax[t], 0, 255 if t in self.full else 127)
+        return U8(name, self.amax[t], 128)
 
     def as_float(self, t: str) -> str:
         """The float version of ``t``, dequantizing the uint8 tensor on first use."""
         if t in self.floats or not t:
             return t
         u = self.u8[t]
-        self.emit("DequantizeLinear", [u.name, self.scale(u.amax, f"{t}__dq_scale"), self.zp(u.zp)], [t], f"{t}__DequantizeLinear")
+        self.emit("DequantizeLinear", [u.name, self.scale(u, f"{t}__dq_scale"), self.zp(u.zp)], [t], f"{t}__DequantizeLinear")
         self.floats.add(t)
         return t
 
-    def out_u8(self, t: str, amax: float) -> U8:
+    def out_u8(self, t: str) -> U8:
         """The uint8 output of a quantized op (zero point 0 when ``t`` is known non-negative)."""
-        u = U8(f"{t}__u8", amax, 0 if t in self.nonneg else 128)
+        u = self.u8_type(t, f"{t}__u8")
         self.u8[t] = u
         return u
 
@@ -157,7 +169,7 @@ class _Ctx:
         w = self.g.const_value(spec.tensor)
         if w is None or w.dtype != np.float32:
             return None
-        mode = self._weight_type(node, w, x)
+        mode = self.weight_type(node, x)
         scale = np.asarray(weight_scales(w, spec.axis, *bias_and_input_scale(self.g, self.plan, self.table, spec)), np.float32)
         if mode == "int7":
             scale = (scale * 2).astype(np.float32)  # |q| <= 64: a pair of products fits int16
@@ -172,9 +184,8 @@ class _Ctx:
         self.weight_types[mode] = self.weight_types.get(mode, 0) + 1
         return self.const(qv, f"{base}_q"), self.const(scale, f"{base}_scale"), self.const(zv, f"{base}_zero_point"), scale
 
-    def _weight_type(self, node: onnx.NodeProto, w: np.ndarray, x: U8) -> str:
-        depthwise = node.op_type == "Conv" and w.ndim >= 3 and w.shape[1] == 1 and self.g.attr(node, "group", 1) == w.shape[0] > 1
-        if depthwise or x.zp == 0:
+    def weight_type(self, node: onnx.NodeProto, x: U8) -> str:
+        if _depthwise(node, self) or 2 * (x.zp + x.qmax) * 127 <= 32767:  # a pair of products fits int16
             return "int8"
         return self.weights
 
@@ -214,6 +225,7 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     ctx = _Ctx(model, plan, table, weights)
     _propagate_backward(ctx)
     _find_nonnegative(ctx)
+    _find_full_range(ctx)
     for node in ctx.g.nodes:
         rule = _CPU_RULES.get(node.op_type)
         if not (rule and rule(node, ctx)):
@@ -266,6 +278,32 @@ def _find_nonnegative(ctx: _Ctx) -> None:
             ctx.nonneg.add(y)
 
 
+def _find_full_range(ctx: _Ctx) -> None:
+    """Non-negative tensors whose readers (through clips and shape ops, which alias them) take
+    values up to 255 and keep int8 weights: depthwise convs and weightless ops, or any reader with
+    VNNI. A pointwise conv or matmul reading 0..255 would need int7 or uint8 weights on AVX2
+    (measured on EfficientNet-Lite0 with int7 there: 89.6% top-1 agreement instead of 95.3%)."""
+    g = ctx.g
+
+    def takes_full(t: str, depth: int = 0) -> bool:
+        for n in g.consumers_of(t):
+            if n.op_type in _BACKWARD and n.input[0] == t and depth < 16:
+                if not takes_full(n.output[0], depth + 1):
+                    return False
+            elif ctx.weights != "int8" and (n.name, 1) in ctx.wspec and n.input[0] == t and not _depthwise(n, ctx):
+                return False
+        return True
+
+    ctx.full = {t for t in ctx.nonneg if takes_full(t)}
+
+
+def _depthwise(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    """A conv with one input channel per group: ONNX Runtime's kernel widens to int16 first."""
+    w = ctx.g.const_value(node.input[1]) if node.op_type == "Conv" and len(node.input) > 1 else None
+    shape = () if w is None else w.shape
+    return len(shape) >= 3 and shape[1] == 1 and ctx.g.attr(node, "group", 1) == shape[0] > 1
+
+
 def _clip_lo(node: onnx.NodeProto, ctx: _Ctx) -> float | None:
     return 0.0 if node.op_type == "Relu" else _clip_bound(node, ctx, 1, "min")
 
@@ -307,7 +345,7 @@ def _rescale(ctx: _Ctx, node: onnx.NodeProto, acc: str, scale: np.ndarray, bias:
 def _integer_to_float(ctx: _Ctx, node: onnx.NodeProto, au: U8, bq: str, bs: str, bz: str, bias: np.ndarray | None, y: str) -> None:
     """uint8 x int8/uint8 matmul with a float output in one kernel (ONNX Runtime's
     MatMulIntegerToFloat: integer GEMM, scales and bias applied in its epilogue)."""
-    inputs = [au.name, bq, ctx.scale(au.amax, f"{node.name}__a_scale"), bs, ctx.zp(au.zp), bz]
+    inputs = [au.name, bq, ctx.scale(au, f"{node.name}__a_scale"), bs, ctx.zp(au.zp), bz]
     if bias is not None:
         inputs.append(ctx.const(np.asarray(bias, np.float32), f"{node.name}__bias"))
     ctx.emit("MatMulIntegerToFloat", inputs, [y], node.name, domain=_MS)
@@ -318,9 +356,13 @@ def _const_input(node: onnx.NodeProto, ctx: _Ctx, index: int) -> np.ndarray | No
     return ctx.g.const_value(node.input[index]) if len(node.input) > index and node.input[index] else None
 
 
-# A conv reading this few channels per group (an RGB stem) runs slower in ONNX Runtime's int8
-# kernels than in float (measured on EfficientNet-Lite0's stem: about 4x), so the CPU form keeps it float.
-MIN_INT8_CHANNELS = 8
+# ONNX Runtime's fast x86 int8 conv (MLAS's symmetric conv: int8 weights with zero point 0) needs
+# a multiple of 4 input channels; otherwise a generic im2col path runs, slower than float on an RGB
+# stem (about 4x on EfficientNet-Lite0's). Such a conv reads its input padded with zero-point
+# channels (their products are 0) against zero weights: EfficientNet-Lite0's stem then takes about
+# 0.65x the float conv's time, and the float stem's layout reorder and quantization of its large
+# output go away. With uint8 weights (never that kernel) a conv with 2 to 7 channels stays float.
+CHANNEL_ALIGN = 4
 
 
 @register_cpu_rule("Conv")
@@ -328,19 +370,25 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     x, y = node.input[0], node.output[0]
     if node.name not in ctx.planned or not ctx.can_u8(x):
         return False
-    wshape = ctx.g.shape.get(node.input[1], ())
-    if len(wshape) >= 3 and 1 < (wshape[1] or 0) < MIN_INT8_CHANNELS:
+    w_float = ctx.g.const_value(node.input[1])
+    channels = w_float.shape[1] if w_float is not None and w_float.ndim >= 3 else 0
+    pad = -channels % CHANNEL_ALIGN if channels > 1 and ctx.g.attr(node, "group", 1) == 1 else 0  # 1 -> 4: no gain, measured
+    if pad and 1 < channels < 2 * CHANNEL_ALIGN and ctx.weight_type(node, ctx.u8.get(x) or ctx.u8_type(x, "")) == "uint8":
         return False
     xu = ctx.as_u8(x)
     w = ctx.weight(node, 1, xu)
     if w is None:
         return False
     wq, ws, wz, wscale = w
+    if pad and ctx.inits[wq].data_type == onnx.TensorProto.INT8:
+        xu = _pad_channels(ctx, node, xu, pad, w_float.ndim)
+        q = numpy_helper.to_array(ctx.inits[wq])
+        ctx.const(np.concatenate([q, np.zeros((q.shape[0], pad, *q.shape[2:]), q.dtype)], axis=1), wq)
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     bias = _const_input(node, ctx, 2)
     if y in ctx.amax:
-        yu = ctx.out_u8(y, ctx.amax[y])
-        inputs = [xu.name, ctx.scale(xu.amax, f"{node.name}__x_scale"), ctx.zp(xu.zp), wq, ws, wz, ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)]
+        yu = ctx.out_u8(y)
+        inputs = [xu.name, ctx.scale(xu, f"{node.name}__x_scale"), ctx.zp(xu.zp), wq, ws, wz, ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)]
         if bias is not None:
             b = np.rint(bias.astype(np.float64) / (xu.scale * wscale.astype(np.float64)))
             inputs.append(ctx.const(np.clip(b, -(2**31), 2**31 - 1).astype(np.int32), f"{node.name}__bias_int32"))
@@ -358,6 +406,15 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     return True
 
 
+def _pad_channels(ctx: _Ctx, node: onnx.NodeProto, xu: U8, pad: int, rank: int) -> U8:
+    """``xu`` with ``pad`` more channels (axis 1) holding its zero point."""
+    pads = np.zeros(2 * rank, np.int64)
+    pads[rank + 1] = pad
+    out = dataclasses.replace(xu, name=f"{node.name}__x_padded")
+    ctx.emit("Pad", [xu.name, ctx.const(pads, f"{node.name}__channel_pads"), ctx.zp(xu.zp)], [out.name], f"{node.name}__channel_Pad", mode="constant")
+    return out
+
+
 @register_cpu_rule("MatMul")
 def _matmul(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     a, b, y = node.input[0], node.input[1], node.output[0]
@@ -369,14 +426,14 @@ def _matmul(node: onnx.NodeProto, ctx: _Ctx) -> bool:
         bq, bs, bz, bscale = w
     elif ctx.can_u8(b):
         bu = ctx.as_u8(b)
-        bq, bs, bz, bscale = bu.name, ctx.scale(bu.amax, f"{node.name}__b_scale"), ctx.zp(bu.zp), np.float32(bu.scale)
+        bq, bs, bz, bscale = bu.name, ctx.scale(bu, f"{node.name}__b_scale"), ctx.zp(bu.zp), np.float32(bu.scale)
     else:
         return False
     if y in ctx.amax and np.ndim(bscale) == 0:
-        yu = ctx.out_u8(y, ctx.amax[y])
+        yu = ctx.out_u8(y)
         ctx.emit(
             "QLinearMatMul",
-            [au.name, ctx.scale(au.amax, f"{node.name}__a_scale"), ctx.zp(au.zp), bq, bs, bz, ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+            [au.name, ctx.scale(au, f"{node.name}__a_scale"), ctx.zp(au.zp), bq, bs, bz, ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
             [yu.name],
             node.name,
         )
@@ -409,11 +466,11 @@ def _add(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     if node.name not in ctx.planned or y not in ctx.amax or not (ctx.can_u8(a) and ctx.can_u8(b)):
         return False
     au, bu = ctx.as_u8(a), ctx.as_u8(b)
-    yu = ctx.out_u8(y, ctx.amax[y])
+    yu = ctx.out_u8(y)
     ctx.emit(
         "QLinearAdd",
-        [au.name, ctx.scale(au.amax, f"{node.name}__a_scale"), ctx.zp(au.zp), bu.name, ctx.scale(bu.amax, f"{node.name}__b_scale"), ctx.zp(bu.zp),
-         ctx.scale(yu.amax, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+        [au.name, ctx.scale(au, f"{node.name}__a_scale"), ctx.zp(au.zp), bu.name, ctx.scale(bu, f"{node.name}__b_scale"), ctx.zp(bu.zp),
+         ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
         [yu.name],
         node.name,
         domain=_MS,
@@ -431,13 +488,14 @@ def _clip(node: onnx.NodeProto, ctx: _Ctx) -> bool:
         return False  # a different output scale: requantize through float
     lo = _clip_lo(node, ctx)
     hi = None if node.op_type == "Relu" else _clip_bound(node, ctx, 2, "max")
-    yu = U8(f"{y}__u8", xu.amax, 0 if y in ctx.nonneg else xu.zp)
-    if yu.zp != xu.zp:
-        return False
+    if y in ctx.nonneg and xu.zp != 0:
+        return False  # a zero-point-0 output needs a zero-point-0 input
     qlo = _q(lo, xu) if lo is not None else 0
-    qhi = _q(hi, xu) if hi is not None else 255
-    if xu.zp == 0:
-        qhi = min(qhi, 127)  # TensorRT's int8 saturates at 127
+    qhi = min(_q(hi, xu) if hi is not None else 255, xu.zp + xu.qmax)  # TensorRT saturates at amax
+    if qlo == 0 and qhi == 255:  # the uint8 saturation already is this clip: nothing to run
+        ctx.u8[y] = xu
+        return True
+    yu = dataclasses.replace(xu, name=f"{y}__u8")
     ctx.u8[y] = yu
     ctx.emit("Clip", [xu.name, ctx.const(np.array(qlo, np.uint8), f"{node.name}__min"), ctx.const(np.array(qhi, np.uint8), f"{node.name}__max")], [yu.name], node.name)
     return True
@@ -452,7 +510,7 @@ def _pad(node: onnx.NodeProto, ctx: _Ctx) -> bool:
         return False
     xu = ctx.u8[x]
     inputs = [xu.name, node.input[1], ctx.const(np.array(_q(value, xu), np.uint8), f"{node.name}__value")] + list(node.input[3:4])
-    ctx.u8[y] = U8(f"{y}__u8", xu.amax, xu.zp)
+    ctx.u8[y] = dataclasses.replace(xu, name=f"{y}__u8")
     ctx.emit("Pad", inputs, [ctx.u8[y].name], node.name, mode="constant")
     return True
 
@@ -467,9 +525,41 @@ def _pass_through(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     n.CopyFrom(node)
     n.input[0] = xu.name
     y = node.output[0]
-    ctx.u8[y] = U8(f"{y}__u8", xu.amax, xu.zp)
+    ctx.u8[y] = dataclasses.replace(xu, name=f"{y}__u8")
     del n.output[:]
     n.output.append(ctx.u8[y].name)
     ctx.nodes.append(n)
     ctx.counts[node.op_type] = ctx.counts.get(node.op_type, 0) + 1
     return True
+
+
+@register_cpu_rule("GlobalAveragePool", "ReduceMean")
+def _global_average_pool(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    """A mean over every spatial axis of an NCHW uint8 tensor is ONNX Runtime's
+    QLinearGlobalAveragePool: no dequantize, float mean and requantize in the classifier head."""
+    x, y = node.input[0], node.output[0]
+    rank = _rank(ctx, x)
+    if x not in ctx.u8 or y not in ctx.amax or rank < 3:
+        return False
+    keep = 1
+    if node.op_type == "ReduceMean":
+        axes = _const_input(node, ctx, 1) if len(node.input) > 1 else ctx.g.attr(node, "axes")
+        keep = ctx.g.attr(node, "keepdims", 1)
+        if axes is None or sorted(int(a) % rank for a in np.ravel(axes)) != list(range(2, rank)):
+            return False
+    xu, yu = ctx.u8[x], ctx.out_u8(y)
+    pooled = yu.name if keep else f"{y}__u8_pooled"
+    ctx.emit("QLinearGlobalAveragePool", [xu.name, ctx.scale(xu, f"{node.name}__x_scale"), ctx.zp(xu.zp), ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)],
+             [pooled], node.name, domain=_MS, channels_last=0)
+    if not keep:
+        ctx.emit("Squeeze", [pooled, ctx.const(np.arange(2, rank, dtype=np.int64), f"{node.name}__axes")], [yu.name], f"{node.name}__Squeeze")
+    return True
+
+
+def _rank(ctx: _Ctx, t: str) -> int:
+    """From the value info, else from the conv it comes from (through shape-keeping ops); 0: unknown."""
+    if ctx.g.shape.get(t):
+        return len(ctx.g.shape[t])
+    p = ctx.g.upstream(t, ("Clip", "Relu", "Pad", "MaxPool", "Identity"))
+    w = ctx.g.const_value(p.input[1]) if p is not None and p.op_type == "Conv" else None
+    return 0 if w is None else w.ndim
