@@ -85,3 +85,21 @@ def test_refinement_errors_equal_a_direct_measurement_of_the_refined_table():
     for e in found.errors:
         assert e.local_sqnr_db == pytest.approx(direct[e.node].local_sqnr_db, abs=1e-6), e.node
         assert e.cumulative_sqnr_db == pytest.approx(direct[e.node].cumulative_sqnr_db, abs=1e-6), e.node
+
+
+@pytest.mark.parametrize("build", [graphs.mbconv, graphs.encoder])
+def test_chosen_ranges_errors_equal_a_direct_measurement(build):
+    # with every candidate (entropy, MSE, percentile, max) in play, including layers with two
+    # quantized inputs (attention matmuls) where one input may move and the other not
+    from trtcompress.quant.calibrate import collect_statistics, compute_amax
+    from trtcompress.quant.sensitivity import analyse
+
+    model = build()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    stats = collect_statistics(model, plan.activation_tensors, feeds)
+    table = compute_amax(stats, "entropy", ("mse", "percentile"))
+    found = analyse(model, plan, table, feeds, margin_db=0.0)
+    direct = {e.node: e for e in layer_errors(model, plan, found.table, feeds)}
+    for e in found.errors:
+        assert e.local_sqnr_db == pytest.approx(direct[e.node].local_sqnr_db, abs=1e-6), e.node

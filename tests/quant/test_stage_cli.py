@@ -179,5 +179,5 @@ def test_range_refinement_restores_a_range_that_hurts_its_layer(mb):
     table["amax"]["a1"] /= 50  # as if a method had clipped the depthwise input hard
     (tmp / "bad.json").write_text(json.dumps(table))
     result = quantize(model, QuantizeConfig(table=str(tmp / "bad.json"), calib=str(calib), sensitivity_samples=8, clip_bounds=False))
-    assert [c["tensor"] for c in result.report["refined_to_max"]] == ["a1"]
+    assert [(c["tensor"], c["candidate"]) for c in result.report["refined_ranges"]] == [("a1", "max")]
     assert json.loads(result.artifacts["calibration.json"])["amax"]["a1"] == pytest.approx(table["details"]["tensors"]["a1"]["max"])

@@ -40,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--cpu-weights", choices=CPU_WEIGHT_TYPES, default="auto", help="CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)")
     p.add_argument("--trt-version", default=None, help="also write a TensorRT calibration cache for this version (e.g. 10.3.0)")
     p.add_argument("--no-clip-bounds", action="store_true", help="let the method clip ReLU6/Clip outputs below their bound (default: keep min(bound, observed max))")
-    p.add_argument("--no-refine-ranges", action="store_true", help="keep the method's amax everywhere (default: use the observed max where it gives a layer less error)")
+    p.add_argument("--no-refine-ranges", action="store_true", help="keep the method's amax everywhere (default: per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

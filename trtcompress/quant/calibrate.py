@@ -149,23 +149,35 @@ def _reductions(tensor: str) -> tuple[str, str]:
     return f"{tensor}::calib_max", f"{tensor}::calib_min"
 
 
-def compute_amax(stats: Statistics, method: str = "entropy", **options: Any) -> CalibrationTable:
+def compute_amax(stats: Statistics, method: str = "entropy", candidates: Sequence[str] = (), **options: Any) -> CalibrationTable:
     """Apply ``method`` (entropy, max, percentile, mse) with ``options`` to every histogram;
-    tensors collected as max only take their max."""
+    tensors collected as max only take their max.
+
+    ``candidates``: other methods (default options) whose amax is recorded per tensor in
+    ``details["tensors"][t]["candidates"]``, for a later choice by the layers' error
+    (``sensitivity.analyse``); they cost no data pass.
+    """
     fn = get_method(method)
     check_options(method, fn, options)
+    others = {c: get_method(c) for c in candidates if c != method}
+
+    def apply(hist):
+        return fn(hist, **options), {c: float(f(hist).amax) for c, f in others.items()}
+
     amax: dict[str, float] = {}
     per_tensor: dict[str, dict[str, Any]] = {}
     # the methods are vectorised numpy (which releases the GIL): tensors run two at a time
     with ThreadPoolExecutor(2) as pool:
-        results = list(pool.map(lambda h: fn(h, **options), stats.histograms.values()))
-    for (name, hist), r in zip(stats.histograms.items(), results):
+        results = list(pool.map(apply, stats.histograms.values()))
+    for (name, hist), (r, other) in zip(stats.histograms.items(), results):
         if not (r.amax > 0 and np.isfinite(r.amax)):
             raise DataError(f"tensor {name!r}: method {method} gave amax {r.amax}; check the data reaching this tensor")
         amax[name] = float(r.amax)
         info = {"max": hist.amax, "clipped": _clipped_fraction(hist, r.amax), **r.info}
         if hist.nonfinite:
             info["nonfinite"] = hist.nonfinite
+        if other:
+            info["candidates"] = other
         per_tensor[name] = info
     for name, m in stats.maxima.items():
         amax[name] = m if m > 0 else 1.0  # all zeros: any scale is exact
@@ -181,19 +193,21 @@ def calibrate(
     method: str = "entropy",
     config: CollectConfig | None = None,
     max_only: Iterable[str] = (),
+    candidates: Sequence[str] = (),
     **options: Any,
 ) -> CalibrationTable:
     """Collect statistics and compute the table in one call; timings go into ``details``.
 
     ``max_only``: tensors whose amax is their observed max whatever the method (with the max
-    method, every tensor), so no histogram is collected for them."""
+    method, every tensor), so no histogram is collected for them. ``candidates``: see
+    :func:`compute_amax`."""
     check_options(method, get_method(method), options)  # fail before the data pass
     t0 = time.perf_counter()
     if method == "max":
         max_only = tensors
     stats = collect_statistics(model, tensors, source, config, max_only)
     t1 = time.perf_counter()
-    table = compute_amax(stats, method, **options)
+    table = compute_amax(stats, method, candidates, **options)
     t2 = time.perf_counter()
     table.details["seconds"] = {"collect": round(t1 - t0, 3), "method": round(t2 - t1, 3)}
     table.details["kernel"] = stats.kernel

@@ -20,7 +20,7 @@ from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import write_trt_qdq
 from .table import CalibrationTable
 
-__all__ = ["LayerError", "Sensitivity", "analyse", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
+__all__ = ["LayerError", "Sensitivity", "analyse", "candidate_ranges", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
 
 Feed = Mapping[str, np.ndarray]
 _SHADOW = "__trtcompress_shadow"
@@ -158,7 +158,7 @@ def _node_outputs(model: onnx.ModelProto, plan: QuantPlan) -> dict[str, str]:
 
 @dataclasses.dataclass
 class Sensitivity:
-    """The table after range refinement, what refinement changed, and every layer's error (worst first)."""
+    """The table after the range choice, what the choice changed, and every layer's error (worst first)."""
 
     table: CalibrationTable
     refined: list[dict[str, Any]]
@@ -171,73 +171,106 @@ def analyse(
     table: CalibrationTable,
     feeds: Iterable[Feed],
     refine: bool = True,
+    keep: Iterable[str] = (),
+    margin_db: float = 0.5,
     threads: int = 0,
 ) -> Sensitivity:
-    """Refine ranges (optional) and measure every layer's local and cumulative error.
+    """Choose ranges (optional) and measure every layer's local and cumulative error.
 
-    Refinement: per tensor, keep the method's amax or the observed max, whichever gives the
-    layers reading it the smaller local error. A histogram method judges a tensor alone; what
-    matters is the error of the layer that reads it (entropy clips EfficientNet-Lite0's pooled
-    features at a fifth of their range, which costs the classifier 20 dB). Both candidates are
-    measured in one pass (two shadows per layer), and the chosen table's local errors follow from
-    it, so the whole analysis is two ONNX Runtime passes over ``feeds``: the shadows, then FP32
-    against the INT8 model. Needs the observed max in ``table.details["tensors"][name]["max"]``.
+    Range choice: a method judges a tensor from its own histogram; what matters is the error of
+    the layers that read it (entropy clips EfficientNet-Lite0's pooled features at a fifth of
+    their range, and the Fashion CNN's first ReLU at half). Each tensor's candidates are the
+    method's amax, the observed max and the other methods' thresholds recorded by calibration
+    (:func:`candidate_ranges`); a tensor takes the candidate whose worst consumer has the least
+    local error, when that gains more than ``margin_db`` (a guard against fitting the few
+    samples). Tensors in ``keep`` keep their amax. Every candidate is measured in one pass (one
+    shadow set per candidate, only for the layers with a choice), and the chosen table's local
+    errors are read off it, so the whole analysis is two ONNX Runtime passes over ``feeds``: the
+    shadows, then FP32 against the INT8 model.
     """
     feeds = list(feeds)
-    alt = _alternatives(plan, table) if refine else {}
-    settings = [(plan, table)]
-    if alt:  # the second shadow set only for the layers reading a tensor with an alternative
-        readers = {a.node for a in plan.activations if a.tensor in alt}
-        settings.append((_only(plan, readers), CalibrationTable({**table.amax, **alt}, table.method, table.num_samples, table.details)))
+    options = _options(plan, table, set(keep)) if refine else {}
+    settings: list[Setting] = [(plan, table)]
+    keys = list(dict.fromkeys(k for c in options.values() for k in c))
+    for key in keys:
+        moved = {t: c[key] for t, c in options.items() if key in c}
+        readers = {a.node for a in plan.activations if a.tensor in moved}
+        settings.append((_only(plan, readers), CalibrationTable({**table.amax, **moved}, table.method, table.num_samples, table.details)))
     measured = _local_sqnr(model, settings, feeds, threads)
     local, changes = measured[0], []
-    if alt:
-        table, changes, local = _choose(model, plan, table, alt, measured, feeds, threads)
+    if options:
+        table, changes = _choose(plan, table, options, dict(zip(["method", *keys], measured)), margin_db)
+        local, mixed = _local_of(plan, table, settings, measured)
+        if mixed:
+            local.update(_local_sqnr(model, [(_only(plan, mixed), table)], feeds, threads)[0])
     cumulative = _cumulative_sqnr(model, plan, table, feeds, threads)
     errors = [LayerError(n, plan.op_types.get(n, ""), local[n], cumulative[n]) for n in plan.quantized_nodes]
     return Sensitivity(table, changes, sorted(errors, key=lambda e: e.local_sqnr_db))
 
 
-def _alternatives(plan: QuantPlan, table: CalibrationTable) -> dict[str, float]:
-    """Observed maxima of the tensors whose method amax clips below them."""
-    per_tensor = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
-    alt = {t: float(per_tensor[t]["max"]) for t in plan.qdq_tensors if isinstance(per_tensor.get(t), dict) and per_tensor[t].get("max")}
-    return {t: v for t, v in alt.items() if t in table.amax and v > table.amax[t] * 1.001}
+def candidate_ranges(table: CalibrationTable, tensor: str) -> dict[str, float]:
+    """Candidate amax values of ``tensor``: the table's (``method``), then the observed max and the
+    thresholds calibration recorded (``details["tensors"][t]["candidates"]``), distinct values only."""
+    out = {"method": float(table.amax[tensor])}
+    info = table.details.get("tensors", {}).get(tensor) if isinstance(table.details, dict) else None
+    if isinstance(info, dict):
+        extra = dict(info.get("candidates") or {})
+        if info.get("max"):
+            extra.setdefault("max", info["max"])
+        for k, v in extra.items():
+            v = float(v)
+            if v > 0 and math.isfinite(v) and all(abs(v - u) > 1e-3 * u for u in out.values()):
+                out[k] = v
+    return out
 
 
-def _choose(model, plan, table, alt, measured, feeds, threads):
-    base_db, alt_db = measured
-    inputs: dict[str, set[str]] = {}
+def _options(plan: QuantPlan, table: CalibrationTable, keep: set[str]) -> dict[str, dict[str, float]]:
+    """Per Q/DQ tensor with a choice, its candidates other than the method's amax."""
+    out = {}
+    for t in plan.qdq_tensors:
+        if t in table.amax and t not in keep:
+            c = candidate_ranges(table, t)
+            c.pop("method")
+            if c:
+                out[t] = c
+    return out
+
+
+def _choose(plan, table, options, db_of, margin_db) -> tuple[CalibrationTable, list[dict[str, Any]]]:
+    """Per tensor, the candidate whose worst consumer has the least local error (``db_of``: the
+    local SQNR of every measured layer per candidate key)."""
     consumers: dict[str, list[str]] = {}
     for a in plan.activations:
         consumers.setdefault(a.tensor, []).append(a.node)
-        inputs.setdefault(a.node, set()).add(a.tensor)
     amax = dict(table.amax)
     changes = []
-    for t, v in alt.items():
+    for t, c in options.items():
         nodes = consumers.get(t, [])
         # the worst consumer decides (dB averaged as power ratios would favour one big layer)
-        before = min((base_db[n] for n in nodes), default=float("inf"))
-        after = min((alt_db[n] for n in nodes), default=float("inf"))
-        if after > before + 0.5:
-            changes.append({"tensor": t, "method_amax": round(table.amax[t], 6), "max": round(v, 6), "sqnr_db": [round(before, 2), round(after, 2)]})
-            amax[t] = v
-    refined = CalibrationTable(amax, table.method, table.num_samples, {**table.details, "refined_to_max": [c["tensor"] for c in changes]})
-    # a layer's error under the refined table was measured in one of the two shadows, unless
-    # only some of its candidate inputs changed: measure those few again
-    changed = {c["tensor"] for c in changes}
+        score = {k: min((db_of[k][n] for n in nodes), default=float("inf")) for k in ["method", *c]}
+        best = max(score, key=lambda k: score[k])
+        if best != "method" and score[best] > score["method"] + margin_db:
+            amax[t] = c[best]
+            changes.append({"tensor": t, "candidate": best, "method_amax": round(table.amax[t], 6), "amax": round(c[best], 6),
+                            "sqnr_db": [round(score["method"], 2), round(score[best], 2)]})
+    details = {**table.details, "range_choice": {c["tensor"]: c["candidate"] for c in changes}} if isinstance(table.details, dict) else {}
+    return CalibrationTable(amax, table.method, table.num_samples, details), changes
+
+
+def _local_of(plan, table, settings, measured) -> tuple[dict[str, float], list[str]]:
+    """Each layer's local error under ``table``, from the setting whose ranges equal the table's on
+    all of the layer's inputs; the layers no setting matches (some inputs moved, others not)."""
+    inputs: dict[str, list[str]] = {}
+    for a in plan.activations:
+        inputs.setdefault(a.node, []).append(a.tensor)
     local, mixed = {}, []
     for n in plan.quantized_nodes:
-        candidates = inputs.get(n, set()) & set(alt)
-        if not candidates & changed:
-            local[n] = base_db[n]
-        elif candidates <= changed:
-            local[n] = alt_db[n]
-        else:
+        match = next((m[n] for (_, t), m in zip(settings, measured) if n in m and all(t.amax[u] == table.amax[u] for u in inputs.get(n, []))), None)
+        if match is None:
             mixed.append(n)
-    if mixed:
-        local.update(_local_sqnr(model, [(_only(plan, mixed), refined)], feeds, threads)[0])
-    return refined, changes, local
+        else:
+            local[n] = match
+    return local, mixed
 
 
 def _only(plan: QuantPlan, nodes: Iterable[str]) -> QuantPlan:

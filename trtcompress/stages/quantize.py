@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 TARGETS = ("tensorrt", "cpu")
 METHODS = ("entropy", "max", "percentile", "mse")
+# thresholds recorded beside the method's for the range choice (the observed max always is)
+RANGE_CANDIDATES = ("entropy", "mse", "percentile")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +56,9 @@ class QuantizeConfig(Config):
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
     ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
     the method's (which clips the pile of values at the bound; see placement.apply_bounds).
-    ``refine_ranges``: per tensor, keep the method's amax or the observed max, whichever gives the
-    layers reading it less error on the sensitivity samples (see sensitivity.analyse).
+    ``refine_ranges``: per tensor, keep the method's amax or another candidate (observed max, the
+    entropy/MSE/percentile thresholds of the same histogram), whichever gives the layers reading it
+    less error on the sensitivity samples (see sensitivity.analyse).
     """
 
     method: str = "entropy"
@@ -134,7 +137,8 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) 
     collect = CollectConfig(threads=config.threads, progress=config.progress)
     # a bounded (ReLU6) tensor's range is its observed max whatever the method (apply_bounds)
     max_only = [t for t in plan.activation_tensors if t in plan.bounds] if config.clip_bounds else []
-    return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect, max_only=max_only)
+    candidates = RANGE_CANDIDATES if config.refine_ranges else ()
+    return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect, max_only=max_only, candidates=candidates)
 
 
 def _scales_summary(table: CalibrationTable, tensors: list[str]) -> dict[str, Any]:
@@ -187,10 +191,11 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
         feeds = list(_source(work, config.calib or config.eval, config, config.sensitivity_samples))
-        found = analyse(work, plan, table, feeds, refine=config.refine_ranges, threads=config.threads)
+        keep = plan.bounds if config.clip_bounds else ()  # ReLU6 outputs already have their real range
+        found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
         table, ranking = found.table, found.errors
         if config.refine_ranges:
-            report["refined_to_max"] = found.refined
+            report["refined_ranges"] = found.refined
         report["layer_error"] = [e.to_dict() for e in ranking]
 
     if config.accuracy_target:
