@@ -7,6 +7,7 @@ histogram; ``calibrate`` does both.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -16,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -73,13 +74,15 @@ def collect_statistics(
     tensors: Sequence[str],
     source: FeedSource | Iterable[Feed],
     config: CollectConfig | None = None,
-    max_only: Iterable[str] = (),
+    max_only: Mapping[str, float | None] | Iterable[str] = (),
 ) -> Statistics:
     """Histograms of |x| for ``tensors`` over every feed of ``source`` (one ONNX Runtime pass).
 
     Tensors in ``max_only`` get only their max |x|, reduced inside the graph: the tensor never
     leaves ONNX Runtime. For the ReLU6 outputs of a MobileNet-style network (90% of the values
-    EfficientNet-Lite0 would otherwise histogram) that is all the range rule reads.
+    EfficientNet-Lite0 would otherwise histogram) that is all the range rule reads. Given as a
+    mapping, a tensor's bound (its max can never exceed it: 6 for a ReLU6) ends its reduction
+    once reached, which makes the rest of the pass cheaper.
     """
     config = config or CollectConfig()
     tensors = list(dict.fromkeys(tensors))
@@ -88,10 +91,9 @@ def collect_statistics(
     proto, base_dir = _load(model)
     inputs = model_inputs(proto)
     _check_tensors(proto, tensors)
-    only = set(max_only)
-    stats = Statistics.empty(tensors, config.bins, only)
+    bounds = dict(max_only) if isinstance(max_only, Mapping) else dict.fromkeys(max_only)
+    stats = Statistics.empty(tensors, config.bins, bounds)
     counted = list(stats.histograms)
-    reduced = [t for t in tensors if t in only]
     fixed_batch = _fixed_batch(inputs)
     if fixed_batch is not None:
         source = rebatch(source, fixed_batch)
@@ -102,12 +104,12 @@ def collect_statistics(
     # "auto" picks numba (loading it costs about a second) once the first batch shows that the
     # pass is big enough for that to pay off, numpy otherwise.
     kernel = "numpy" if config.kernel == "auto" else config.kernel
-    names = counted + [r for t in reduced for r in _reductions(t)]
-    with _session(proto, counted, reduced, base_dir, config) as sess, ThreadPoolExecutor(config.workers) as pool:
+    with contextlib.ExitStack() as stack, ThreadPoolExecutor(config.workers) as pool:
+        passes = _Passes(proto, counted, {t: bounds[t] for t in tensors if t in bounds}, base_dir, config, stack)
         bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
         scratch: np.ndarray | None = None
         try:
-            for n, got in _run(sess, names, _validated(source, inputs), config.overlap):
+            for n, reduced, got in _run(passes.current, _validated(source, inputs), config.overlap):
                 outputs, extremes = got[: len(counted)], got[len(counted) :]
                 for name, value in zip(counted, outputs):
                     if value.dtype.kind != "f":
@@ -133,6 +135,7 @@ def collect_statistics(
                             scratch = np.empty(value.size, np.float32)
                         stats.histograms[name].add(value, scratch, kernel)
                 del outputs, got
+                passes.update(stats.maxima)
                 stats.num_samples += n
                 stats.num_batches += 1
                 bar.update(1)
@@ -192,7 +195,7 @@ def calibrate(
     source: FeedSource | Iterable[Feed],
     method: str = "entropy",
     config: CollectConfig | None = None,
-    max_only: Iterable[str] = (),
+    max_only: Mapping[str, float | None] | Iterable[str] = (),
     candidates: Sequence[str] = (),
     **options: Any,
 ) -> CalibrationTable:
@@ -204,7 +207,7 @@ def calibrate(
     check_options(method, get_method(method), options)  # fail before the data pass
     t0 = time.perf_counter()
     if method == "max":
-        max_only = tensors
+        max_only = {**dict.fromkeys(tensors), **(max_only if isinstance(max_only, Mapping) else {})}
     stats = collect_statistics(model, tensors, source, config, max_only)
     t1 = time.perf_counter()
     table = compute_amax(stats, method, candidates, **options)
@@ -277,8 +280,8 @@ class _session:
     """An ONNX Runtime session on a copy of the model with ``tensors`` as extra outputs, plus the
     max and min of each ``reduced`` tensor."""
 
-    def __init__(self, proto: onnx.ModelProto, tensors: Sequence[str], reduced: Sequence[str], base_dir: Path | None, config: CollectConfig):
-        self.proto, self.tensors, self.reduced, self.base_dir, self.config = proto, tensors, reduced, base_dir, config
+    def __init__(self, proto: onnx.ModelProto, tensors: Sequence[str], reduced: Sequence[str], base_dir: Path | None, config: CollectConfig, types: dict[str, int]):
+        self.proto, self.tensors, self.reduced, self.base_dir, self.config, self.types = proto, tensors, reduced, base_dir, config, types
         self._tmp: Path | None = None
 
     def __enter__(self):
@@ -286,7 +289,7 @@ class _session:
         m = onnx.ModelProto()
         m.CopyFrom(self.proto)
         have = {o.name for o in m.graph.output}
-        types = _elem_types(m)
+        types = self.types
         for t in self.tensors:
             if t not in have:
                 m.graph.output.append(onnx.helper.make_tensor_value_info(t, types.get(t, onnx.TensorProto.FLOAT), None))
@@ -324,6 +327,34 @@ class _session:
             self._tmp.unlink()
 
 
+class _Passes:
+    """The pass's session, rebuilt without the reductions of tensors whose max reached its bound
+    (it can grow no further): on EfficientNet-Lite0 the ReduceMax/ReduceMin of the ReLU6 outputs
+    cost more than the model, and nearly all reach 6 in the first batch."""
+
+    MAX_REBUILDS = 4
+
+    def __init__(self, proto, counted: list[str], bounds: dict[str, float | None], base_dir, config: CollectConfig, stack: contextlib.ExitStack):
+        self.proto, self.counted, self.bounds, self.base_dir, self.config, self.stack = proto, counted, bounds, base_dir, config, stack
+        self.types = _elem_types(proto)
+        self.rebuilds = 0
+        self._build(list(bounds))
+
+    def _build(self, reduced: list[str]) -> None:
+        sess = self.stack.enter_context(_session(self.proto, self.counted, reduced, self.base_dir, self.config, self.types))
+        self._current = (sess, self.counted + [r for t in reduced for r in _reductions(t)], reduced)
+
+    def current(self) -> tuple[Any, list[str], list[str]]:
+        return self._current
+
+    def update(self, maxima: Mapping[str, float]) -> None:
+        reduced = self._current[2]
+        still = [t for t in reduced if self.bounds[t] is None or maxima[t] < self.bounds[t]]
+        if len(still) < len(reduced) and self.rebuilds < self.MAX_REBUILDS:
+            self.rebuilds += 1
+            self._build(still)
+
+
 def _has_external_data(m: onnx.ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(m))
 
@@ -339,14 +370,16 @@ def _elem_types(m: onnx.ModelProto) -> dict[str, int]:
     return {k: v for k, v in types.items() if v}
 
 
-def _run(sess, tensors: Sequence[str], feeds: Iterator[tuple[int, Feed]], overlap: bool) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """Outputs per batch; with ``overlap`` the next batch runs while the caller histograms this one."""
-    names = list(tensors)
+def _run(current: Callable[[], tuple[Any, list[str], list[str]]], feeds: Iterator[tuple[int, Feed]], overlap: bool) -> Iterator[tuple[int, list[str], list[np.ndarray]]]:
+    """Per batch: its size, the tensors reduced in it and the outputs (those of ``current()``:
+    session, output names, reduced tensors); with ``overlap`` the next batch runs while the
+    caller histograms this one."""
 
-    def run(feed: Feed) -> list[np.ndarray]:
+    def run(feed: Feed) -> tuple[list[str], list[np.ndarray]]:
         # A fresh binding per batch: outputs land in new ONNX Runtime buffers that numpy views
         # without a copy (run() copies every output, a third of the pass for a CNN), and a
         # batch still being counted is never overwritten by the next one.
+        sess, names, reduced = current()
         try:
             io = sess.io_binding()
             held = {k: np.ascontiguousarray(v) for k, v in feed.items()}  # binding does not own them
@@ -357,13 +390,13 @@ def _run(sess, tensors: Sequence[str], feeds: Iterator[tuple[int, Feed]], overla
                 io.bind_output(n, "cpu")
             sess.run_with_iobinding(io)
             got = dict(zip(computed, (v.numpy() for v in io.get_outputs())))
-            return [got[n] if n in got else held[n] for n in names]
+            return reduced, [got[n] if n in got else held[n] for n in names]
         except Exception as e:
             raise DataError(f"ONNX Runtime failed on calibration data: {str(e).strip().splitlines()[0]}") from e
 
     if not overlap:
         for n, feed in feeds:
-            yield n, run(feed)
+            yield n, *run(feed)
         return
     q: queue.Queue = queue.Queue(maxsize=1)
     stop = threading.Event()
@@ -373,7 +406,7 @@ def _run(sess, tensors: Sequence[str], feeds: Iterator[tuple[int, Feed]], overla
             for n, feed in feeds:
                 if stop.is_set():
                     return
-                q.put((n, run(feed)))
+                q.put((n, *run(feed)))
             q.put(None)
         except BaseException as e:  # handed to the consumer, raised there
             q.put(e)

@@ -136,7 +136,7 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) 
     source = _source(model, config.calib, config, config.limit)
     collect = CollectConfig(threads=config.threads, progress=config.progress)
     # a bounded (ReLU6) tensor's range is its observed max whatever the method (apply_bounds)
-    max_only = [t for t in plan.activation_tensors if t in plan.bounds] if config.clip_bounds else []
+    max_only = {t: plan.bounds[t] for t in plan.activation_tensors if t in plan.bounds} if config.clip_bounds else {}
     candidates = RANGE_CANDIDATES if config.refine_ranges else ()
     return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect, max_only=max_only, candidates=candidates)
 
