@@ -35,7 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--accuracy-target", default=None, metavar="METRIC>=VALUE", help="e.g. top1>=0.95 or cosine>=0.999 against FP32 on --eval data; the most sensitive layers stay float until met")
     p.add_argument("--eval", default=None, help="held-out data for --accuracy-target (same format and preprocessing as --calib)")
     p.add_argument("--eval-limit", type=int, default=None)
-    p.add_argument("--sensitivity-samples", type=int, default=16, help="calibration samples for the per-layer error report (0: skip)")
+    p.add_argument("--sensitivity-samples", type=int, default=8, help="calibration samples for the range choice and the per-layer error report (0: skip both; default: %(default)s)")
     p.add_argument("--weights", choices=WEIGHT_FORMATS, default="float", help="TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)")
     p.add_argument("--cpu-weights", choices=CPU_WEIGHT_TYPES, default="auto", help="CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)")
     p.add_argument("--trt-version", default=None, help="also write a TensorRT calibration cache for this version (e.g. 10.3.0)")

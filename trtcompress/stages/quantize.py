@@ -75,7 +75,7 @@ class QuantizeConfig(Config):
     accuracy_target: str | None = None
     eval: str | None = None
     eval_limit: int | None = None
-    sensitivity_samples: int = 16
+    sensitivity_samples: int = 8
     weights: str = "float"
     cpu_weights: str = "auto"
     trt_version: str | None = None
