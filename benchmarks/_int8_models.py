@@ -63,7 +63,7 @@ def quantized(name: str, target: str, method: str = "entropy", cpu_weights: str 
     out = WORK / f"{tag}-{target}{'-' + cpu_weights if target == 'cpu' else ''}.onnx"
     data, pre = calib_spec(name)
     cfg = QuantizeConfig(method=method, target=target, calib=data, preprocess=pre, batch=32, cpu_weights=cpu_weights,
-                         table=str(table) if table.is_file() else None, sensitivity_samples=16, clip_bounds=clip_bounds, progress=False)
+                         table=str(table) if table.is_file() else None, clip_bounds=clip_bounds, progress=False)
     t0 = time.perf_counter()
     result = quantize(load_model(src), cfg)
     seconds = time.perf_counter() - t0
