@@ -2,8 +2,9 @@
 
 ``collect_statistics`` exposes the tensors to calibrate as extra graph outputs, runs the FP32
 model over the data once and adds every batch to per-tensor :class:`AbsHistogram` s (memory
-bounded by tensors x bins, whatever the data size). ``compute_amax`` applies a method to every
-histogram; ``calibrate`` does both.
+bounded by tensors x bins, whatever the data size); tensors that need only their max are reduced
+inside the graph instead. ``compute_amax`` applies a method to every histogram; ``calibrate``
+does both.
 """
 from __future__ import annotations
 

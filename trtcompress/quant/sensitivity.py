@@ -138,7 +138,8 @@ def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str
 
 def _cumulative_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
     """SQNR of every quantized node's output in the whole INT8 model against FP32."""
-    outputs = _node_outputs(model, plan)
+    by_name = {n.name: n for n in model.graph.node}
+    outputs = {n: by_name[n].output[0] for n in plan.quantized_nodes}
     acc = {n: _Acc() for n in outputs}
     s_ref = _session(_with_outputs(model, outputs.values()), threads)
     s_q = _session(_with_outputs(write_trt_qdq(model, plan, table), outputs.values()), threads)
@@ -149,11 +150,6 @@ def _cumulative_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
         for n, t in outputs.items():
             acc[n].add(r[t], q[t])
     return {n: a.db() for n, a in acc.items()}
-
-
-def _node_outputs(model: onnx.ModelProto, plan: QuantPlan) -> dict[str, str]:
-    by_name = {n.name: n for n in model.graph.node}
-    return {n: by_name[n].output[0] for n in plan.quantized_nodes}
 
 
 @dataclasses.dataclass
