@@ -206,25 +206,14 @@ def _size(path: Path) -> int:
     return file_size(path)
 
 
-def latency(m: dict, paths: dict[str, Path], batch: int, rounds: int = 5, per_round: int = 10) -> dict[str, float]:
-    """Median ms per batch, sessions interleaved round by round so machine load hits all alike."""
-    import onnxruntime as ort
+def latency(paths: dict[str, Path], batch: int) -> dict[str, float]:
+    """Median ms per batch: trtcompress's interleaved benchmark (one live session at a time)."""
+    from trtcompress.benchmark import BenchConfig, bench
+    from trtcompress.runners import RunnerOptions
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.log_severity_level = 3
-    sessions = {k: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for k, p in paths.items()}
-    x = np.ascontiguousarray(np.resize(m["eval"], (batch,) + m["eval"].shape[1:]))
-    times: dict[str, list[float]] = {k: [] for k in sessions}
-    for s in sessions.values():
-        s.run(None, {m["input"]: x})
-    for _ in range(rounds):
-        for k, s in sessions.items():
-            for _ in range(per_round):
-                t = time.perf_counter()
-                s.run(None, {m["input"]: x})
-                times[k].append(time.perf_counter() - t)
-    return {k: round(float(np.median(v)) * 1e3, 2) for k, v in times.items()}
+    labels = list(paths)
+    r = bench([str(p) for p in paths.values()], BenchConfig(batch_sizes=(batch,), iterations=50, rounds=5), options=RunnerOptions(threads=2), labels=labels)
+    return {k: round(r.results[batch][k]["p50_ms"], 2) for k in labels}
 
 
 # -- main -------------------------------------------------------------------------------------------
@@ -283,7 +272,7 @@ def main() -> None:
                 models[t] = outs[t]
         if not args.no_latency:
             for b in (1, 32):
-                ms = latency(m, models, b)
+                ms = latency(models, b)
                 for k, v in ms.items():
                     target = res["fp32"] if k == "fp32" else res["tools"][k]
                     target[f"ms_b{b}"] = v

@@ -71,6 +71,26 @@ def test_bench_interleaves_and_reports(tiny_model, tmp_path):
         assert r.ratios[b][r.models[0]] == 1.0
 
 
+def test_bench_times_each_model_with_only_its_own_session_alive(tiny_model, tmp_path, monkeypatch):
+    """Idle ONNX Runtime sessions keep spinning worker threads that slow the one being timed."""
+    from trtcompress.runners import onnxrt, registry
+
+    live, seen = [], []
+
+    def probing(model_path, options):
+        runner = onnxrt.onnxrt_runner(model_path, options)
+        activate, deactivate, infer = runner.activate, runner.deactivate, runner.infer
+        runner.activate = lambda: (live.append(model_path), activate())[1]
+        runner.deactivate = lambda: (live.remove(model_path), deactivate())[1]
+        runner.infer = lambda *a, **k: (seen.append(list(live)), infer(*a, **k))[1]
+        return runner
+
+    monkeypatch.setitem(registry._BACKENDS, "probe", probing)
+    other = tiny_classifier(tmp_path / "other.onnx", seed=1)
+    bench([tiny_model, other], BenchConfig(batch_sizes=(2,), warmup=1, iterations=6, rounds=3), backend="probe")
+    assert len(seen) == 2 * 3 * (1 + 2) and all(len(v) == 1 for v in seen) and not live
+
+
 def test_bench_static_batch_is_refused(tmp_path):
     m = tiny_classifier(tmp_path / "s.onnx", dynamic=False)
     with pytest.raises(ConfigError, match="fixed batch"):

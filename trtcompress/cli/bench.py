@@ -14,7 +14,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure latency percentiles and throughput; ratios between models", description=__doc__)
     p.add_argument("models", nargs="+", help="ONNX models; the first is the baseline")
     p.add_argument("--batch-sizes", default="1", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs at the start of every turn (each turn starts a fresh session)")
     p.add_argument("--iterations", type=int, default=100, help="timed runs per model and batch size")
     p.add_argument("--duration", type=float, default=None, help="seconds per model and batch size instead of --iterations")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")

@@ -22,7 +22,20 @@ def trt_runner(model_path: str, options: RunnerOptions):
         loader = _engine_loader(path, trt.__version__)
     else:
         loader = ptrt.EngineFromNetwork(ptrt.NetworkFromOnnxPath(str(path)), config=ptrt.CreateConfig())
-    return ptrt.TrtRunner(loader, name=f"trt:{model_path}")
+    return ptrt.TrtRunner(_once(loader), name=f"trt:{model_path}")
+
+
+def _once(loader):
+    """``loader`` memoised: a runner re-activated for every benchmark turn builds or deserialises
+    its engine once and only creates a new execution context."""
+    engine = []
+
+    def load():
+        if not engine:
+            engine.append(loader())
+        return engine[0]
+
+    return load
 
 
 def _engine_loader(path: Path, version: str):
