@@ -218,3 +218,21 @@ def test_unknown_weight_type_is_refused():
     plan = plan_quantization(model)
     with pytest.raises(ConfigError, match="weight type"):
         lower_cpu(model, plan, calibrate_for_test(model, plan, graphs.feeds(model)), weights="int4")
+
+
+def test_encoder_folds_linear_biases_and_keeps_attention_products_float():
+    """Linear layers: one MatMulIntegerToFloat with the bias in its epilogue; QK^T and AV (two
+    activations, quantized at run time) are slower than float on x86 and stay float."""
+    model = graphs.encoder()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    low = lower_cpu(model, plan, calibrate_for_test(model, plan, feeds), weights="uint8")
+    nodes = {n.name: n for n in low.model.graph.node}
+    assert "o_bias" not in nodes and "fc1_bias" not in nodes
+    for name, bias, out in (("o_proj", "bo", "ob"), ("fc1", "b1", "m1b")):
+        n = nodes[name]
+        assert n.op_type == "MatMulIntegerToFloat" and n.output[0] == out
+        np.testing.assert_array_equal(_inits(low.model)[n.input[6]], _inits(model)[bias])
+    assert nodes["qk"].op_type == "MatMul" and nodes["av"].op_type == "MatMul"
+    assert {"qk", "av"} <= set(plan.quantized_nodes)  # the TensorRT form still quantizes them
+    assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
