@@ -43,7 +43,7 @@ def main() -> None:
         ref = _outputs(fp32_path(name), batches)
         for method in args.methods.split(","):
             trt_path, report = quantized(name, "tensorrt", method, clip_bounds=not args.no_clip_bounds)
-            cpu_path, _ = quantized(name, "cpu", method, clip_bounds=not args.no_clip_bounds)
+            cpu_path, cpu_report = quantized(name, "cpu", method, clip_bounds=not args.no_clip_bounds)
             forms = {
                 "tensorrt (exact Q/DQ)": _outputs(trt_path, batches, optimize=False),
                 "cpu": _outputs(cpu_path, batches),
@@ -52,7 +52,7 @@ def main() -> None:
             for form, out in forms.items():
                 row = {"model": name, "method": method, "form": form, "samples": len(out),
                        "top1_agreement": float(np.mean(out.argmax(1) == ref.argmax(1))),
-                       "layers_int8": report["plan"]["quantized_nodes"]}
+                       "layers_int8": cpu_report["cpu"]["int8_layers"] if form == "cpu" else report["plan"]["quantized_nodes"]}
                 if labels is not None:
                     row["accuracy"] = float(np.mean(out.argmax(1) == labels))
                     row["fp32_accuracy"] = float(np.mean(ref.argmax(1) == labels))

@@ -236,3 +236,4 @@ def test_encoder_folds_linear_biases_and_keeps_attention_products_float():
     assert nodes["qk"].op_type == "MatMul" and nodes["av"].op_type == "MatMul"
     assert {"qk", "av"} <= set(plan.quantized_nodes)  # the TensorRT form still quantizes them
     assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
+    assert set(low.float_layers) == {"qk", "av"}

@@ -118,5 +118,8 @@ def format_report(report: dict) -> str:
     for note in report.get("notes", []):
         lines.append(f"  note: {note}")
     if "cpu" in report:
-        lines.append(f"  CPU form ops: {report['cpu']['ops']}; weights {report['cpu']['weight_types']}")
+        cpu = report["cpu"]
+        lines.append(f"  CPU form: {cpu['int8_layers']} layers int8, ops {cpu['ops']}; weights {cpu['weight_types']}")
+        if cpu["float_layers"]:
+            lines.append(f"  CPU form runs in float (faster there, or no integer kernel): {', '.join(cpu['float_layers'])}")
     return "\n".join(lines)

@@ -96,6 +96,7 @@ class CpuLowering:
     signed_input_weights: str
     ops: dict[str, int]
     weight_types: dict[str, int]
+    float_layers: list[str]  # planned layers this form runs in float (attention products, unsupported shapes)
 
 
 class _Ctx:
@@ -233,12 +234,15 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     _propagate_backward(ctx)
     _find_nonnegative(ctx)
     _find_full_range(ctx)
+    float_layers = []
     for node in ctx.g.nodes:
         if node.name in ctx.absorbed:
             continue
         rule = _CPU_RULES.get(node.op_type)
         if not (rule and rule(node, ctx)):
             ctx.float_node(node)
+            if node.name in ctx.planned:
+                float_layers.append(node.name)
     for o in model.graph.output:
         ctx.as_float(o.name)
     out = onnx.ModelProto()
@@ -252,7 +256,7 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     del out.graph.value_info[:]
     if not any(o.domain == _MS for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS, 1))
-    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types)
+    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers)
 
 
 def _propagate_backward(ctx: _Ctx) -> None:

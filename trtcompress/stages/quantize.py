@@ -223,7 +223,8 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     else:
         lowered = lower_cpu(work, plan, table, weights=config.cpu_weights)
         out = lowered.model
-        report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights}
+        report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights,
+                         "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers}
     del out.graph.value_info[:]
     check_model(out)
     report["plan"] = plan.to_dict()
