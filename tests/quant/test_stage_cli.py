@@ -181,3 +181,17 @@ def test_range_refinement_restores_a_range_that_hurts_its_layer(mb):
     result = quantize(model, QuantizeConfig(table=str(tmp / "bad.json"), calib=str(calib), sensitivity_samples=8, clip_bounds=False))
     assert [(c["tensor"], c["candidate"]) for c in result.report["refined_ranges"]] == [("a1", "max")]
     assert json.loads(result.artifacts["calibration.json"])["amax"]["a1"] == pytest.approx(table["details"]["tensors"]["a1"]["max"])
+
+
+def test_calibration_batch_fits_the_activation_budget():
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.stages.quantize import ACTIVATION_BUDGET, AUTO_BATCH_MAX, DEFAULT_BATCH, calibration_batch
+
+    small = infer_shapes(graphs.mbconv())  # a few KB of activations per sample: the cap
+    assert calibration_batch(small, QuantizeConfig()) == AUTO_BATCH_MAX
+    assert calibration_batch(small, QuantizeConfig(batch=3)) == 3
+    wide = infer_shapes(graphs.mbconv(c=4096))
+    per_sample = sum(4 * int(np.prod([d.dim_value for d in v.type.tensor_type.shape.dim[1:]])) for v in list(wide.graph.value_info) + list(wide.graph.output))
+    assert calibration_batch(wide, QuantizeConfig()) == max(1, min(AUTO_BATCH_MAX, ACTIVATION_BUDGET // per_sample)) < AUTO_BATCH_MAX
+    unknown = graphs.mbconv()  # no shape inference: sizes unknown
+    assert calibration_batch(unknown, QuantizeConfig()) == DEFAULT_BATCH

@@ -24,7 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--calib", default="", help="calibration data: a directory of .npz/.npy files or an image folder (with --preprocess)")
     p.add_argument("--preprocess", default=None, help="image preprocessing: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,...")
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME:DIMS", help="shape for a dynamic input, e.g. x:1x3x224x224 (repeatable)")
-    p.add_argument("--batch", type=int, default=8, help="calibration batch size (the result does not depend on it; default: %(default)s)")
+    p.add_argument("--batch", type=int, default=None, help="calibration batch size (the result does not depend on it; default: as many samples as fit a 64 MB activation budget, at most 64, or 8 when shapes are unknown)")
     p.add_argument("--limit", type=int, default=None, help="use at most this many calibration samples")
     p.add_argument("--method", choices=METHODS, default="entropy", help="calibration method (default: %(default)s)")
     p.add_argument("--target", choices=TARGETS, default="tensorrt", help="tensorrt: symmetric INT8 Q/DQ; cpu: ONNX Runtime's fast uint8 operator form (default: %(default)s)")
