@@ -5,6 +5,7 @@ with no precision flags); an ``.engine``/``.plan`` path is deserialised.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from .._optional import require
@@ -22,20 +23,9 @@ def trt_runner(model_path: str, options: RunnerOptions):
         loader = _engine_loader(path, trt.__version__)
     else:
         loader = ptrt.EngineFromNetwork(ptrt.NetworkFromOnnxPath(str(path)), config=ptrt.CreateConfig())
-    return ptrt.TrtRunner(_once(loader), name=f"trt:{model_path}")
-
-
-def _once(loader):
-    """``loader`` memoised: a runner re-activated for every benchmark turn builds or deserialises
-    its engine once and only creates a new execution context."""
-    engine = []
-
-    def load():
-        if not engine:
-            engine.append(loader())
-        return engine[0]
-
-    return load
+    # memoised: a runner re-activated for every benchmark turn builds or deserialises its engine
+    # once and only creates a new execution context
+    return ptrt.TrtRunner(functools.cache(loader), name=f"trt:{model_path}")
 
 
 def _engine_loader(path: Path, version: str):

@@ -46,7 +46,8 @@ class QuantizeConfig(Config):
     """INT8 post-training quantization.
 
     ``calib``: calibration data spec (npz dir, image folder, ...), read with ``preprocess``,
-    ``batch`` (samples per run; the result does not depend on it) and ``limit``; ``inputs``: shapes for dynamic inputs ("x:1x3x224x224").
+    ``batch`` (samples per run; the result does not depend on it) and ``limit``; ``inputs``:
+    shapes for dynamic inputs ("x:1x3x224x224").
     ``table``: a saved calibration table (JSON) to use instead of calibrating.
     ``accuracy_target``: e.g. "top1>=0.95" or "cosine>=0.999" against FP32 on ``eval`` data; the
     most sensitive layers stay float until it holds. ``sensitivity_samples``: calibration samples
