@@ -187,11 +187,16 @@ def test_calibration_batch_fits_the_activation_budget():
     from trtcompress.model_io import infer_shapes
     from trtcompress.stages.quantize import ACTIVATION_BUDGET, AUTO_BATCH_MAX, DEFAULT_BATCH, calibration_batch
 
-    small = infer_shapes(graphs.mbconv())  # a few KB of activations per sample: the cap
-    assert calibration_batch(small, QuantizeConfig()) == AUTO_BATCH_MAX
-    assert calibration_batch(small, QuantizeConfig(batch=3)) == 3
-    wide = infer_shapes(graphs.mbconv(c=4096))
-    per_sample = sum(4 * int(np.prod([d.dim_value for d in v.type.tensor_type.shape.dim[1:]])) for v in list(wide.graph.value_info) + list(wide.graph.output))
-    assert calibration_batch(wide, QuantizeConfig()) == max(1, min(AUTO_BATCH_MAX, ACTIVATION_BUDGET // per_sample)) < AUTO_BATCH_MAX
-    unknown = graphs.mbconv()  # no shape inference: sizes unknown
-    assert calibration_batch(unknown, QuantizeConfig()) == DEFAULT_BATCH
+    def batch(model, **kw):
+        return calibration_batch(model, plan_quantization(model).activation_tensors, QuantizeConfig(**kw))
+
+    small = infer_shapes(graphs.mbconv())  # a few KB of calibrated tensors per sample: the cap
+    assert batch(small) == AUTO_BATCH_MAX and batch(small, batch=3) == 3
+    wide = infer_shapes(graphs.mbconv(c=256))  # about 2 MB per sample: the budget
+    assert DEFAULT_BATCH < batch(wide) < AUTO_BATCH_MAX
+    tensors = plan_quantization(wide).activation_tensors
+    values = list(wide.graph.value_info) + list(wide.graph.input) + list(wide.graph.output)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim[1:]] for v in values}
+    assert batch(wide) == ACTIVATION_BUDGET // sum(4 * int(np.prod(shapes[t])) for t in tensors)
+    assert batch(infer_shapes(graphs.mbconv(c=1024))) == DEFAULT_BATCH  # 8 MB per sample: never below the old default
+    assert batch(graphs.mbconv()) == DEFAULT_BATCH  # no shape inference: sizes unknown
