@@ -22,12 +22,22 @@ def test_catalogue_splits_share_no_scene_and_no_file() -> None:
     assert len({p.name for p in CATALOGUE}) == len(CATALOGUE)
 
 
+def test_photo_order_follows_catalogue_names_not_install_paths(monkeypatch) -> None:
+    """A venv under /tmp sorts before /usr/share, one under /work after it: the order (and so the
+    first samples a calibration analyses) must not depend on that."""
+    entries = [p for p in CATALOGUE if p.split == "calib"][:3]
+    located = {entries[0].name: Path("/zz/venv/a.png"), entries[1].name: Path("/aa/usr/b.png"), entries[2].name: Path("/mm/c.png")}
+    monkeypatch.setattr(photos_module, "CATALOGUE", entries)
+    monkeypatch.setattr(photos_module, "_locate", lambda photo: located[photo.name])
+    assert photos("calib") == [located[n] for n in sorted(located)]
+
+
 @all_sources
 def test_splits_are_disjoint_real_colour_photos() -> None:
     calib, evaluation = photos("calib", strict=True), photos("eval", strict=True)
     assert len(calib) >= 15 and len(evaluation) >= 15
     assert not set(calib) & set(evaluation)
-    assert sorted(calib + evaluation) == photos()
+    assert sorted(calib + evaluation) == sorted(photos())
     from PIL import Image
 
     for path in calib + evaluation:

@@ -79,12 +79,15 @@ def cache_dir() -> Path:
 
 
 def photos(split: str | None = None, strict: bool = False) -> list[Path]:
-    """Sorted paths of the catalogue's photos that are available here (of one split, or all).
+    """Paths of the catalogue's photos that are available here (of one split, or all), in the
+    order of their catalogue names: the same wherever the packages holding them are installed
+    (sorting paths put a venv's photos before or after /usr/share's depending on its location,
+    which changed the first samples and so the sensitivity samples of a calibration).
 
     A source that is not installed is skipped; ``strict=True`` (or nothing found at all) raises
     :class:`DataError` naming what to install.
     """
-    return sorted(path for _, path in available_photos(split, strict))
+    return [path for _, path in sorted(available_photos(split, strict), key=lambda e: e[0].name)]
 
 
 def available_photos(split: str | None = None, strict: bool = False) -> list[tuple[Photo, Path]]:
@@ -201,7 +204,7 @@ def photo_batch(
 ) -> Iterator[np.ndarray]:
     """Yield preprocessed arrays ``[<=batch_size, C, H, W]`` of the split's photos and their views.
 
-    Photos come in sorted path order, each followed by its views; ``limit`` keeps the first photos.
+    Photos come in :func:`photos` order, each followed by its views; ``limit`` keeps the first photos.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
