@@ -64,12 +64,14 @@ def prepare(name: str, calib_limit: int | None) -> dict:
             shutil.copy(zoo.onnx_path(name), fp32)
         cal = np.concatenate([np.load(f)["x"] for f in sorted((ROOT / "calibration" / "fashion_mnist").glob("*.npz"))])
         ev, labels = zoo.fashion_mnist("test")  # the whole test set: 5000 images left a 3-image gap within noise
-        # every Fashion-MNIST image the calibration did not see, for disagreement counts with less noise
+    if calib_limit:
+        cal = cal[:calib_limit]
+    wide = None
+    if labels is not None:
+        # every Fashion-MNIST image the calibration did not see, for flip counts with less noise
         seen = {x.tobytes() for x in cal}
         train = zoo.fashion_mnist("train")[0]
         wide = np.concatenate([train[[x.tobytes() not in seen for x in train]], ev])
-    if calib_limit:
-        cal = cal[:calib_limit]
     import onnx
 
     input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
@@ -80,8 +82,7 @@ def prepare(name: str, calib_limit: int | None) -> dict:
     for k in range(0, len(cal), CALIB_BATCH):
         np.savez(npz_dir / f"{k // CALIB_BATCH:04d}.npz", **{input_name: cal[k : k + CALIB_BATCH]})
     np.savez(d / "calib_all.npz", **{input_name: cal})
-    return {"name": name, "dir": d, "fp32": fp32, "input": input_name, "calib": cal, "eval": ev, "labels": labels,
-            "wide": wide if name != "effnet" else None}
+    return {"name": name, "dir": d, "fp32": fp32, "input": input_name, "calib": cal, "eval": ev, "labels": labels, "wide": wide}
 
 
 def _export_effnet(path: Path) -> None:
@@ -182,16 +183,7 @@ def timed(cmd: list[str], log: Path) -> tuple[float, int]:
 def evaluate(m: dict, path: Path, ref: np.ndarray | None, simulate: bool = True) -> tuple[dict, np.ndarray]:
     """Accuracy against FP32. ``simulate``: Q/DQ computed in float (ORT_ENABLE_BASIC), which is
     what TensorRT computes; otherwise ONNX Runtime's own INT8 kernels (what the CPU runs)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.log_severity_level = 3
-    if simulate:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    x = m["eval"]
-    out = np.concatenate([s.run(None, {m["input"]: x[i : i + 64]})[0] for i in range(0, len(x), 64)])
+    out = outputs(m, path, m["eval"], simulate, 64)
     suffix = "" if simulate else "_ortcpu"
     r = {} if not simulate else {"file_mb": round(_size(path) / 1e6, 2)}
     if m["labels"] is not None:
@@ -205,15 +197,16 @@ def evaluate(m: dict, path: Path, ref: np.ndarray | None, simulate: bool = True)
     return r, out
 
 
-def top1(m: dict, path: Path, x: np.ndarray) -> np.ndarray:
-    """Top-1 classes of ``path`` on ``x`` with exact Q/DQ arithmetic (as :func:`evaluate`)."""
+def outputs(m: dict, path: Path, x: np.ndarray, simulate: bool = True, batch: int = 1000) -> np.ndarray:
+    """The first output of ``path`` on ``x`` (2 threads; ``simulate`` as in :func:`evaluate`)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
     so.intra_op_num_threads, so.log_severity_level = 2, 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    if simulate:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return np.concatenate([s.run(None, {m["input"]: x[i : i + 1000]})[0].argmax(1) for i in range(0, len(x), 1000)])
+    return np.concatenate([s.run(None, {m["input"]: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def _size(path: Path) -> int:
@@ -280,7 +273,7 @@ def main() -> None:
                     res["tools"][t]["wall_vs_ours"] = round(min(walls[t]) / min(walls["ours"]), 2)
         fp32_eval, ref = evaluate(m, m["fp32"], None)
         res["fp32"] = fp32_eval
-        wide_ref = top1(m, m["fp32"], m["wide"]) if m["wide"] is not None else None
+        wide_ref = outputs(m, m["fp32"], m["wide"]).argmax(1) if m["wide"] is not None else None
         if wide_ref is not None:
             res["wide_samples"] = int(len(wide_ref))
         models = {"fp32": m["fp32"]}
@@ -289,7 +282,7 @@ def main() -> None:
                 res["tools"][t].update(evaluate(m, outs[t], ref)[0])
                 res["tools"][t].update(evaluate(m, outs[t], ref, simulate=False)[0])
                 if wide_ref is not None:
-                    res["tools"][t]["disagreements_wide"] = int(np.sum(top1(m, outs[t], m["wide"]) != wide_ref))
+                    res["tools"][t]["disagreements_wide"] = int(np.sum(outputs(m, outs[t], m["wide"]).argmax(1) != wide_ref))
                 models[t] = outs[t]
         if not args.no_latency:
             for b in (1, 32):
