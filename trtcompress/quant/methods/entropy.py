@@ -17,6 +17,8 @@ from prefix sums at the level boundaries): O(levels) per candidate, all candidat
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ...errors import ConfigError
@@ -34,6 +36,20 @@ SMOOTHING = 1e-4
 ZERO_MODES = ("keep", "drop", "damp")
 
 
+@functools.lru_cache(maxsize=16)
+def _levels(nb: int, levels: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Candidates and, per candidate, its levels' first and end bins and the level of its last bin
+    (they depend only on the sizes, and every tensor of a model has about 2048 bins)."""
+    cand = np.arange(start, nb + 1, dtype=np.int64)
+    j = np.arange(levels + 1, dtype=np.int64)
+    # level j of candidate i holds bins [ceil(j*i/levels), ceil((j+1)*i/levels))
+    bounds = (cand[:, None] * j[None, :] + levels - 1) // levels
+    out = cand, np.ascontiguousarray(bounds[:, :-1]), np.ascontiguousarray(bounds[:, 1:]), ((cand - 1) * levels) // cand
+    for a in out:
+        a.flags.writeable = False  # shared by every call
+    return out
+
+
 def kl_divergences(counts: np.ndarray, num_quantized_bins: int = 128, start_bin: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidates ``i`` and KL(P_i || Q_i) for each, as two arrays (``inf`` where undefined)."""
     c = np.asarray(counts, np.float64)
@@ -44,7 +60,7 @@ def kl_divergences(counts: np.ndarray, num_quantized_bins: int = 128, start_bin:
         return np.zeros(0, np.int64), np.zeros(0)
     if nb <= start:
         return np.array([nb]), np.array([0.0])
-    cand = np.arange(start, nb + 1, dtype=np.int64)
+    cand, lo, hi, jl = _levels(nb, levels, start)
     nz = c > 0
     C = np.concatenate(([0.0], np.cumsum(c)))
     Z = np.concatenate(([0], np.cumsum(nz)))
@@ -53,13 +69,15 @@ def kl_divergences(counts: np.ndarray, num_quantized_bins: int = 128, start_bin:
     CL = np.concatenate(([0.0], np.cumsum(clogc)))
     total = C[-1]
 
-    # level j of candidate i holds bins [ceil(j*i/levels), ceil((j+1)*i/levels))
-    j = np.arange(levels + 1, dtype=np.int64)
-    bounds = (cand[:, None] * j[None, :] + levels - 1) // levels
-    mass = C[bounds[:, 1:]] - C[bounds[:, :-1]]
-    nonempty = Z[bounds[:, 1:]] - Z[bounds[:, :-1]]
+    mass = C[hi]
+    mass -= C[lo]
+    nonempty = Z[hi]
+    nonempty -= Z[lo]
     with np.errstate(divide="ignore", invalid="ignore"):
-        level_terms = np.where(mass > 0, mass * np.log(mass / nonempty), 0.0)
+        level_terms = mass / nonempty
+        np.log(level_terms, out=level_terms)
+        level_terms *= mass
+    np.nan_to_num(level_terms, copy=False, nan=0.0)  # an empty level (0 * log(0/0)) adds nothing
     qlog_sum = level_terms.sum(axis=1)  # sum over b < i of c_b log q_b
 
     last = cand - 1
@@ -69,7 +87,6 @@ def kl_divergences(counts: np.ndarray, num_quantized_bins: int = 128, start_bin:
     c_i = C[cand]  # mass of Q before normalisation
     pre = C[last]  # mass of bins before the last
     rows = np.arange(cand.size)
-    jl = (last * levels) // cand
     with np.errstate(divide="ignore", invalid="ignore"):
         q_last = mass[rows, jl] / nonempty[rows, jl]
         log_q_last = np.where(c_last > 0, np.log(q_last), np.log(SMOOTHING))
