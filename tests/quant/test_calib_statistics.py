@@ -72,7 +72,7 @@ def test_batch_size_and_order_do_not_change_statistics(small_model, samples):
     for bs in (4, 7, 24):
         assert collect_statistics(small_model, TENSORS, ListSource(batches(samples, bs)), QUIET) == ref
     perm = np.random.default_rng(0).permutation(len(samples))
-    shuffled = collect_statistics(small_model, TENSORS, ListSource(batches(samples[perm], 5)), CollectConfig(progress=False, overlap=False, kernel="numpy"))
+    shuffled = collect_statistics(small_model, TENSORS, ListSource(batches(samples[perm], 5)), CollectConfig(progress=False, overlap=True, kernel="numpy"))
     assert shuffled == ref
     assert ref.num_samples == len(samples)
 
