@@ -21,7 +21,6 @@ _EXTRAS = {
     "pycuda": "trt",
     "tqdm": "core",
     "PIL": "core",
-    "numba": "fast",
 }
 
 

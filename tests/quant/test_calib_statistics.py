@@ -27,10 +27,14 @@ def test_histogram_counts_match_direct_binning():
     assert h.zeros == 100 and h.total == x.size and h.amax == np.abs(x).max()
 
 
-@pytest.mark.parametrize("kernel", ["numpy", "numba"])
+def test_compiled_kernel_is_built():
+    # scripts/setup.sh builds it (setup.py, optional only for installs without a C compiler)
+    assert _kernels.have_compiled(), "trtcompress/quant/_count.c was not built: install a C compiler and rerun scripts/setup.sh"
+    assert _kernels.resolve("auto") == "compiled"
+
+
+@pytest.mark.parametrize("kernel", ["numpy", "compiled"])
 def test_growing_range_regroups_exactly(kernel):
-    if kernel == "numba" and not _kernels.have_numba():
-        pytest.skip("numba not installed")
     rng = np.random.default_rng(1)
     parts = [rng.standard_normal(5000).astype(np.float32) * s for s in (0.01, 1.0, 0.2, 300.0, 5.0)]
     one = AbsHistogram(bins=512)
@@ -43,14 +47,27 @@ def test_growing_range_regroups_exactly(kernel):
 
 
 def test_kernels_agree():
-    if not _kernels.have_numba():
-        pytest.skip("numba not installed")
     rng = np.random.default_rng(2)
-    for x in (rng.standard_normal(10_001).astype(np.float32), rng.exponential(size=999) * 1e-30, np.zeros(10, np.float32)):
+    relu = np.maximum(rng.standard_normal(100_003).astype(np.float32), 0)
+    # a huge value next to subnormals: scaled by 2**-114 they underflow to 0 yet are not zeros
+    tiny = np.array([3e38, 1e-45, -1e-40, 0.0, 1e-38], np.float32)
+    for x in (rng.standard_normal(10_001).astype(np.float32), rng.exponential(size=999) * 1e-30, np.zeros(10, np.float32), relu, tiny):
         a, b = AbsHistogram(), AbsHistogram()
         a.add(x, kernel="numpy")
-        b.add(x, kernel="numba")
+        b.add(x, kernel="compiled")
         assert a == b
+    assert b.zeros == 1
+
+
+def test_compiled_kernel_refuses_values_outside_the_bins_and_leaves_counts():
+    counts = np.zeros(8, np.int64)
+    with pytest.raises(ValueError, match="2 values are NaN or fall outside the 8 bins"):
+        _kernels.count_compiled(np.array([1.0, 9.0, np.nan, 0.0], np.float32), np.float32(1.0), counts)
+    assert not counts.any()
+    assert _kernels.count_compiled(np.array([0.5, -7.9, 0.0]), np.float64(1.0), counts) == 1  # float64
+    assert counts.tolist() == [2, 0, 0, 0, 0, 0, 0, 1]
+    with pytest.raises(TypeError, match="float32 or float64"):
+        _kernels.count_compiled(np.ones(3, np.int32), np.float32(1.0), counts)
 
 
 def test_nonfinite_values_are_counted_apart():
@@ -176,10 +193,8 @@ def test_methods_on_real_statistics(small_model, samples, method, opts):
             assert clipped >= 0.005 or table.amax[t] == stats.histograms[t].amax
 
 
-def test_numba_collection_equals_numpy(small_model, samples):
-    if not _kernels.have_numba():
-        pytest.skip("numba not installed")
+def test_compiled_collection_equals_numpy(small_model, samples):
     src = ListSource(batches(samples, 5))
-    a = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numpy"))
-    b = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numba", workers=2))
-    assert a == b
+    a = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numpy", workers=1))
+    b = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="compiled", workers=2))
+    assert a == b and (a.kernel, b.kernel) == ("numpy", "compiled")

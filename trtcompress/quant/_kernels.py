@@ -1,22 +1,22 @@
-"""Counting |x| into histogram bins: a fused numba kernel when numba is installed, numpy otherwise.
+"""Counting |x| into histogram bins: the compiled kernel (``_count.c``, built with the package
+when a C compiler is there), numpy otherwise.
 
 Both compute ``bin = floor(|x| * scale)`` (exact: ``scale`` is a power of two) and return the
-number of exact zeros, so the choice never changes a result, only the speed: the numpy path
-makes five passes over the data and holds the GIL in ``bincount``; the numba kernel makes one
-and releases the GIL, so several tensors are counted at once while ONNX Runtime runs.
+number of exact zeros, so the choice never changes a result, only the speed: numpy makes five
+passes over the data and holds the GIL in ``bincount``; the compiled kernel makes one, about 3x
+faster, and releases the GIL, so the calibration's workers count several tensors at once.
 """
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["get", "have_numba", "KERNELS"]
+__all__ = ["get", "resolve", "have_compiled", "KERNELS"]
 
-KERNELS = ("auto", "numba", "numpy")
+KERNELS = ("auto", "compiled", "numpy")
 Count = Callable[[np.ndarray, np.generic, np.ndarray, "np.ndarray | None"], int]
 
 
@@ -33,39 +33,34 @@ def count_numpy(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: n
     return zeros
 
 
-_numba_count: Count | None = None
-_lock = threading.Lock()
+def count_compiled(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: np.ndarray | None = None) -> int:
+    from . import _count
+
+    return _count.count_abs(a, float(scale), counts)
 
 
-def _build_numba() -> Count:
-    from ._numba_count import count_abs
-
-    def count(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: np.ndarray | None = None) -> int:
-        return int(count_abs(a, scale, counts))
-
-    return count
-
-
-def have_numba() -> bool:
+def have_compiled() -> bool:
     try:
-        import numba  # noqa: F401
-    except Exception:
+        from . import _count  # noqa: F401
+    except ImportError:
         return False
     return True
 
 
-def get(kernel: str = "auto") -> Count:
-    """The counting function for ``kernel`` (auto: numba when installed)."""
-    global _numba_count
+def resolve(kernel: str = "auto") -> str:
+    """The kernel ``kernel`` names (``auto``: compiled when built, else numpy)."""
     if kernel not in KERNELS:
         raise ConfigError(f"kernel must be one of {', '.join(KERNELS)}, got {kernel!r}")
-    if kernel == "numpy" or (kernel == "auto" and not have_numba()):
-        return count_numpy
-    if kernel == "numba" and not have_numba():
-        from .._optional import require
+    if kernel == "auto":
+        return "compiled" if have_compiled() else "numpy"
+    if kernel == "compiled" and not have_compiled():
+        raise ConfigError(
+            "the compiled counting kernel was not built in this installation (no C compiler at install time); "
+            "reinstall trtcompress where a C compiler is available, or use the numpy kernel"
+        )
+    return kernel
 
-        require("numba", "the fast calibration kernel")
-    with _lock:
-        if _numba_count is None:
-            _numba_count = _build_numba()
-    return _numba_count
+
+def get(kernel: str = "auto") -> Count:
+    """The counting function for ``kernel``."""
+    return count_compiled if resolve(kernel) == "compiled" else count_numpy

@@ -36,10 +36,6 @@ from .table import CalibrationTable
 
 __all__ = ["CollectConfig", "collect_statistics", "compute_amax", "calibrate"]
 
-# Above this many values in the whole pass, the numba kernel (when installed) replaces numpy.
-AUTO_NUMBA_ELEMENTS = 200_000_000
-
-
 @dataclasses.dataclass(frozen=True)
 class CollectConfig(Config):
     """How statistics are collected.
@@ -49,9 +45,9 @@ class CollectConfig(Config):
     ``overlap``: run the model on the next batch while the current one is histogrammed (off by
     default: counting already keeps ``workers`` threads busy, and on 2 cores the overlap made
     EfficientNet-Lite0's pass 0.3-0.5 s slower while the Fashion models gained nothing).
-    ``kernel``: how values are counted (``auto``: numba when installed, else numpy; same result).
-    ``workers``: threads counting tensors at once (the numba kernel releases the GIL, numpy in all
-    but ``bincount``).
+    ``kernel``: how values are counted (``auto``: the compiled kernel when built, else numpy; same
+    result). ``workers``: threads counting tensors at once (the compiled kernel releases the GIL,
+    numpy in all but ``bincount``).
     """
 
     bins: int = DEFAULT_BINS
@@ -103,11 +99,7 @@ def collect_statistics(
         source = rebatch(source, fixed_batch)
     total = _length(source)
     tqdm = require("tqdm").tqdm
-    if config.kernel == "numba":
-        _kernels.get("numba")  # fails early when numba was asked for and is missing
-    # "auto" picks numba (loading it costs about a second) once the first batch shows that the
-    # pass is big enough for that to pay off, numpy otherwise.
-    kernel = "numpy" if config.kernel == "auto" else config.kernel
+    kernel = _kernels.resolve(config.kernel)
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(config.workers) as pool:
         passes = _Passes(proto, counted, {t: bounds[t] for t in tensors if t in bounds}, base_dir, config, stack)
         bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
@@ -123,13 +115,9 @@ def collect_statistics(
                     if not math.isfinite(m):
                         raise DataError(f"tensor {name!r} is NaN or Inf on calibration batch {stats.num_batches}; check the model and this data")
                     stats.maxima[name] = max(stats.maxima[name], m)
-                if config.kernel == "auto" and stats.num_batches == 0:
-                    per_batch = sum(int(v.size) for v in outputs)
-                    if per_batch * (total or 1000) >= AUTO_NUMBA_ELEMENTS and _kernels.have_numba():
-                        kernel = "numba"
                 if config.workers > 1:
-                    # largest first, so the workers finish together; the numba kernel releases the
-                    # GIL throughout, numpy's passes all but bincount
+                    # largest first, so the workers finish together; the compiled kernel releases
+                    # the GIL throughout, numpy's passes all but bincount
                     order = sorted(range(len(counted)), key=lambda k: -outputs[k].size)
                     jobs = [pool.submit(_count, stats.histograms[counted[k]], outputs[k], kernel, scratch) for k in order]
                     for job in jobs:

@@ -67,8 +67,8 @@ class AbsHistogram:
     def add(self, x: np.ndarray, scratch: np.ndarray | None = None, kernel: str = "auto") -> None:
         """Count the values of ``x`` (any shape, float dtype).
 
-        ``kernel``: ``numba`` (one fused pass, releases the GIL), ``numpy`` (several vectorised
-        passes; ``scratch`` is a reusable float buffer), or ``auto`` (numba when installed).
+        ``kernel``: ``compiled`` (one pass, releases the GIL), ``numpy`` (several vectorised
+        passes; ``scratch`` is a reusable float buffer), or ``auto`` (compiled when built).
         Both give identical counts.
         """
         a = np.asarray(x)
