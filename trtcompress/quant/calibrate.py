@@ -336,7 +336,7 @@ class _Passes:
 
     def __init__(self, proto, counted: list[str], bounds: dict[str, float | None], base_dir, config: CollectConfig, stack: contextlib.ExitStack):
         self.proto, self.counted, self.bounds, self.base_dir, self.config, self.stack = proto, counted, bounds, base_dir, config, stack
-        self.types = _elem_types(proto)
+        self.types = _elem_types(proto, counted + list(bounds))
         self.rebuilds = 0
         self._build(list(bounds))
 
@@ -359,9 +359,12 @@ def _has_external_data(m: onnx.ModelProto) -> bool:
     return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(m))
 
 
-def _elem_types(m: onnx.ModelProto) -> dict[str, int]:
-    """Element types of graph tensors (from shape inference where it works)."""
+def _elem_types(m: onnx.ModelProto, needed: Iterable[str]) -> dict[str, int]:
+    """Element types of graph tensors, from shape inference when the model does not already give
+    every ``needed`` one."""
     types = {vi.name: vi.type.tensor_type.elem_type for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output)}
+    if all(types.get(t) for t in needed):
+        return types
     try:
         inferred = onnx.shape_inference.infer_shapes(m)
         types.update({vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info})

@@ -77,7 +77,7 @@ def kl_divergences(counts: np.ndarray, num_quantized_bins: int = 128, start_bin:
         level_terms = mass / nonempty
         np.log(level_terms, out=level_terms)
         level_terms *= mass
-    np.nan_to_num(level_terms, copy=False, nan=0.0)  # an empty level (0 * log(0/0)) adds nothing
+    level_terms[np.isnan(level_terms)] = 0.0  # an empty level (0 * log(0/0)) adds nothing
     qlog_sum = level_terms.sum(axis=1)  # sum over b < i of c_b log q_b
 
     last = cand - 1
