@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -209,6 +210,15 @@ def outputs(m: dict, path: Path, x: np.ndarray, simulate: bool = True, batch: in
     return np.concatenate([s.run(None, {m["input"]: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
 
 
+def sign_test(ours: np.ndarray, peer: np.ndarray) -> dict:
+    """Images only ours flips, images only the peer flips, and the exact two-sided sign test's p
+    (McNemar's exact test): how likely so uneven a split is if both tools flipped as often."""
+    b, c = int(np.sum(ours & ~peer)), int(np.sum(peer & ~ours))
+    n = b + c
+    p = min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n) if n else 1.0
+    return {"only_ours": b, "only_peer": c, "p": float(f"{p:.2g}")}
+
+
 def _size(path: Path) -> int:
     from trtcompress.model_io import file_size
 
@@ -277,13 +287,19 @@ def main() -> None:
         if wide_ref is not None:
             res["wide_samples"] = int(len(wide_ref))
         models = {"fp32": m["fp32"]}
+        flips: dict[str, np.ndarray] = {}
         for t in tools:
             if outs[t].exists() and res["tools"][t]["rc"] == 0:
                 res["tools"][t].update(evaluate(m, outs[t], ref)[0])
                 res["tools"][t].update(evaluate(m, outs[t], ref, simulate=False)[0])
                 if wide_ref is not None:
-                    res["tools"][t]["disagreements_wide"] = int(np.sum(outputs(m, outs[t], m["wide"]).argmax(1) != wide_ref))
+                    flips[t] = outputs(m, outs[t], m["wide"]).argmax(1) != wide_ref
+                    res["tools"][t]["disagreements_wide"] = int(flips[t].sum())
                 models[t] = outs[t]
+        if "ours" in flips:
+            for t in flips:
+                if t != "ours":
+                    res["tools"][t]["flips_against_ours"] = sign_test(flips["ours"], flips[t])
         if not args.no_latency:
             for b in (1, 32):
                 ms = latency(models, b)
@@ -315,7 +331,11 @@ def markdown(paths: list[str]) -> str:
                 acc = x.get(acc_key, x.get("top1_agreement", "n/a"))
                 cpu = x.get(acc_key + "_ortcpu", "n/a")
                 fidelity = f"{x.get('top1_agreement', 'n/a')} / {x.get('logit_sqnr_db', 'n/a')}"
-                rows.append(f"| | {t} | {min(x['wall_s'])} | {x.get('wall_vs_ours', '')} | {acc} | {fidelity} | {x.get('disagreements_wide', '')} | {cpu} | "
+                flips = str(x.get("disagreements_wide", ""))
+                if "flips_against_ours" in x:
+                    st = x["flips_against_ours"]
+                    flips += f" ({st['only_peer']} not flipped by ours, {st['only_ours']} the other way; p {st['p']})"
+                rows.append(f"| | {t} | {min(x['wall_s'])} | {x.get('wall_vs_ours', '')} | {acc} | {fidelity} | {flips} | {cpu} | "
                             f"{x.get('speedup_b1', 'n/a')} / {x.get('speedup_b32', 'n/a')} | {x.get('file_mb', 'n/a')} |")
     return "\n".join(rows)
 
