@@ -71,6 +71,9 @@ def _session(model: onnx.ModelProto, threads: int = 0):
     if threads:
         so.intra_op_num_threads = threads
     so.log_severity_level = 3
+    # each session runs a few batches between numpy work on the same cores: workers spinning
+    # after a run would take those cores
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 
