@@ -36,10 +36,17 @@ SMOOTHING = 1e-4
 ZERO_MODES = ("keep", "drop", "damp")
 
 
-@functools.lru_cache(maxsize=16)
 def _levels(nb: int, levels: int, start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Candidates and, per candidate, its levels' first and end bins and the level of its last bin
-    (they depend only on the sizes, and every tensor of a model has about 2048 bins)."""
+    """Candidates ``start..nb`` and, per candidate, its levels' first and end bins and the level of
+    its last bin. A candidate's levels do not depend on ``nb``, so one table (built for 2048 bins,
+    the methods' default) serves every tensor as a view of its first rows."""
+    cand, lo, hi, last = _level_table(levels, start, max(nb, 2048))
+    n = nb - start + 1
+    return cand[:n], lo[:n], hi[:n], last[:n]
+
+
+@functools.lru_cache(maxsize=8)
+def _level_table(levels: int, start: int, nb: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     cand = np.arange(start, nb + 1, dtype=np.int64)
     j = np.arange(levels + 1, dtype=np.int64)
     # level j of candidate i holds bins [ceil(j*i/levels), ceil((j+1)*i/levels))
