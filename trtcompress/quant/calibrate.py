@@ -119,12 +119,12 @@ def collect_statistics(
                     # largest first, so the workers finish together; the compiled kernel releases
                     # the GIL throughout, numpy's passes all but bincount
                     order = sorted(range(len(counted)), key=lambda k: -outputs[k].size)
-                    jobs = [pool.submit(_count, stats.histograms[counted[k]], outputs[k], kernel, scratch) for k in order]
+                    jobs = [pool.submit(_add_to_histogram, stats.histograms[counted[k]], outputs[k], kernel, scratch) for k in order]
                     for job in jobs:
                         job.result()
                 else:
                     for name, value in zip(counted, outputs):
-                        _count(stats.histograms[name], value, kernel, scratch)
+                        _add_to_histogram(stats.histograms[name], value, kernel, scratch)
                 del outputs, got
                 passes.update(stats.maxima)
                 stats.num_samples += n
@@ -139,7 +139,7 @@ def collect_statistics(
     return stats
 
 
-def _count(hist, value: np.ndarray, kernel: str, scratch: threading.local) -> None:
+def _add_to_histogram(hist, value: np.ndarray, kernel: str, scratch: threading.local) -> None:
     buf = None
     if kernel == "numpy" and value.dtype == np.float32:
         buf = getattr(scratch, "buf", None)
