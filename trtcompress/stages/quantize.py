@@ -21,7 +21,7 @@ from ..data.preprocess import PreprocessConfig
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
-from ..quant.graph import node_names
+from ..quant.graph import GraphIndex, node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
@@ -124,14 +124,13 @@ def calibration_batch(model: onnx.ModelProto, tensors: list[str], config: Quanti
     """``config.batch``, or the batch the budget allows for ``tensors`` (``model`` shape-inferred)."""
     if config.batch:
         return config.batch
-    known = {vi.name: vi.type.tensor_type for vi in list(model.graph.value_info) + list(model.graph.input) + list(model.graph.output)}
+    shapes = GraphIndex(model).shape
     per_sample = 0
     for name in tensors:
-        t = known.get(name)
-        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in t.shape.dim[1:]] if t is not None and t.HasField("shape") else [0]
-        if not all(dims):
+        shape = shapes.get(name)
+        if shape is None or not all(shape[1:]):  # unknown, or a dynamic / zero dimension
             return DEFAULT_BATCH
-        per_sample += 4 * int(np.prod(dims))
+        per_sample += 4 * int(np.prod(shape[1:]))
     return max(DEFAULT_BATCH, min(AUTO_BATCH_MAX, ACTIVATION_BUDGET // max(per_sample, 1)))
 
 
