@@ -8,6 +8,7 @@ faster, and releases the GIL, so the calibration's workers count several tensors
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import numpy as np
@@ -33,18 +34,23 @@ def count_numpy(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: n
     return zeros
 
 
-def count_compiled(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: np.ndarray | None = None) -> int:
-    from . import _count
+@functools.cache
+def _compiled():
+    """The built extension, or None (looked up once: a failed import would otherwise be retried
+    for every tensor of every batch)."""
+    try:
+        from . import _count
+    except ImportError:
+        return None
+    return _count
 
-    return _count.count_abs(a, float(scale), counts)
+
+def count_compiled(a: np.ndarray, scale: np.generic, counts: np.ndarray, scratch: np.ndarray | None = None) -> int:
+    return _compiled().count_abs(a, float(scale), counts)
 
 
 def have_compiled() -> bool:
-    try:
-        from . import _count  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return _compiled() is not None
 
 
 def resolve(kernel: str = "auto") -> str:
