@@ -64,6 +64,11 @@ def test_compiled_kernel_refuses_values_outside_the_bins_and_leaves_counts():
     with pytest.raises(ValueError, match="2 values are NaN or fall outside the 8 bins"):
         _kernels.count_compiled(np.array([1.0, 9.0, np.nan, 0.0], np.float32), np.float32(1.0), counts)
     assert not counts.any()
+    late = np.full(1500, 0.5, np.float32)  # in a later block of the kernel's than the first
+    late[1000] = -8.0
+    with pytest.raises(ValueError, match="1 values"):
+        _kernels.count_compiled(late, np.float32(1.0), counts)
+    assert not counts.any()
     assert _kernels.count_compiled(np.array([0.5, -7.9, 0.0]), np.float64(1.0), counts) == 1  # float64
     assert counts.tolist() == [2, 0, 0, 0, 0, 0, 0, 1]
     with pytest.raises(TypeError, match="float32 or float64"):

@@ -3,9 +3,11 @@
  * at once. Same result as the numpy path in _kernels.py: scale is a power of two, so the product
  * is exact in the input's own precision and truncation is the floor.
  *
- * Four sub-histograms of uint32 take consecutive values: a ReLU output repeats bin 0 at random,
- * and one table would make each increment wait for the previous one to the same bin. They are
- * folded into int64 every 2**30 values, before a uint32 could overflow.
+ * Each block of values first gets its bins (a loop the compiler vectorises: abs, scale, compare,
+ * truncate), then four sub-histograms of uint32 take consecutive values: a ReLU output repeats bin
+ * 0 at random, and one table would make each increment wait for the previous one to the same bin.
+ * A value outside the bins (or NaN) goes to a spare bin past the end, counted but never folded.
+ * The sub-histograms are folded into int64 every 2**30 values, before a uint32 could overflow.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -15,26 +17,41 @@
 #include <string.h>
 
 #define LANES 4
+#define BLOCK 512
 #define FOLD_EVERY ((Py_ssize_t)1 << 30)
 
-#define COUNT_LOOP(T, ABS)                                                              \
-    do {                                                                                \
-        const T *x = (const T *)xs.buf;                                                 \
-        const T s = (T)scale, top = (T)nb;                                              \
-        for (Py_ssize_t start = 0; start < n; start += FOLD_EVERY) {                    \
-            Py_ssize_t end = n - start > FOLD_EVERY ? start + FOLD_EVERY : n;           \
-            for (Py_ssize_t i = start; i < end; i++) {                                  \
-                T a = ABS(x[i]), p = a * s;                                             \
-                int ok = p < top; /* false for NaN too */                               \
-                zeros += a == 0; /* before scaling: a tiny value may underflow to 0 */  \
-                bad += !ok;                                                             \
-                lanes[(i & (LANES - 1)) * nb + (ok ? (Py_ssize_t)p : 0)] += ok;         \
-            }                                                                           \
-            for (Py_ssize_t b = 0; b < nb; b++) {                                       \
-                for (int k = 0; k < LANES; k++) acc[b] += lanes[k * nb + b];            \
-            }                                                                           \
-            memset(lanes, 0, LANES * nb * sizeof(uint32_t));                            \
-        }                                                                               \
+#define COUNT_LOOP(T, ABS)                                                                   \
+    do {                                                                                     \
+        const T *x = (const T *)xs.buf;                                                      \
+        const T s = (T)scale, top = (T)nb;                                                   \
+        int32_t bin[BLOCK];                                                                  \
+        uint32_t *l0 = lanes, *l1 = l0 + stride, *l2 = l1 + stride, *l3 = l2 + stride;        \
+        for (Py_ssize_t start = 0; start < n; start += FOLD_EVERY) {                         \
+            Py_ssize_t end = n - start > FOLD_EVERY ? start + FOLD_EVERY : n;                \
+            for (Py_ssize_t i = start; i < end; i += BLOCK) {                                \
+                const int m = end - i < BLOCK ? (int)(end - i) : BLOCK;                      \
+                int z = 0, out = 0;                                                          \
+                for (int j = 0; j < m; j++) {                                                \
+                    T a = ABS(x[i + j]), p = a * s;                                          \
+                    int ok = p < top; /* false for NaN too */                                \
+                    z += a == 0; /* before scaling: a tiny value may underflow to 0 */       \
+                    out += !ok;                                                              \
+                    bin[j] = ok ? (int32_t)p : (int32_t)nb;                                  \
+                }                                                                            \
+                zeros += z;                                                                  \
+                bad += out;                                                                  \
+                int j = 0;                                                                   \
+                for (; j + LANES <= m; j += LANES) {                                         \
+                    l0[bin[j]]++;                                                            \
+                    l1[bin[j + 1]]++;                                                        \
+                    l2[bin[j + 2]]++;                                                        \
+                    l3[bin[j + 3]]++;                                                        \
+                }                                                                            \
+                for (; j < m; j++) l0[bin[j]]++;                                             \
+            }                                                                                \
+            for (Py_ssize_t b = 0; b < nb; b++) acc[b] += (int64_t)l0[b] + l1[b] + l2[b] + l3[b]; \
+            memset(lanes, 0, LANES * stride * sizeof(uint32_t));                             \
+        }                                                                                    \
     } while (0)
 
 static PyObject *count_abs(PyObject *self, PyObject *args) {
@@ -62,7 +79,8 @@ static PyObject *count_abs(PyObject *self, PyObject *args) {
     int64_t *counts = (int64_t *)cs.buf;
     /* lanes fold into acc, and acc into counts only when every value fitted: an error leaves
        counts as they were */
-    uint32_t *lanes = calloc((size_t)(LANES * nb + 1), sizeof(uint32_t));
+    Py_ssize_t stride = nb + 1; /* the spare bin */
+    uint32_t *lanes = calloc((size_t)(LANES * stride), sizeof(uint32_t));
     int64_t *acc = calloc((size_t)(nb + 1), sizeof(int64_t));
     if (!lanes || !acc) {
         free(lanes);
