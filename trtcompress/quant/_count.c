@@ -76,6 +76,10 @@ static PyObject *count_abs(PyObject *self, PyObject *args) {
         goto done;
     }
     Py_ssize_t n = xs.len / xs.itemsize, nb = cs.len / 8;
+    if (nb >= INT32_MAX) { /* bins are int32 within a block */
+        PyErr_SetString(PyExc_ValueError, "too many bins for the compiled kernel (at most 2**31 - 2)");
+        goto done;
+    }
     int64_t *counts = (int64_t *)cs.buf;
     /* lanes fold into acc, and acc into counts only when every value fitted: an error leaves
        counts as they were */

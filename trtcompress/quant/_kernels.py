@@ -3,7 +3,7 @@ when a C compiler is there), numpy otherwise.
 
 Both compute ``bin = floor(|x| * scale)`` (exact: ``scale`` is a power of two) and return the
 number of exact zeros, so the choice never changes a result, only the speed: numpy makes five
-passes over the data and holds the GIL in ``bincount``; the compiled kernel makes one, about 3x
+passes over the data and holds the GIL in ``bincount``; the compiled kernel makes one, about 5x
 faster, and releases the GIL, so the calibration's workers count several tensors at once.
 """
 from __future__ import annotations
