@@ -18,8 +18,8 @@ def test_backends_are_registered():
 def test_onnxrt_runner_interface(tiny_model):
     runner = make_runner(tiny_model, options=RunnerOptions(threads=1, optimization="basic"))
     with runner:
-        meta = runner.get_input_metadata()
-        assert list(meta.keys()) == ["x"]
+        meta = runner.get_input_metadata(use_numpy_dtypes=False)  # Polygraphy DataTypes (numpy's are deprecated)
+        assert list(meta.keys()) == ["x"] and meta["x"].dtype.numpy() == np.float32
         out = runner.infer({"x": np.zeros((2, 3, 16, 16), np.float32)})
         assert out["logits"].shape == (2, 5) and runner.last_inference_time() > 0
 
