@@ -166,17 +166,17 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) 
 
 
 def _scales_summary(table: CalibrationTable, tensors: list[str]) -> dict[str, Any]:
-    values = np.sort([table.amax[t] for t in tensors if t in table.amax])
-    if values.size == 0:
+    pairs = sorted((float(table.amax[t]), t) for t in tensors if t in table.amax)
+    if not pairs:
         return {"tensors": 0}
-    mid = values.size // 2  # the median without np.median, whose first call imports numpy.ma
+    mid = len(pairs) // 2  # the median by hand: np.median's first call imports numpy.ma
     return {
-        "tensors": int(values.size),
-        "amax_min": float(values.min()),
-        "amax_median": float(values[mid] + values[~mid]) / 2,
-        "amax_max": float(values.max()),
-        "smallest": sorted(((table.amax[t], t) for t in tensors if t in table.amax))[:3],
-        "largest": sorted(((table.amax[t], t) for t in tensors if t in table.amax), reverse=True)[:3],
+        "tensors": len(pairs),
+        "amax_min": pairs[0][0],
+        "amax_median": (pairs[mid][0] + pairs[~mid][0]) / 2,
+        "amax_max": pairs[-1][0],
+        "smallest": pairs[:3],
+        "largest": pairs[::-1][:3],
     }
 
 

@@ -49,8 +49,9 @@ def mse(hist: AbsHistogram, num_bins: int = 2048, start_bin: int = 1) -> MethodR
     if counts.sum() == 0:
         return MethodResult(float(hist.amax))
     edges = np.arange(min(start_bin, counts.size), counts.size + 1) * width
-    cand = np.append(np.minimum(edges, hist.amax), hist.amax)  # sorted: drop repeats in place of
-    cand = cand[np.append(True, cand[1:] > cand[:-1])]  # np.unique, whose first call imports numpy.ma
+    # sorted, so repeats are dropped by comparing neighbours (np.unique's first call imports numpy.ma)
+    cand = np.append(np.minimum(edges, hist.amax), hist.amax)
+    cand = cand[np.append(True, cand[1:] > cand[:-1])]
     err = expected_mse(counts, width, cand)
     k = int(np.argmin(err))
     return MethodResult(float(cand[k]), {"mse": float(err[k] / max(counts.sum(), 1))})
