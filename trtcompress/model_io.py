@@ -11,6 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelError
+from .weightless import check_weightless, infer_weightless, is_large
 
 __all__ = [
     "load_model",
@@ -88,6 +89,8 @@ def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
         if path is not None and (_has_external(model) or model.ByteSize() > PROTOBUF_LIMIT // 2):
             # by path, so the checker finds external data beside the file
             onnx.checker.check_model(str(path))
+        elif is_large(model):
+            check_weightless(model)
         else:
             onnx.checker.check_model(model)
     except onnx.checker.ValidationError as e:
@@ -171,7 +174,7 @@ def save_model(
             raise ModelError("the model's weights are still in its external data file; pass base_dir (the source model's folder) or load it with load_external_data=True")
         onnx.external_data_helper.load_external_data_for_model(model, str(base_dir))
     if external_data is None:
-        external_data = _needs_external(model)
+        external_data = is_large(model)
     data_name = path.name + ".data"
     tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -203,20 +206,12 @@ def save_model(
     return path
 
 
-def _needs_external(model: onnx.ModelProto) -> bool:
-    return model_nbytes(model) > PROTOBUF_LIMIT - (64 << 20)
-
-
-def infer_shapes(model: onnx.ModelProto, path: str | os.PathLike | None = None) -> onnx.ModelProto:
-    """ONNX shape inference; through a file for models over the protobuf limit."""
+def infer_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference; on the weightless copy for models over the protobuf limit."""
     try:
-        if path is not None and model_nbytes(model) > PROTOBUF_LIMIT // 2:
-            out = Path(tempfile.mkdtemp()) / "inferred.onnx"
-            onnx.shape_inference.infer_shapes_path(str(path), str(out))
-            inferred = onnx.load(str(out), load_external_data=False)
-            shutil.rmtree(out.parent, ignore_errors=True)
-            return inferred
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        if not is_large(model):
+            return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        return infer_weightless(model)
     except Exception as e:
         raise ModelError(f"ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from e
 

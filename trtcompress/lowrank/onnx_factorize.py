@@ -16,6 +16,7 @@ from onnx import helper
 
 from ..errors import ConfigError, DataError
 from ..model_io import parameter_count
+from ..weightless import ort_session
 from .config import LowRankConfig
 from .flops import model_macs
 from .graph import GraphInfo
@@ -186,7 +187,7 @@ def _session(model: onnx.ModelProto):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), sess_options=so, providers=["CPUExecutionProvider"])
+    return ort_session(model, so)
 
 
 def _attach_error_probes(model: onnx.ModelProto, info: GraphInfo, layers: list[_Layer], feeds: list[Feed]) -> None:

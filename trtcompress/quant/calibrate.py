@@ -27,6 +27,8 @@ from .._optional import require
 from ..config import Config
 from ..data.base import Feed, FeedSource, model_inputs, rebatch, validate_feed
 from ..errors import ConfigError, DataError, ModelError
+from ..model_io import infer_shapes, load_model
+from ..weightless import ort_session
 from . import _kernels
 from ._kernels import KERNELS
 from .histogram import DEFAULT_BINS
@@ -231,8 +233,6 @@ def _clipped_fraction(hist, amax: float) -> float:
 def _load(model: onnx.ModelProto | str | os.PathLike) -> tuple[onnx.ModelProto, Path | None]:
     if isinstance(model, onnx.ModelProto):
         return model, None
-    from ..model_io import load_model
-
     p = Path(model)
     return load_model(p, load_external_data=False, check=False), p.parent
 
@@ -313,7 +313,7 @@ class _session:
                 onnx.save_model(m, tmp)
                 self.sess = ort.InferenceSession(tmp, so, providers=list(self.config.providers))
             else:
-                self.sess = ort.InferenceSession(m.SerializeToString(), so, providers=list(self.config.providers))
+                self.sess = ort_session(m, so, self.config.providers)
         except Exception as e:
             self._cleanup()
             raise ModelError(f"ONNX Runtime cannot load the model for calibration: {str(e).strip().splitlines()[0]}") from e
@@ -366,7 +366,7 @@ def _elem_types(m: onnx.ModelProto, needed: Iterable[str]) -> dict[str, int]:
     if all(types.get(t) for t in needed):
         return types
     try:
-        inferred = onnx.shape_inference.infer_shapes(m)
+        inferred = infer_shapes(m)
         types.update({vi.name: vi.type.tensor_type.elem_type for vi in inferred.graph.value_info})
     except Exception:
         pass

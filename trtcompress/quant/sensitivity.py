@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError
+from ..weightless import ort_session
 from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import write_trt_qdq
 from .table import CalibrationTable
@@ -74,7 +75,7 @@ def _session(model: onnx.ModelProto, threads: int = 0):
     # each session runs a few batches between numpy work on the same cores: workers spinning
     # after a run would take those cores
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    return ort_session(model, so)
 
 
 def _with_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
