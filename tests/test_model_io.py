@@ -156,3 +156,21 @@ def test_saving_a_model_whose_weights_are_still_on_disk(tiny_model, tmp_path):
     out = save_model(lazy, tmp_path / "b" / "m.onnx", external_data=True, base_dir=tmp_path / "a")
     a, b = load_model(tmp_path / "a" / "m.onnx"), load_model(out)
     assert [numpy_helper.to_array(t).tolist() for t in a.graph.initializer] == [numpy_helper.to_array(t).tolist() for t in b.graph.initializer]
+
+
+def test_artifacts_get_the_mode_of_an_ordinary_write(tiny_model, tmp_path):
+    """Temporary files are private (0600); the renamed artifacts must be as readable as any file
+    the user writes, for the engine builder or the Jetson that reads them under another account."""
+    from trtcompress.fileio import atomic_dir, write_json
+
+    mask = os.umask(0o022)
+    try:
+        out = save_model(load_model(tiny_model), tmp_path / "m.onnx", external_data=True)
+        table = write_json(tmp_path / "calibration.json", {"amax": {}})
+        with atomic_dir(tmp_path / "run") as d:
+            (d / "x").write_text("x")
+    finally:
+        os.umask(mask)
+    for p in (out, tmp_path / "m.onnx.data", table):
+        assert p.stat().st_mode & 0o777 == 0o644, p
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o755

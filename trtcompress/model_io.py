@@ -11,6 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelError
+from .fileio import publish_mode
 from .weightless import check_weightless, infer_weightless, is_large
 
 __all__ = [
@@ -196,9 +197,11 @@ def save_model(
             _check(onnx.load(str(tmp), load_external_data=False), tmp)
         stale = path.parent / data_name
         if (tmpdir / data_name).exists():
+            publish_mode(tmpdir / data_name)
             os.replace(tmpdir / data_name, stale)
         elif stale.exists():
             stale.unlink()
+        publish_mode(tmp)
         os.replace(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .fileio import write_json, write_text
+from .fileio import publish_mode, write_json, write_text
 
 __all__ = ["RunDir"]
 
@@ -58,6 +58,7 @@ class RunDir:
     def commit(self) -> Path:
         if self.final.exists():
             shutil.rmtree(self.final)
+        publish_mode(self.path, directory=True)
         os.replace(self.path, self.final)
         self._committed = True
         return self.final
