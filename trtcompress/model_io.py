@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from .errors import ModelError
 from .fileio import publish_mode
-from .weightless import check_weightless, infer_weightless, is_large
+from .weightless import check_weightless, infer_weightless, is_large, model_nbytes
 
 __all__ = [
     "load_model",
@@ -111,23 +111,6 @@ def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:
         _check(onnx.load(str(p), load_external_data=False), p)
     else:
         _check(model)
-
-
-def model_nbytes(model: onnx.ModelProto) -> int:
-    """Bytes of initialiser data (in memory or on disk) plus the rest of the proto."""
-    total = 0
-    for t in onnx.external_data_helper._get_all_tensors(model):
-        if t.data_location == onnx.TensorProto.EXTERNAL:
-            info = {e.key: e.value for e in t.external_data}
-            total += int(info.get("length", 0))
-        else:
-            total += len(t.raw_data) if t.HasField("raw_data") else _typed_nbytes(t)
-    return total
-
-
-def _typed_nbytes(t: onnx.TensorProto) -> int:
-    n = int(np.prod(t.dims)) if t.dims else 1
-    return n * onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
 
 
 def parameter_count(model: onnx.ModelProto) -> int:

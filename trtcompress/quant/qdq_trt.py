@@ -118,6 +118,7 @@ def bias_and_input_scale(g: GraphIndex, plan: QuantPlan, table: CalibrationTable
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
+    inits = model.graph.initializer
+    for i in reversed(range(len(inits))):  # in place: re-adding a tensor over 2 GB would serialise it
+        if inits[i].name not in used:
+            del inits[i]
