@@ -103,3 +103,31 @@ def test_chosen_ranges_errors_equal_a_direct_measurement(build):
     direct = {e.node: e for e in layer_errors(model, plan, found.table, feeds)}
     for e in found.errors:
         assert e.local_sqnr_db == pytest.approx(direct[e.node].local_sqnr_db, abs=1e-6), e.node
+
+
+def test_shadow_settings_share_each_weight_quantized_once():
+    """Range candidates move only activation ranges: every setting's shadow of a layer reads the
+    same int8 weight (one copy in the graph; a 2 GB MatMul would otherwise be stored once per
+    setting), and the errors are those measured one setting at a time."""
+    from trtcompress.quant.sensitivity import _local_sqnr, _shadow_model
+    from trtcompress.quant.table import CalibrationTable
+
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    moved = CalibrationTable({t: v * 0.7 for t, v in table.amax.items()}, table.method, table.num_samples, table.details)
+    settings = [(plan, table), (plan, moved)]
+
+    def int8_weights(m):
+        return sorted(t.name for t in m.graph.initializer if t.name.endswith("_int8"))
+
+    one = int8_weights(_shadow_model(model, settings[:1])[0])
+    assert len(one) == len(plan.weights) > 0
+    assert int8_weights(_shadow_model(model, settings)[0]) == one
+    together = _local_sqnr(model, settings, feeds, 0)
+    alone = [_local_sqnr(model, [s], feeds, 0)[0] for s in settings]
+    for got, want in zip(together, alone):
+        assert got.keys() == want.keys()
+        for n in got:
+            assert got[n] == pytest.approx(want[n], abs=1e-6), n

@@ -13,6 +13,8 @@ TensorRT releases), for users who need the smaller artifact.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -20,23 +22,47 @@ from onnx import TensorProto, helper, numpy_helper
 from ..errors import ConfigError
 from .graph import GraphIndex, require_opset
 from .placement import QuantPlan, WeightSpec
-from .scales import activation_scale, quantize_weight, weight_scales
+from .scales import activation_scale, quantize_weight, scales_from_amax, weight_amax
 from .table import CalibrationTable
 
-__all__ = ["write_trt_qdq", "WEIGHT_FORMATS"]
+__all__ = ["write_trt_qdq", "SharedWeights", "WEIGHT_FORMATS"]
 
 WEIGHT_FORMATS = ("float", "int8")
 
 
-def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "float", suffix: str = "") -> onnx.ModelProto:
-    """A copy of ``model`` with Q/DQ inserted for TensorRT according to ``plan`` and ``table``.
+@dataclasses.dataclass
+class SharedWeights:
+    """What calls of :func:`write_trt_qdq` that add Q/DQ sets to one growing graph share: each
+    weight's amax, and the DQ output already written for a weight, axis and scale. Each weight is
+    then read, quantized and stored once, however many sets read it (on a 2 GB MatMul, five range
+    candidates cost five copies of its int8 form and a minute without this)."""
+
+    amax: dict[tuple[str, int | None], np.ndarray] = dataclasses.field(default_factory=dict)
+    dq: dict[tuple[str, int | None, bytes], str] = dataclasses.field(default_factory=dict)
+
+
+def write_trt_qdq(
+    model: onnx.ModelProto,
+    plan: QuantPlan,
+    table: CalibrationTable,
+    weights: str = "float",
+    suffix: str = "",
+    shared: SharedWeights | None = None,
+    in_place: bool = False,
+) -> onnx.ModelProto:
+    """A copy of ``model`` (``model`` itself if ``in_place``) with Q/DQ inserted for TensorRT
+    according to ``plan`` and ``table``.
 
     ``suffix`` ends every name this adds, so several Q/DQ sets can live in one graph (the
-    sensitivity shadows)."""
+    sensitivity shadows); ``shared`` (the same for every call on that graph) lets a set reuse a
+    weight's DQ that an earlier set wrote."""
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
+    if in_place:
+        out = model
+    else:
+        out = onnx.ModelProto()
+        out.CopyFrom(model)
     require_opset(out, 13)
     g = GraphIndex(out)
     new_inits: list[TensorProto] = []
@@ -63,30 +89,21 @@ def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTab
         rewire[(a.node, a.index)] = act_dq[a.tensor]
 
     w_dq: dict[tuple[str, int | None], str] = {}
+    shared = shared if shared is not None else SharedWeights()
     for w in plan.weights:
         key = (w.tensor, w.axis)
         if key not in w_dq:
-            value = g.const_value(w.tensor)
-            if value is None or value.dtype != np.float32:
-                continue  # rules only plan float constants; a non-float weight is left alone
-            scale = weight_scales(value, w.axis, *bias_and_input_scale(g, plan, table, w))
-            base = (w.tensor if w.axis is None or sum(k[0] == w.tensor for k in w_dq) == 0 else f"{w.tensor}_axis{w.axis}") + suffix
-            s_name, z_name, dq = f"{base}_scale", f"{base}_zero_point", f"{base}_dequantized"
-            new_inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), s_name))
-            new_inits.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), z_name))
-            axis_attr = {"axis": int(w.axis)} if w.axis is not None else {}
-            if weights == "int8":
-                q = f"{base}_int8"
-                new_inits.append(numpy_helper.from_array(quantize_weight(value, scale, w.axis), q))
-                nodes = [helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr)]
+            if key not in shared.amax:
+                value = g.const_value(w.tensor)
+                if value is None or value.dtype != np.float32:
+                    continue  # rules only plan float constants; a non-float weight is left alone
+                shared.amax[key] = weight_amax(value, w.axis)
+            scale = scales_from_amax(shared.amax[key], *bias_and_input_scale(g, plan, table, w))
+            known = (*key, np.asarray(scale).tobytes())
+            if known in shared.dq:
+                w_dq[key] = shared.dq[known]
             else:
-                q = f"{base}_quantized"
-                nodes = [
-                    helper.make_node("QuantizeLinear", [w.tensor, s_name, z_name], [q], name=f"{base}_QuantizeLinear", **axis_attr),
-                    helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr),
-                ]
-            pending.setdefault(w.node, []).extend(nodes)
-            w_dq[key] = dq
+                w_dq[key] = shared.dq[known] = _weight_qdq(g, w, scale, weights, suffix, w_dq, new_inits, pending)
         rewire[(w.node, w.index)] = w_dq[key]
 
     nodes: list[onnx.NodeProto] = []
@@ -102,6 +119,27 @@ def write_trt_qdq(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTab
         _drop_unused_initializers(out)
     out.graph.initializer.extend(new_inits)
     return out
+
+
+def _weight_qdq(g: GraphIndex, w: WeightSpec, scale: np.ndarray, weights: str, suffix: str, w_dq: dict, new_inits: list, pending: dict) -> str:
+    """Q/DQ (float weights) or DQ (int8 weights) of ``w`` before its consumer; the DQ output."""
+    base = (w.tensor if w.axis is None or sum(k[0] == w.tensor for k in w_dq) == 0 else f"{w.tensor}_axis{w.axis}") + suffix
+    s_name, z_name, dq = f"{base}_scale", f"{base}_zero_point", f"{base}_dequantized"
+    new_inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), s_name))
+    new_inits.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), z_name))
+    axis_attr = {"axis": int(w.axis)} if w.axis is not None else {}
+    if weights == "int8":
+        q = f"{base}_int8"
+        new_inits.append(numpy_helper.from_array(quantize_weight(g.const_value(w.tensor), scale, w.axis), q))
+        nodes = [helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr)]
+    else:
+        q = f"{base}_quantized"
+        nodes = [
+            helper.make_node("QuantizeLinear", [w.tensor, s_name, z_name], [q], name=f"{base}_QuantizeLinear", **axis_attr),
+            helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr),
+        ]
+    pending.setdefault(w.node, []).extend(nodes)
+    return dq
 
 
 def bias_and_input_scale(g: GraphIndex, plan: QuantPlan, table: CalibrationTable, w: WeightSpec) -> tuple[np.ndarray | None, float | None]:

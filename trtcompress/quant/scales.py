@@ -6,7 +6,7 @@ import numpy as np
 from ..errors import DataError
 from .table import CalibrationTable
 
-__all__ = ["activation_scale", "weight_scales", "quantize_weight", "TINY_AMAX"]
+__all__ = ["activation_scale", "weight_scales", "weight_amax", "scales_from_amax", "quantize_weight", "TINY_AMAX"]
 
 # A tensor that is all zeros on the calibration data still needs a positive scale (TensorRT
 # refuses scale <= 0); any positive value represents zero exactly.
@@ -45,15 +45,25 @@ def weight_scales(
     channels get the smallest scale that keeps the bias in range (their weights round to ~0,
     which they are anyway).
     """
+    return scales_from_amax(weight_amax(w, axis), bias, input_scale)
+
+
+def weight_amax(w: np.ndarray, axis: int | None) -> np.ndarray:
+    """max |w| per channel of ``axis`` (a scalar for per-tensor)."""
     w = np.asarray(w, dtype=np.float32)
     if axis is None:
-        amax = max(w.max(), -w.min()) if w.size else 0.0
+        return np.float32(max(w.max(), -w.min()) if w.size else 0.0)
+    axis = axis % w.ndim
+    other = tuple(i for i in range(w.ndim) if i != axis)
+    # max(max, -min): max |w| without a temporary the size of the weight
+    return np.maximum(w.max(axis=other), -w.min(axis=other)) if other else np.abs(w)
+
+
+def scales_from_amax(amax: np.ndarray, bias: np.ndarray | None = None, input_scale: float | None = None) -> np.ndarray:
+    """:func:`weight_scales` from the weight's :func:`weight_amax`."""
+    if np.ndim(amax) == 0:
         scale = np.float32(max(float(amax), TINY_AMAX) / 127.0)
     else:
-        axis = axis % w.ndim
-        other = tuple(i for i in range(w.ndim) if i != axis)
-        # max(max, -min): max |w| without a temporary the size of the weight
-        amax = np.maximum(w.max(axis=other), -w.min(axis=other)) if other else np.abs(w)
         scale = (np.maximum(amax, TINY_AMAX) / 127.0).astype(np.float32)
     if bias is not None and input_scale:
         floor = np.abs(np.asarray(bias, np.float64)) / (float(input_scale) * BIAS_LIMIT)

@@ -18,7 +18,7 @@ import onnx
 from ..errors import ConfigError
 from ..weightless import ort_session
 from .placement import QuantInput, QuantPlan, WeightSpec
-from .qdq_trt import write_trt_qdq
+from .qdq_trt import SharedWeights, write_trt_qdq
 from .table import CalibrationTable
 
 __all__ = ["LayerError", "Sensitivity", "analyse", "candidate_ranges", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
@@ -107,6 +107,7 @@ def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx
     m.CopyFrom(model)
     by_name = {n.name: n for n in m.graph.node}
     pairs: list[dict[str, tuple[str, str]]] = []
+    shared = SharedWeights()  # a weight's Q/DQ serves every setting whose scale for it is the same
     for k, (plan, table) in enumerate(settings):
         tag = f"{_SHADOW}{k}"
         shadows, own = [], {}
@@ -127,7 +128,7 @@ def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx
             {},
             {},
         )
-        m = write_trt_qdq(m, shadow_plan, table, weights=_WEIGHTS, suffix=tag)
+        m = write_trt_qdq(m, shadow_plan, table, weights=_WEIGHTS, suffix=tag, shared=shared, in_place=True)
         pairs.append(own)
     return _with_outputs(m, [t for own in pairs for pair in own.values() for t in pair], copy=False), pairs
 
