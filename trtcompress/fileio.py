@@ -13,7 +13,7 @@ __all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "publish_mod
 
 
 def _umask() -> int:
-    mask = os.umask(0o022)
+    mask = os.umask(0o022)  # the only way to read it is to set it
     os.umask(mask)
     return mask
 
