@@ -77,6 +77,7 @@ def test_quantize_stage_gives_the_same_model_through_the_weightless_copy(tmp_pat
     calib.mkdir()
     np.savez(calib / "0.npz", x=zoo.fashion_mnist("train", limit=128)[0])
     model = load_model(zoo.onnx_path("fashion_cnn"))
+    before = model.SerializeToString()
     config = QuantizeConfig(calib=str(calib), progress=False)
     large = quantize(model, config)
     assert len(as_if_large) >= 5
@@ -84,3 +85,4 @@ def test_quantize_stage_gives_the_same_model_through_the_weightless_copy(tmp_pat
     ordinary = quantize(model, config)
     assert large.model.SerializeToString() == ordinary.model.SerializeToString()
     assert large.report["layer_error"] == ordinary.report["layer_error"]
+    assert model.SerializeToString() == before  # the caller's model is left as it was

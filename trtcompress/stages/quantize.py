@@ -197,10 +197,8 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"the quantize stage takes an ONNX model, got {type(model).__name__}; export it first")
-    work = onnx.ModelProto()
-    work.CopyFrom(model)
+    work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
-    work = infer_shapes(work)
     plan = plan_quantization(work, config.include, config.exclude)
     if not plan.quantized_nodes:
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
