@@ -15,6 +15,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..model_io import infer_shapes
+
 __all__ = ["GraphIndex", "WeightSource", "resolve_weight", "tensor_shapes"]
 
 
@@ -229,7 +231,7 @@ def resolve_weight(index: GraphIndex, node: onnx.NodeProto, input_index: int) ->
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
     """Shapes of graph tensors from ONNX shape inference (dims: int, symbol name or None)."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = infer_shapes(model)  # on the weightless copy for a model over 2 GB
     except Exception:
         inferred = model
     out: dict[str, tuple[int | str | None, ...]] = {}
