@@ -104,14 +104,18 @@ def _array(t: onnx.TensorProto) -> np.ndarray:
     return numpy_helper.to_array(t)
 
 
-def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence[str] = ("CPUExecutionProvider",)):
-    """An ONNX Runtime session on ``model`` held in memory, whatever its size."""
+def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence[str] = ("CPUExecutionProvider",), outputs: Sequence[str] = ()):
+    """An ONNX Runtime session on ``model`` held in memory, whatever its size, with the graph
+    tensors ``outputs`` as extra outputs (``model`` itself is not changed)."""
     import onnxruntime as ort
 
     so = options if options is not None else ort.SessionOptions()
     if not is_large(model):
+        if outputs:
+            model = _with_outputs(_copy(model), outputs)
         return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
     light, names = detach_weights(model)
+    _with_outputs(light, outputs)
     by_name = {t.name: t for t in model.graph.initializer}
     values = [ort.OrtValue.ortvalue_from_numpy(_array(by_name[n])) for n in names]
     so.add_external_initializers(names, values)
@@ -121,6 +125,21 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
     sess = ort.InferenceSession(light.SerializeToString(), so, providers=list(providers))
     sess._trtcompress_weights = values  # ONNX Runtime uses these buffers in place: they live as long as the session
     return sess
+
+
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    return out
+
+
+def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+    have = {o.name for o in model.graph.output}
+    for n in names:
+        if n not in have:
+            model.graph.output.append(onnx.ValueInfoProto(name=n))
+            have.add(n)
+    return model
 
 
 def infer_weightless(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -69,7 +69,7 @@ def sqnr_db(signal: float, error: float) -> float:
     return 10.0 * math.log10(signal / error)
 
 
-def _session(model: onnx.ModelProto, threads: int = 0):
+def _session(model: onnx.ModelProto, threads: int = 0, outputs: Iterable[str] = ()):
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -79,22 +79,7 @@ def _session(model: onnx.ModelProto, threads: int = 0):
     # each session runs a few batches between numpy work on the same cores: workers spinning
     # after a run would take those cores
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort_session(model, so)
-
-
-def _with_outputs(model: onnx.ModelProto, names: Iterable[str], copy: bool = True) -> onnx.ModelProto:
-    """``model`` (a copy unless ``copy`` is false: a model made here for one session) with ``names`` as outputs."""
-    if copy:
-        m = onnx.ModelProto()
-        m.CopyFrom(model)
-    else:
-        m = model
-    have = {o.name for o in m.graph.output}
-    for n in names:
-        if n not in have:
-            m.graph.output.append(onnx.ValueInfoProto(name=n))
-            have.add(n)
-    return m
+    return ort_session(model, so, outputs=list(outputs))
 
 
 Setting = tuple[QuantPlan, CalibrationTable]
@@ -130,7 +115,7 @@ def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx
         )
         m = write_trt_qdq(m, shadow_plan, table, weights=_WEIGHTS, suffix=tag, shared=shared, in_place=True)
         pairs.append(own)
-    return _with_outputs(m, [t for own in pairs for pair in own.values() for t in pair], copy=False), pairs
+    return m, pairs
 
 
 def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str, float]]:
@@ -138,7 +123,7 @@ def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str
     if not any(plan.quantized_nodes for plan, _ in settings):
         return [{} for _ in settings]
     shadow, pairs = _shadow_model(model, settings)
-    sess = _session(shadow, threads)
+    sess = _session(shadow, threads, [t for own in pairs for pair in own.values() for t in pair])
     names = [o.name for o in sess.get_outputs()]
     acc = [{n: _Acc() for n in own} for own in pairs]
     for feed in feeds:
@@ -154,8 +139,8 @@ def _cumulative_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
     by_name = {n.name: n for n in model.graph.node}
     outputs = {n: by_name[n].output[0] for n in plan.quantized_nodes}
     acc = {n: _Acc() for n in outputs}
-    s_ref = _session(_with_outputs(model, outputs.values()), threads)
-    s_q = _session(_with_outputs(write_trt_qdq(model, plan, table, weights=_WEIGHTS), outputs.values(), copy=False), threads)
+    s_ref = _session(model, threads, outputs.values())
+    s_q = _session(write_trt_qdq(model, plan, table, weights=_WEIGHTS), threads, outputs.values())
     rn, qn = [o.name for o in s_ref.get_outputs()], [o.name for o in s_q.get_outputs()]
     for feed in feeds:
         r = dict(zip(rn, s_ref.run(None, dict(feed))))
