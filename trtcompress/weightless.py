@@ -11,13 +11,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["is_large", "model_nbytes", "detach_weights", "attach_weights", "ort_session", "check_weightless", "infer_weightless", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
+__all__ = ["is_large", "model_nbytes", "detach_weights", "attach_weights", "ort_session", "check_weightless", "infer_weightless", "add_outputs", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
 
 # Models whose weights total more than this go through the weightless copy (the margin leaves
 # room for the graph itself under protobuf's 2**31 - 1 bytes).
@@ -112,10 +112,10 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
     so = options if options is not None else ort.SessionOptions()
     if not is_large(model):
         if outputs:
-            model = _with_outputs(_copy(model), outputs)
+            model = add_outputs(_copy(model), outputs)
         return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
     light, names = detach_weights(model)
-    _with_outputs(light, outputs)
+    add_outputs(light, outputs)
     by_name = {t.name: t for t in model.graph.initializer}
     values = [ort.OrtValue.ortvalue_from_numpy(_array(by_name[n])) for n in names]
     so.add_external_initializers(names, values)
@@ -133,7 +133,8 @@ def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
-def _with_outputs(model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
+def add_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:
+    """``model``, changed in place, with the graph tensors ``names`` among its outputs."""
     have = {o.name for o in model.graph.output}
     for n in names:
         if n not in have:

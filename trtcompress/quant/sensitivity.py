@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError
-from ..weightless import ort_session
+from ..weightless import add_outputs, ort_session
 from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import SharedWeights, write_trt_qdq
 from .table import CalibrationTable
@@ -115,7 +115,7 @@ def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx
         )
         m = write_trt_qdq(m, shadow_plan, table, weights=_WEIGHTS, suffix=tag, shared=shared, in_place=True)
         pairs.append(own)
-    return m, pairs
+    return add_outputs(m, [t for own in pairs for pair in own.values() for t in pair]), pairs
 
 
 def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str, float]]:
@@ -123,7 +123,7 @@ def _local_sqnr(model, settings: list[Setting], feeds, threads) -> list[dict[str
     if not any(plan.quantized_nodes for plan, _ in settings):
         return [{} for _ in settings]
     shadow, pairs = _shadow_model(model, settings)
-    sess = _session(shadow, threads, [t for own in pairs for pair in own.values() for t in pair])
+    sess = _session(shadow, threads)
     names = [o.name for o in sess.get_outputs()]
     acc = [{n: _Acc() for n in own} for own in pairs]
     for feed in feeds:
@@ -140,7 +140,7 @@ def _cumulative_sqnr(model, plan, table, feeds, threads) -> dict[str, float]:
     outputs = {n: by_name[n].output[0] for n in plan.quantized_nodes}
     acc = {n: _Acc() for n in outputs}
     s_ref = _session(model, threads, outputs.values())
-    s_q = _session(write_trt_qdq(model, plan, table, weights=_WEIGHTS), threads, outputs.values())
+    s_q = _session(add_outputs(write_trt_qdq(model, plan, table, weights=_WEIGHTS), outputs.values()), threads)
     rn, qn = [o.name for o in s_ref.get_outputs()], [o.name for o in s_q.get_outputs()]
     for feed in feeds:
         r = dict(zip(rn, s_ref.run(None, dict(feed))))
