@@ -12,7 +12,7 @@ from onnx import numpy_helper
 
 from .errors import ModelError
 from .fileio import publish_mode
-from .weightless import check_weightless, infer_weightless, is_large, model_nbytes
+from .weightless import check_weightless, has_external_data, infer_weightless, is_large, model_nbytes
 
 __all__ = [
     "load_model",
@@ -87,7 +87,7 @@ def _check_external_files(model: onnx.ModelProto, base: Path) -> None:
 
 def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
     try:
-        if path is not None and (_has_external(model) or model.ByteSize() > PROTOBUF_LIMIT // 2):
+        if path is not None and (has_external_data(model) or model.ByteSize() > PROTOBUF_LIMIT // 2):
             # by path, so the checker finds external data beside the file
             onnx.checker.check_model(str(path))
         elif is_large(model):
@@ -98,10 +98,6 @@ def _check(model: onnx.ModelProto, path: Path | None = None) -> None:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         where = f"{path}: " if path else ""
         raise ModelError(f"{where}ONNX checker failed: {first}") from e
-
-
-def _has_external(model: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(model))
 
 
 def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:
@@ -152,7 +148,7 @@ def save_model(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if _has_external(model):
+    if has_external_data(model):
         # weights still on disk (loaded with load_external_data=False): read them from where they are
         if base_dir is None:
             raise ModelError("the model's weights are still in its external data file; pass base_dir (the source model's folder) or load it with load_external_data=True")

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["is_large", "model_nbytes", "detach_weights", "attach_weights", "ort_session", "check_weightless", "infer_weightless", "add_outputs", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
+__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "check_weightless", "infer_weightless", "add_outputs", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
 
 # Models whose weights total more than this go through the weightless copy (the margin leaves
 # room for the graph itself under protobuf's 2**31 - 1 bytes).
@@ -30,6 +30,11 @@ _LOCATION = "weights.bin"  # where the placeholders say their data is; never rea
 
 def is_large(model: onnx.ModelProto) -> bool:
     return model_nbytes(model) > LARGE_MODEL_BYTES
+
+
+def has_external_data(model: onnx.ModelProto) -> bool:
+    """Whether some tensor's data is still in an external file (loaded with load_external_data=False)."""
+    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(model))
 
 
 def model_nbytes(model: onnx.ModelProto) -> int:
@@ -112,7 +117,9 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
     so = options if options is not None else ort.SessionOptions()
     if not is_large(model):
         if outputs:
-            model = add_outputs(_copy(model), outputs)
+            copy = onnx.ModelProto()
+            copy.CopyFrom(model)
+            model = add_outputs(copy, outputs)
         return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
     light, names = detach_weights(model)
     add_outputs(light, outputs)
@@ -123,14 +130,9 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
     # MatMul's 18 s, for the few batches these sessions run
     so.add_session_config_entry("session.disable_prepacking", "1")
     sess = ort.InferenceSession(light.SerializeToString(), so, providers=list(providers))
-    sess._trtcompress_weights = values  # ONNX Runtime uses these buffers in place: they live as long as the session
+    # ONNX Runtime 1.32 reads a page-aligned buffer in place (and copies others): keep them alive with the session
+    sess._trtcompress_weights = values
     return sess
-
-
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    return out
 
 
 def add_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:

@@ -28,7 +28,7 @@ from ..config import Config
 from ..data.base import Feed, FeedSource, model_inputs, rebatch, validate_feed
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import infer_shapes, load_model
-from ..weightless import ort_session
+from ..weightless import has_external_data, ort_session
 from . import _kernels
 from ._kernels import KERNELS
 from .histogram import DEFAULT_BINS
@@ -305,7 +305,7 @@ class _session:
         # ops would take the cores the counting needs
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            if _has_external_data(m):
+            if has_external_data(m):
                 # external data is found relative to the model file: write the copy beside it
                 fd, tmp = tempfile.mkstemp(prefix=".calib-", suffix=".onnx", dir=self.base_dir)
                 os.close(fd)
@@ -353,10 +353,6 @@ class _Passes:
         if len(still) < len(reduced) and self.rebuilds < self.MAX_REBUILDS:
             self.rebuilds += 1
             self._build(still)
-
-
-def _has_external_data(m: onnx.ModelProto) -> bool:
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(m))
 
 
 def _elem_types(m: onnx.ModelProto, needed: Iterable[str]) -> dict[str, int]:
