@@ -2,6 +2,8 @@
 small real models down that path, which must give exactly what the ordinary path gives."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -57,7 +59,9 @@ def test_session_shape_inference_and_checker_through_the_weightless_copy(as_if_l
     w = np.random.default_rng(1).standard_normal((64, 32)).astype(np.float32)
     model = _matmul_model(w)
     x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
-    y = weightless.ort_session(model).run(None, {"x": x})[0]
+    sess = weightless.ort_session(model)
+    assert [i.name for i in sess.get_inputs()] == ["x"]  # the weight is fed by the session, not the caller
+    y = sess.run(None, {"x": x})[0]
     np.testing.assert_allclose(y, (x @ w).reshape(3, 4, 8), rtol=1e-5, atol=1e-5)
     inferred = infer_shapes(model)
     h = next(v for v in inferred.graph.value_info if v.name == "h")
@@ -70,19 +74,23 @@ def test_session_shape_inference_and_checker_through_the_weightless_copy(as_if_l
     assert len(as_if_large) == 4
 
 
-def test_quantize_stage_gives_the_same_model_through_the_weightless_copy(tmp_path, monkeypatch, as_if_large):
-    """Calibration, range choice and per-layer error all run ONNX Runtime; each session, the shape
-    inference and the checker go through the weightless copy, and the INT8 model is the same."""
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_quantize_stage_gives_the_same_model_through_the_weightless_copy(tmp_path, monkeypatch, as_if_large, target):
+    """The stage holds a large model's weights as arrays beside a light copy; calibration, range
+    choice and per-layer error all run ONNX Runtime sessions fed those arrays, shape inference and
+    the checker go through the weightless copy, and the INT8 model is the same."""
     calib = tmp_path / "calib"
     calib.mkdir()
     np.savez(calib / "0.npz", x=zoo.fashion_mnist("train", limit=128)[0])
     model = load_model(zoo.onnx_path("fashion_cnn"))
     before = model.SerializeToString()
-    config = QuantizeConfig(calib=str(calib), progress=False)
+    config = QuantizeConfig(calib=str(calib), target=target, progress=False)
     large = quantize(model, config)
+    assert not weightless._HELD  # the arrays are let go with the stage
     assert len(as_if_large) >= 5
     monkeypatch.setattr(weightless, "LARGE_MODEL_BYTES", 2**31 - 1 - (64 << 20))
     ordinary = quantize(model, config)
     assert large.model.SerializeToString() == ordinary.model.SerializeToString()
     assert large.report["layer_error"] == ordinary.report["layer_error"]
+    assert json.loads(large.artifacts["calibration.json"])["amax"] == json.loads(ordinary.artifacts["calibration.json"])["amax"]
     assert model.SerializeToString() == before  # the caller's model is left as it was

@@ -2,14 +2,22 @@
 
 Protobuf cannot serialise a message of 2 GB or more, and ONNX Runtime sessions, shape inference
 and the checker all serialise the model they are given. None of them needs the bytes of the large
-weights: shape inference and the checker read only their dims, and ONNX Runtime takes them as
-arrays beside the graph (``SessionOptions.add_external_initializers``). So a large model is
-handed to them as a copy whose large initialisers are marked external, with no data.
+weights: shape inference and the checker read only their dims, and ONNX Runtime is fed them as
+graph inputs with every run. So a large model is handed to them as a copy whose large
+initialisers are marked external, with no data.
+
+A stage that works on a large model for long (quantize) *holds* its weights: one array per large
+initialiser, kept beside a light copy of the model whose placeholders name the array
+(:func:`held_weights`). Every session is fed those arrays, every reader gets them through
+:func:`tensor_array`, and :func:`materialize` puts them back into the model the stage returns, so
+the weights exist twice (the caller's model and the arrays) instead of once per copy and session.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -17,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "check_weightless", "infer_weightless", "add_outputs", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
+__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "held_weights", "tensor_array", "materialize", "check_weightless", "infer_weightless", "add_outputs", "WeightFedSession", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
 
 # Models whose weights total more than this go through the weightless copy (the margin leaves
 # room for the graph itself under protobuf's 2**31 - 1 bytes).
@@ -26,6 +34,8 @@ LARGE_MODEL_BYTES = 2**31 - 1 - (64 << 20)
 # shape inference reads their values.
 DETACH_BYTES = 1 << 20
 _LOCATION = "weights.bin"  # where the placeholders say their data is; never read
+_HELD_PREFIX = "trtcompress-held:"  # a held placeholder's location: the key of its array in _HELD
+_HELD: dict[str, np.ndarray] = {}
 
 
 def is_large(model: onnx.ModelProto) -> bool:
@@ -34,7 +44,18 @@ def is_large(model: onnx.ModelProto) -> bool:
 
 def has_external_data(model: onnx.ModelProto) -> bool:
     """Whether some tensor's data is still in an external file (loaded with load_external_data=False)."""
-    return any(t.data_location == onnx.TensorProto.EXTERNAL for t in onnx.external_data_helper._get_all_tensors(model))
+    return any(_on_disk(t) for t in onnx.external_data_helper._get_all_tensors(model))
+
+
+def _on_disk(t: onnx.TensorProto) -> bool:
+    return t.data_location == onnx.TensorProto.EXTERNAL and _held_key(t) is None
+
+
+def _held_key(t: onnx.TensorProto) -> str | None:
+    if t.data_location != onnx.TensorProto.EXTERNAL:
+        return None
+    location = next((e.value for e in t.external_data if e.key == "location"), "")
+    return location[len(_HELD_PREFIX):] if location.startswith(_HELD_PREFIX) else None
 
 
 def model_nbytes(model: onnx.ModelProto) -> int:
@@ -79,15 +100,21 @@ def detach_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
     names, offset = [], 0
     for t in model.graph.initializer:
         nbytes = _tensor_nbytes(t)
-        if t.data_location == onnx.TensorProto.EXTERNAL or nbytes < DETACH_BYTES:
+        if _on_disk(t) or nbytes < DETACH_BYTES:
             light.graph.initializer.add().CopyFrom(t)
             continue
-        p = light.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims, data_location=onnx.TensorProto.EXTERNAL)
-        for key, value in (("location", _LOCATION), ("offset", str(offset)), ("length", str(nbytes))):
-            p.external_data.add(key=key, value=value)
+        _placeholder(light.graph.initializer.add(), t, _LOCATION, offset, nbytes)
         names.append(t.name)
         offset += nbytes
     return light, names
+
+
+def _placeholder(p: onnx.TensorProto, t: onnx.TensorProto, location: str, offset: int, nbytes: int) -> None:
+    """``p`` becomes ``t`` with no data, marked external at ``location``."""
+    p.name, p.data_type, p.data_location = t.name, t.data_type, onnx.TensorProto.EXTERNAL
+    p.dims.extend(t.dims)
+    for key, value in (("location", location), ("offset", str(offset)), ("length", str(nbytes))):
+        p.external_data.add(key=key, value=value)
 
 
 def attach_weights(light: onnx.ModelProto, model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
@@ -103,10 +130,54 @@ def attach_weights(light: onnx.ModelProto, model: onnx.ModelProto, names: Sequen
     return out
 
 
+@contextlib.contextmanager
+def held_weights(model: onnx.ModelProto):
+    """A light copy of a large ``model`` whose weights of at least :data:`DETACH_BYTES` are held
+    as arrays until the block ends; a model under the limit is given as it is."""
+    if not is_large(model):
+        yield model
+        return
+    light, names = detach_weights(model)
+    token = uuid.uuid4().hex
+    detached, keys = set(names), []
+    arrays = {t.name: _array(t) for t in model.graph.initializer if t.name in detached}
+    for t in light.graph.initializer:
+        if t.name in detached:
+            keys.append(f"{token}/{t.name}")
+            _HELD[keys[-1]] = arrays.pop(t.name)
+            next(e for e in t.external_data if e.key == "location").value = _HELD_PREFIX + keys[-1]
+    try:
+        yield light
+    finally:
+        for k in keys:
+            _HELD.pop(k, None)
+
+
+def tensor_array(t: onnx.TensorProto) -> np.ndarray:
+    """The value of an in-memory or held tensor."""
+    key = _held_key(t)
+    return _HELD[key] if key is not None else numpy_helper.to_array(t)
+
+
+def materialize(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``, changed in place, with its held placeholders given their data; each array is
+    let go as it is copied in, so a weight is never in memory three times."""
+    for t in model.graph.initializer:
+        key = _held_key(t)
+        if key is not None:
+            data = _HELD.pop(key).tobytes()
+            del t.external_data[:]
+            t.ClearField("data_location")
+            t.raw_data = data
+            del data
+    return model
+
+
 def _array(t: onnx.TensorProto) -> np.ndarray:
-    if t.HasField("raw_data"):
-        return np.frombuffer(t.raw_data, dtype=onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).reshape(tuple(t.dims))
-    return numpy_helper.to_array(t)
+    """:func:`tensor_array`, read-only and one copy fewer for in-memory ``raw_data``."""
+    if _held_key(t) is not None or not t.HasField("raw_data"):
+        return tensor_array(t)
+    return np.frombuffer(t.raw_data, dtype=onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).reshape(tuple(t.dims))
 
 
 def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence[str] = ("CPUExecutionProvider",), outputs: Sequence[str] = ()):
@@ -123,16 +194,42 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
         return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
     light, names = detach_weights(model)
     add_outputs(light, outputs)
+    # The large weights become graph inputs, fed with every run: ONNX Runtime reads a fed array in
+    # place, where an initialiser (add_external_initializers) is copied when the session starts
+    # (2.1 GB more per session for a 2 GB MatMul, measured with ONNX Runtime 1.32).
+    detached = set(names)
+    kept = [t for t in light.graph.initializer if t.name not in detached]
+    for t in light.graph.initializer:
+        if t.name in detached:
+            light.graph.input.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    del light.graph.initializer[:]
+    light.graph.initializer.extend(kept)
     by_name = {t.name: t for t in model.graph.initializer}
-    values = [ort.OrtValue.ortvalue_from_numpy(_array(by_name[n])) for n in names]
-    so.add_external_initializers(names, values)
-    # prepacking copies each weight into the GEMM's layout when the session starts: 17 s of a 2 GB
-    # MatMul's 18 s, for the few batches these sessions run
-    so.add_session_config_entry("session.disable_prepacking", "1")
-    sess = ort.InferenceSession(light.SerializeToString(), so, providers=list(providers))
-    # ONNX Runtime 1.32 reads a page-aligned buffer in place (and copies others): keep them alive with the session
-    sess._trtcompress_weights = values
-    return sess
+    weights = {n: _array(by_name[n]) for n in names}
+    return WeightFedSession(ort.InferenceSession(light.SerializeToString(), so, providers=list(providers)), weights)
+
+
+class WeightFedSession:
+    """An ONNX Runtime session whose large weights are graph inputs it is fed on every run; the
+    rest of the session's interface is the wrapped session's."""
+
+    def __init__(self, session: Any, weights: dict[str, np.ndarray]) -> None:
+        self._session, self._weights = session, weights
+
+    def run(self, output_names, input_feed, run_options=None):
+        return self._session.run(output_names, {**input_feed, **self._weights}, run_options)
+
+    def io_binding(self):
+        io = self._session.io_binding()
+        for name, value in self._weights.items():
+            io.bind_cpu_input(name, value)
+        return io
+
+    def get_inputs(self):
+        return [i for i in self._session.get_inputs() if i.name not in self._weights]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
 
 
 def add_outputs(model: onnx.ModelProto, names: Iterable[str]) -> onnx.ModelProto:

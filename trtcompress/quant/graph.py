@@ -13,6 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelError
+from ..weightless import tensor_array
 
 __all__ = ["GraphIndex", "node_names"]
 
@@ -74,7 +75,7 @@ class GraphIndex:
         if name not in self._const_cache:
             value = None
             if name in self.initializers:
-                value = numpy_helper.to_array(self.initializers[name])
+                value = tensor_array(self.initializers[name])
             else:
                 p = self.producer.get(name)
                 if p is not None and p.op_type == "Constant":

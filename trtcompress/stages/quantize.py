@@ -30,6 +30,7 @@ from ..quant.table import CalibrationTable
 from ..quant.trt_rules import check_trt_qdq
 from ..specs import parse_input_specs
 from ..stage import StageResult, register_stage
+from ..weightless import held_weights, materialize
 
 __all__ = ["QuantizeConfig", "quantize", "TARGETS", "METHODS"]
 
@@ -197,6 +198,15 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"the quantize stage takes an ONNX model, got {type(model).__name__}; export it first")
+    # a model over 2 GB is worked on with its weights held once, beside a light copy
+    with held_weights(model) as base:
+        out, report, artifacts = _quantize(base, config)
+        materialize(out)
+    check_model(out)
+    return StageResult(out, report, artifacts)
+
+
+def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
     work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
     plan = plan_quantization(work, config.include, config.exclude)
@@ -250,7 +260,6 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
         report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights,
                          "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers}
     del out.graph.value_info[:]
-    check_model(out)
     report["plan"] = plan.to_dict()
     report["scales"] = _scales_summary(table, plan.qdq_tensors)
-    return StageResult(out, report, _artifacts(table, config))
+    return out, report, _artifacts(table, config)
