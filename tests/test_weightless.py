@@ -94,3 +94,26 @@ def test_quantize_stage_gives_the_same_model_through_the_weightless_copy(tmp_pat
     assert large.report["layer_error"] == ordinary.report["layer_error"]
     assert json.loads(large.artifacts["calibration.json"])["amax"] == json.loads(ordinary.artifacts["calibration.json"])["amax"]
     assert model.SerializeToString() == before  # the caller's model is left as it was
+
+
+@pytest.mark.parametrize("stage,config", [
+    ("lowrank", {"rule": "error", "error": 0.05}),
+    ("sparsify", {}),
+])
+def test_other_stages_give_the_same_model_through_the_weightless_copy(tmp_path, monkeypatch, as_if_large, stage, config):
+    """Low-rank (its error rule runs ONNX Runtime probes) and sparsity (shapes from shape inference)
+    on a model counted as large give what they give on the ordinary path."""
+    from trtcompress.stage import get_stage
+
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    np.savez(calib / "0.npz", x=zoo.fashion_mnist("train", limit=32)[0])
+    if stage == "lowrank":
+        config = {**config, "calib": str(calib)}
+    model = load_model(zoo.onnx_path("fashion_cnn"))
+    entry = get_stage(stage)
+    large = entry.fn(model, entry.config_type(**config))
+    assert as_if_large and large.model.SerializeToString() != model.SerializeToString()
+    monkeypatch.setattr(weightless, "LARGE_MODEL_BYTES", 2**31 - 1 - (64 << 20))
+    ordinary = entry.fn(model, entry.config_type(**config))
+    assert large.model.SerializeToString() == ordinary.model.SerializeToString()
