@@ -64,7 +64,19 @@ class GraphIndex:
 
     def set_const(self, name: str, value: np.ndarray) -> None:
         """Overwrite the values of an existing constant in place (same name)."""
-        tensor = numpy_helper.from_array(np.ascontiguousarray(value), name)
+        value = np.ascontiguousarray(value)
+        if name in self.initializers and value.dtype.kind in "biuf":
+            # the bytes alone are swapped in: a new tensor copied over the old would hold a large
+            # weight twice more
+            t = self.initializers[name]
+            for field in ("dims", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "external_data", "data_location"):
+                t.ClearField(field)
+            t.dims.extend(value.shape)
+            t.data_type = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
+            t.raw_data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
+            self._cache[name] = value
+            return
+        tensor = numpy_helper.from_array(value, name)
         if name in self.initializers:
             self.initializers[name].CopyFrom(tensor)
         elif name in self.constant_nodes:
