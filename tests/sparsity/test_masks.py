@@ -112,3 +112,25 @@ def test_as_rows_puts_the_reduction_axis_last():
     rows = as_rows(w, 1)
     assert rows.shape == (6, 8)
     np.testing.assert_array_equal(rows[0], w[0, :, 0])
+
+
+@settings(max_examples=100, deadline=None)
+@given(weights_and_axis(), st.sampled_from([np.float32, np.int8, np.float64]), st.integers(1, 64))
+def test_mask_is_the_stable_sort_of_magnitudes_whatever_the_blocks(wa, dtype, block):
+    """Ties (many, once rounded to a few levels) keep the lower index, as a stable sort does, and
+    working in blocks does not change the mask."""
+    import trtcompress.sparsity.masks as masks
+
+    w, axis = wa
+    w = np.round(w / 300).astype(dtype)  # a few distinct levels: ties everywhere
+    g = _groups(np.abs(w.astype(np.float64)), axis)
+    order = np.argsort(-g, axis=1, kind="stable")
+    ref = np.zeros(g.shape, bool)
+    np.put_along_axis(ref, order[:, :2], True, axis=1)
+    saved = masks.BLOCK
+    masks.BLOCK = block
+    try:
+        got = mask_2to4(w, axis)
+    finally:
+        masks.BLOCK = saved
+    np.testing.assert_array_equal(_groups(got, axis), ref)
