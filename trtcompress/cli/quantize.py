@@ -41,6 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--trt-version", default=None, help="also write a TensorRT calibration cache for this version (e.g. 10.3.0)")
     p.add_argument("--no-clip-bounds", action="store_true", help="let the method clip ReLU6/Clip outputs below their bound (default: keep min(bound, observed max))")
     p.add_argument("--no-refine-ranges", action="store_true", help="keep the method's amax everywhere (default: per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error)")
+    p.add_argument("--no-center-inputs", action="store_true", help="TensorRT form: quantize a one-sided input (an image in [0, 1]) as it is (default: center it before the Conv reading it, same function, twice the int8 resolution)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         trt_version=args.trt_version,
         clip_bounds=not args.no_clip_bounds,
         refine_ranges=not args.no_refine_ranges,
+        center_inputs=not args.no_center_inputs,
         threads=args.threads,
     )
     result = quantize(load_model(args.model), config)
@@ -110,6 +112,8 @@ def format_report(report: dict) -> str:
     if errors:
         worst = ", ".join(f"{e['node']} ({e['op']}) {e['local_sqnr_db']} dB" for e in errors[:5])
         lines.append(f"  most sensitive layers (local SQNR): {worst}")
+    for c in report.get("centered_inputs", []):
+        lines.append(f"  input {c['tensor']} in [{c['range'][0]:g}, {c['range'][1]:g}] centered on {c['center']:g} before its Conv: {c['gain_db']} dB finer int8 steps")
     acc = report.get("accuracy_target")
     if acc:
         kept = ", ".join(acc["kept_float"]) or "none"

@@ -179,6 +179,8 @@ def compute_amax(stats: Statistics, method: str = "entropy", candidates: Sequenc
             raise DataError(f"tensor {name!r}: method {method} gave amax {r.amax}; check the data reaching this tensor")
         amax[name] = float(r.amax)
         info = {"max": hist.amax, "clipped": _clipped_fraction(hist, r.amax), **r.info}
+        if hist.lo <= hist.hi:
+            info["range"] = [hist.lo, hist.hi]
         if hist.nonfinite:
             info["nonfinite"] = hist.nonfinite
         if other:

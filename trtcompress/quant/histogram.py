@@ -42,6 +42,8 @@ class AbsHistogram:
     zeros: int = 0
     nonfinite: int = 0
     amax: float = 0.0  # exact max |x| over finite values
+    lo: float = math.inf  # exact min and max of the finite values (signed; inf / -inf while empty)
+    hi: float = -math.inf
 
     def __post_init__(self) -> None:
         if self.bins < 2 or self.bins & (self.bins - 1):
@@ -77,14 +79,16 @@ class AbsHistogram:
         a = np.ascontiguousarray(a).reshape(-1)
         if a.size == 0:
             return
-        m = max(float(a.max()), -float(a.min()))
-        if not math.isfinite(m):
+        hi, lo = float(a.max()), float(a.min())
+        if not (math.isfinite(hi) and math.isfinite(lo)):
             keep = np.isfinite(a)
             self.nonfinite += int(a.size - np.count_nonzero(keep))
             a = a[keep]
             if a.size == 0:
                 return
-            m = max(float(a.max()), -float(a.min()))
+            hi, lo = float(a.max()), float(a.min())
+        self.lo, self.hi = min(self.lo, lo), max(self.hi, hi)
+        m = max(hi, -lo)
         n = int(a.size)
         self.total += n
         if m == 0.0:
@@ -125,6 +129,8 @@ class AbsHistogram:
             zeros=self.zeros + other.zeros,
             nonfinite=self.nonfinite + other.nonfinite,
             amax=max(self.amax, other.amax),
+            lo=min(self.lo, other.lo),
+            hi=max(self.hi, other.hi),
         )
 
     def at_exponent(self, exponent: int | None) -> np.ndarray:
@@ -143,6 +149,7 @@ class AbsHistogram:
             and self.zeros == other.zeros
             and self.nonfinite == other.nonfinite
             and self.amax == other.amax
+            and (self.lo, self.hi) == (other.lo, other.hi)
             and np.array_equal(self.counts, other.counts)
         )
 

@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError
+from .centering import centered, write_centered_input
 from .graph import GraphIndex, require_opset
 from .placement import QuantPlan, WeightSpec
 from .scales import activation_scale, quantize_weight, scales_from_amax, weight_amax
@@ -74,7 +75,14 @@ def write_trt_qdq(
     pending: dict[str, list[onnx.NodeProto]] = {}  # consumer node -> nodes to emit before it
 
     act_dq: dict[str, str] = {}
+    centers = centered(table)
+    own_input: dict[str, tuple[np.ndarray, float]] = {}  # a centered Conv's new bias and input scale
     for a in plan.activations:
+        if a.tensor in centers:
+            done = write_centered_input(g, a, centers[a.tensor], zp_name, suffix, new_inits, pending)
+            if done is not None:
+                rewire[(a.node, a.index)], own_input[a.node] = done[0], done[1:]
+                continue
         if a.tensor not in act_dq:
             s_name = f"{a.tensor}_scale{suffix}"
             new_inits.append(numpy_helper.from_array(np.array(activation_scale(table, a.tensor), np.float32), s_name))
@@ -98,7 +106,7 @@ def write_trt_qdq(
                 if value is None or value.dtype != np.float32:
                     continue  # rules only plan float constants; a non-float weight is left alone
                 shared.amax[key] = weight_amax(value, w.axis)
-            scale = scales_from_amax(shared.amax[key], *bias_and_input_scale(g, plan, table, w))
+            scale = scales_from_amax(shared.amax[key], *(own_input.get(w.node) or bias_and_input_scale(g, plan, table, w)))
             known = (*key, np.asarray(scale).tobytes())
             if known in shared.dq:
                 w_dq[key] = shared.dq[known]

@@ -98,7 +98,8 @@ class Statistics:
         for k, (name, h) in enumerate(self.histograms.items()):
             used = h.used_bins()
             meta["tensors"].append(
-                {"name": name, "exponent": h.exponent, "total": h.total, "zeros": h.zeros, "nonfinite": h.nonfinite, "amax": h.amax.hex()}
+                {"name": name, "exponent": h.exponent, "total": h.total, "zeros": h.zeros, "nonfinite": h.nonfinite, "amax": h.amax.hex(),
+                 "lo": h.lo.hex(), "hi": h.hi.hex()}
             )
             arrays[f"counts_{k}"] = h.counts[:used]
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
@@ -124,7 +125,8 @@ class Statistics:
                     stored = z[f"counts_{k}"]
                     counts[: stored.size] = stored
                     hists[t["name"]] = AbsHistogram(
-                        bins, t["exponent"], counts, int(t["total"]), int(t["zeros"]), int(t["nonfinite"]), float.fromhex(t["amax"])
+                        bins, t["exponent"], counts, int(t["total"]), int(t["zeros"]), int(t["nonfinite"]), float.fromhex(t["amax"]),
+                        float.fromhex(t.get("lo", "inf")), float.fromhex(t.get("hi", "-inf")),  # older files have no signed range
                     )
                 maxima = {t: float.fromhex(m) for t, m in meta.get("maxima", {}).items()}
         except FileNotFoundError:

@@ -21,6 +21,7 @@ from ..data.preprocess import PreprocessConfig
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
+from ..quant.centering import center_inputs
 from ..quant.graph import GraphIndex, node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
@@ -61,6 +62,9 @@ class QuantizeConfig(Config):
     ``refine_ranges``: per tensor, keep the method's amax or another candidate (observed max, the
     entropy/MSE/percentile thresholds of the same histogram), whichever gives the layers reading it
     less error on the sensitivity samples (see sensitivity.analyse).
+    ``center_inputs``: in the TensorRT form, a graph input with a one-sided range (an image in
+    [0, 1]) is centered before the Conv reading it, which keeps the same function and doubles the
+    int8 resolution of the input (see quant.centering).
     """
 
     method: str = "entropy"
@@ -83,6 +87,7 @@ class QuantizeConfig(Config):
     trt_version: str | None = None
     clip_bounds: bool = True
     refine_ranges: bool = True
+    center_inputs: bool = True
     threads: int = 0
     progress: bool = True
 
@@ -221,6 +226,10 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
         report["calibration_seconds"] = table.details["seconds"]
+    if config.center_inputs:
+        table, centered_rows = center_inputs(GraphIndex(work), plan, table)
+        if centered_rows and config.target == "tensorrt":
+            report["centered_inputs"] = centered_rows
 
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
