@@ -69,3 +69,12 @@ def test_a_symmetric_input_and_the_cpu_form_are_left_alone(cnn, tmp_path):
     assert "centered_inputs" not in quantize(model, QuantizeConfig(calib=str(tmp_path), progress=False)).report
     cpu = quantize(model, QuantizeConfig(calib=str(calib), target="cpu", progress=False))
     assert "centered_inputs" not in cpu.report and not any(n.op_type == "Sub" for n in cpu.model.graph.node)
+
+
+def test_a_saved_table_follows_the_switch_of_the_run_that_reads_it(cnn, tmp_path):
+    model, run, _, _ = cnn
+    saved = tmp_path / "calib.json"
+    saved.write_text(run[True].artifacts["calibration.json"])
+    subs = {c: sum(n.op_type == "Sub" for n in quantize(model, QuantizeConfig(table=str(saved), center_inputs=c, sensitivity_samples=0)).model.graph.node)
+            for c in (True, False)}
+    assert subs == {True: 1, False: 0}

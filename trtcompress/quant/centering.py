@@ -40,12 +40,13 @@ def _can_center(g: GraphIndex, node: onnx.NodeProto) -> bool:
     return w is not None and w.dtype == np.float32 and w.ndim >= 3 and (not has_bias or g.const_value(node.input[2]) is not None)
 
 
-def center_inputs(g: GraphIndex, plan: QuantPlan, table: CalibrationTable) -> tuple[CalibrationTable, list[dict[str, Any]]]:
+def center_inputs(g: GraphIndex, plan: QuantPlan, table: CalibrationTable, enabled: bool = True) -> tuple[CalibrationTable, list[dict[str, Any]]]:
     """The table with ``details["centered"]`` naming the graph inputs worth centering (one-sided range
-    and at least one Conv that can take it), and one report row per centered input."""
+    and at least one Conv that can take it), and one report row per centered input. Decided anew
+    for every table, so a saved one never carries an earlier run's choice (nor any when disabled)."""
     tensors = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
     chosen: dict[str, dict[str, float]] = {}
-    for a in plan.activations:
+    for a in plan.activations if enabled else ():
         t = a.tensor
         rng = (tensors.get(t) or {}).get("range")
         if t in chosen or t not in g.graph_inputs or not rng or t not in table.amax or a.index != 0 or not _can_center(g, g.by_name[a.node]):
@@ -54,11 +55,14 @@ def center_inputs(g: GraphIndex, plan: QuantPlan, table: CalibrationTable) -> tu
         half = (hi - lo) / 2
         if half > 0 and table.amax[t] / half >= MIN_GAIN:
             chosen[t] = {"center": (lo + hi) / 2, "amax": half}
-    if not chosen:
+    if not chosen and not centered(table):
         return table, []
     rows = [{"tensor": t, "range": tensors[t]["range"], "center": round(c["center"], 6), "amax": round(table.amax[t], 6),
              "centered_amax": round(c["amax"], 6), "gain_db": round(20 * np.log10(table.amax[t] / c["amax"]), 2)} for t, c in chosen.items()]
-    return CalibrationTable(dict(table.amax), table.method, table.num_samples, {**table.details, "centered": chosen}), rows
+    details = {k: v for k, v in table.details.items() if k != "centered"}
+    if chosen:
+        details["centered"] = chosen
+    return CalibrationTable(dict(table.amax), table.method, table.num_samples, details), rows
 
 
 def centered(table: CalibrationTable) -> dict[str, dict[str, float]]:

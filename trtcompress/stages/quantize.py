@@ -226,10 +226,9 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
         report["calibration_seconds"] = table.details["seconds"]
-    if config.center_inputs:
-        table, centered_rows = center_inputs(GraphIndex(work), plan, table)
-        if centered_rows and config.target == "tensorrt":
-            report["centered_inputs"] = centered_rows
+    table, centered_rows = center_inputs(GraphIndex(work), plan, table, enabled=config.center_inputs)
+    if centered_rows and config.target == "tensorrt":
+        report["centered_inputs"] = centered_rows
 
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
