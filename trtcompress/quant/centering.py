@@ -14,7 +14,6 @@ need it and ignore it.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np

@@ -3,7 +3,7 @@ largest magnitudes.
 
 The reduction axis is the one a sparse Tensor Core groups along: input channels C of a Conv weight
 K x C x R x S (one group per k, r, s and 4 consecutive channels), K of a MatMul weight [K, N].
-Everything is vectorised: the axis is moved last and viewed as [..., C/4, 4].
+Masks are vectorised over strided views of the axis (the k-th member of every group), in blocks.
 """
 from __future__ import annotations
 
@@ -33,12 +33,6 @@ def _grouped(a: np.ndarray, axis: int) -> np.ndarray:
         raise ValueError(f"reduction axis {axis} has {c} entries, not a multiple of {GROUP}")
     moved = np.moveaxis(a, axis, -1)
     return moved.reshape(moved.shape[:-1] + (c // GROUP, GROUP))
-
-
-def _ungrouped(g: np.ndarray, shape: tuple[int, ...], axis: int) -> np.ndarray:
-    axis = axis % len(shape)
-    moved_shape = tuple(shape[:axis]) + tuple(shape[axis + 1 :]) + (shape[axis],)
-    return np.moveaxis(g.reshape(moved_shape), -1, axis)
 
 
 def mask_2to4(weights: np.ndarray, axis: int) -> np.ndarray:
