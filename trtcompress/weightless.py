@@ -103,18 +103,12 @@ def detach_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         if _on_disk(t) or nbytes < DETACH_BYTES:
             light.graph.initializer.add().CopyFrom(t)
             continue
-        _placeholder(light.graph.initializer.add(), t, _LOCATION, offset, nbytes)
+        p = light.graph.initializer.add(name=t.name, data_type=t.data_type, dims=t.dims, data_location=onnx.TensorProto.EXTERNAL)
+        for key, value in (("location", _LOCATION), ("offset", str(offset)), ("length", str(nbytes))):
+            p.external_data.add(key=key, value=value)
         names.append(t.name)
         offset += nbytes
     return light, names
-
-
-def _placeholder(p: onnx.TensorProto, t: onnx.TensorProto, location: str, offset: int, nbytes: int) -> None:
-    """``p`` becomes ``t`` with no data, marked external at ``location``."""
-    p.name, p.data_type, p.data_location = t.name, t.data_type, onnx.TensorProto.EXTERNAL
-    p.dims.extend(t.dims)
-    for key, value in (("location", location), ("offset", str(offset)), ("length", str(nbytes))):
-        p.external_data.add(key=key, value=value)
 
 
 def attach_weights(light: onnx.ModelProto, model: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
