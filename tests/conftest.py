@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
     }
     for item in items:
         for mark, (ok, why) in skips.items():
-            if mark in item.keywords and not ok:
+            if item.get_closest_marker(mark) is not None and not ok:
                 item.add_marker(pytest.mark.skip(reason=why))
 
 

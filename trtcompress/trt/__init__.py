@@ -1,0 +1,1 @@
+"""TensorRT: version facts, engine builds and runs through Polygraphy (tensorrt imported lazily)."""

@@ -1,0 +1,89 @@
+"""TensorRT versions and what each one can do: the one place where version differences live.
+
+Every fact here is from a public source for the version it names (../shared/FIELD.md has the
+table and the sources); code that depends on a TensorRT version asks a :class:`TrtVersion`
+instead of comparing version strings itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from ..errors import ConfigError
+
+__all__ = ["TrtVersion", "parse_version", "SUPPORTED"]
+
+# Oldest of each line that the product targets (JetPack 6.0 ships 8.6, JetPack 6.1/6.2 ship 10.3).
+SUPPORTED = ("8.6", "10.x", "11.x")
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class TrtVersion:
+    major: int
+    minor: int = 0
+    patch: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.major}.{self.minor}.{self.patch}"
+
+    @property
+    def max_onnx_opset(self) -> int:
+        """Newest default-domain opset the ONNX parser of this version imports correctly.
+
+        8.6's parser stops at opset 17 (its ReduceMean importer ignores axes given as an input,
+        the opset 18 form); 10.x and 11.x parse opset 20 and newer."""
+        return 17 if self.major < 10 else 20
+
+    @property
+    def implicit_int8(self) -> bool:
+        """Calibrators, the INT8 builder flag and calibration caches exist (removed in 11)."""
+        return self.major < 11
+
+    @property
+    def precision_flags(self) -> bool:
+        """``BuilderFlag.INT8`` / ``FP16`` exist; 11.x has none (precision comes from the ONNX types)."""
+        return self.major < 11
+
+    @property
+    def strongly_typed(self) -> bool:
+        """Strongly typed networks are available (``NetworkDefinitionCreationFlag.STRONGLY_TYPED``, 9.0+)."""
+        return self.major >= 9
+
+    @property
+    def weakly_typed(self) -> bool:
+        """Weak typing is available (deprecated in 10.12, removed in 11)."""
+        return self.major < 11
+
+    @property
+    def dla(self) -> bool:
+        """DLA is present: up to 10.7, and again from 11.4.1 (AGX Orin only)."""
+        return self <= TrtVersion(10, 7, 99) or self >= TrtVersion(11, 4, 1)
+
+    @property
+    def cache_version_number(self) -> int:
+        """TensorRT's number in a calibration cache header: 8.5.2 -> 8502, 10.3.0 -> 100300."""
+        if not self.implicit_int8:
+            raise ConfigError(
+                f"TensorRT {self} has no implicit INT8 (calibrators and calibration caches were removed in TensorRT 11); "
+                "build from the explicit Q/DQ model instead (trtcompress quantize --target tensorrt)"
+            )
+        if self.major == 10:
+            return self.major * 10000 + self.minor * 100 + self.patch
+        if self.major in (7, 8):
+            if self.minor > 9 or self.patch > 99:
+                raise ConfigError(f"TensorRT version {self} does not fit the 8.x cache encoding")
+            return self.major * 1000 + self.minor * 100 + self.patch
+        raise ConfigError(f"TensorRT {self} is not supported for calibration caches (7.x, 8.x and 10.x are)")
+
+
+def parse_version(text: str | TrtVersion) -> TrtVersion:
+    """``"10.3.0"``, ``"10.3"``, ``"8.6.1.6"`` (TensorRT's own four-part form) -> :class:`TrtVersion`."""
+    if isinstance(text, TrtVersion):
+        return text
+    parts = re.findall(r"\d+", str(text))
+    if not parts or not re.fullmatch(r"\s*\d+(\.\d+){0,3}\s*", str(text)):
+        raise ConfigError(f"not a TensorRT version: {text!r}; give it as MAJOR.MINOR[.PATCH], e.g. 10.3.0")
+    major, minor, patch = (int(p) for p in (parts + ["0", "0"])[:3])
+    if major < 8 or (major == 8 and minor < 5) or major > 11:
+        raise ConfigError(f"TensorRT {text} is not supported; trtcompress targets {', '.join(SUPPORTED)}")
+    return TrtVersion(major, minor, patch)
