@@ -20,6 +20,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError
 from ..fileio import write_text
+from ..trt.version import parse_version
 from .table import CalibrationTable
 
 __all__ = ["trt_version_number", "format_cache", "parse_cache", "write_cache", "read_cache", "ALGORITHM"]
@@ -29,23 +30,8 @@ _HEADER = re.compile(r"^TRT-(\d+)-(\w+)$")
 
 
 def trt_version_number(version: str) -> int:
-    """TensorRT's own encoding: 8.5.2 -> 8502 (7.x/8.x), 10.3.0 -> 100300 (10.x)."""
-    parts = re.findall(r"\d+", str(version))
-    if not parts:
-        raise ConfigError(f"not a TensorRT version: {version!r}; give it as MAJOR.MINOR.PATCH, e.g. 10.3.0")
-    major, minor, patch = (int(p) for p in (parts + ["0", "0"])[:3])
-    if major >= 11:
-        raise ConfigError(
-            f"TensorRT {version} has no implicit INT8 (calibrators and calibration caches were removed in TensorRT 11); "
-            "build from the explicit Q/DQ model instead (trtcompress quantize --target tensorrt)"
-        )
-    if major == 10:
-        return major * 10000 + minor * 100 + patch
-    if major in (7, 8):
-        if minor > 9 or patch > 99:
-            raise ConfigError(f"TensorRT version {version} does not fit the 8.x cache encoding")
-        return major * 1000 + minor * 100 + patch
-    raise ConfigError(f"TensorRT {version} is not supported for calibration caches (7.x, 8.x and 10.x are)")
+    """TensorRT's own encoding: 8.5.2 -> 8502 (7.x/8.x), 10.3.0 -> 100300 (10.x); refuses 11.x."""
+    return parse_version(version, supported_only=False).cache_version_number
 
 
 def scale_hex(amax: float) -> str:

@@ -11,7 +11,7 @@ import re
 
 from ..errors import ConfigError
 
-__all__ = ["TrtVersion", "parse_version", "SUPPORTED"]
+__all__ = ["TrtVersion", "parse_version", "installed_version", "SUPPORTED"]
 
 # Oldest of each line that the product targets (JetPack 6.0 ships 8.6, JetPack 6.1/6.2 ship 10.3).
 SUPPORTED = ("8.6", "10.x", "11.x")
@@ -60,6 +60,17 @@ class TrtVersion:
         return self <= TrtVersion(10, 7, 99) or self >= TrtVersion(11, 4, 1)
 
     @property
+    def weak_typing_deprecated(self) -> bool:
+        """Weak typing (and the INT8/FP16 builder flags with it) is deprecated from 10.12 on."""
+        return self >= TrtVersion(10, 12, 0)
+
+    @property
+    def trtexec_plugin_flag(self) -> str:
+        """trtexec's flag for a plugin library: ``--staticPlugins`` on 10.x and 11.x (``--plugins``
+        is deprecated there); ``--plugins`` on 8.x, where every release accepts it."""
+        return "--plugins" if self.major < 10 else "--staticPlugins"
+
+    @property
     def cache_version_number(self) -> int:
         """TensorRT's number in a calibration cache header: 8.5.2 -> 8502, 10.3.0 -> 100300."""
         if not self.implicit_int8:
@@ -76,14 +87,24 @@ class TrtVersion:
         raise ConfigError(f"TensorRT {self} is not supported for calibration caches (7.x, 8.x and 10.x are)")
 
 
-def parse_version(text: str | TrtVersion) -> TrtVersion:
-    """``"10.3.0"``, ``"10.3"``, ``"8.6.1.6"`` (TensorRT's own four-part form) -> :class:`TrtVersion`."""
+def parse_version(text: str | TrtVersion, supported_only: bool = True) -> TrtVersion:
+    """``"10.3.0"``, ``"10.3"``, ``"8.6.1.6"`` (TensorRT's own four-part form) -> :class:`TrtVersion`.
+
+    ``supported_only=False`` accepts any version (a calibration cache header may name 7.x)."""
     if isinstance(text, TrtVersion):
         return text
     parts = re.findall(r"\d+", str(text))
     if not parts or not re.fullmatch(r"\s*\d+(\.\d+){0,3}\s*", str(text)):
         raise ConfigError(f"not a TensorRT version: {text!r}; give it as MAJOR.MINOR[.PATCH], e.g. 10.3.0")
     major, minor, patch = (int(p) for p in (parts + ["0", "0"])[:3])
-    if major < 8 or (major == 8 and minor < 5) or major > 11:
+    if supported_only and (major < 8 or (major == 8 and minor < 5) or major > 11):
         raise ConfigError(f"TensorRT {text} is not supported; trtcompress targets {', '.join(SUPPORTED)}")
     return TrtVersion(major, minor, patch)
+
+
+def installed_version() -> TrtVersion:
+    """The version of the TensorRT installed here (raises :class:`MissingDependencyError` naming
+    the extra when there is none)."""
+    from .._optional import require
+
+    return parse_version(require("tensorrt", "building and running TensorRT engines").__version__)
