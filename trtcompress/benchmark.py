@@ -8,6 +8,11 @@ model of a 4-model round ran 2x slower, and an INT8 model 1.75x faster than FP32
 0.9x). Each turn starts a fresh session and runs ``warmup`` untimed inferences first. Latency is
 the backend's own inference time (``runner.last_inference_time()``), without Python-side feed
 handling.
+
+On the TensorRT backend that time includes host/device copies, so runners that can
+(``gpu_latency_ms``, the TensorRT runner) also report GPU compute time measured with CUDA events
+and no copies in the timed region (``gpu`` in each model's stats, as trtexec's "GPU Compute
+Time"), optionally replaying a CUDA graph; speedups are then taken on GPU time.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ class BenchConfig(Config):
     rounds: int = 5
     seed: int = 0
     shapes: dict[str, tuple[int, ...]] | None = None  # non-batch dims for dynamic inputs
+    cuda_graph: bool = False  # GPU timing (TensorRT) replays a CUDA graph of one inference
 
     def validate(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -95,9 +101,11 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
     for batch in config.batch_sizes:
         feeds = [_feed(m, batch, config) for m in models]
         times: list[list[float]] = [[] for _ in runners]
+        gpu_times: list[list[float]] = [[] for _ in runners]
+        gpu_facts: list[dict[str, Any]] = [{} for _ in runners]
         per_round = max(1, config.iterations // config.rounds)
         for rnd in range(config.rounds):
-            for r, feed, t in zip(runners, feeds, times):
+            for r, feed, t, gt, gf in zip(runners, feeds, times, gpu_times, gpu_facts):
                 with r:  # one live session at a time (see the module docstring)
                     for _ in range(config.warmup):
                         r.infer(feed, check_inputs=False)
@@ -107,16 +115,27 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
                         r.infer(feed, check_inputs=False)
                         t.append(r.last_inference_time())
                         n += 1
+                    gpu_timer = getattr(r, "gpu_latency_ms", None)
+                    if gpu_timer is not None:  # same count as the end-to-end runs of this turn
+                        ms, facts = gpu_timer(feed, n, config.warmup, config.cuda_graph)
+                        gt.extend(m / 1e3 for m in ms)
+                        gf.update(facts)
             if log:
                 log(f"batch {batch}: round {rnd + 1}/{config.rounds}")
         results[batch] = {label: latency_stats(t, batch) for label, t in zip(labels, times)}
-        base = results[batch][labels[0]]["p50_ms"]
-        ratios[batch] = {label: base / results[batch][label]["p50_ms"] for label in labels}
+        for label, gt, gf in zip(labels, gpu_times, gpu_facts):
+            if gt:
+                results[batch][label]["gpu"] = {**latency_stats(gt, batch), **gf}
+        on_gpu = all("gpu" in results[batch][label] for label in labels)
+        p50 = {label: (results[batch][label]["gpu"] if on_gpu else results[batch][label])["p50_ms"] for label in labels}
+        ratios[batch] = {label: p50[labels[0]] / p50[label] for label in labels}
     return BenchResult([str(m) for m in models], backend, options.threads, results, ratios)
 
 
 def _feed(model: str | os.PathLike, batch: int, config: BenchConfig) -> dict[str, np.ndarray]:
-    inputs = model_inputs(model)
+    from .trt.sidecar import input_source
+
+    inputs = model_inputs(input_source(model))  # an engine's inputs are its source ONNX's
     shapes = None
     if config.shapes:
         shapes = {k: (batch, *v[1:]) for k, v in config.shapes.items()}

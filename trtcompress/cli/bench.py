@@ -19,6 +19,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds per model and batch size instead of --iterations")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
     p.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="shape for dynamic non-batch dims, e.g. ids:1x128:int64")
+    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a CUDA graph replay of one inference (GPU time)")
     p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         raise ConfigError(f"--batch-sizes takes integers separated by commas, got {args.batch_sizes!r}") from None
     shapes = {s.name: s.concrete_shape() for s in parse_input_specs(args.inputs)} or None
-    config = BenchConfig(batch_sizes=sizes, warmup=args.warmup, iterations=args.iterations, duration=args.duration, rounds=args.rounds, shapes=shapes)
+    config = BenchConfig(batch_sizes=sizes, warmup=args.warmup, iterations=args.iterations, duration=args.duration, rounds=args.rounds, shapes=shapes, cuda_graph=args.cuda_graph)
     result = bench(args.models, config, backend=args.backend, options=runner_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -50,4 +51,7 @@ def format_bench(result) -> str:
         lines.append(f"  {'model':40} {'p50 ms':>9} {'p90 ms':>9} {'p99 ms':>9} {'mean ms':>9} {'items/s':>10} {'speedup':>8}")
         for label, s in per_model.items():
             lines.append(f"  {label[-40:]:40} {s['p50_ms']:9.3f} {s['p90_ms']:9.3f} {s['p99_ms']:9.3f} {s['mean_ms']:9.3f} {s['throughput_per_s']:10.1f} {result.ratios[batch][label]:7.2f}x")
+            if "gpu" in s:
+                g = s["gpu"]
+                lines.append(f"  {'  GPU compute' + (' (CUDA graph)' if g.get('cuda_graph') else ''):40} {g['p50_ms']:9.3f} {g['p90_ms']:9.3f} {g['p99_ms']:9.3f} {g['mean_ms']:9.3f} {g['throughput_per_s']:10.1f}   GPU memory {g.get('gpu_memory_used_bytes', 0) / 2**20:.0f} MiB")
     return "\n".join(lines)

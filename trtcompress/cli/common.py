@@ -14,12 +14,13 @@ def add_runner_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--backend", default="onnxrt", help="onnxrt (default, CPU) or trt (needs TensorRT and a GPU)")
     g.add_argument("--threads", type=int, default=0, help="intra-op threads (0: backend default)")
     g.add_argument("--providers", default="cpu", help="ONNX Runtime providers in order, comma-separated (cpu, cuda)")
+    g.add_argument("--plugins", action="append", default=None, metavar="PLUGIN", help="TensorRT plugin library (.so), Python plugin (.py) or a folder name under plugins/ (repeatable)")
     g.add_argument("--optimization", choices=("disable", "basic", "extended", "all"), default="all",
                    help="ONNX Runtime graph optimisation; 'basic' runs TensorRT-form Q/DQ models with exact Q/DQ arithmetic (default: %(default)s)")
 
 
 def runner_options(args: argparse.Namespace) -> RunnerOptions:
-    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()), optimization=args.optimization)
+    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()), optimization=args.optimization, plugins=tuple(getattr(args, 'plugins', None) or ()))
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:

@@ -19,6 +19,7 @@ class RunnerOptions(Config):
     threads: int = 0
     providers: tuple[str, ...] = ("cpu",)
     optimization: str = "all"  # onnxrt graph optimisation: disable, basic, extended, all
+    plugins: tuple[str, ...] = ()  # trt: plugin libraries / Python plugins (trtcompress.trt.plugins)
 
     def validate(self) -> None:
         if self.threads < 0:
