@@ -63,8 +63,14 @@ def load_plugins(paths: Iterable[str]) -> None:
     if libraries:
         from polygraphy.backend.trt import LoadPlugins
 
-        LoadPlugins(plugins=[p for p in libraries if p not in _LOADED])()
-        _LOADED.update(libraries)
+        for lib in libraries:
+            if lib in _LOADED:
+                continue
+            try:
+                LoadPlugins(plugins=[lib])()
+            except OSError as e:
+                raise ConfigError(f"cannot load plugin library {lib}: {e}; build it for this machine's TensorRT and CUDA") from e
+            _LOADED.add(lib)
     for file in python_files:
         if file in _LOADED:
             continue
