@@ -17,7 +17,7 @@ _EXTRAS = {
     "torch": "torch",
     "onnxscript": "torch",
     "tensorrt": "trt",
-    "cuda": "trt",
+    "cuda": "trt",  # cuda-python>=12: cuda.bindings.runtime (12.6+) or cuda.cudart
     "pycuda": "trt",
     "tqdm": "core",
     "PIL": "core",
@@ -36,6 +36,8 @@ def require(module: str, purpose: str = "") -> ModuleType:
             hint = "pip install 'trtcompress[torch]' torch==2.13.0"
         elif extra in (None, "core"):
             hint = f"pip install {root}"
+        elif root == "cuda":
+            hint = "pip install 'trtcompress[trt]' (it brings cuda-python>=12; or: pip install 'cuda-python>=12')"
         else:
             hint = f"pip install 'trtcompress[{extra}]'"
         raise MissingDependencyError(f"{module} is needed{what} but is not installed ({e}); run: {hint}") from e

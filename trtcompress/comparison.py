@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -149,12 +150,19 @@ def compare_runners(base_runner, cand_runner, source: FeedSource, config: Compar
     return CompareResult(getattr(base_runner, "name", "base"), getattr(cand_runner, "name", "candidate"), feeds, samples, outputs, _failures(outputs, config))
 
 
-def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None) -> CompareResult:
-    """Compare two model files on the same backend."""
+def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None, base_backend: str | None = None) -> CompareResult:
+    """Compare two model files on ``backend``; the base runs on ``base_backend``, by default the
+    same, except that an ONNX base of a TensorRT engine runs on ONNX Runtime (the FP32 reference)."""
     options = options or RunnerOptions()
+    if base_backend is None:
+        from .trt.engine import ENGINE_SUFFIXES
+
+        engine_vs_onnx = Path(candidate).suffix in ENGINE_SUFFIXES and Path(base).suffix not in ENGINE_SUFFIXES
+        base_backend = "onnxrt" if engine_vs_onnx else backend
+    base_options = options
     if backend == "onnxrt":
         options = exact_qdq_options(candidate, options)
-    rb = make_runner(base, backend, options, name=str(base))
+    rb = make_runner(base, base_backend, options if base_backend == backend else base_options, name=str(base))
     rc = make_runner(candidate, backend, options, name=str(candidate))
     result = compare_runners(rb, rc, source, config, progress)
     result.runner = options.to_dict()

@@ -38,11 +38,11 @@ class _CudaPython(GpuApi):
     name = "cuda-python"
 
     def __init__(self) -> None:
-        try:
-            from cuda.bindings import runtime as rt
-        except ImportError:
-            from cuda import cudart as rt  # cuda-python 12.0 - 12.5
-        self.rt = rt
+        from .._optional import available, require
+
+        # cuda-python 12.6+ names it cuda.bindings.runtime; 12.0 - 12.5 cuda.cudart
+        name = "cuda.bindings.runtime" if available("cuda.bindings.runtime") else "cuda.cudart"
+        self.rt = require(name, "GPU buffers of the TensorRT benchmark")
 
     def _ok(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -170,7 +170,7 @@ def gpu_api() -> GpuApi:
     for name, make in GPU_APIS.items():
         try:
             return make()
-        except (ImportError, UserError) as e:
+        except (ImportError, UserError, RuntimeError) as e:
             errors.append(f"{name}: {e}")
     raise MissingDependencyError(f"no CUDA runtime for GPU buffers ({'; '.join(errors)}); run: pip install 'trtcompress[trt]' (installs cuda-python)")
 
