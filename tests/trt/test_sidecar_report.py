@@ -124,3 +124,19 @@ def test_loud_warning_when_a_requested_precision_is_not_used():
     assert any("picked dense kernels" in w for w in dense)
     report = engine_report(INSPECTOR, LOG.splitlines(), ["fp32", "int8"], True)
     assert report["precision_counts"] == {"fp32": 2, "fp16": 1, "int8": 1} and report["warnings"] == []
+
+
+def test_builder_log_capture_keeps_tensorrt_info_lines_off_stdout(capsys):
+    from polygraphy.logger import G_LOGGER
+
+    from trtcompress.trt.build import _captured_trt_log
+
+    with _captured_trt_log() as lines:
+        # what Polygraphy's TensorRT logger does with TensorRT's INFO and ERROR messages
+        G_LOGGER.verbose("(Sparsity) Layers eligible for sparse math: conv2")
+        G_LOGGER.verbose("(Sparsity) TRT inference plan picked sparse implementation for layers: conv2")
+        G_LOGGER.error("some error")
+    assert capsys.readouterr().out == ""
+    assert parse_sparsity_log(lines) == {"eligible": ["conv2"], "picked": ["conv2"]}
+    assert any(l.startswith("[E] some error") for l in lines)
+    assert G_LOGGER.log_file is None

@@ -34,8 +34,6 @@ def _onnx_engine_loader(path: Path, options: RunnerOptions):
     from ..trt.version import installed_version
 
     plan = plan_build(path, BuildConfig(plugins=tuple(options.plugins)), installed_version())
-    if plan.convert_fp16:  # not reachable with the default config; kept explicit
-        raise UserError("build the float16 engine with 'trtcompress build --fp16' and run the .engine")
     load_plugins(split_plugins(plan.plugins)[1])
     return build_loaders(plan, str(path)).engine
 
@@ -73,11 +71,13 @@ def gpu_latency_ms(engine, feed: Mapping[str, np.ndarray], iterations: int, warm
     context = engine.create_execution_context()
     stream = api.stream()
     buffers: list[int] = []
+    hosts: list[np.ndarray] = []  # alive until the copies have run
     try:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         for name in names:
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 host = np.ascontiguousarray(feed[name], dtype=trt.nptype(engine.get_tensor_dtype(name)))
+                hosts.append(host)
                 context.set_input_shape(name, host.shape)
                 ptr = api.malloc(host.nbytes)
                 buffers.append(ptr)
