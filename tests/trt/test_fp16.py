@@ -62,7 +62,9 @@ def test_encoder_block_runs_in_fp16_with_sensitive_ops_fp32():
     model = _encoder_block()
     x = np.random.default_rng(1).standard_normal((4, 8, 16)).astype(np.float32)
     ref = _run(model, {"x": x})
+    before = model.SerializeToString()
     res = convert_to_fp16(model)
+    assert model.SerializeToString() == before  # the input model is left as it was
     onnx.checker.check_model(res.model, full_check=True)
     got = _run(res.model, {"x": x})
     assert got.dtype == np.float32 and got.shape == ref.shape  # the interface stays float32

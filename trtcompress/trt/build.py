@@ -62,7 +62,7 @@ def plan_build(onnx_path: str | os.PathLike, config: BuildConfig, version: str |
     """The plan for ``version`` (no TensorRT needed)."""
     from ..model_io import load_model
 
-    model = load_model(onnx_path, load_external_data=False, check=False)
+    model = load_model(onnx_path, check=False)  # with external data: the 2:4 analysis reads the weights
     config = config.replace(plugins=resolve_plugins(config.plugins))
     return make_plan(model_facts(model), config, parse_version(version))
 
@@ -113,6 +113,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     """Build ``onnx_path`` into ``engine_path`` for the TensorRT and GPU of this machine."""
     import time
 
+    from polygraphy.backend.trt import SaveEngine
+
     from ..model_io import load_model, require_model_file
     from .fp16 import convert_to_fp16
     from .gpu import device_info
@@ -123,7 +125,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     onnx_path = require_model_file(onnx_path)
     version = _target(config)
     gpu = device_info()
-    model = load_model(onnx_path, load_external_data=False, check=False)
+    model = load_model(onnx_path, check=False)
     config = config.replace(plugins=resolve_plugins(config.plugins))
     plan = make_plan(model_facts(model), config, version)
     for note in plan.notes:
@@ -136,7 +138,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
             from ..model_io import save_model
 
             source = os.path.join(work, "model.fp16.onnx")
-            save_model(convert_to_fp16(load_model(onnx_path)).model, source)
+            save_model(convert_to_fp16(model).model, source)
         _, python_plugins = split_plugins(plan.plugins)
         load_plugins(python_plugins)
         cache_out = plan.timing_cache
@@ -151,7 +153,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
         for w in report["warnings"]:
             log.warning("%s: %s", engine_path.name, w)
         with atomic_path(engine_path) as tmp:
-            tmp.write_bytes(bytes(engine.serialize()))
+            SaveEngine(engine, path=str(tmp))()
     side = sidecar_path(engine_path)
     write_json(side, make_sidecar(plan.to_dict(), str(version), gpu, onnx_path, file_sha256(onnx_path), report))
     return BuildResult(engine_path, side, plan, str(version), {"name": gpu.name, "compute_capability": gpu.compute_capability}, report, time.perf_counter() - start)
