@@ -60,10 +60,13 @@ def test_bad_options_are_one_line_errors(tmp_path, capsys):
     ["build", "{m}", "-o", "{d}/m.engine"],
     ["bench", "{m}", "--backend", "trt"],
     ["compare", "{m}", "{m}", "--backend", "trt"],
+    ["bench", "{d}/m.engine"],  # an engine runs on TensorRT whatever --backend says
+    ["compare", "{m}", "{d}/m.engine"],
 ])
 def test_tensorrt_verbs_fail_fast_naming_the_extra(argv, tmp_path, capsys):
     model = tmp_path / "m.onnx"
     conv_net(model)
+    (tmp_path / "m.engine").write_bytes(b"an engine from elsewhere")
     code = main([a.format(m=model, d=tmp_path) for a in argv])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1

@@ -103,3 +103,22 @@ def test_out_of_range_weights_are_clipped_and_reported(tmp_path):
     fc.CopyFrom(numpy_helper.from_array(big, "fc"))
     res = convert_to_fp16(model)
     assert res.clipped_initializers == ["fc"]
+
+
+def test_real_models_on_real_images_keep_their_predictions():
+    """The zoo's Fashion-MNIST CNN and ViT (LayerNorm, Softmax, Erf, ReduceMean, Gather/Shape
+    arithmetic) on 256 held-out images: float16 keeps every top-1 and the logits within 1e-2."""
+    from trtcompress import zoo
+
+    x, _ = zoo.fashion_mnist("test", limit=256)
+    for name in ("fashion_cnn", "fashion_vit"):
+        model = onnx.load(zoo.onnx_path(name))
+        feed = {model.graph.input[0].name: x}
+        ref = _run(model, feed)
+        res = convert_to_fp16(model)
+        got = _run(res.model, feed)
+        assert (got.argmax(1) == ref.argmax(1)).all(), name
+        assert np.abs(got - ref).max() < 1e-2, name
+        if name == "fashion_vit":
+            kept = {n.op_type for n in res.model.graph.node if n.name in set(res.kept_fp32_nodes)}
+            assert {"LayerNormalization", "Softmax", "ReduceMean"} <= kept

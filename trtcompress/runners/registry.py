@@ -32,6 +32,7 @@ Factory = Callable[[str, RunnerOptions], Any]
 _BACKENDS: dict[str, Factory] = {}
 # backends whose modules import heavy dependencies are registered on first use
 _LAZY = {"onnxrt": ".onnxrt", "trt": ".trt"}
+_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # as trtcompress.trt.engine.ENGINE_SUFFIXES
 
 
 def register_backend(name: str) -> Callable[[Factory], Factory]:
@@ -47,7 +48,10 @@ def registered_backends() -> list[str]:
 
 
 def make_runner(model_path: str | os.PathLike, backend: str = "onnxrt", options: RunnerOptions | None = None, name: str | None = None):
-    """A Polygraphy runner for ``model_path`` on ``backend`` (not yet activated)."""
+    """A Polygraphy runner for ``model_path`` on ``backend`` (not yet activated). A TensorRT
+    engine file runs on ``trt`` whatever the backend asked (no other backend can run it)."""
+    if str(model_path).endswith(_ENGINE_SUFFIXES):
+        backend = "trt"
     if backend not in _BACKENDS and backend in _LAZY:
         importlib.import_module(_LAZY[backend], __package__)
     if backend not in _BACKENDS:
