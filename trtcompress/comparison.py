@@ -153,12 +153,14 @@ def compare_runners(base_runner, cand_runner, source: FeedSource, config: Compar
 def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None, base_backend: str | None = None) -> CompareResult:
     """Compare two model files on ``backend``; the base runs on ``base_backend``, by default the
     same, except that an ONNX base of a TensorRT engine runs on ONNX Runtime (the FP32 reference)."""
-    options = options or RunnerOptions()
-    if base_backend is None:
-        from .trt.engine import ENGINE_SUFFIXES
+    from .trt.engine import ENGINE_SUFFIXES
 
-        engine_vs_onnx = Path(candidate).suffix in ENGINE_SUFFIXES and Path(base).suffix not in ENGINE_SUFFIXES
-        base_backend = "onnxrt" if engine_vs_onnx else backend
+    options = options or RunnerOptions()
+    if Path(candidate).suffix in ENGINE_SUFFIXES:
+        if base_backend is None and Path(base).suffix not in ENGINE_SUFFIXES:
+            base_backend = "onnxrt"
+        backend = "trt"  # only TensorRT runs an engine
+    base_backend = base_backend or backend
     base_options = options
     if backend == "onnxrt":
         options = exact_qdq_options(candidate, options)
