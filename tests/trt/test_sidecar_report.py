@@ -140,3 +140,17 @@ def test_builder_log_capture_keeps_tensorrt_info_lines_off_stdout(capsys):
     assert parse_sparsity_log(lines) == {"eligible": ["conv2"], "picked": ["conv2"]}
     assert any(l.startswith("[E] some error") for l in lines)
     assert G_LOGGER.log_file is None
+
+
+def test_a_failed_build_names_tensorrts_first_error():
+    from polygraphy.logger import G_LOGGER
+
+    from trtcompress.trt.build import run_with_trt_log
+
+    def failing_build():
+        G_LOGGER.error("ModelImporter.cpp:949: While parsing node number 3 [Conv]: Could not find any implementation for node conv2")
+        G_LOGGER.critical("Could not parse ONNX correctly")  # raises, as Polygraphy does
+
+    with pytest.raises(ModelError, match=r"^TensorRT 10.3.0 could not build m.onnx: ModelImporter.cpp:949: .*Could not find any implementation for node conv2$"):
+        run_with_trt_log(failing_build, "TensorRT 10.3.0 could not build m.onnx")
+    assert run_with_trt_log(lambda: 42, "x")[0] == 42

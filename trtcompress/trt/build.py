@@ -15,7 +15,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
 from ..fileio import atomic_path, write_json
@@ -99,6 +99,22 @@ def _captured_trt_log():
                 lines.extend(f.read().splitlines())
 
 
+def run_with_trt_log(loader: Callable[[], Any], failure: str) -> tuple[Any, list[str]]:
+    """``loader()`` with TensorRT's log captured; a failure raises :class:`ModelError` with the
+    first error TensorRT logged (the cause; Polygraphy's own message comes after it)."""
+    error: Exception | None = None
+    result = None
+    with _captured_trt_log() as lines:
+        try:
+            result = loader()
+        except Exception as e:  # Polygraphy raises PolygraphyException; TensorRT's reason is in the log
+            error = e
+    if error is not None:
+        errors = [l for l in lines if l.startswith(("[E]", "[!]"))] or [f"{type(error).__name__}: {error}"]
+        raise ModelError(f"{failure}: {errors[0][3:].strip() if errors[0].startswith('[') else errors[0]}") from error
+    return result, lines
+
+
 def _inspect(engine) -> str | None:
     import tensorrt as trt
 
@@ -143,12 +159,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
         load_plugins(python_plugins)
         cache_out = plan.timing_cache
         loaders = build_loaders(plan, source, save_timing_cache=cache_out)
-        with _captured_trt_log() as trt_log:
-            try:
-                engine = loaders.engine()
-            except Exception as e:  # Polygraphy raises PolygraphyException with TensorRT's reason logged
-                errors = [l for l in trt_log if l.startswith("[E]")] or [str(e)]
-                raise ModelError(f"TensorRT {version} could not build {onnx_path}: {errors[-1].strip()}") from e
+        engine, trt_log = run_with_trt_log(loaders.engine, f"TensorRT {version} could not build {onnx_path}")
         report = engine_report(_inspect(engine), trt_log, plan.precisions, plan.sparse_weights)
         for w in report["warnings"]:
             log.warning("%s: %s", engine_path.name, w)
