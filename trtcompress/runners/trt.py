@@ -45,11 +45,16 @@ def trt_runner(model_path: str, options: RunnerOptions):
 
     from ..trt.engine import ENGINE_SUFFIXES, engine_loader
 
+    from ..trt.build import run_with_trt_log
+
     path = Path(model_path)
     if path.suffix in ENGINE_SUFFIXES:
-        loader = engine_loader(path, tuple(options.plugins) or None)
+        inner, failure = engine_loader(path, tuple(options.plugins) or None), f"TensorRT cannot load {path}"
     else:
-        loader = _onnx_engine_loader(path, options)
+        inner, failure = _onnx_engine_loader(path, options), f"TensorRT could not build {path}"
+
+    def loader():  # one-line errors with TensorRT's reason, its log kept off the console
+        return run_with_trt_log(inner, failure)[0]
 
     class EngineRunner(TrtRunner):
         def gpu_latency_ms(self, feed: Mapping[str, np.ndarray], iterations: int, warmup: int = 10, cuda_graph: bool = False) -> tuple[list[float], dict[str, Any]]:
