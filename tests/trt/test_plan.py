@@ -124,3 +124,10 @@ def test_opset_above_the_parser_is_noted():
 def test_config_round_trips_through_json():
     c = BuildConfig(fp16=True, shapes=("x:1x3x16x16,x:8x3x16x16,x:32x3x16x16",), plugins=("a.so",))
     assert BuildConfig.from_json(c.to_json()) == c
+
+
+def test_python_plugins_need_tensorrt_10_6():
+    m = conv_net()
+    with pytest.raises(ConfigError, match="need TensorRT 10.6"):
+        plan(m, V103, plugins=("plugins/scaled_tanh/trt_plugin.py",))
+    assert plan(m, V1013, plugins=("x/trt_plugin.py", "libx.so")).plugins == ("x/trt_plugin.py", "libx.so")

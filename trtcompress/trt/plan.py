@@ -168,6 +168,9 @@ def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> Bu
 
     if config.dla_core is not None and not version.dla:
         raise ConfigError(f"TensorRT {version} has no DLA (DLA is in TensorRT <= 10.7 and again from 11.4.1 on AGX Orin); drop --dla-core")
+    python_plugins = [p for p in config.plugins if p.endswith(".py")]
+    if python_plugins and not version.python_plugins:
+        raise ConfigError(f"Python plugins ({', '.join(python_plugins)}) need TensorRT 10.6 or newer (tensorrt.plugin); TensorRT {version} loads plugin libraries (.so) only")
     profiles = config.profiles() or _default_profile(facts, config)
     _check_profiles(facts, profiles)
     return BuildPlan(

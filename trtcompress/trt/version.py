@@ -65,6 +65,11 @@ class TrtVersion:
         return self >= TrtVersion(10, 12, 0)
 
     @property
+    def python_plugins(self) -> bool:
+        """Python plugins through ``tensorrt.plugin`` (the plugin decorators came in 10.6)."""
+        return self >= TrtVersion(10, 6, 0)
+
+    @property
     def trtexec_plugin_flag(self) -> str:
         """trtexec's flag for a plugin library: ``--staticPlugins`` on 10.x and 11.x (``--plugins``
         is deprecated there); ``--plugins`` on 8.x, where every release accepts it."""
