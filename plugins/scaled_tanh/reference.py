@@ -43,12 +43,17 @@ def with_reference(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def for_tensorrt(model: onnx.ModelProto) -> onnx.ModelProto:
-    """``model`` without the reference function: TensorRT must use the registered plugin."""
+    """``model`` without the reference function: TensorRT must use the registered plugin. The
+    ONNX parser's plugin fallback looks the op type up in the registry under the node's
+    ``plugin_namespace`` and ``plugin_version`` attributes (defaults "" and "1"), so they are set."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
     keep = [f for f in out.functions if not (f.domain == DOMAIN and f.name == OP)]
     del out.functions[:]
     out.functions.extend(keep)
+    for n in out.graph.node:
+        if n.domain == DOMAIN and n.op_type == OP and not any(a.name == "plugin_namespace" for a in n.attribute):
+            n.attribute.extend([helper.make_attribute("plugin_namespace", DOMAIN), helper.make_attribute("plugin_version", "1")])
     return out
 
 

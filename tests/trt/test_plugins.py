@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -33,7 +34,9 @@ def test_reference_function_runs_in_onnx_runtime():
     np.testing.assert_allclose(got, ref.reference(x @ w, 0.5), rtol=1e-5, atol=1e-6)
     assert np.abs(got).max() <= 0.5 + 1e-6  # alpha really scales
     trt_model = ref.for_tensorrt(model)
-    assert not trt_model.functions and any(n.op_type == "ScaledTanh" and n.domain == "trtcompress" for n in trt_model.graph.node)
+    (plugin_node,) = [n for n in trt_model.graph.node if n.op_type == "ScaledTanh" and n.domain == "trtcompress"]
+    assert not trt_model.functions
+    assert {a.name: onnx.helper.get_attribute_value(a) for a in plugin_node.attribute} == {"alpha": 0.5, "plugin_namespace": b"trtcompress", "plugin_version": b"1"}
 
 
 def test_plugins_resolve_by_name_path_and_kind(tmp_path, monkeypatch):
@@ -69,3 +72,29 @@ def test_a_library_that_does_not_load_is_an_error(tmp_path):
     bad.write_bytes(b"not an ELF file")
     with pytest.raises(ConfigError, match="cannot load plugin library"):
         load_plugins([str(bad)])
+
+
+@pytest.mark.trt
+def test_plugin_engine_matches_its_cpu_reference(tmp_path):
+    """The Python plugin built into an engine against the ONNX function ONNX Runtime runs."""
+    import tensorrt
+
+    from trtcompress.trt.build import build_engine
+    from trtcompress.trt.config import BuildConfig
+    from trtcompress.trt.version import parse_version
+
+    if not parse_version(tensorrt.__version__).python_plugins or not __import__("trtcompress._optional", fromlist=["x"]).available("torch"):
+        pytest.skip("the example plugin needs TensorRT 10.6+ and torch")
+    ref = _reference_module()
+    model = ref.example_model(alpha=0.5)
+    onnx.save(model, tmp_path / "ref.onnx")
+    onnx.save(ref.for_tensorrt(model), tmp_path / "plugin.onnx")
+    result = build_engine(tmp_path / "plugin.onnx", tmp_path / "plugin.engine", BuildConfig(plugins=("scaled_tanh",)))
+    assert "scaled_tanh" in json.dumps(result.plan.plugins)
+    x = np.random.default_rng(0).standard_normal((8, 16)).astype(np.float32)
+    from trtcompress.runners import make_runner
+
+    with make_runner(tmp_path / "plugin.engine", "trt") as trt_runner:
+        got = trt_runner.infer({"x": x})["y"]
+    want = ort.InferenceSession(str(tmp_path / "ref.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
