@@ -76,9 +76,12 @@ def test_encoder_block_runs_in_fp16_with_sensitive_ops_fp32():
         assert types[by_op[op].input[0]] == TensorProto.FLOAT, op
     assert types[by_op["DequantizeLinear"].output[0]] == TensorProto.FLOAT
     assert types["s"] == TensorProto.FLOAT and types["gamma"] == TensorProto.FLOAT  # Q/DQ scale, LN params
-    assert types["w1"] == TensorProto.FLOAT16 and types["w2"] == TensorProto.FLOAT16
-    mm = [n for n in res.model.graph.node if n.op_type == "MatMul"]
-    assert all(types[i] == TensorProto.FLOAT16 for n in mm for i in n.input)
+    assert types["w1"] == TensorProto.FLOAT16 and types["w2"] == TensorProto.FLOAT
+    mm = {n.output[0]: n for n in res.model.graph.node if n.op_type == "MatMul"}
+    assert all(types[i] == TensorProto.FLOAT16 for o in ("h", "scores") for i in mm[o].input)
+    # the layers around the Q/DQ keep float32 so TensorRT fuses DQ -> MatMul into INT8
+    assert [types[i] for i in mm["o"].input] == [TensorProto.FLOAT, TensorProto.FLOAT]
+    assert types["ctx"] == TensorProto.FLOAT and by_op["QuantizeLinear"].input[0] == "ctx"
     assert res.casts_added >= 4 and not res.clipped_initializers
 
 
@@ -122,3 +125,19 @@ def test_real_models_on_real_images_keep_their_predictions():
         if name == "fashion_vit":
             kept = {n.op_type for n in res.model.graph.node if n.name in set(res.kept_fp32_nodes)}
             assert {"LayerNormalization", "Softmax", "ReduceMean"} <= kept
+
+
+def test_quantized_layers_keep_their_qdq_interface():
+    from trt_graphs import conv_net
+
+    model = conv_net(qdq=True)
+    x = np.random.default_rng(2).standard_normal((4, 3, 16, 16)).astype(np.float32)
+    res = convert_to_fp16(model)
+    types = _input_types(res.model)
+    conv = {n.name: n for n in res.model.graph.node if n.op_type == "Conv"}
+    assert types[conv["conv1"].input[1]] == TensorProto.FLOAT16  # unquantized: float16
+    assert [types[i] for i in conv["conv2"].input] == [TensorProto.FLOAT, TensorProto.FLOAT]  # DQ -> Conv untouched
+    dq = [n for n in res.model.graph.node if n.op_type == "DequantizeLinear"]
+    assert all(n.output[0] in conv["conv2"].input for n in dq)  # no Cast between a DQ and its layer
+    ref, got = _run(model, {"x": x}), _run(res.model, {"x": x})
+    assert np.abs(got - ref).max() < 2e-2 * max(1.0, np.abs(ref).max())

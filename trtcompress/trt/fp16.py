@@ -7,6 +7,11 @@ underflows/overflows in float16), Softmax/LogSoftmax (exp of large logits), redu
 many terms), and QuantizeLinear/DequantizeLinear (the Q/DQ scales stay float32, as calibrated).
 Graph inputs and outputs keep float32, so the converted model is fed and compared like the
 original. Ops with subgraphs (If, Loop, Scan) are kept float32 whole.
+
+In a Q/DQ model the quantized layers stay as the Q/DQ model has them: a node that reads a
+DequantizeLinear output or feeds a QuantizeLinear keeps float32, so TensorRT still sees the
+DQ -> Conv/MatMul (-> activation) -> Q pattern it fuses into INT8 kernels (a Cast between the DQ
+and the layer would stand in the way of that fusion); FP16 covers the layers left unquantized.
 """
 from __future__ import annotations
 
@@ -54,7 +59,10 @@ def convert_to_fp16(model: onnx.ModelProto) -> Fp16Result:
     for init in g.initializer:
         types[init.name] = init.data_type
     producers = {o: n for n in g.node for o in n.output}
-    fp16_nodes = [n for n in g.node if n.op_type not in KEEP_FP32 and n.domain in ("", "ai.onnx")]
+    dq_outputs = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+    q_inputs = {n.input[0] for n in g.node if n.op_type == "QuantizeLinear" and n.input}
+    qdq_layers = {id(n) for n in g.node if any(i in dq_outputs for i in n.input) or any(o in q_inputs for o in n.output)}
+    fp16_nodes = [n for n in g.node if n.op_type not in KEEP_FP32 and n.domain in ("", "ai.onnx") and id(n) not in qdq_layers]
     fp16_ids = {id(n) for n in fp16_nodes}
 
     def is_f32(name: str) -> bool:
