@@ -83,7 +83,8 @@ def gpu_latency_ms(engine, feed: Mapping[str, np.ndarray], iterations: int, warm
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 host = np.ascontiguousarray(feed[name], dtype=trt.nptype(engine.get_tensor_dtype(name)))
                 hosts.append(host)
-                context.set_input_shape(name, host.shape)
+                if not context.set_input_shape(name, host.shape):
+                    raise UserError(f"input {name} of shape {host.shape} is outside the engine's optimization profile; rebuild it with --shapes covering it")
                 ptr = api.malloc(host.nbytes)
                 buffers.append(ptr)
                 api.memcpy_htod(ptr, host, stream)
