@@ -71,3 +71,24 @@ def test_tensorrt_verbs_fail_fast_naming_the_extra(argv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "pip install 'trtcompress[trt]'" in err
+
+
+def test_every_build_config_field_is_a_flag():
+    import dataclasses
+
+    from trtcompress.cli.build import config_from_args
+    from trtcompress.cli.main import build_parser
+    from trtcompress.trt.config import BuildConfig
+
+    args = build_parser("build").parse_args([
+        "build", "m.onnx", "--target-version", "10.3", "--fp16", "--sparse", "off", "--shapes", "x:1x3,x:2x3,x:4x3", "--shapes", "x:8x3",
+        "--opt-batch", "4", "--max-batch", "16", "--workspace-mib", "64", "--builder-optimization-level", "2", "--timing-cache", "t.cache",
+        "--dla-core", "1", "--no-gpu-fallback", "--weak-typing", "--plugin", "a.so", "--plugin", "b.py",
+    ])
+    config = config_from_args(args)
+    assert config == BuildConfig(target_version="10.3", fp16=True, sparse="off", shapes=("x:1x3,x:2x3,x:4x3", "x:8x3"), opt_batch=4, max_batch=16,
+                                 workspace_mib=64, builder_optimization_level=2, timing_cache="t.cache", dla_core=1, gpu_fallback=False,
+                                 weak_typing=True, plugins=("a.so", "b.py"))
+    assert config_from_args(build_parser("build").parse_args(["build", "m.onnx"])) == BuildConfig()
+    flags = {a.dest for a in build_parser("build")._subparsers._group_actions[0].choices["build"]._actions}
+    assert {f.name for f in dataclasses.fields(BuildConfig)} <= flags
