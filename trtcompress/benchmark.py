@@ -26,7 +26,7 @@ import numpy as np
 from .config import Config
 from .data.base import model_inputs
 from .data.readers import ReaderOptions, open_source
-from .errors import ConfigError
+from .errors import ConfigError, MissingDependencyError
 from .runners import RunnerOptions, make_runner
 
 __all__ = ["BenchConfig", "BenchResult", "bench", "latency_stats"]
@@ -116,8 +116,14 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
                         t.append(r.last_inference_time())
                         n += 1
                     gpu_timer = getattr(r, "gpu_latency_ms", None)
-                    if gpu_timer is not None:  # same count as the end-to-end runs of this turn
-                        ms, facts = gpu_timer(feed, n, config.warmup, config.cuda_graph)
+                    if gpu_timer is not None and gf.get("skipped") is None:  # as many runs as end-to-end
+                        try:
+                            ms, facts = gpu_timer(feed, n, config.warmup, config.cuda_graph)
+                        except MissingDependencyError as e:  # no cuda-python/torch: end-to-end time only
+                            gf["skipped"] = str(e)
+                            if log:
+                                log(f"no GPU compute time for {r.name}: {e}")
+                            continue
                         gt.extend(m / 1e3 for m in ms)
                         gf.update(facts)
             if log:

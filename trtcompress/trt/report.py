@@ -24,7 +24,7 @@ __all__ = ["parse_inspector", "layer_precision", "parse_sparsity_log", "precisio
 _ELIGIBLE = re.compile(r"\(Sparsity\) Layers eligible for sparse math:\s*(.*)$")
 _PICKED = re.compile(r"\(Sparsity\) TRT inference plan picked sparse implementation for layers:\s*(.*)$")
 # most specific first: "FP16" must not match inside another name, "Int8" before "Int32"
-_PRECISIONS = (("fp8", r"\bfp8\b"), ("int4", r"\bint4\b"), ("int8", r"\bint8\b"), ("bf16", r"\bbf16\b"), ("fp16", r"\b(fp16|half)\b"), ("fp32", r"\b(fp32|float)\b"), ("int32", r"\bint32\b"), ("int64", r"\bint64\b"), ("bool", r"\bbool\b"))
+_PRECISIONS = (("fp8", r"\bfp8\b"), ("int4", r"\bint4\b"), ("int8", r"\bint8\b"), ("bf16", r"\b(bf16|bfloat16)\b"), ("fp16", r"\b(fp16|half)\b"), ("fp32", r"\b(fp32|float)\b"), ("int32", r"\bint32\b"), ("int64", r"\bint64\b"), ("bool", r"\bbool\b"))
 _NO_MATH = {"Reformat", "Shuffle", "Constant", "NoOp", "Identity", "Slice", "Concatenation", "Gather", "Shape"}
 
 
