@@ -154,3 +154,22 @@ def test_a_failed_build_names_tensorrts_first_error():
     with pytest.raises(ModelError, match=r"^TensorRT 10.3.0 could not build m.onnx: ModelImporter.cpp:949: .*Could not find any implementation for node conv2$"):
         run_with_trt_log(failing_build, "TensorRT 10.3.0 could not build m.onnx")
     assert run_with_trt_log(lambda: 42, "x")[0] == 42
+
+
+def test_a_users_polygraphy_log_file_is_kept_whole(tmp_path):
+    from polygraphy.logger import G_LOGGER
+
+    from trtcompress.trt.build import _captured_trt_log
+
+    log = tmp_path / "user.log"
+    G_LOGGER.log_file = str(log)
+    try:
+        G_LOGGER.warning("before the build")
+        with _captured_trt_log() as lines:
+            G_LOGGER.verbose("(Sparsity) Layers eligible for sparse math: conv2")
+        assert parse_sparsity_log(lines)["eligible"] == ["conv2"] and not any("before the build" in l for l in lines)
+        assert G_LOGGER.log_file == str(log)
+    finally:
+        G_LOGGER.log_file = None
+    text = log.read_text()
+    assert "before the build" in text and "Layers eligible for sparse math" in text

@@ -12,7 +12,7 @@ from .common import add_runner_args, runner_options
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure latency percentiles and throughput; ratios between models", description=__doc__)
-    p.add_argument("models", nargs="+", help="ONNX models; the first is the baseline")
+    p.add_argument("models", nargs="+", help="ONNX models or TensorRT engines (.engine: run on TensorRT); the first is the baseline")
     p.add_argument("--batch-sizes", default="1", help="comma-separated batch sizes (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs at the start of every turn (each turn starts a fresh session)")
     p.add_argument("--iterations", type=int, default=100, help="timed runs per model and batch size")

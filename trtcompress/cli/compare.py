@@ -13,7 +13,7 @@ from .common import add_data_args, add_runner_args, reader_options, runner_optio
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare two models' outputs on the same inputs", description=__doc__)
     p.add_argument("base", help="reference ONNX model (e.g. the FP32 export)")
-    p.add_argument("candidate", help="ONNX model to check against it")
+    p.add_argument("candidate", help="ONNX model, or a TensorRT engine (then run on TensorRT, the base on ONNX Runtime)")
     add_data_args(p, default="random:4")
     add_runner_args(p)
     t = p.add_argument_group("tolerances (a check runs only when given)")

@@ -82,20 +82,25 @@ def _target(config: BuildConfig) -> TrtVersion:
 @contextlib.contextmanager
 def _captured_trt_log():
     """TensorRT's builder messages, INFO and up, into a list (Polygraphy forwards TensorRT's
-    INFO as its VERBOSE); Polygraphy's own console output is kept off stdout meanwhile."""
+    INFO as its VERBOSE); Polygraphy's own console output is kept off stdout meanwhile. A log
+    file the user gave Polygraphy keeps receiving everything; we read what was appended."""
     from polygraphy.logger import G_LOGGER
 
     lines: list[str] = []
+    old = G_LOGGER.log_file
     with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "trt.log")
-        old = G_LOGGER.log_file
-        G_LOGGER.log_file = path
+        path = old or os.path.join(d, "trt.log")
+        offset = os.path.getsize(path) if old and os.path.exists(path) else 0
+        if not old:
+            G_LOGGER.log_file = path
         try:
             with G_LOGGER.verbosity(G_LOGGER.VERBOSE), contextlib.redirect_stdout(io.StringIO()):
                 yield lines
         finally:
-            G_LOGGER.log_file = old
+            if not old:
+                G_LOGGER.log_file = None
             with open(path, errors="replace") as f:
+                f.seek(offset)
                 lines.extend(f.read().splitlines())
 
 
