@@ -24,12 +24,16 @@ _HELP = {
     "builder_optimization_level": "0..5 (TensorRT's default 3; higher builds longer, may run faster)",
     "timing_cache": "timing cache file, read before and updated after the build",
     "dla_core": "build for this DLA core (Jetson); layers DLA cannot run fall back to the GPU",
-    "gpu_fallback": "with --dla-core: let layers fall back to the GPU (default on)",
+    "gpu_fallback": "with --dla-core: no GPU fallback, every layer must run on the DLA",
     "version_compatible": "an engine later TensorRT versions of the same major can run",
     "hardware_compatibility": "none, ampere+ or same-compute-capability (default: %(default)s)",
     "weak_typing": "TensorRT 10.x: INT8/FP16 builder flags instead of strong typing (deprecated from 10.12)",
     "plugins": "plugin library (.so), Python plugin (.py) or folder name under plugins/ (repeatable)",
 }
+
+
+_METAVAR = {"target_version": "VERSION", "sparse": "MODE", "shapes": "PROFILE", "opt_batch": "N", "max_batch": "N", "workspace_mib": "MIB",
+            "builder_optimization_level": "LEVEL", "timing_cache": "PATH", "dla_core": "N", "hardware_compatibility": "LEVEL", "plugins": "PLUGIN"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -50,10 +54,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         elif hint is bool:
             g.add_argument(flag, dest=f.name, action="store_true", default=None, help=_HELP[f.name])
         elif typing.get_origin(hint) is tuple:
-            g.add_argument(flag.rstrip("s") if f.name == "plugins" else flag, dest=f.name, action="append", default=None, help=_HELP[f.name])
+            g.add_argument(flag.rstrip("s") if f.name == "plugins" else flag, dest=f.name, action="append", default=None, metavar=_METAVAR[f.name], help=_HELP[f.name])
         else:
             typ = int if int in (typing.get_args(hint) or (hint,)) else str
-            g.add_argument(flag, dest=f.name, type=typ, default=None, help=_HELP[f.name].replace("%(default)s", str(f.default)))
+            g.add_argument(flag, dest=f.name, type=typ, default=None, metavar=_METAVAR[f.name], help=_HELP[f.name].replace("%(default)s", str(f.default)))
     return p
 
 
