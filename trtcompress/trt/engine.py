@@ -5,14 +5,17 @@ version-compatible engines, which hand-rolled ``Runtime.deserialize_cuda_engine`
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from .._optional import require
-from ..errors import ModelError
+from ..errors import MissingDependencyError, ModelError
 
 __all__ = ["engine_loader", "ENGINE_SUFFIXES"]
+
+log = logging.getLogger(__name__)
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
@@ -29,7 +32,12 @@ def engine_loader(path: str | os.PathLike, plugins: tuple[str, ...] | None = Non
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"engine file not found: {path}")
-    sidecar = check_sidecar(path, trt.__version__, device_info())
+    try:
+        gpu = device_info()
+    except MissingDependencyError as e:  # Polygraphy runs the engine without cuda-python/torch
+        log.warning("cannot read this GPU's name and compute capability (%s): %s is checked against the TensorRT version only", e, path)
+        gpu = None
+    sidecar = check_sidecar(path, trt.__version__, gpu)
     if plugins is None:
         plugins = tuple((sidecar or {}).get("build_options", {}).get("plugins") or ())
     return engine_from_path(str(path), resolve_plugins(plugins))
