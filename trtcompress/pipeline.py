@@ -63,7 +63,9 @@ class Pipeline:
                 result = fn(model, cfg)
             except UserError as e:
                 before = ", ".join(r.name for r in records) or "none"
-                raise StageError(f"stage {name!r} failed: {e} (stages completed before it: {before})") from e
+                err = StageError(f"stage {name!r} failed: {e} (stages completed before it: {before})")
+                err.stage, err.records = name, records
+                raise err from e
             if not isinstance(result, StageResult):
                 raise TypeError(f"stage {name!r} returned {type(result).__name__}, not StageResult")
             files = []

@@ -26,6 +26,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances)")
     p.add_argument("--name", default=None, help="run name (default: run-<date>-<time>)")
     p.add_argument("--runs-dir", default=None, help="where run directories go (default: runs)")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace an earlier run of the same --name (never a directory that is not a run)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset for the export (default 18)")
     p.add_argument("--static", action="store_true", help="export with a fixed batch size")
     p.add_argument("--batch-sizes", default=None, help="benchmark batch sizes, comma-separated (default: 1)")
@@ -57,6 +58,8 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
             d[key] = value
     if args.batch is not None:
         d["batch"] = args.batch
+    if args.overwrite:
+        d["overwrite"] = True
     export = dict(d.get("export", {}))
     if args.inputs:
         export["inputs"] = args.inputs
