@@ -85,3 +85,22 @@ def test_export_cli(tmp_path):
     out = json.loads(r.stdout)
     assert out["exporter"] in ("dynamo", "torchscript") and out["check"]["random"]["max_abs"] < 1e-5
     assert (tmp_path / "net.onnx").exists()
+
+
+def test_inspect_reads_both_quantized_forms(tiny_model, tmp_path):
+    """The CPU form's integer operators (QLinearConv, MatMulIntegerToFloat, ...) are layers too,
+    and a 2:4 weight stays 2:4 through either form."""
+    from trtcompress.model_io import load_model, save_model
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+    from trtcompress.stages.sparsify import SparsifyConfig, sparsify
+
+    pruned = sparsify(load_model(tiny_model), SparsifyConfig(min_channels=4)).model
+    for target in ("cpu", "tensorrt"):
+        q = quantize(pruned, QuantizeConfig(target=target, calib="random:8", sensitivity_samples=0, progress=False)).model
+        path = tmp_path / f"{target}.onnx"
+        save_model(q, path)
+        r = cli("inspect", str(path), "--json", check=True)
+        layers = {l["layer"]: l for l in json.loads(r.stdout)["layers"] if l["shape"]}
+        assert set(layers) == {"Conv_0", "Gemm_4"}, (target, layers)
+        assert all(l["quantized"] for l in layers.values())
+        assert layers["Gemm_4"]["follows_2to4"] and layers["Gemm_4"]["sparsity"] == 0.5
