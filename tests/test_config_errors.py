@@ -18,6 +18,7 @@ One test per bad input:
 - an existing run directory without ``--overwrite`` (the earlier run is left intact)
 - an existing directory that is not a run, even with ``--overwrite`` (left intact)
 - a file where the run directory would go, even with ``--overwrite``
+- a recipe that runs lowrank after sparsify (refused before anything runs)
 """
 from __future__ import annotations
 
@@ -145,3 +146,12 @@ def test_file_where_the_run_directory_would_go(tmp_path):
     with pytest.raises(ConfigError, match="not a trtcompress run directory"):
         RunDir(tmp_path / "runs", "r", overwrite=True)
     assert (tmp_path / "runs" / "r").read_text() == "a file"
+
+
+def test_recipe_with_lowrank_after_sparsify(tiny_model, tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps({"stages": [{"stage": "sparsify"}, {"stage": "lowrank"}]}))
+    r = cli("compress", str(tiny_model), "--recipe", str(recipe), "--name", "x", cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "stage 'lowrank' after 'sparsify': low-rank factors are dense" in r.stderr
+    assert not (tmp_path / "runs" / "x").exists()

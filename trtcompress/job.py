@@ -71,6 +71,7 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
 
     @property
     def is_onnx(self) -> bool:
