@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 import functools
 import types
@@ -182,12 +183,15 @@ def _conform(hint: Any, value: Any) -> tuple[bool, Any]:
         return True, os.fspath(value)  # a path where a path string is expected
     if hint is bool:
         return isinstance(value, bool), value
+    # numbers.Integral / Real take numpy scalars too (a count or a threshold computed with numpy)
     if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             return _NO
-        return True, (value if isinstance(value, float) else float(value))
+        return True, (value if type(value) is int else int(value))
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return _NO
+        return True, (value if type(value) is float else float(value))
     if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, dict):
         return True, hint.from_dict(value)
     if isinstance(hint, type):
