@@ -72,7 +72,7 @@ def test_string_is_not_a_list():
 
 
 def test_list_item_of_the_wrong_type():
-    with pytest.raises(ConfigError, match=r"BenchConfig.batch_sizes must be list of int, got tuple \(1, '8'\)"):
+    with pytest.raises(ConfigError, match=r"BenchConfig.batch_sizes must be list of int, got list \[1, '8'\]"):
         CompressConfig.from_dict(_recipe(bench={"batch_sizes": [1, "8"]}))
 
 

@@ -63,9 +63,7 @@ class Config:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-        hints = _hints(cls)
-        kwargs = {k: _coerce(hints.get(k), v) for k, v in data.items()}
-        return cls(**kwargs)
+        return cls(**data)  # __post_init__ checks the types (JSON lists become tuples, mappings nested configs)
 
     @classmethod
     def from_json(cls: type[C], text: str) -> C:
@@ -83,20 +81,6 @@ def _plain(v: Any) -> Any:
     if isinstance(v, dict):
         return {k: _plain(x) for k, x in v.items()}
     return v
-
-
-def _coerce(hint: Any, v: Any) -> Any:
-    """JSON gives lists where configs hold tuples (configs are frozen and hashable)."""
-    origin = typing.get_origin(hint)
-    if isinstance(v, list) and (origin is tuple or hint is tuple or _union_has_tuple(hint)):
-        return tuple(v)
-    if isinstance(hint, type) and issubclass(hint, Config) and isinstance(v, dict):
-        return hint.from_dict(v)
-    return v
-
-
-def _union_has_tuple(hint: Any) -> bool:
-    return any(typing.get_origin(a) is tuple for a in typing.get_args(hint))
 
 
 @functools.lru_cache(maxsize=None)
