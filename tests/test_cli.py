@@ -162,10 +162,10 @@ def test_compress_flags_override_the_recipe_and_defaults_stay_in_the_dataclass(t
 
     assert build_config(_parse("compress", "m.onnx")) == CompressConfig(model="m.onnx")
     recipe = tmp_path / "r.json"
-    recipe.write_text(json.dumps({"bench": {"batch_sizes": [1, 8]}, "compare": {"min_cosine": 0.9}, "runner": {"threads": 2}, "stages": [{"stage": "sparsify", "permute": True}]}))
+    recipe.write_text(json.dumps({"bench": {"batch_sizes": [1, 8]}, "compare": {"min_cosine": 0.9}, "runner": {"threads": 2}, "backend": "trt", "stages": [{"stage": "sparsify", "permute": True}]}))
     cfg = build_config(_parse("compress", "m.onnx", "--recipe", str(recipe), "--min-cosine", "0.99", "--iterations", "7", "--input", "x:1x3x8x8",
                               "--overwrite", "--no-bench", "--static", "--seed", "3", "--providers", "cpu"))
     assert cfg.bench.batch_sizes == (1, 8) and cfg.bench.iterations == 7 and cfg.bench.seed == 3  # recipe, flag, flag
     assert cfg.compare.min_cosine == 0.99 and cfg.runner.threads == 2
     assert cfg.export.inputs == ("x:1x3x8x8",) and cfg.export.dynamic_batch is False and cfg.export.seed == 3
-    assert cfg.overwrite and cfg.skip_bench and cfg.stages[0].permute is True
+    assert cfg.overwrite and cfg.skip_bench and cfg.stages[0].permute is True and cfg.backend == "trt"

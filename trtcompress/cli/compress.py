@@ -64,6 +64,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     add_config_args(b, BenchConfig, skip=("seed",), help=HELP, metavars={"batch_sizes": "N,N"})
     add_data_args(p, default=None)
     add_runner_args(p)
+    p.set_defaults(backend=None)  # CompressConfig.backend holds the default; a recipe's backend stands unless --backend is given
 
 
 def build_config(args: argparse.Namespace, model: str | None = None, defaults: dict | None = None):
@@ -100,7 +101,8 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
         d["export"]["inputs"] = args.inputs
     if args.seed is not None:  # the seed of the export check's and the benchmark's random inputs
         d["export"]["seed"] = d["bench"]["seed"] = args.seed
-    d["backend"] = args.backend
+    if args.backend is not None:
+        d["backend"] = args.backend
     if args.stages:
         d["stages"] = [{"stage": s.strip()} for s in args.stages.split(",") if s.strip()]
     return CompressConfig.from_dict(d)
