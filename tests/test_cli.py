@@ -85,3 +85,87 @@ def test_export_cli(tmp_path):
     out = json.loads(r.stdout)
     assert out["exporter"] in ("dynamo", "torchscript") and out["check"]["random"]["max_abs"] < 1e-5
     assert (tmp_path / "net.onnx").exists()
+
+
+def test_inspect_reads_both_quantized_forms(tiny_model, tmp_path):
+    """The CPU form's integer operators (QLinearConv, MatMulIntegerToFloat, ...) are layers too,
+    and a 2:4 weight stays 2:4 through either form."""
+    from trtcompress.model_io import load_model, save_model
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+    from trtcompress.stages.sparsify import SparsifyConfig, sparsify
+
+    pruned = sparsify(load_model(tiny_model), SparsifyConfig(min_channels=4)).model
+    for target in ("cpu", "tensorrt"):
+        q = quantize(pruned, QuantizeConfig(target=target, calib="random:8", sensitivity_samples=0, progress=False)).model
+        path = tmp_path / f"{target}.onnx"
+        save_model(q, path)
+        r = cli("inspect", str(path), "--json", check=True)
+        layers = {l["layer"]: l for l in json.loads(r.stdout)["layers"] if l["shape"]}
+        assert set(layers) == {"Conv_0", "Gemm_4"}, (target, layers)
+        assert all(l["quantized"] for l in layers.values())
+        assert layers["Gemm_4"]["follows_2to4"] and layers["Gemm_4"]["sparsity"] == 0.5
+
+
+def _parse(*argv):
+    from trtcompress.cli.main import build_parser
+
+    return build_parser(argv[0]).parse_args(list(argv))
+
+
+@pytest.mark.parametrize("verb, module, config, skipped", [
+    ("quantize", "trtcompress.stages.quantize", "QuantizeConfig", set()),
+    ("sparsify", "trtcompress.stages.sparsify", "SparsifyConfig", set()),
+    ("lowrank", "trtcompress.lowrank", "LowRankConfig", set()),
+    ("bench", "trtcompress.benchmark", "BenchConfig", {"shapes"}),
+    ("compare", "trtcompress.comparison", "CompareConfig", set()),
+    ("finetune", "trtcompress.finetune", "FinetuneConfig", set()),
+])
+def test_every_config_field_is_a_flag_whose_default_is_the_dataclasses(verb, module, config, skipped):
+    """A default lives in the dataclass only: no flag given gives exactly the default config."""
+    import dataclasses
+    import importlib
+
+    from trtcompress.cli.common import config_from_args
+
+    cls = getattr(importlib.import_module(module), config)
+    required = {"quantize": ["m.onnx", "-o", "o.onnx"], "sparsify": ["m.onnx", "-o", "o.onnx"], "lowrank": ["m.onnx", "-o", "o.onnx"],
+                "bench": ["m.onnx"], "compare": ["a.onnx", "b.onnx"], "finetune": ["--teacher", "t", "--student", "s", "--data", "d", "-o", "o.onnx"]}[verb]
+    args = _parse(verb, *required)
+    assert {f.name for f in dataclasses.fields(cls)} - skipped <= set(vars(args))
+    assert all(getattr(args, f.name) is None for f in dataclasses.fields(cls) if f.name not in skipped)
+    assert config_from_args(args, cls) == cls()
+
+
+def test_quantize_keeps_its_flag_names():
+    from trtcompress.cli.common import config_from_args
+    from trtcompress.stages.quantize import QuantizeConfig
+
+    args = _parse("quantize", "m.onnx", "-o", "o.onnx", "--calib", "c/", "--per-tensor-weights", "--no-clip-bounds", "--no-refine-ranges",
+                  "--no-center-inputs", "--include", "Conv_*", "--include", "re:a{1,2}", "--input", "x:1x3x8x8", "--target", "cpu",
+                  "--sensitivity-samples", "0", "--eval-limit", "4", "--threads", "1", "--no-progress")
+    assert config_from_args(args, QuantizeConfig) == QuantizeConfig(
+        calib="c/", per_channel=False, clip_bounds=False, refine_ranges=False, center_inputs=False, include=("Conv_*", "re:a{1,2}"),
+        inputs=("x:1x3x8x8",), target="cpu", sensitivity_samples=0, eval_limit=4, threads=1, progress=False)
+
+
+def test_lowrank_input_and_seed_reach_the_config():
+    from trtcompress.cli.common import config_from_args
+    from trtcompress.lowrank import LowRankConfig
+
+    args = _parse("lowrank", "m.onnx", "-o", "o.onnx", "--rule", "error", "--data", "random:4", "--input", "x:1x3x8x8", "--seed", "7", "--ops", "Conv,Gemm")
+    assert config_from_args(args, LowRankConfig) == LowRankConfig(rule="error", calib="random:4", inputs=("x:1x3x8x8",), seed=7, ops=("Conv", "Gemm"))
+
+
+def test_compress_flags_override_the_recipe_and_defaults_stay_in_the_dataclass(tmp_path):
+    from trtcompress.cli.compress import build_config
+    from trtcompress.job import CompressConfig
+
+    assert build_config(_parse("compress", "m.onnx")) == CompressConfig(model="m.onnx")
+    recipe = tmp_path / "r.json"
+    recipe.write_text(json.dumps({"bench": {"batch_sizes": [1, 8]}, "compare": {"min_cosine": 0.9}, "runner": {"threads": 2}, "backend": "trt", "stages": [{"stage": "sparsify", "permute": True}]}))
+    cfg = build_config(_parse("compress", "m.onnx", "--recipe", str(recipe), "--min-cosine", "0.99", "--iterations", "7", "--input", "x:1x3x8x8",
+                              "--overwrite", "--no-bench", "--static", "--seed", "3", "--providers", "cpu"))
+    assert cfg.bench.batch_sizes == (1, 8) and cfg.bench.iterations == 7 and cfg.bench.seed == 3  # recipe, flag, flag
+    assert cfg.compare.min_cosine == 0.99 and cfg.runner.threads == 2
+    assert cfg.export.inputs == ("x:1x3x8x8",) and cfg.export.dynamic_batch is False and cfg.export.seed == 3
+    assert cfg.overwrite and cfg.skip_bench and cfg.stages[0].permute is True and cfg.backend == "trt"

@@ -6,12 +6,13 @@ comparison, the benchmark and the seed's metrics.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as _dt
 import os
 import platform
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 from . import __version__
@@ -39,6 +40,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     # them unless the user names them with --calib
     "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
     "preprocess": lambda c: c.preprocess,
+    "inputs": lambda c: c.export.inputs,  # --input shapes reach calibration too
 }
 
 
@@ -49,6 +51,7 @@ class CompressConfig(Config):
     model: str = ""
     name: str | None = None
     runs_dir: str = "runs"
+    overwrite: bool = False  # replace an earlier run of the same name (never anything else)
     stages: tuple[Config, ...] = ()
     export: ExportConfig = ExportConfig()
     data: str = "random:8"  # inputs for compare (and calibration, unless ``calib`` or a stage says otherwise)
@@ -69,6 +72,7 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
 
     @property
     def is_onnx(self) -> bool:
@@ -103,15 +107,18 @@ class CompressResult:
 
 
 def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -> CompressResult:
-    """Run the job; the run directory appears only if it succeeds."""
+    """Run the job in ``runs/<name>/`` (see :func:`_kept_on_failure` for a run that fails)."""
     log = log or (lambda msg: None)
-    with RunDir(config.runs_dir, config.name) as run:
-        report: dict[str, Any] = {
+    run = RunDir(config.runs_dir, config.name, overwrite=config.overwrite)
+    report: dict[str, Any] = {}
+    with _kept_on_failure(run, report, log) as progress:
+        progress.phase = "load" if config.is_onnx else "export"
+        report.update({
             "trtcompress": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
-        }
+        })
         original = run.artifact("original.onnx")
         if config.is_onnx:
             log(f"loading {config.model}")
@@ -122,7 +129,9 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             log(f"exporting {config.model}")
             data = _data_factory(config)
             report["export"] = export(config.model, original, config.export, data).to_dict()
+        progress.keep = True  # from here on, a failure keeps the run directory
 
+        progress.phase = "stages"
         stages = [_with_shared_data(s, config) for s in config.stages]
         model = load_model(original)
         result = Pipeline(stages).run(model, run, log=log)
@@ -130,6 +139,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         compressed = run.artifact("model.onnx")
         save_model(result.model, compressed)
 
+        progress.phase = "compare"
         log(f"comparing on {config.data}")
         source = _data_factory(config)(model_inputs(original))
         cmp = compare(original, compressed, source, config.compare, config.backend, config.runner)
@@ -137,8 +147,9 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
 
         latency = None
         if not config.skip_bench:
+            progress.phase = "bench"
             log(f"benchmarking at batch {', '.join(map(str, config.bench.batch_sizes))}")
-            b = bench([original, compressed], config.bench, config.backend, config.runner, labels=["original", "compressed"])
+            b = bench([original, compressed], _bench_config(config), config.backend, config.runner, labels=["original", "compressed"])
             report["bench"] = b.to_dict()
             first = config.bench.batch_sizes[0]
             latency = (b.results[first]["original"]["p50_ms"], b.results[first]["compressed"]["p50_ms"])
@@ -146,9 +157,53 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         pruned = sum(int(s.report.get("zeros_added", 0)) for s in result.stages)
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
         report["passed"] = cmp.passed
+        report["status"] = "completed"  # the run finished; "passed" is the verdict
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
+        report = run.public(report)
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
+
+
+@dataclasses.dataclass
+class _Progress:
+    phase: str = "load"
+    keep: bool = False  # whether enough finished to be worth keeping
+
+
+@contextlib.contextmanager
+def _kept_on_failure(run: RunDir, report: dict[str, Any], log: Callable[[str], None]) -> Iterator[_Progress]:
+    """Commit the run directory when the block succeeds. When it raises once the baseline is in
+    place (``keep``), commit it anyway with what finished and ``report.json`` saying
+    ``status: failed``, the phase or stage and the message, then re-raise; when it fails earlier
+    (the model cannot be read or exported) or is interrupted, leave nothing."""
+    progress = _Progress()
+    try:
+        yield progress
+    except Exception as e:
+        if not progress.keep:
+            run.abort()
+            raise
+        report["status"] = "failed"
+        report["failure"] = {"stage": getattr(e, "stage", None) or progress.phase, "message": str(e), "error": type(e).__name__}
+        if getattr(e, "records", None):
+            report["stages"] = [r.to_dict() for r in e.records]
+        run.write_report(report)
+        run.commit()
+        log(f"run directory {run.final} keeps what finished; its report.json holds the error")
+        raise
+    except BaseException:
+        run.abort()
+        raise
+    run.commit()
+
+
+def _bench_config(config: CompressConfig) -> BenchConfig:
+    """The benchmark config, with the shapes of ``--input`` where it gives none (a dynamic
+    dimension other than the batch has no size to measure at otherwise)."""
+    specs = config.export.specs()
+    if config.bench.shapes or not specs:
+        return config.bench
+    return config.bench.replace(shapes={s.name: s.concrete_shape(1) for s in specs})
 
 
 def _data_factory(config: CompressConfig):

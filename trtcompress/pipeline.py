@@ -1,4 +1,9 @@
-"""Run a list of stages, recording each stage's report (and artifacts) in a run directory."""
+"""Run a list of stages, recording each stage's report (and artifacts) in a run directory.
+
+Each stage's contract (:mod:`trtcompress.contracts`) is checked: a sequence in which a stage would
+break what an earlier one established is refused when the pipeline is built (before anything
+runs) or warned about; after each stage, what earlier stages established must still hold.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +11,7 @@ import time
 from typing import Any, Sequence, Union
 
 from .config import Config
+from .contracts import PROPERTIES, check_after, check_sequence, measure
 from .errors import StageError, UserError
 from .rundir import RunDir
 from .stage import StageFn, StageResult, get_stage
@@ -22,6 +28,7 @@ class StageRecord:
     report: dict[str, Any]
     seconds: float
     artifacts: list[str]
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -48,6 +55,9 @@ class Pipeline:
             else:
                 fn, cfg = step
                 self.steps.append((getattr(fn, "stage_name", fn.__name__), fn, cfg))
+        self.entries = [getattr(fn, "stage_entry", None) for _, fn, _ in self.steps]
+        # refuses (ConfigError) before anything runs; warnings are recorded with their stage
+        self.warnings = check_sequence([(n, e) for (n, _, _), e in zip(self.steps, self.entries)])
 
     @property
     def names(self) -> list[str]:
@@ -55,22 +65,43 @@ class Pipeline:
 
     def run(self, model: Any, run_dir: RunDir | None = None, log=None) -> PipelineResult:
         records: list[StageRecord] = []
+        established: dict[str, str] = {}  # property -> the stage that established it
+        counts: dict[str, int] = {}  # how often each established property holds in ``model``
         for i, (name, fn, cfg) in enumerate(self.steps):
             if log:
                 log(f"[{i + 1}/{len(self.steps)}] {name}")
+            notes = [msg for j, msg in self.warnings if j == i]
+            for msg in notes:
+                if log:
+                    log(f"warning: {msg}")
             t0 = time.perf_counter()
             try:
                 result = fn(model, cfg)
             except UserError as e:
                 before = ", ".join(r.name for r in records) or "none"
-                raise StageError(f"stage {name!r} failed: {e} (stages completed before it: {before})") from e
+                err = StageError(f"stage {name!r} failed: {e} (stages completed before it: {before})")
+                err.stage, err.records = name, records
+                raise err from e
             if not isinstance(result, StageResult):
                 raise TypeError(f"stage {name!r} returned {type(result).__name__}, not StageResult")
+            ensures = getattr(self.entries[i], "ensures", ())
+            after = measure(result.model, sorted(set(established) | set(ensures)))
+            broken = check_after(name, counts, after, established)
+            if broken:
+                err = StageError(broken + "; change the order of the stages")
+                err.stage, err.records = name, records
+                raise err
+            for prop in ensures:
+                if after.get(prop):
+                    established.setdefault(prop, name)
+                elif prop in after:
+                    notes.append(f"stage {name!r} left no {PROPERTIES[prop][1]} in the model")
+            counts = {p: after[p] for p in established if p in after}
             files = []
             if run_dir is not None:
                 for fname, content in result.artifacts.items():
                     run_dir.write_artifact(f"{i:02d}-{name}-{fname}", content)
                     files.append(f"artifacts/{i:02d}-{name}-{fname}")
-            records.append(StageRecord(name, cfg.to_dict(), result.report, time.perf_counter() - t0, files))
+            records.append(StageRecord(name, cfg.to_dict(), result.report, time.perf_counter() - t0, files, notes))
             model = result.model
         return PipelineResult(model, records)

@@ -3,14 +3,17 @@
 A stage is a function ``(model, config) -> StageResult``: it takes a model (an
 ``onnx.ModelProto`` for ONNX stages, an ``nn.Module`` for torch stages) and a frozen, typed
 :class:`~trtcompress.config.Config`, and returns the new model with a JSON-serialisable report.
-Stages are registered by config type, so a pipeline is just a list of configs.
+Stages are registered by config type, so a pipeline is just a list of configs. A stage declares
+its contract when it registers (``ensures``, ``after``; see :mod:`trtcompress.contracts`), which
+the pipeline checks.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol, TypeVar
+from typing import Any, Callable, Mapping, Protocol, TypeVar
 
 from .config import Config
+from .contracts import PROPERTIES, After
 
 __all__ = ["StageResult", "StageFn", "register_stage", "get_stage", "registered_stages"]
 
@@ -38,6 +41,8 @@ class _Entry:
     name: str
     fn: StageFn
     config_type: type[Config]
+    ensures: tuple[str, ...] = ()  # properties its output has (trtcompress.contracts.PROPERTIES)
+    after: Mapping[str, After] = dataclasses.field(default_factory=dict)  # what it does to established ones
 
 
 _REGISTRY: dict[type[Config], _Entry] = {}
@@ -46,14 +51,20 @@ _BY_NAME: dict[str, _Entry] = {}
 F = TypeVar("F", bound=Callable[..., StageResult])
 
 
-def register_stage(name: str, config_type: type[Config]) -> Callable[[F], F]:
-    """Decorator: register ``fn`` as the stage that handles ``config_type``."""
+def register_stage(name: str, config_type: type[Config], ensures: tuple[str, ...] = (), after: Mapping[str, After] | None = None) -> Callable[[F], F]:
+    """Decorator: register ``fn`` as the stage that handles ``config_type``, with its contract:
+    ``ensures`` (properties its output has) and ``after`` (property an earlier stage established
+    -> refuse or warn, with the reason)."""
+    unknown = sorted((set(ensures) | set(after or {})) - set(PROPERTIES))
+    if unknown:
+        raise ValueError(f"stage {name!r}: unknown properties {unknown}; known: {sorted(PROPERTIES)}")
 
     def deco(fn: F) -> F:
-        entry = _Entry(name, fn, config_type)
+        entry = _Entry(name, fn, config_type, tuple(ensures), dict(after or {}))
         _REGISTRY[config_type] = entry
         _BY_NAME[name] = entry
         fn.stage_name = name  # type: ignore[attr-defined]
+        fn.stage_entry = entry  # type: ignore[attr-defined]
         return fn
 
     return deco

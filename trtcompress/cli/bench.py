@@ -7,19 +7,27 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_runner_args, runner_options
+from .common import add_config_args, add_runner_args, config_from_args, runner_options
+
+
+HELP = {
+    "batch_sizes": "batch sizes",
+    "warmup": "untimed runs at the start of every turn (each turn starts a fresh session)",
+    "iterations": "timed runs per model and batch size",
+    "duration": "seconds per model and batch size instead of --iterations",
+    "rounds": "interleaved rounds",
+    "seed": "seed of the random inputs",
+    "cuda_graph": "TensorRT: time a CUDA graph replay of one inference (GPU time)",
+}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from ..benchmark import BenchConfig
+
     p = sub.add_parser("bench", help="measure latency percentiles and throughput; ratios between models", description=__doc__)
     p.add_argument("models", nargs="+", help="ONNX models or TensorRT engines (.engine: run on TensorRT); the first is the baseline")
-    p.add_argument("--batch-sizes", default="1", help="comma-separated batch sizes (default: %(default)s)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs at the start of every turn (each turn starts a fresh session)")
-    p.add_argument("--iterations", type=int, default=100, help="timed runs per model and batch size")
-    p.add_argument("--duration", type=float, default=None, help="seconds per model and batch size instead of --iterations")
-    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
+    add_config_args(p, BenchConfig, help=HELP, metavars={"batch_sizes": "N,N"})
     p.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="shape for dynamic non-batch dims, e.g. ids:1x128:int64")
-    p.add_argument("--cuda-graph", action="store_true", help="TensorRT: time a CUDA graph replay of one inference (GPU time)")
     p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
@@ -27,15 +35,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmark import BenchConfig, bench
-    from ..errors import ConfigError
     from ..specs import parse_input_specs
 
-    try:
-        sizes = tuple(int(b) for b in args.batch_sizes.split(","))
-    except ValueError:
-        raise ConfigError(f"--batch-sizes takes integers separated by commas, got {args.batch_sizes!r}") from None
     shapes = {s.name: s.concrete_shape() for s in parse_input_specs(args.inputs)} or None
-    config = BenchConfig(batch_sizes=sizes, warmup=args.warmup, iterations=args.iterations, duration=args.duration, rounds=args.rounds, shapes=shapes, cuda_graph=args.cuda_graph)
+    config = config_from_args(args, BenchConfig, shapes=shapes)
     result = bench(args.models, config, backend=args.backend, options=runner_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..data.preprocess import PreprocessConfig
 from ..data.readers import ReaderOptions
@@ -9,18 +12,22 @@ from ..runners import RunnerOptions
 from ..specs import parse_input_specs
 
 
+_RUNNER_HELP = {
+    "threads": "intra-op threads (0: backend default)",
+    "providers": "ONNX Runtime providers in order (cpu, cuda)",
+    "plugins": "TensorRT plugin library (.so), Python plugin (.py) or a folder name under plugins/",
+    "optimization": "ONNX Runtime graph optimisation; 'basic' runs TensorRT-form Q/DQ models with exact Q/DQ arithmetic",
+}
+
+
 def add_runner_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runner")
     g.add_argument("--backend", default="onnxrt", help="onnxrt (default, CPU) or trt (needs TensorRT and a GPU)")
-    g.add_argument("--threads", type=int, default=0, help="intra-op threads (0: backend default)")
-    g.add_argument("--providers", default="cpu", help="ONNX Runtime providers in order, comma-separated (cpu, cuda)")
-    g.add_argument("--plugins", action="append", default=None, metavar="PLUGIN", help="TensorRT plugin library (.so), Python plugin (.py) or a folder name under plugins/ (repeatable)")
-    g.add_argument("--optimization", choices=("disable", "basic", "extended", "all"), default="all",
-                   help="ONNX Runtime graph optimisation; 'basic' runs TensorRT-form Q/DQ models with exact Q/DQ arithmetic (default: %(default)s)")
+    add_config_args(g, RunnerOptions, help=_RUNNER_HELP, split=("providers",), choices={"optimization": ("disable", "basic", "extended", "all")})
 
 
 def runner_options(args: argparse.Namespace) -> RunnerOptions:
-    return RunnerOptions(threads=args.threads, providers=tuple(p.strip() for p in args.providers.split(",") if p.strip()), optimization=args.optimization, plugins=tuple(getattr(args, 'plugins', None) or ()))
+    return config_from_args(args, RunnerOptions)
 
 
 def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
@@ -30,7 +37,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
     g.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="input shape for dynamic dims, e.g. x:1x3x224x224 (repeatable)")
     g.add_argument("--batch", type=int, default=None, help="samples per inference (default: as stored: one file, one yielded feed; 1 for random data)")
     g.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=None, help="seed of random inputs (default: 0)")
 
 
 def reader_options(args: argparse.Namespace) -> ReaderOptions:
@@ -38,7 +45,113 @@ def reader_options(args: argparse.Namespace) -> ReaderOptions:
     return ReaderOptions(
         batch_size=args.batch,
         limit=args.limit,
-        seed=args.seed,
+        **({"seed": args.seed} if args.seed is not None else {}),
         preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
         shapes={s.name: s.concrete_shape(args.batch or 1) for s in specs} or None,
     )
+
+
+def add_config_args(
+    p: argparse.ArgumentParser | argparse._ArgumentGroup,
+    config_type: type,
+    *,
+    skip: Iterable[str] = (),
+    flags: Mapping[str, str] | None = None,
+    help: Mapping[str, str] | None = None,
+    choices: Mapping[str, Sequence[Any]] | None = None,
+    split: Iterable[str] | None = None,
+    metavars: Mapping[str, str] | None = None,
+) -> None:
+    """One flag per field of the config dataclass ``config_type``, so a default lives in one place.
+
+    ``--field-name`` (or ``flags[field]``), typed from the field's hint; the default shown is the
+    dataclass's, while the parsed value stays None unless given (:func:`config_from_args` keeps
+    the dataclass default, or a --config file's value, for flags not given). Bools are
+    ``--x``/``--no-x``; tuples are repeatable flags (``split``: fields whose values are also split
+    on commas; default: all but pattern lists, whose patterns may hold commas). Help comes from
+    ``help[field]``, else the field's metadata ``help``. Nested configs and mappings get no flag.
+    """
+    flags, help, choices = dict(flags or {}), dict(help or {}), dict(choices or {})
+    skip = set(skip)
+    hints = _config_hints(config_type)
+    for f in dataclasses.fields(config_type):
+        if f.name in skip:
+            continue
+        kind, conv, literal = _flag_kind(hints[f.name])
+        if kind is None:
+            continue
+        if any(a.dest == f.name for a in p._actions):  # two configs' fields on one parser must not share a name
+            raise ValueError(f"flag for {config_type.__name__}.{f.name}: the parser already has a flag for {f.name!r}; skip one")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        text = help.get(f.name) or f.metadata.get("help") or f.name.replace("_", " ")
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        shown = "none" if shown in (None, "") else shown
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None}
+        if metavars and f.name in metavars:
+            kwargs["metavar"] = metavars[f.name]
+        if f.name in choices:
+            kwargs["choices"] = tuple(choices[f.name])
+        elif literal:
+            kwargs["choices"] = literal
+        name = flags.get(f.name, "--" + f.name.replace("_", "-"))
+        if kind == "bool":
+            p.add_argument(name, action=argparse.BooleanOptionalAction, help=f"{text} (default: {'on' if default else 'off'})", **kwargs)
+        elif kind == "tuple":
+            splits = split is None and f.name not in ("include", "exclude") or split is not None and f.name in set(split)
+            kwargs["type"] = _comma_list(conv) if splits else _one_item(conv)
+            p.add_argument(name, action="extend", help=f"{text} ({'comma-separated, ' if splits else ''}repeatable; default: {shown or 'none'})", **kwargs)
+        else:
+            p.add_argument(name, type=conv, help=f"{text} (default: {shown})", **kwargs)
+
+
+def given_args(args: argparse.Namespace, config_type: type) -> dict[str, Any]:
+    """The fields of ``config_type`` given on the command line (flags left out are None)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config_type) if getattr(args, f.name, None) is not None}
+
+
+def config_from_args(args: argparse.Namespace, config_type: type, base: Any = None, **overrides: Any) -> Any:
+    """The config from ``base`` (default: the dataclass defaults) with every flag given on the
+    command line, then ``overrides`` (values not None)."""
+    changes = given_args(args, config_type)
+    changes.update({k: v for k, v in overrides.items() if v is not None})
+    base = base if base is not None else config_type()
+    return base.replace(**changes)
+
+
+def _config_hints(config_type: type) -> dict[str, Any]:
+    return typing.get_type_hints(config_type)
+
+
+def _flag_kind(hint: Any) -> tuple[str | None, Any, tuple]:
+    """('bool' | 'tuple' | 'scalar' | None, converter of one value, Literal choices) for a hint."""
+    import types
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if a is not type(None)]
+        return _flag_kind(inner[0]) if len(inner) == 1 else (None, None, ())
+    if hint is bool:
+        return "bool", None, ()
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis and args[0] in (str, int, float):
+        return "tuple", args[0], ()
+    if origin is typing.Literal:
+        return "scalar", type(args[0]), args
+    if hint in (str, int, float):
+        return "scalar", hint, ()
+    return None, None, ()
+
+
+def _one_item(conv: Callable[[str], Any]) -> Callable[[str], list]:
+    def one(text: str) -> list:
+        return [conv(text)]
+
+    one.__name__ = conv.__name__  # argparse names it in "invalid int value"
+    return one
+
+
+def _comma_list(conv: Callable[[str], Any]) -> Callable[[str], list]:
+    def items(text: str) -> list:
+        return [conv(t.strip()) for t in text.split(",") if t.strip()]
+
+    items.__name__ = f"comma-separated {conv.__name__}"
+    return items

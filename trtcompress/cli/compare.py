@@ -7,21 +7,28 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_data_args, add_runner_args, reader_options, runner_options
+from .common import add_config_args, add_data_args, add_runner_args, config_from_args, reader_options, runner_options
+
+
+COMPARE_HELP = {
+    "atol": "elementwise |base - candidate| <= atol + rtol*|base|",
+    "rtol": "relative part of that bound",
+    "min_cosine": "least per-sample cosine similarity",
+    "min_top1": "least top-1 agreement for classifier outputs (fraction)",
+    "outputs": "output names to compare (all shared outputs when none)",
+}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from ..comparison import CompareConfig
+
     p = sub.add_parser("compare", help="compare two models' outputs on the same inputs", description=__doc__)
     p.add_argument("base", help="reference ONNX model (e.g. the FP32 export)")
     p.add_argument("candidate", help="ONNX model, or a TensorRT engine (then run on TensorRT, the base on ONNX Runtime)")
     add_data_args(p, default="random:4")
     add_runner_args(p)
     t = p.add_argument_group("tolerances (a check runs only when given)")
-    t.add_argument("--atol", type=float, default=None, help="elementwise |base - candidate| <= atol + rtol*|base|")
-    t.add_argument("--rtol", type=float, default=None)
-    t.add_argument("--min-cosine", type=float, default=None, help="least per-sample cosine similarity")
-    t.add_argument("--min-top1", type=float, default=None, help="least top-1 agreement for classifier outputs (fraction)")
-    p.add_argument("--outputs", default="", help="comma-separated output names to compare (default: all shared)")
+    add_config_args(t, CompareConfig, help=COMPARE_HELP, metavars={"outputs": "NAME"})
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     return p
 
@@ -31,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.base import model_inputs
     from ..data.readers import open_source
 
-    config = CompareConfig(atol=args.atol, rtol=args.rtol, min_cosine=args.min_cosine, min_top1=args.min_top1, outputs=tuple(o for o in args.outputs.split(",") if o))
+    config = config_from_args(args, CompareConfig)
     source = open_source(args.data, model_inputs(args.base), reader_options(args))
     result = compare(args.base, args.candidate, source, config, backend=args.backend, options=runner_options(args))
     if args.json:

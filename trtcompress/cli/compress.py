@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_data_args, add_runner_args, runner_options
+from .common import add_config_args, add_data_args, add_runner_args, given_args
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,29 +19,62 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+# help of the CompressConfig fields (and its nested configs') that are flags; defaults come from
+# the dataclasses (cli.common.add_config_args)
+HELP = {
+    "name": "run name (none: run-<date>-<time>)",
+    "runs_dir": "where run directories go",
+    "overwrite": "replace an earlier run of the same --name (never a directory that is not a run)",
+    "calib": "calibration data for stages that read data (keep it disjoint from --data)",
+    "skip_bench": "skip the latency benchmark (also --no-bench)",
+    "opset": "ONNX opset for the export",
+    "dynamic_batch": "export with a dynamic batch dimension (--static: a fixed one)",
+    "exporter": "torch exporter",
+    "check_batches": "random batches the export is checked on against torch",
+    "external_data": "write the exported weights as external data (default: only over the protobuf limit)",
+    "batch_sizes": "benchmark batch sizes",
+    "warmup": "benchmark: untimed runs at the start of every turn",
+    "iterations": "benchmark iterations per model and batch size",
+    "duration": "benchmark: seconds per model and batch size instead of --iterations",
+    "rounds": "benchmark: interleaved rounds",
+}
+
+
 def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> None:
+    from ..benchmark import BenchConfig
+    from ..comparison import CompareConfig
+    from ..job import CompressConfig
+    from ..torch_export.config import EXPORTERS, ExportConfig
+    from .compare import COMPARE_HELP
+
     if model_required:
         p.add_argument("model", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript")
     p.add_argument("--stages", default=None, help="comma-separated stages with default options, in order")
-    p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances)")
-    p.add_argument("--name", default=None, help="run name (default: run-<date>-<time>)")
-    p.add_argument("--runs-dir", default=None, help="where run directories go (default: runs)")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset for the export (default 18)")
-    p.add_argument("--static", action="store_true", help="export with a fixed batch size")
-    p.add_argument("--batch-sizes", default=None, help="benchmark batch sizes, comma-separated (default: 1)")
-    p.add_argument("--iterations", type=int, default=None, help="benchmark iterations per model and batch size")
-    p.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
-    p.add_argument("--min-cosine", type=float, default=None, help="fail the run below this cosine similarity to FP32")
-    p.add_argument("--min-top1", type=float, default=None, help="fail the run below this top-1 agreement with FP32")
+    p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances); flags override it")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
-    p.add_argument("--calib", default=None, help="calibration data for stages that read data (default: --data; keep them disjoint)")
+    # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
+    add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP)
+    p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
+    e = p.add_argument_group("export (torch models)")
+    add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, choices={"exporter": EXPORTERS})
+    e.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
+    t = p.add_argument_group("tolerances (a check runs only when given)")
+    add_config_args(t, CompareConfig, help={**COMPARE_HELP, "min_cosine": "fail the run below this cosine similarity to FP32", "min_top1": "fail the run below this top-1 agreement with FP32"}, metavars={"outputs": "NAME"})
+    b = p.add_argument_group("benchmark")
+    add_config_args(b, BenchConfig, skip=("seed",), help=HELP, metavars={"batch_sizes": "N,N"})
     add_data_args(p, default=None)
     add_runner_args(p)
+    p.set_defaults(backend=None)  # CompressConfig.backend holds the default; a recipe's backend stands unless --backend is given
 
 
 def build_config(args: argparse.Namespace, model: str | None = None, defaults: dict | None = None):
-    from ..job import CompressConfig
+    """The CompressConfig: the dataclass defaults, then ``defaults``, the recipe, then the flags given."""
+    from ..benchmark import BenchConfig
+    from ..comparison import CompareConfig
     from ..errors import ConfigError
+    from ..job import CompressConfig
+    from ..runners import RunnerOptions
+    from ..torch_export.config import ExportConfig
 
     d: dict = dict(defaults or {})
     if args.recipe:
@@ -51,37 +84,25 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
             raise ConfigError(f"recipe not found: {args.recipe}") from None
         except json.JSONDecodeError as e:
             raise ConfigError(f"recipe {args.recipe} is not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"recipe {args.recipe} must hold a JSON object, got {type(d).__name__}")
     d["model"] = model or args.model
-    for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("calib", args.calib), ("preprocess", args.preprocess), ("limit", args.limit)):
+    d.update(given_args(args, CompressConfig))
+    for key, value in (("data", args.data), ("preprocess", args.preprocess), ("limit", args.limit), ("batch", args.batch)):
         if value is not None:
             d[key] = value
-    if args.batch is not None:
-        d["batch"] = args.batch
-    export = dict(d.get("export", {}))
+    base = CompressConfig(model=d["model"])
+    for key, typ in (("export", ExportConfig), ("compare", CompareConfig), ("bench", BenchConfig), ("runner", RunnerOptions)):
+        given = d.get(key, {})
+        if not isinstance(given, dict):
+            raise ConfigError(f"CompressConfig.{key} must be {typ.__name__} (a mapping), got {type(given).__name__} {given!r}")
+        d[key] = {**getattr(base, key).to_dict(), **given, **given_args(args, typ)}
     if args.inputs:
-        export["inputs"] = args.inputs
-    if args.opset:
-        export["opset"] = args.opset
-    if args.static:
-        export["dynamic_batch"] = False
-    d["export"] = export
-    bench = dict(d.get("bench", {}))
-    if args.batch_sizes:
-        bench["batch_sizes"] = [int(b) for b in args.batch_sizes.split(",")]
-    if args.iterations:
-        bench["iterations"] = args.iterations
-    bench.setdefault("iterations", 50)
-    d["bench"] = bench
-    cmp = dict(d.get("compare", {}))
-    if args.min_cosine is not None:
-        cmp["min_cosine"] = args.min_cosine
-    if args.min_top1 is not None:
-        cmp["min_top1"] = args.min_top1
-    d["compare"] = cmp
-    if args.no_bench:
-        d["skip_bench"] = True
-    d["backend"] = args.backend
-    d["runner"] = runner_options(args).to_dict()
+        d["export"]["inputs"] = args.inputs
+    if args.seed is not None:  # the seed of the export check's and the benchmark's random inputs
+        d["export"]["seed"] = d["bench"]["seed"] = args.seed
+    if args.backend is not None:
+        d["backend"] = args.backend
     if args.stages:
         d["stages"] = [{"stage": s.strip()} for s in args.stages.split(",") if s.strip()]
     return CompressConfig.from_dict(d)

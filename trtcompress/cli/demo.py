@@ -24,6 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on pretrained EfficientNet-Lite0 with real photos (offline)", description=__doc__)
     p.add_argument("--name", default="demo", help="run name (default: %(default)s)")
     p.add_argument("--runs-dir", default="runs")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run of the same --name")
     p.add_argument("--stages", default=None, help="comma-separated stages with default options (default: quantize for the CPU)")
     p.add_argument("--batch-sizes", default="1,32", help="benchmark batch sizes (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=40)
@@ -45,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         model=MODEL,
         name=args.name,
         runs_dir=args.runs_dir,
+        overwrite=args.overwrite,
         stages=stages,
         export=ExportConfig(inputs=("x:1x3x224x224",)),
         data="photos:eval",

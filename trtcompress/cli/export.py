@@ -4,17 +4,26 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_data_args, reader_options
+from .common import add_config_args, add_data_args, config_from_args, reader_options
+
+
+HELP = {
+    "opset": "ONNX opset",
+    "dynamic_batch": "dynamic batch dimension (--static: a fixed batch size)",
+    "exporter": "auto: dynamo, falling back to TorchScript",
+    "check_batches": "random batches the export is checked on against torch",
+    "external_data": "write weights to a .data file (none: only over 2 GB)",
+}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from ..torch_export.config import EXPORTERS, ExportConfig
+
     p = sub.add_parser("export", help="export a torch model to ONNX and check it against torch", description=__doc__)
     p.add_argument("model", help="pkg.module:factory, path/file.py:factory, model.pt2 (ExportedProgram) or a TorchScript file")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--opset", type=int, default=18)
-    p.add_argument("--static", action="store_true", help="fixed batch size (default: dynamic batch)")
-    p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto", help="auto: dynamo, falling back to TorchScript")
-    p.add_argument("--external-data", action="store_true", default=None, help="always write weights to a .data file (default: only over 2 GB)")
+    add_config_args(p, ExportConfig, skip=("inputs", "seed"), help=HELP, choices={"exporter": EXPORTERS})
+    p.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_args(p, default=None)
     return p
@@ -27,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.inputs:
         raise ConfigError("give the model's inputs, e.g. --input x:1x3x224x224 (one per forward() argument, in order)")
-    config = ExportConfig(inputs=tuple(args.inputs), opset=args.opset, dynamic_batch=not args.static, exporter=args.exporter, seed=args.seed, external_data=args.external_data)
+    config = config_from_args(args, ExportConfig, inputs=tuple(args.inputs), seed=args.seed)
     data = (lambda inputs: open_source(args.data, inputs, reader_options(args))) if args.data else None
     result = export(args.model, args.output, config, data)
     if args.json:

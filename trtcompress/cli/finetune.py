@@ -2,16 +2,38 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 from ..errors import ConfigError
+from .common import add_config_args, config_from_args
 
 HELP = "distil a compressed student from its dense teacher, then export it to ONNX"
 
 
+FIELD_HELP = {
+    "alpha": "weight of the label loss",
+    "temperature": "distillation temperature T",
+    "epochs": "passes over the data",
+    "steps": "optimizer steps (overrides epochs)",
+    "lr": "learning rate",
+    "optimizer": "optimizer",
+    "momentum": "SGD momentum",
+    "weight_decay": "weight decay",
+    "schedule": "learning-rate schedule",
+    "batch_size": "batch size of the built-in datasets",
+    "seed": "seed of shuffling and initialisation",
+    "checkpoint_dir": "write checkpoints here",
+    "checkpoint_every": "steps between checkpoints",
+    "resume": "continue from the last checkpoint in --checkpoint-dir",
+    "progress": "progress bar",
+    "threads": "torch threads (0: default)",
+}
+
+
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..finetune.config import OPTIMIZERS, SCHEDULES, FinetuneConfig
+
     p = sub.add_parser("finetune", help=HELP, description=HELP + ". loss = alpha*CE + (1-alpha)*T^2*KL(teacher||student).")
     p.add_argument("--teacher", required=True, help="zoo:NAME (e.g. zoo:fashion_cnn) or a factory path/file.py:function / pkg.mod:function returning an nn.Module")
     g = p.add_mutually_exclusive_group(required=True)
@@ -23,24 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--report", help="where to write the JSON report (default: OUTPUT with .json)")
     p.add_argument("--config", help="a FinetuneConfig JSON file; flags below override it")
     t = p.add_argument_group("training")
-    for name, typ, hlp in [
-        ("alpha", float, "weight of the label loss (default 0.5)"),
-        ("temperature", float, "distillation temperature T (default 4)"),
-        ("epochs", int, "passes over the data (default 1)"),
-        ("steps", int, "optimizer steps (overrides epochs)"),
-        ("lr", float, "learning rate (default 1e-3)"),
-        ("optimizer", str, "adam, adamw or sgd"),
-        ("schedule", str, "constant or cosine"),
-        ("weight-decay", float, "weight decay"),
-        ("batch-size", int, "batch size of the built-in datasets (default 64)"),
-        ("seed", int, "seed of shuffling and initialisation (default 0)"),
-        ("checkpoint-dir", str, "write checkpoints here"),
-        ("checkpoint-every", int, "steps between checkpoints (default 200)"),
-        ("threads", int, "torch threads (0: default)"),
-    ]:
-        t.add_argument(f"--{name}", type=typ, default=None, help=hlp)
-    t.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint in --checkpoint-dir")
-    t.add_argument("--no-progress", dest="progress", action="store_false", default=None, help="no progress bar")
+    add_config_args(t, FinetuneConfig, help=FIELD_HELP, choices={"optimizer": OPTIMIZERS, "schedule": SCHEDULES})
     return p
 
 
@@ -56,8 +61,7 @@ def _config(args: argparse.Namespace):
             base = FinetuneConfig.from_json(path.read_text())
         except json.JSONDecodeError as e:
             raise ConfigError(f"config file {path} is not valid JSON ({e})") from e
-    changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig) if getattr(args, f.name, None) is not None}
-    return base.replace(**changes)
+    return config_from_args(args, FinetuneConfig, base=base)
 
 
 def run(args: argparse.Namespace) -> int:

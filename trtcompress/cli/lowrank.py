@@ -5,25 +5,46 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_data_args, reader_options
+from .common import add_config_args, config_from_args
+
+
+HELP = {
+    "rule": "rank rule",
+    "energy": "energy rule: fraction of squared singular values kept",
+    "error": "error rule: relative output error allowed per layer on --data",
+    "flop_fraction": "flops rule: FLOPs kept of the factorised layers",
+    "allocation": "flops rule: how the FLOP budget is shared between layers",
+    "ops": "op types to factorise",
+    "exclude": "leave matching layers dense (layer name or fnmatch pattern)",
+    "min_flop_saving": "leave a layer dense unless its rank cuts its FLOPs by at least this fraction",
+    "min_rank": "smallest rank kept",
+    "rank_multiple": "round ranks up to a multiple (8 suits tensor cores)",
+    "svd": "SVD method",
+    "randomized_min_dim": "use the randomized SVD from this matrix dimension up (svd auto)",
+    "oversample": "randomized SVD oversampling",
+    "power_iters": "randomized SVD power iterations",
+    "seed": "seed of the randomized SVD and of random calibration data",
+    "calib": "error rule: calibration data (random[:N], a directory of .npz/.npy files, or an image folder)",
+    "preprocess": "image preprocessing of --data: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,...",
+    "limit": "error rule: calibration samples used",
+    "batch": "error rule: samples per inference",
+    "inputs": "shape of a dynamic input of the calibration data, e.g. x:1x3x224x224 (NAME:DIMS[:DTYPE])",
+}
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..lowrank import LowRankConfig
+    from ..lowrank import RANK_RULES, LowRankConfig
+    from ..lowrank.config import ALLOCATIONS
+    from ..lowrank.svd import SVD_METHODS
 
-    d = LowRankConfig()
     p = sub.add_parser("lowrank", help="factorise large layers into two low-rank layers", description=__doc__)
     p.add_argument("model", help="ONNX file")
     p.add_argument("-o", "--output", required=True, help="where to write the factorised ONNX file")
-    p.add_argument("--rule", choices=("energy", "error", "flops"), default=d.rule, help="rank rule (default: %(default)s)")
-    p.add_argument("--energy", type=float, default=d.energy, help="energy rule: fraction of squared singular values kept (default: %(default)s)")
-    p.add_argument("--error", type=float, default=d.error, help="error rule: relative output error allowed per layer on --data (default: %(default)s)")
-    p.add_argument("--flop-fraction", type=float, default=d.flop_fraction, help="flops rule: FLOPs kept of the factorised layers (default: %(default)s)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="leave matching layers dense (repeatable)")
-    p.add_argument("--rank-multiple", type=int, default=d.rank_multiple, help="round ranks up to a multiple (8 suits tensor cores)")
+    add_config_args(p, LowRankConfig, help=HELP, flags={"calib": "--data", "inputs": "--input"}, split=("ops",),
+                    choices={"rule": RANK_RULES, "allocation": ALLOCATIONS, "svd": SVD_METHODS},
+                    metavars={"calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]", "exclude": "PATTERN"})
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_data_args(p, default=None)
     return p
 
 
@@ -33,12 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..model_io import load_model, save_model
     from ..stages.lowrank import lowrank
 
-    opts = reader_options(args)
-    config = LowRankConfig(
-        rule=args.rule, energy=args.energy, error=args.error, flop_fraction=args.flop_fraction,
-        exclude=tuple(args.exclude), rank_multiple=args.rank_multiple,
-        calib=args.data, preprocess=args.preprocess, limit=args.limit or LowRankConfig().limit, batch=opts.batch_size or LowRankConfig().batch,
-    )
+    config = config_from_args(args, LowRankConfig)
     result = lowrank(load_model(args.model), config)
     save_model(result.model, args.output)
     r = result.report

@@ -28,12 +28,19 @@ VERBS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, like every other user error (the usage is in --help)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser of every verb, or of ``only`` (each verb module imports what it needs, so
     building one parser keeps a command's start-up to its own imports)."""
     from .. import __version__
 
-    parser = argparse.ArgumentParser(prog="trtcompress", description="Compress models for NVIDIA inference; CPU path through ONNX Runtime.")
+    parser = _Parser(prog="trtcompress", description="Compress models for NVIDIA inference; CPU path through ONNX Runtime.")
     parser.add_argument("--version", action="version", version=f"trtcompress {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)

@@ -8,34 +8,34 @@ import json
 from ..fileio import write_json
 from ..model_io import load_model, save_model
 from ..stages.sparsify import SparsifyConfig, sparsify
+from .common import add_config_args, config_from_args
 
 __all__ = ["add_parser", "run"]
+
+
+HELP = {
+    "permute": "search input-channel permutations that keep more weight magnitude",
+    "include": "prune only layers whose node/output/weight name matches",
+    "exclude": "leave matching layers dense",
+    "op_types": "op types to prune",
+    "min_channels": "leave layers with fewer input or output channels dense",
+    "permute_rounds": "rounds of the permutation search per layer",
+    "seed": "seed of the permutation search",
+}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("sparsify", help="prune Conv/Gemm/MatMul weights to 2:4 structured sparsity")
     p.add_argument("model", help="ONNX file")
     p.add_argument("-o", "--output", required=True, help="where to write the pruned ONNX file")
-    p.add_argument("--permute", action="store_true", help="search input-channel permutations that keep more weight magnitude")
-    p.add_argument("--include", action="append", default=[], metavar="PATTERN", help="prune only layers whose node/output/weight name matches (repeatable)")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERN", help="leave matching layers dense (repeatable)")
-    p.add_argument("--op-types", default=",".join(SparsifyConfig().op_types), help="comma-separated op types to prune (default: %(default)s)")
-    p.add_argument("--min-channels", type=int, default=SparsifyConfig().min_channels, help="leave layers with fewer input or output channels dense (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
+    add_config_args(p, SparsifyConfig, help=HELP, split=("op_types",), metavars={"include": "PATTERN", "exclude": "PATTERN", "op_types": "OPS"})
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    config = SparsifyConfig(
-        permute=args.permute,
-        include=tuple(args.include),
-        exclude=tuple(args.exclude),
-        op_types=tuple(t.strip() for t in args.op_types.split(",") if t.strip()),
-        min_channels=args.min_channels,
-        seed=args.seed,
-    )
+    config = config_from_args(args, SparsifyConfig)
     model = load_model(args.model)
     result = sparsify(model, config)
     save_model(result.model, args.output)
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         f"{100 * report['pruning_rate']:.1f}% of compute-layer weights); {report['layers_dense']} left dense"
     )
     print(f"retained magnitude (mean over pruned layers): {report['mean_retained_magnitude']:.4f}", end="")
-    if args.permute:
+    if config.permute:
         print(f", with permutation {report['mean_retained_magnitude_permuted']:.4f} ({report['layers_permuted']} layers permuted)")
     else:
         print()

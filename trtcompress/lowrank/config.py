@@ -5,6 +5,7 @@ import dataclasses
 
 from ..config import Config
 from ..errors import ConfigError
+from ..specs import parse_input_specs
 from .svd import SVD_METHODS
 
 __all__ = ["LowRankConfig", "RANK_RULES", "ALLOCATIONS"]
@@ -45,6 +46,7 @@ class LowRankConfig(Config):
     preprocess: str | None = None
     limit: int | None = 32  # calibration samples used (None: all)
     batch: int = 8
+    inputs: tuple[str, ...] = ()  # shapes of dynamic calibration inputs, e.g. "ids:1x128:int64"
 
     def validate(self) -> None:
         if self.rule not in RANK_RULES:
@@ -70,3 +72,4 @@ class LowRankConfig(Config):
             raise ConfigError("lowrank oversample and power_iters must be >= 0, randomized_min_dim >= 1")
         if (self.limit is not None and self.limit < 1) or self.batch < 1:
             raise ConfigError("lowrank limit and batch must be at least 1")
+        parse_input_specs(self.inputs)

@@ -175,7 +175,10 @@ def _calibration_feeds(model: onnx.ModelProto, config: LowRankConfig, given: Ite
         from ..data.readers import ReaderOptions
 
         pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
-        opts = ReaderOptions(batch_size=config.batch, limit=config.limit, seed=config.seed, preprocess=pre, batches=max(1, math.ceil((config.limit or 32) / config.batch)))
+        from ..specs import parse_input_specs
+
+        shapes = {s.name: s.concrete_shape(config.batch) for s in parse_input_specs(config.inputs)} or None
+        opts = ReaderOptions(batch_size=config.batch, limit=config.limit, seed=config.seed, preprocess=pre, shapes=shapes, batches=max(1, math.ceil((config.limit or 32) / config.batch)))
         feeds = list(open_source(config.calib, model_inputs(model), opts))
     if not feeds:
         raise DataError("lowrank: the calibration data holds no samples")

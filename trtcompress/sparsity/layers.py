@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
+import numpy as np
 import onnx
 
 from .graph import GraphIndex, WeightSource, _attr, resolve_weight
@@ -69,18 +70,24 @@ class LayerView:
 
 Rule = Callable[[GraphIndex, onnx.NodeProto], "LayerView | str"]
 _RULES: dict[str, Rule] = {}
+_PRUNABLE: list[str] = []
 
 
-def register_layer_rule(op_type: str) -> Callable[[Rule], Rule]:
+def register_layer_rule(op_type: str, prunable: bool = True) -> Callable[[Rule], Rule]:
+    """Register how ``op_type`` is seen as a layer; ``prunable=False`` for ops that are only
+    inspected (the integer operators of ONNX Runtime's CPU form)."""
     def deco(fn: Rule) -> Rule:
         _RULES[op_type] = fn
+        if prunable:
+            _PRUNABLE.append(op_type)
         return fn
 
     return deco
 
 
 def layer_rules() -> tuple[str, ...]:
-    return tuple(_RULES)
+    """The op types ``sparsify`` can prune."""
+    return tuple(_PRUNABLE)
 
 
 def view_layer(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str | None:
@@ -140,6 +147,40 @@ def _matmul(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
     if w.values.ndim != 2:
         return f"constant operand has rank {w.values.ndim}; only 2-D weights [K, N] are pruned"
     return LayerView(node, 1, w, reduction_axis=0, output_axis=1, data_channel_axis=-1)
+
+
+# ONNX Runtime's CPU form (trtcompress.quant.lower_cpu) holds integer weights as plain constants
+# read by the integer operators: (weight, scale, zero point) input indices and the axis the scale
+# and zero point run along (output channels). ConvInteger and MatMulInteger carry no weight scale:
+# their values are compared as integers around the zero point, which is all 2:4 needs.
+_INTEGER_OPS = {
+    "QLinearConv": (3, 4, 5, 0),
+    "ConvInteger": (1, None, 3, 0),
+    "QLinearMatMul": (3, 4, 5, 1),
+    "MatMulInteger": (1, None, 3, 1),
+    "MatMulIntegerToFloat": (1, 3, 5, 1),  # com.microsoft: A, B, a_scale, b_scale, a_zp, b_zp, bias
+}
+
+
+def _integer_layer(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
+    w_i, scale_i, zp_i, axis = _INTEGER_OPS[node.op_type]
+    values = index.const(node.input[w_i]) if len(node.input) > w_i else None
+    if values is None:
+        return "weights are not constant (computed at run time)"
+    scale = index.const(node.input[scale_i]) if scale_i is not None else np.float32(1.0)
+    zp = index.const(node.input[zp_i]) if len(node.input) > zp_i and node.input[zp_i] else None
+    if scale is None:
+        return "weight scale is not constant"
+    w = WeightSource("dq", node.input[w_i], values, np.asarray(scale), zp, axis, owner=node, owner_index=w_i)
+    if node.op_type.endswith("Conv"):
+        return LayerView(node, w_i, w, reduction_axis=1, output_axis=0, groups=int(_attr(node, "group", 1)), data_channel_axis=None, note="integer CPU form")
+    if values.ndim != 2:
+        return f"constant operand has rank {values.ndim}; only 2-D weights [K, N] are inspected"
+    return LayerView(node, w_i, w, reduction_axis=0, output_axis=1, data_index=0, data_channel_axis=None, note="integer CPU form")
+
+
+for _op in _INTEGER_OPS:
+    register_layer_rule(_op, prunable=False)(_integer_layer)
 
 
 def trt_ineligibility(view: LayerView) -> str | None:

@@ -30,6 +30,7 @@ from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_targ
 from ..quant.table import CalibrationTable
 from ..quant.trt_rules import check_trt_qdq
 from ..specs import parse_input_specs
+from ..contracts import After
 from ..stage import StageResult, register_stage
 from ..weightless import held_weights, materialize
 
@@ -198,7 +199,9 @@ def _artifacts(table: CalibrationTable, config: QuantizeConfig) -> dict[str, str
     return out
 
 
-@register_stage("quantize", QuantizeConfig)
+@register_stage("quantize", QuantizeConfig, ensures=("quantized",), after={
+    "quantized": After("refuse", "the model is already quantized; quantize the float model once (--table reuses a saved calibration for the other target)"),
+})
 def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""
     if not isinstance(model, onnx.ModelProto):

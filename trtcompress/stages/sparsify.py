@@ -15,6 +15,7 @@ from ..config import Config
 from ..errors import ConfigError, ModelError
 from ..sparsity.layers import layer_rules
 from ..sparsity.prune import PruneOptions, sparsify_onnx
+from ..contracts import After
 from ..stage import StageResult, register_stage
 
 __all__ = ["SparsifyConfig", "sparsify"]
@@ -64,7 +65,9 @@ class SparsifyConfig(Config):
         )
 
 
-@register_stage("sparsify", SparsifyConfig)
+@register_stage("sparsify", SparsifyConfig, ensures=("2:4",), after={
+    "quantized": After("warn", "the zeros stay exact in int8, but the weight scales were calibrated on the dense weights; sparsify before quantize keeps more accuracy"),
+})
 def sparsify(model: onnx.ModelProto, config: SparsifyConfig) -> StageResult:
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"sparsify works on ONNX models, got {type(model).__name__}; export the model to ONNX first")
