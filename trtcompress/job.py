@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 
 from . import __version__
+from ._optional import available
 from .benchmark import BenchConfig, bench
 from .comparison import CompareConfig, compare
 from .config import Config
@@ -29,6 +30,7 @@ from .rundir import RunDir
 from .runners import RunnerOptions
 from .stage import get_stage
 from .torch_export.config import ExportConfig
+from .trt.version import TrtVersion, parse_version
 
 __all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
 
@@ -61,6 +63,9 @@ class CompressConfig(Config):
     skip_bench: bool = False
     backend: str = "onnxrt"
     runner: RunnerOptions = RunnerOptions()
+    # write what this TensorRT takes (opset, Q/DQ placement, rank multiples), then build its engine
+    target_trt: str | None = None
+    calibration_cache: bool = False  # with target_trt <= 10: also the TensorRT calibration cache
 
     def validate(self) -> None:
         if not self.model:
@@ -69,6 +74,12 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        if self.target_trt:
+            version = parse_version(self.target_trt)
+            if self.calibration_cache:
+                version.cache_version_number  # TensorRT 11 has none: the one-line refusal
+        elif self.calibration_cache:
+            raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
 
     @property
     def is_onnx(self) -> bool:
@@ -112,18 +123,36 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
         }
+        trt = parse_version(config.target_trt) if config.target_trt else None
         original = run.artifact("original.onnx")
         if config.is_onnx:
             log(f"loading {config.model}")
-            save_model(load_model(config.model), original)
+            model = load_model(config.model)
+            if trt is not None:
+                from .trt.opset import fit_opset
+
+                fit = fit_opset(model, trt)
+                model = fit.model
+                report["tensorrt"] = {"version": str(trt), "opset": fit.note(trt)}
+            save_model(model, original)
         else:
             from .torch_export import export
 
             log(f"exporting {config.model}")
             data = _data_factory(config)
-            report["export"] = export(config.model, original, config.export, data).to_dict()
+            export_config = config.export
+            if trt is not None:
+                export_config = export_config.replace(opset=min(export_config.opset, trt.max_onnx_opset))
+                report["tensorrt"] = {"version": str(trt), "opset": f"exported at opset {export_config.opset} (TensorRT {trt} parses up to {trt.max_onnx_opset})"}
+            report["export"] = export(config.model, original, export_config, data).to_dict()
 
         stages = [_with_shared_data(s, config) for s in config.stages]
+        if trt is not None:
+            from .trt.target import adapt_stages
+
+            adapted, notes = adapt_stages(tuple(stages), trt, config.calibration_cache)
+            stages = list(adapted)
+            report["tensorrt"]["stages"] = notes
         model = load_model(original)
         result = Pipeline(stages).run(model, run, log=log)
         report["stages"] = result.report()
@@ -147,8 +176,34 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
         report["passed"] = cmp.passed
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
+        if trt is not None:
+            engine = _build_engine_if_possible(compressed, run.artifact("model.engine"), trt, log)
+            report["tensorrt"]["engine"] = engine
+            if engine["built"]:
+                report["artifacts"]["engine"] = "artifacts/model.engine"
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
+
+
+def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVersion, log: Callable[[str], None]) -> dict[str, Any]:
+    """Build ``onnx_path``'s engine when TensorRT is importable here; otherwise say why not.
+
+    The build goes through ``trtcompress.trt.build`` (BuildConfig -> Polygraphy loaders, per TensorRT
+    version), imported only when TensorRT is present. The installed TensorRT must be the targeted one:
+    an engine is tied to the TensorRT version that built it.
+    """
+    if not available("tensorrt"):
+        return {"built": False, "why": "TensorRT is not installed here; build on the target with: trtcompress build artifacts/model.onnx -o model.engine"}
+    import tensorrt
+
+    installed = parse_version(tensorrt.__version__)
+    if (installed.major, installed.minor) != (version.major, version.minor):
+        return {"built": False, "why": f"TensorRT {installed} is installed, not the targeted {version}; build on the target with: trtcompress build artifacts/model.onnx -o model.engine"}
+    from .trt.build import BuildConfig, build_engine  # written beside this job; wired by the integrator
+
+    log(f"building the TensorRT {installed} engine")
+    result = build_engine(onnx_path, engine_path, BuildConfig())
+    return {"built": True, "path": f"artifacts/{engine_path.name}", "result": result.to_dict() if hasattr(result, "to_dict") else None}
 
 
 def _data_factory(config: CompressConfig):

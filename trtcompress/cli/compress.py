@@ -34,6 +34,8 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--min-cosine", type=float, default=None, help="fail the run below this cosine similarity to FP32")
     p.add_argument("--min-top1", type=float, default=None, help="fail the run below this top-1 agreement with FP32")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
+    p.add_argument("--target-trt", default=None, metavar="VERSION", help="write what this TensorRT takes (e.g. 8.6, 10.3): its opset, Q/DQ only where it has INT8 kernels, Tensor Core rank multiples; then build the engine where TensorRT is installed")
+    p.add_argument("--calibration-cache", action="store_true", help="with --target-trt <= 10: also write the TensorRT calibration cache (for the FP32 ONNX)")
     p.add_argument("--calib", default=None, help="calibration data for stages that read data (default: --data; keep them disjoint)")
     add_data_args(p, default=None)
     add_runner_args(p)
@@ -60,7 +62,17 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     export = dict(d.get("export", {}))
     if args.inputs:
         export["inputs"] = args.inputs
+    if args.target_trt:
+        d["target_trt"] = args.target_trt
+    if args.calibration_cache:
+        d["calibration_cache"] = True
     if args.opset:
+        if d.get("target_trt"):
+            from ..trt.version import parse_version
+
+            top = parse_version(d["target_trt"]).max_onnx_opset
+            if args.opset > top:
+                raise ConfigError(f"--opset {args.opset} is newer than TensorRT {d['target_trt']} parses (up to {top}); drop --opset or give one <= {top}")
         export["opset"] = args.opset
     if args.static:
         export["dynamic_batch"] = False
@@ -109,6 +121,8 @@ def format_report(result) -> str:
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
         lines.append(f"stage {s['name']}: {s['seconds']:.1f} s")
+    if "tensorrt" in r:
+        lines += _trt_lines(r)
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
     lines.append(f"pruning rate: {m['pruning_rate']['percent']:.2f}% ({m['pruning_rate']['pruned']:,} of {m['pruning_rate']['total']:,} parameters)")
     if m["quantization_error"]:
@@ -123,6 +137,19 @@ def format_report(result) -> str:
             lines.append(f"latency batch {batch}: original p50 {o['p50_ms']:.2f} ms (p90 {o['p90_ms']:.2f}, p99 {o['p99_ms']:.2f}); compressed p50 {k['p50_ms']:.2f} ms (p90 {k['p90_ms']:.2f}, p99 {k['p99_ms']:.2f}); speedup {r['bench']['speedup_vs_first'][batch]['compressed']:.2f}x")
     lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["compare"]["failures"]))
     return "\n".join(lines)
+
+
+def _trt_lines(r: dict) -> list[str]:
+    t = r["tensorrt"]
+    lines = [f"TensorRT {t['version']}: {t['opset']}"] + [f"  {n}" for n in t.get("stages", [])]
+    for s in r["stages"]:
+        kept = s.get("report", {}).get("plan", {}).get("kept_float", {})
+        for reason, nodes in kept.items():
+            if "INT8 kernel" in reason or "TensorRT#" in reason:
+                lines.append(f"  left float ({len(nodes)}): {', '.join(nodes[:4])}{' ...' if len(nodes) > 4 else ''}: {reason}")
+    engine = t.get("engine", {})
+    lines.append(f"  engine: {engine['path']}" if engine.get("built") else f"  engine not built: {engine.get('why', 'the run stopped before the build')}")
+    return lines
 
 
 def _x(v) -> str:

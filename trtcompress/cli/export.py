@@ -11,7 +11,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a torch model to ONNX and check it against torch", description=__doc__)
     p.add_argument("model", help="pkg.module:factory, path/file.py:factory, model.pt2 (ExportedProgram) or a TorchScript file")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    p.add_argument("--opset", type=int, default=18)
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18, or the newest the --target-trt version parses)")
+    p.add_argument("--target-trt", default=None, metavar="VERSION", help="export at an opset this TensorRT parses (17 for 8.6)")
     p.add_argument("--static", action="store_true", help="fixed batch size (default: dynamic batch)")
     p.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto", help="auto: dynamo, falling back to TorchScript")
     p.add_argument("--external-data", action="store_true", default=None, help="always write weights to a .data file (default: only over 2 GB)")
@@ -27,7 +28,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.inputs:
         raise ConfigError("give the model's inputs, e.g. --input x:1x3x224x224 (one per forward() argument, in order)")
-    config = ExportConfig(inputs=tuple(args.inputs), opset=args.opset, dynamic_batch=not args.static, exporter=args.exporter, seed=args.seed, external_data=args.external_data)
+    opset = args.opset or ExportConfig().opset
+    if args.target_trt:
+        from ..trt.version import parse_version
+
+        top = parse_version(args.target_trt).max_onnx_opset
+        if args.opset and args.opset > top:
+            raise ConfigError(f"--opset {args.opset} is newer than TensorRT {args.target_trt} parses (up to {top}); drop --opset or give one <= {top}")
+        opset = min(opset, top)
+    config = ExportConfig(inputs=tuple(args.inputs), opset=opset, dynamic_batch=not args.static, exporter=args.exporter, seed=args.seed, external_data=args.external_data)
     data = (lambda inputs: open_source(args.data, inputs, reader_options(args))) if args.data else None
     result = export(args.model, args.output, config, data)
     if args.json:
