@@ -24,6 +24,7 @@ VERBS = {
     "lowrank": "lowrank",
     "quantize": "quantize",
     "finetune": "finetune",
+    "debug": "debug",
 }
 
 
