@@ -83,7 +83,7 @@ def _small_channel_conv(node: onnx.NodeProto, g: GraphIndex, version: TrtVersion
         return None
     return (
         f"small-channel Conv (OC {oc}, IC/group {ic}, group {group}, kernel {'x'.join(map(str, kernel))}): "
-        "no INT8 TensorRT kernel (Model Optimizer's < 16 channel rule)"
+        "TensorRT has no INT8 kernel for it (Model Optimizer's < 16 channel rule)"
     )
 
 
@@ -118,6 +118,8 @@ def _following_activation(tensor: str, g: GraphIndex) -> str | None:
     (along a single-consumer chain), or None when the output branches or ends."""
     for _ in range(3):
         cons = g.consumers_of(tensor)
+        if sorted(c.op_type for c in cons) == ["Mul", "Sigmoid"]:
+            return "Swish (Sigmoid, Mul)"
         if len(cons) != 1:
             return None
         c = cons[0]
