@@ -23,7 +23,8 @@ def _run(model: onnx.ModelProto, feed: dict) -> list[np.ndarray]:
 
 def _reduce_mean_18() -> onnx.ModelProto:
     """ReduceMean with its axes as an input: the opset 18 form TensorRT 8.6 misreads."""
-    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1)]
+    # noop_with_empty_axes=0 spelt out, as torch's exporter writes it (the converter rejects it as such)
+    nodes = [helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=1, noop_with_empty_axes=0)]
     graph = helper.make_graph(
         nodes, "rm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 5])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 1, 1])],
