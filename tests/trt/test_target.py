@@ -95,3 +95,13 @@ def test_quantize_is_placed_for_the_version_and_writes_the_cache_only_when_asked
         adapt_stages((LowRankConfig(),), "10.3", calibration_cache=True)
     with pytest.raises(ConfigError, match="target is 'cpu'"):
         adapt_stages((QuantizeConfig(target="cpu"),), "10.3")
+
+
+def test_a_recipe_field_sets_the_target():
+    from trtcompress.job import CompressConfig
+
+    cfg = CompressConfig.from_dict({"model": "m.onnx", "target_trt": "10.3", "calibration_cache": True, "stages": [{"stage": "quantize"}]})
+    assert cfg.target_trt == "10.3" and cfg.calibration_cache
+    assert CompressConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ConfigError, match="no implicit INT8"):
+        CompressConfig(model="m.onnx", target_trt="11.0", calibration_cache=True)
