@@ -108,3 +108,18 @@ def test_cli_names_the_layer_and_writes_the_fixed_model(fashion, tmp_path):
     assert proc.returncode == 0 and proc.stdout.startswith("no divergence")
     proc = cli("debug", str(fp32), str(fp32), "--data", "random:2")
     assert proc.returncode == 2 and "no quantized layers" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_int8_stored_weights_take_the_fp32_twin(fashion):
+    """weights="int8" keeps no float weight in the Q/DQ model: the FP32 model's is used."""
+    fp32, tmp, feeds = fashion
+    q = quantize(load_model(fp32), QuantizeConfig(calib=str(tmp / "cal.npz"), sensitivity_samples=0, progress=False, refine_ranges=False, weights="int8")).model
+    layer = "/features/features.3/features.3.0/Conv"
+    fixed = make_float(q, [layer], load_model(fp32))
+    g, ref = GraphIndex(fixed), GraphIndex(load_model(fp32))
+    np.testing.assert_array_equal(g.const_value(g.by_name[layer].input[1]), ref.const_value(ref.by_name[layer].input[1]))
+    # without the FP32 model: the dequantized weight, within half a step of the float one
+    approx = GraphIndex(make_float(q, [layer]))
+    w, w_ref = approx.const_value(approx.by_name[layer].input[1]), ref.const_value(ref.by_name[layer].input[1])
+    step = np.abs(w_ref).reshape(w_ref.shape[0], -1).max(1) / 127
+    assert np.all(np.abs(w - w_ref).reshape(w.shape[0], -1).max(1) <= step * 0.5 + 1e-7)
