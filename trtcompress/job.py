@@ -123,17 +123,17 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
         }
-        trt = parse_version(config.target_trt) if config.target_trt else None
+        target = parse_version(config.target_trt) if config.target_trt else None
         original = run.artifact("original.onnx")
         if config.is_onnx:
             log(f"loading {config.model}")
             model = load_model(config.model)
-            if trt is not None:
+            if target is not None:
                 from .trt.opset import fit_opset
 
-                fit = fit_opset(model, trt)
+                fit = fit_opset(model, target)
                 model = fit.model
-                report["tensorrt"] = {"version": str(trt), "opset": fit.note(trt)}
+                report["tensorrt"] = {"version": str(target), "opset": fit.note(target)}
             save_model(model, original)
         else:
             from .torch_export import export
@@ -141,16 +141,16 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             log(f"exporting {config.model}")
             data = _data_factory(config)
             export_config = config.export
-            if trt is not None:
-                export_config = export_config.replace(opset=min(export_config.opset, trt.max_onnx_opset))
-                report["tensorrt"] = {"version": str(trt), "opset": f"exported at opset {export_config.opset} (TensorRT {trt} parses up to {trt.max_onnx_opset})"}
+            if target is not None:
+                export_config = export_config.replace(opset=min(export_config.opset, target.max_onnx_opset))
+                report["tensorrt"] = {"version": str(target), "opset": f"exported at opset {export_config.opset} (TensorRT {target} parses up to {target.max_onnx_opset})"}
             report["export"] = export(config.model, original, export_config, data).to_dict()
 
         stages = [_with_shared_data(s, config) for s in config.stages]
-        if trt is not None:
+        if target is not None:
             from .trt.target import adapt_stages
 
-            adapted, notes = adapt_stages(tuple(stages), trt, config.calibration_cache)
+            adapted, notes = adapt_stages(tuple(stages), target, config.calibration_cache)
             stages = list(adapted)
             report["tensorrt"]["stages"] = notes
         model = load_model(original)
@@ -176,8 +176,8 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
         report["passed"] = cmp.passed
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
-        if trt is not None:
-            engine = _build_engine_if_possible(compressed, run.artifact("model.engine"), trt, log)
+        if target is not None:
+            engine = _build_engine_if_possible(compressed, run.artifact("model.engine"), target, log)
             report["tensorrt"]["engine"] = engine
             if engine["built"]:
                 report["artifacts"]["engine"] = "artifacts/model.engine"
@@ -196,7 +196,10 @@ def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVe
         return {"built": False, "why": "TensorRT is not installed here; build on the target with: trtcompress build artifacts/model.onnx -o model.engine"}
     import tensorrt
 
-    installed = parse_version(tensorrt.__version__)
+    try:
+        installed = parse_version(tensorrt.__version__)
+    except ConfigError as e:
+        return {"built": False, "why": f"the installed TensorRT cannot build for this target: {e}"}
     if (installed.major, installed.minor) != (version.major, version.minor):
         return {"built": False, "why": f"TensorRT {installed} is installed, not the targeted {version}; build on the target with: trtcompress build artifacts/model.onnx -o model.engine"}
     from .trt.build import BuildConfig, build_engine  # written beside this job; wired by the integrator
