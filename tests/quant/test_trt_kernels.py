@@ -83,6 +83,7 @@ def test_quantize_stage_leaves_them_float_and_reports_why(tmp_path):
     assert reads_dq == {c[0] for c in _CONVS} - _FLOAT_ON_8X
     kept = result.report["plan"]["kept_float"]
     assert sorted(n for reason, ns in kept.items() if "INT8 kernel" in reason for n in ns) == sorted(_FLOAT_ON_8X)
+    assert set(result.report["no_int8_kernel"]) == _FLOAT_ON_8X
     assert trt_qdq_violations(result.model) == []
     assert set(table.amax) <= set(__import__("json").loads(result.artifacts["calibration.json"])["amax"])
     np.testing.assert_allclose(run(result.model, feeds[:1])[0], run(model, feeds[:1])[0], atol=0.1)
@@ -111,4 +112,5 @@ def test_a_real_mobilenet_v3():
     on_86 = kernel_exclusions(model, plan, parse_version("8.6"))
     dw = {n for n in on_86 if "depthwise" in on_86[n]}
     assert set(on_86) == set(out) | dw and len(dw) == 8  # depthwise convs followed by hard-swish
+    assert all("HardSwish" in on_86[n] for n in dw)
     assert kernel_exclusions(model, plan, parse_version("10.3")) == out

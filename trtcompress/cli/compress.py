@@ -143,10 +143,8 @@ def _trt_lines(r: dict) -> list[str]:
     t = r["tensorrt"]
     lines = [f"TensorRT {t['version']}: {t['opset']}"] + [f"  {n}" for n in t.get("stages", [])]
     for s in r["stages"]:
-        kept = s.get("report", {}).get("plan", {}).get("kept_float", {})
-        for reason, nodes in kept.items():
-            if "INT8 kernel" in reason or "TensorRT#" in reason:
-                lines.append(f"  left float ({len(nodes)}): {', '.join(nodes[:4])}{' ...' if len(nodes) > 4 else ''}: {reason}")
+        for node, why in s.get("report", {}).get("no_int8_kernel", {}).items():
+            lines.append(f"  left float: {node}: {why}")
     engine = t.get("engine", {})
     lines.append(f"  engine: {engine['path']}" if engine.get("built") else f"  engine not built: {engine.get('why', 'the run stopped before the build')}")
     return lines

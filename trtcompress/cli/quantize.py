@@ -39,6 +39,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=WEIGHT_FORMATS, default="float", help="TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)")
     p.add_argument("--cpu-weights", choices=CPU_WEIGHT_TYPES, default="auto", help="CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)")
     p.add_argument("--trt-version", default=None, help="also write a TensorRT calibration cache for this version (e.g. 10.3.0)")
+    p.add_argument("--target-trt", default=None, metavar="VERSION", help="TensorRT form: also leave float the layers this version has no INT8 kernel for (8.x: depthwise Convs without ReLU)")
     p.add_argument("--no-clip-bounds", action="store_true", help="let the method clip ReLU6/Clip outputs below their bound (default: keep min(bound, observed max))")
     p.add_argument("--no-refine-ranges", action="store_true", help="keep the method's amax everywhere (default: per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error)")
     p.add_argument("--no-center-inputs", action="store_true", help="TensorRT form: quantize a one-sided input (an image in [0, 1]) as it is (default: center it before the Conv reading it, same function, twice the int8 resolution)")
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         cpu_weights=args.cpu_weights,
         trt_version=args.trt_version,
+        target_trt=args.target_trt,
         clip_bounds=not args.no_clip_bounds,
         refine_ranges=not args.no_refine_ranges,
         center_inputs=not args.no_center_inputs,
@@ -112,6 +114,8 @@ def format_report(report: dict) -> str:
     if errors:
         worst = ", ".join(f"{e['node']} ({e['op']}) {e['local_sqnr_db']} dB" for e in errors[:5])
         lines.append(f"  most sensitive layers (local SQNR): {worst}")
+    for node, why in report.get("no_int8_kernel", {}).items():
+        lines.append(f"  left float: {node}: {why}")
     for c in report.get("centered_inputs", []):
         lines.append(f"  input {c['tensor']} in [{c['range'][0]:g}, {c['range'][1]:g}] centered on {c['center']:g} before its Conv: {c['gain_db']} dB finer int8 steps")
     acc = report.get("accuracy_target")

@@ -118,8 +118,12 @@ def _following_activation(tensor: str, g: GraphIndex) -> str | None:
     (along a single-consumer chain), or None when the output branches or ends."""
     for _ in range(3):
         cons = g.consumers_of(tensor)
-        if sorted(c.op_type for c in cons) == ["Mul", "Sigmoid"]:
-            return "Swish (Sigmoid, Mul)"
+        kinds = sorted(c.op_type for c in cons)
+        if kinds in (["Mul", "Sigmoid"], ["HardSigmoid", "Mul"]):  # x * sigmoid(x): Swish, hard-swish
+            gate = kinds[1] if kinds[0] == "Mul" else kinds[0]
+            return f"{'Swish' if gate == 'Sigmoid' else 'HardSwish'} ({gate}, Mul)"
+        if kinds == ["Add", "Mul"] and any(c.op_type == "Add" and any(g.is_const(i) for i in c.input) for c in cons):
+            return "HardSwish (x * Clip(x + 3) / 6)"
         if len(cons) != 1:
             return None
         c = cons[0]

@@ -237,12 +237,15 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
     table = _calibrate(work, plan, config)
+    no_kernel: dict[str, str] = {}
     if config.target == "tensorrt":
         # after calibration: the table keeps every tensor, so it still serves the CPU form
         no_kernel = kernel_exclusions(work, plan, parse_version(config.target_trt) if config.target_trt else None)
         if no_kernel:
             plan = _plan(work, config, no_kernel)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples, "calibration_batch": config.batch}
+    if config.target == "tensorrt":
+        report["no_int8_kernel"] = no_kernel  # node -> why it stays float (also in plan.kept_float)
     if config.clip_bounds:
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
