@@ -14,7 +14,6 @@ from trtcompress.quant.bisect import DebugConfig, find_divergent_layers, make_fl
 from trtcompress.quant.graph import GraphIndex
 from trtcompress.stages.quantize import QuantizeConfig, quantize
 
-from qdq_helpers import cli
 
 zoo = pytest.importorskip("trtcompress.zoo")
 
@@ -95,19 +94,23 @@ def test_make_float_removes_only_that_layers_qdq(fashion):
         make_float(q, ["nosuch"])
 
 
-def test_cli_names_the_layer_and_writes_the_fixed_model(fashion, tmp_path):
+def test_cli_names_the_layer_and_writes_the_fixed_model(fashion, tmp_path, capsys):
+    from trtcompress.cli.main import main
+
     fp32, tmp, _ = fashion
     layer = "/features/features.3/features.3.0/Conv"
     save_model(_corrupt_weight_scale(load_model(tmp / "q.onnx"), layer, 0.01), tmp_path / "bad.onnx")
-    proc = cli("debug", str(fp32), str(tmp_path / "bad.onnx"), "--data", str(tmp / "eval.npz"), "--batch", "128", "-o", str(tmp_path / "fixed.onnx"), "--json")
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    assert main(["debug", str(fp32), str(tmp_path / "bad.onnx"), "--data", str(tmp / "eval.npz"), "--batch", "128", "-o", str(tmp_path / "fixed.onnx"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert [f["node"] for f in out["layers"]] == [layer]
-    assert layer not in quantized_layers(load_model(tmp_path / "fixed.onnx"))
-    proc = cli("debug", str(fp32), str(tmp / "q.onnx"), "--data", str(tmp / "eval.npz"), "--batch", "128")
-    assert proc.returncode == 0 and proc.stdout.startswith("no divergence")
-    proc = cli("debug", str(fp32), str(fp32), "--data", "random:2")
-    assert proc.returncode == 2 and "no quantized layers" in proc.stderr and "Traceback" not in proc.stderr
+    fixed = tmp_path / "fixed.onnx"
+    assert layer not in quantized_layers(load_model(fixed))
+    # the written model no longer diverges
+    assert main(["debug", str(fp32), str(fixed), "--data", str(tmp / "eval.npz"), "--batch", "128"]) == 0
+    assert capsys.readouterr().out.startswith("no divergence")
+    assert main(["debug", str(fp32), str(fp32), "--data", "random:2"]) == 2
+    err = capsys.readouterr().err
+    assert "no quantized layers" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_int8_stored_weights_take_the_fp32_twin(fashion):
