@@ -10,8 +10,6 @@ from trtcompress.job import CompressConfig, compress
 from trtcompress.torch_export.config import ExportConfig
 from trtcompress.trt.opset import default_opset
 
-from trtc_support import cli
-
 pytestmark = pytest.mark.torch
 
 MODEL_PY = """
@@ -44,11 +42,12 @@ def model_file(tmp_path):
     return p
 
 
-def test_export_for_86_writes_opset_17_that_matches_torch(model_file, tmp_path):
+def test_export_for_86_writes_opset_17_that_matches_torch(model_file, tmp_path, capsys):
+    from trtcompress.cli.main import main
+
     torch = pytest.importorskip("torch")
     out = tmp_path / "m.onnx"
-    proc = cli("export", f"{model_file}:net", "-o", str(out), "--input", "x:2x3x8x8", "--target-trt", "8.6")
-    assert proc.returncode == 0, proc.stderr
+    assert main(["export", f"{model_file}:net", "-o", str(out), "--input", "x:2x3x8x8", "--target-trt", "8.6"]) == 0
     assert default_opset(onnx.load(str(out))) == 17
     assert all(len(n.input) == 1 for n in _reduce_means(out))  # axes as the attribute
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
@@ -61,8 +60,9 @@ def test_export_for_86_writes_opset_17_that_matches_torch(model_file, tmp_path):
         ref = mod.net()(torch.from_numpy(x)).numpy()
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     np.testing.assert_allclose(got, ref, atol=1e-5)
-    proc = cli("export", f"{model_file}:net", "-o", str(out), "--input", "x:2x3x8x8", "--target-trt", "8.6", "--opset", "18")
-    assert proc.returncode == 2 and "newer than TensorRT 8.6 parses" in proc.stderr
+    capsys.readouterr()
+    assert main(["export", f"{model_file}:net", "-o", str(out), "--input", "x:2x3x8x8", "--target-trt", "8.6", "--opset", "18"]) == 2
+    assert "newer than TensorRT 8.6 parses" in capsys.readouterr().err
 
 
 def test_compress_of_a_torch_model_exports_for_the_target(model_file, tmp_path):
