@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 
 
 from . import __version__
+from ._optional import available
 from .benchmark import BenchConfig, bench
 from .comparison import CompareConfig, compare
 from .config import Config
@@ -30,6 +31,7 @@ from .rundir import RunDir
 from .runners import RunnerOptions
 from .stage import get_stage
 from .torch_export.config import ExportConfig
+from .trt.version import TrtVersion, parse_version
 
 __all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
 
@@ -64,6 +66,9 @@ class CompressConfig(Config):
     skip_bench: bool = False
     backend: str = "onnxrt"
     runner: RunnerOptions = RunnerOptions()
+    # write what this TensorRT takes (opset, Q/DQ placement, rank multiples), then build its engine
+    target_trt: str | None = None
+    calibration_cache: bool = False  # with target_trt <= 10: also the TensorRT calibration cache
 
     def validate(self) -> None:
         if not self.model:
@@ -72,6 +77,12 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        if self.target_trt:
+            version = parse_version(self.target_trt)
+            if self.calibration_cache:
+                version.cache_version_number  # TensorRT 11 has none: the one-line refusal
+        elif self.calibration_cache:
+            raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
 
     @property
@@ -119,20 +130,40 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
         })
+        target = parse_version(config.target_trt) if config.target_trt else None
         original = run.artifact("original.onnx")
         if config.is_onnx:
             log(f"loading {config.model}")
-            save_model(load_model(config.model), original)
+            model = load_model(config.model)
+            if target is not None:
+                from .trt.opset import fit_opset
+
+                fit = fit_opset(model, target)
+                model = fit.model
+                report["tensorrt"] = {"version": str(target), "opset": fit.note(target)}
+            save_model(model, original)
         else:
             from .torch_export import export
 
             log(f"exporting {config.model}")
             data = _data_factory(config)
-            report["export"] = export(config.model, original, config.export, data).to_dict()
+            export_config = config.export
+            from .trt.opset import export_opset
+
+            if target is not None:
+                export_config = export_config.replace(opset=export_opset(None, export_config.opset, target))
+                report["tensorrt"] = {"version": str(target), "opset": f"exported at opset {export_config.opset} (TensorRT {target} parses up to {target.max_onnx_opset})"}
+            report["export"] = export(config.model, original, export_config, data).to_dict()
         progress.keep = True  # from here on, a failure keeps the run directory
 
         progress.phase = "stages"
         stages = [_with_shared_data(s, config) for s in config.stages]
+        if target is not None:
+            from .trt.target import adapt_stages
+
+            adapted, notes = adapt_stages(tuple(stages), target, config.calibration_cache)
+            stages = list(adapted)
+            report["tensorrt"]["stages"] = notes
         model = load_model(original)
         result = Pipeline(stages).run(model, run, log=log)
         report["stages"] = result.report()
@@ -159,6 +190,11 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         report["passed"] = cmp.passed
         report["status"] = "completed"  # the run finished; "passed" is the verdict
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
+        if target is not None:
+            engine = _build_engine_if_possible(compressed, run.artifact("model.engine"), target, log)
+            report["tensorrt"]["engine"] = engine
+            if engine["built"]:
+                report["artifacts"]["engine"] = "artifacts/model.engine"
         report = run.public(report)
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
@@ -204,6 +240,37 @@ def _bench_config(config: CompressConfig) -> BenchConfig:
     if config.bench.shapes or not specs:
         return config.bench
     return config.bench.replace(shapes={s.name: s.concrete_shape(1) for s in specs})
+
+
+def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVersion, log: Callable[[str], None]) -> dict[str, Any]:
+    """Build ``onnx_path``'s engine for ``version`` when that TensorRT is installed here (an engine is
+    tied to the TensorRT that built it); otherwise report the build plan and the trtexec line to
+    run on the target, so the report says what the engine build will be."""
+    from .trt.build import build_engine, plan_build
+    from .trt.config import BuildConfig
+    from .trt.trtexec import trtexec_command
+
+    build = BuildConfig(target_version=str(version))
+    command = f"trtcompress build artifacts/{onnx_path.name} -o {engine_path.name} --target-version {version}"
+    why = None
+    if not available("tensorrt"):
+        why = "TensorRT is not installed here"
+    else:
+        import tensorrt
+
+        try:
+            installed = parse_version(tensorrt.__version__)
+        except ConfigError as e:
+            installed, why = None, f"the installed TensorRT cannot build for this target: {e}"
+        if installed is not None and (installed.major, installed.minor) != (version.major, version.minor):
+            why = f"TensorRT {installed} is installed, not the targeted {version}"
+    if why is not None:
+        plan = plan_build(onnx_path, build, version)
+        return {"built": False, "why": f"{why}; build on the target with: {command}", "plan": plan.to_dict(),
+                "trtexec": trtexec_command(plan, f"artifacts/{onnx_path.name}", engine_path.name)}
+    log(f"building the TensorRT {version} engine")
+    result = build_engine(onnx_path, engine_path, build)
+    return {"built": True, "path": f"artifacts/{engine_path.name}", "result": result.to_dict()}
 
 
 def _data_factory(config: CompressConfig):

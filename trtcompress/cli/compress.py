@@ -26,6 +26,8 @@ HELP = {
     "runs_dir": "where run directories go",
     "overwrite": "replace an earlier run of the same --name (never a directory that is not a run)",
     "calib": "calibration data for stages that read data (keep it disjoint from --data)",
+    "target_trt": "write what this TensorRT takes (e.g. 8.6, 10.3): its opset, Q/DQ only where it has INT8 kernels, Tensor Core rank multiples; then build the engine where TensorRT is installed",
+    "calibration_cache": "with --target-trt <= 10: also write the TensorRT calibration cache (for the FP32 ONNX)",
     "skip_bench": "skip the latency benchmark (also --no-bench)",
     "opset": "ONNX opset for the export",
     "dynamic_batch": "export with a dynamic batch dimension (--static: a fixed one)",
@@ -99,6 +101,10 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
         d[key] = {**getattr(base, key).to_dict(), **given, **given_args(args, typ)}
     if args.inputs:
         d["export"]["inputs"] = args.inputs
+    if args.opset and d.get("target_trt"):
+        from ..trt.opset import export_opset
+
+        export_opset(args.opset, args.opset, d["target_trt"])  # refuses an opset the target cannot parse
     if args.seed is not None:  # the seed of the export check's and the benchmark's random inputs
         d["export"]["seed"] = d["bench"]["seed"] = args.seed
     if args.backend is not None:
@@ -130,6 +136,8 @@ def format_report(result) -> str:
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
         lines.append(f"stage {s['name']}: {s['seconds']:.1f} s")
+    if "tensorrt" in r:
+        lines += _trt_lines(r)
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
     lines.append(f"pruning rate: {m['pruning_rate']['percent']:.2f}% ({m['pruning_rate']['pruned']:,} of {m['pruning_rate']['total']:,} parameters)")
     if m["quantization_error"]:
@@ -144,6 +152,17 @@ def format_report(result) -> str:
             lines.append(f"latency batch {batch}: original p50 {o['p50_ms']:.2f} ms (p90 {o['p90_ms']:.2f}, p99 {o['p99_ms']:.2f}); compressed p50 {k['p50_ms']:.2f} ms (p90 {k['p90_ms']:.2f}, p99 {k['p99_ms']:.2f}); speedup {r['bench']['speedup_vs_first'][batch]['compressed']:.2f}x")
     lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["compare"]["failures"]))
     return "\n".join(lines)
+
+
+def _trt_lines(r: dict) -> list[str]:
+    t = r["tensorrt"]
+    lines = [f"TensorRT {t['version']}: {t['opset']}"] + [f"  {n}" for n in t.get("stages", [])]
+    for s in r["stages"]:
+        for node, why in s.get("report", {}).get("no_int8_kernel", {}).items():
+            lines.append(f"  left float: {node}: {why}")
+    engine = t.get("engine", {})
+    lines.append(f"  engine: {engine['path']}" if engine.get("built") else f"  engine not built: {engine.get('why', 'the run stopped before the build')}")
+    return lines
 
 
 def _x(v) -> str:

@@ -23,6 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", help="pkg.module:factory, path/file.py:factory, model.pt2 (ExportedProgram) or a TorchScript file")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     add_config_args(p, ExportConfig, skip=("inputs", "seed"), help=HELP, choices={"exporter": EXPORTERS})
+    p.add_argument("--target-trt", default=None, metavar="VERSION", help="export at an opset this TensorRT parses (17 for 8.6)")
     p.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_args(p, default=None)
@@ -37,6 +38,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.inputs:
         raise ConfigError("give the model's inputs, e.g. --input x:1x3x224x224 (one per forward() argument, in order)")
     config = config_from_args(args, ExportConfig, inputs=tuple(args.inputs), seed=args.seed)
+    if args.target_trt:
+        from ..trt.opset import export_opset
+
+        config = config.replace(opset=export_opset(args.opset, config.opset, args.target_trt))
     data = (lambda inputs: open_source(args.data, inputs, reader_options(args))) if args.data else None
     result = export(args.model, args.output, config, data)
     if args.json:

@@ -25,6 +25,7 @@ VERBS = {
     "quantize": "quantize",
     "finetune": "finetune",
     "build": "build",
+    "debug": "debug",
 }
 
 

@@ -33,6 +33,7 @@ HELP = {
     "weights": "TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)",
     "cpu_weights": "CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)",
     "trt_version": "also write a TensorRT calibration cache for this version (e.g. 10.3.0)",
+    "target_trt": "TensorRT form: also leave float the layers this version has no INT8 kernel for (8.x: depthwise Convs without ReLU)",
     "clip_bounds": "a ReLU6/Clip output keeps min(bound, observed max) as its range (--no-clip-bounds: the method may clip below the bound)",
     "refine_ranges": "per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error (--no-refine-ranges: the method's amax everywhere)",
     "center_inputs": "TensorRT form: center a one-sided input (an image in [0, 1]) before the Conv reading it, same function, twice the int8 resolution",
@@ -100,6 +101,8 @@ def format_report(report: dict) -> str:
     if errors:
         worst = ", ".join(f"{e['node']} ({e['op']}) {e['local_sqnr_db']} dB" for e in errors[:5])
         lines.append(f"  most sensitive layers (local SQNR): {worst}")
+    for node, why in report.get("no_int8_kernel", {}).items():
+        lines.append(f"  left float: {node}: {why}")
     for c in report.get("centered_inputs", []):
         lines.append(f"  input {c['tensor']} in [{c['range'][0]:g}, {c['range'][1]:g}] centered on {c['center']:g} before its Conv: {c['gain_db']} dB finer int8 steps")
     acc = report.get("accuracy_target")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -194,8 +194,13 @@ def plan_quantization(
     model: onnx.ModelProto,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    keep_float: Mapping[str, str] | None = None,
 ) -> QuantPlan:
-    """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place)."""
+    """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place).
+
+    ``keep_float``: node name -> reason, nodes left float before the rules run (so a residual Add
+    whose Conv is among them is not quantized for it either)."""
+    keep_float = keep_float or {}
     node_names(model)
     g = GraphIndex(model)
     inc, exc = NodeSelector(tuple(include)), NodeSelector(tuple(exclude))
@@ -210,6 +215,9 @@ def plan_quantization(
                     float_nodes[node.name] = f"{node.op_type}: left float (TensorRT placement quantizes compute-op inputs only)"
                 continue
             if entry.phase != phase:
+                continue
+            if node.name in keep_float:
+                float_nodes[node.name] = keep_float[node.name]
                 continue
             if exc.patterns and (p := exc.match(node)):
                 float_nodes[node.name] = f"excluded by {p!r}"

@@ -28,10 +28,12 @@ from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
 from ..quant.table import CalibrationTable
+from ..quant.trt_kernels import kernel_exclusions
 from ..quant.trt_rules import check_trt_qdq
 from ..specs import parse_input_specs
 from ..contracts import After
 from ..stage import StageResult, register_stage
+from ..trt.version import parse_version
 from ..weightless import held_weights, materialize
 
 __all__ = ["QuantizeConfig", "quantize", "TARGETS", "METHODS"]
@@ -58,6 +60,8 @@ class QuantizeConfig(Config):
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
     signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu).
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
+    ``target_trt``: TensorRT version whose INT8 kernels the TensorRT form's Q/DQ placement respects
+    (version-specific rules of quant.trt_kernels; the rules that hold for every version always apply).
     ``clip_bounds``: a ReLU6/Clip output keeps ``min(bound, observed max)`` as its range instead of
     the method's (which clips the pile of values at the bound; see placement.apply_bounds).
     ``refine_ranges``: per tensor, keep the method's amax or another candidate (observed max, the
@@ -86,6 +90,7 @@ class QuantizeConfig(Config):
     weights: str = "float"
     cpu_weights: str = "auto"
     trt_version: str | None = None
+    target_trt: str | None = None
     clip_bounds: bool = True
     refine_ranges: bool = True
     center_inputs: bool = True
@@ -116,6 +121,12 @@ class QuantizeConfig(Config):
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
         parse_input_specs(list(self.inputs))
+        if self.target_trt:
+            parse_version(self.target_trt)
+        if self.trt_version:
+            from ..quant.cache import trt_version_number
+
+            trt_version_number(self.trt_version)  # 11.x has no calibration cache: refuse before calibrating
 
 
 # Calibration batch when none is given: DEFAULT_BATCH, or more (at most AUTO_BATCH_MAX) while the
@@ -199,6 +210,13 @@ def _artifacts(table: CalibrationTable, config: QuantizeConfig) -> dict[str, str
     return out
 
 
+def _plan(work: onnx.ModelProto, config: QuantizeConfig, keep_float: dict[str, str] | None = None) -> QuantPlan:
+    plan = plan_quantization(work, config.include, config.exclude, keep_float)
+    if not config.per_channel:
+        plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
+    return plan
+
+
 @register_stage("quantize", QuantizeConfig, ensures=("quantized",), after={
     "quantized": After("refuse", "the model is already quantized; quantize the float model once (--table reuses a saved calibration for the other target)"),
 })
@@ -217,14 +235,20 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
 def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
     work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
-    plan = plan_quantization(work, config.include, config.exclude)
+    plan = _plan(work, config)
     if not plan.quantized_nodes:
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
-    if not config.per_channel:
-        plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
     table = _calibrate(work, plan, config)
+    no_kernel: dict[str, str] = {}
+    if config.target == "tensorrt":
+        # after calibration: the table keeps every tensor, so it still serves the CPU form
+        no_kernel = kernel_exclusions(work, plan, parse_version(config.target_trt) if config.target_trt else None)
+        if no_kernel:
+            plan = _plan(work, config, no_kernel)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples, "calibration_batch": config.batch}
+    if config.target == "tensorrt":
+        report["no_int8_kernel"] = no_kernel  # node -> why it stays float (also in plan.kept_float)
     if config.clip_bounds:
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:

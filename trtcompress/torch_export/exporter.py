@@ -18,6 +18,7 @@ from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, ModelError, UserError
 from ..model_io import save_model
 from ..specs import InputSpec
+from ..trt.opset import convert_down, default_opset
 from .config import ExportConfig, ExportResult
 from .loader import load_torch_model
 
@@ -70,6 +71,10 @@ def export_module(model: Any, out_path: str | os.PathLike, config: ExportConfig,
             log.info(reason)
     if proto is None:
         raise ModelError(f"ONNX export failed: {reason}")
+    if default_opset(proto) > config.opset:
+        # torch's dynamo exporter writes opset 18 graphs whatever opset_version asks for (seen with
+        # torch 2.13 and opset 17): convert down so the file is at the opset asked for (TensorRT 8.6)
+        proto = convert_down(proto, config.opset, "as asked")
     path = save_model(proto, out_path, external_data=config.external_data)
     check = _check_against_torch(model, path, specs, config, data)
     return ExportResult(str(path), used, reason if used != exporters[0] else None, names, out_names, check)

@@ -76,6 +76,13 @@ class TrtVersion:
         return "--plugins" if self.major < 10 else "--staticPlugins"
 
     @property
+    def int8_depthwise_needs_relu(self) -> bool:
+        """An INT8 depthwise Conv builds only with ReLU/ReLU6 after it (8.x): TensorRT#3385 (8.5.2,
+        DwConv+BN+Swish has no implementation, DwConv+BN+ReLU builds), TensorRT#4060 (8.6.11, a bare
+        Q/DQ depthwise Conv has none); not reported for 10.x."""
+        return self.major < 10
+
+    @property
     def cache_version_number(self) -> int:
         """TensorRT's number in a calibration cache header: 8.5.2 -> 8502, 10.3.0 -> 100300."""
         if not self.implicit_int8:
