@@ -27,6 +27,7 @@ from .model_io import load_model, save_model
 from .pipeline import Pipeline
 from .rundir import RunDir
 from .runners import RunnerOptions
+from .specs import spec_batch_axes
 from .stage import get_stage
 from .torch_export.config import ExportConfig
 
@@ -156,7 +157,8 @@ def _data_factory(config: CompressConfig):
         batch_size=config.batch,
         limit=config.limit,
         preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape(config.batch or 1) for s in config.export.specs()} or None,
+        shapes={s.name: s.concrete_shape() for s in config.export.specs()} or None,
+        batch_axes=spec_batch_axes(config.export.specs()),
     )
     return lambda inputs: open_source(config.data, inputs, options)
 

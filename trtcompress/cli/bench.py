@@ -18,7 +18,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--iterations", type=int, default=100, help="timed runs per model and batch size")
     p.add_argument("--duration", type=float, default=None, help="seconds per model and batch size instead of --iterations")
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds")
-    p.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="shape for dynamic non-batch dims, e.g. ids:1x128:int64")
+    p.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="shape for dynamic non-batch dims, e.g. ids:1x128:int64; a named dimension marks the batch axis, e.g. state:2xNx128")
+    p.add_argument("--data", default=None, help="feed the first samples of this data (as compare's --data: .npz/.npy files, an image folder with --preprocess, module:...) instead of random values")
+    p.add_argument("--preprocess", default=None, help="image preprocessing for --data (as compare's)")
     p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
@@ -27,14 +29,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..benchmark import BenchConfig, bench
     from ..errors import ConfigError
-    from ..specs import parse_input_specs
+    from ..specs import parse_input_specs, spec_batch_axes
 
     try:
         sizes = tuple(int(b) for b in args.batch_sizes.split(","))
     except ValueError:
         raise ConfigError(f"--batch-sizes takes integers separated by commas, got {args.batch_sizes!r}") from None
-    shapes = {s.name: s.concrete_shape() for s in parse_input_specs(args.inputs)} or None
-    config = BenchConfig(batch_sizes=sizes, warmup=args.warmup, iterations=args.iterations, duration=args.duration, rounds=args.rounds, shapes=shapes)
+    specs = parse_input_specs(args.inputs)
+    shapes = {s.name: s.concrete_shape() for s in specs} or None
+    config = BenchConfig(batch_sizes=sizes, warmup=args.warmup, iterations=args.iterations, duration=args.duration, rounds=args.rounds, shapes=shapes,
+                         batch_axes=spec_batch_axes(specs), data=args.data, preprocess=args.preprocess)
     result = bench(args.models, config, backend=args.backend, options=runner_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

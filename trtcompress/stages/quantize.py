@@ -29,7 +29,7 @@ from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
 from ..quant.table import CalibrationTable
 from ..quant.trt_rules import check_trt_qdq
-from ..specs import parse_input_specs
+from ..specs import parse_input_specs, spec_batch_axes
 from ..stage import StageResult, register_stage
 from ..weightless import held_weights, materialize
 
@@ -146,7 +146,8 @@ def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: in
         batch_size=config.batch,
         limit=limit,
         preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape(config.batch) for s in specs} or None,
+        shapes={s.name: s.concrete_shape() for s in specs} or None,
+        batch_axes=spec_batch_axes(specs),
     )
     return open_source(spec, model_inputs(model), options)
 
