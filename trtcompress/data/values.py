@@ -16,11 +16,13 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections import defaultdict
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from ..subgraphs import walk
 
 __all__ = ["IntValues", "integer_values", "DEFAULT_HIGH"]
 
@@ -61,7 +63,7 @@ def integer_values(model: onnx.ModelProto, names: Sequence[str]) -> dict[str, In
     """What each input in ``names`` may hold, from the nodes that read it."""
     consumers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
     consts: dict[str, onnx.TensorProto | onnx.NodeProto] = {}
-    for graph in _graphs(model.graph):
+    for graph, _ in walk(model.graph):
         consts.update({t.name: t for t in graph.initializer})
         for node in graph.node:
             if node.op_type == "Constant" and node.output:
@@ -102,14 +104,6 @@ def _values_of(name: str, consumers, consts) -> IntValues:
     if _MASK_NAME.search(name):
         return IntValues(0, 2, mask=True, why="an attention mask (by its name): ones, then padding")
     return IntValues()
-
-
-def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
-                yield from _graphs(sub)
 
 
 def _shape(c) -> tuple[int, ...] | None:

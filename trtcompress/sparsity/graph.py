@@ -16,6 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..model_io import infer_shapes
+from ..subgraphs import outer_names
 
 __all__ = ["GraphIndex", "WeightSource", "resolve_weight", "tensor_shapes"]
 
@@ -37,7 +38,7 @@ class GraphIndex:
             for i, name in enumerate(node.input):
                 if name:
                     self.consumers[name].append((node, i))
-            for name in _subgraph_inputs(node):
+            for name in outer_names(node):
                 self.consumers[name].append((None, -1))  # used inside an If/Loop/Scan body
         self.graph_outputs = {o.name for o in g.output}
         self._names = set(self.initializers) | set(self.producer) | {i.name for i in g.input}
@@ -122,15 +123,6 @@ class GraphIndex:
 
     def nodes(self) -> Iterator[onnx.NodeProto]:
         return iter(self.model.graph.node)
-
-
-def _subgraph_inputs(node: onnx.NodeProto) -> Iterator[str]:
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in graphs:
-            for n in sub.node:
-                yield from (i for i in n.input if i)
-                yield from _subgraph_inputs(n)
 
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
