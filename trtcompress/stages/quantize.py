@@ -24,7 +24,7 @@ from ..model_io import check_model, infer_shapes
 from ..quant.centering import center_inputs
 from ..quant.graph import GraphIndex, node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
-from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
+from ..quant.placement import QuantPlan, apply_bounds, plan_quantization, subgraph_layers
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
 from ..quant.table import CalibrationTable
@@ -216,8 +216,19 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
     plan = plan_quantization(work, config.include, config.exclude)
+    inside = subgraph_layers(work)
+    if not plan.quantized_nodes and inside:
+        scopes = sorted({s.split("/")[0] for _, _, s in inside})
+        raise ModelError(
+            f"nothing to quantize: the model's {len(inside)} Conv/Gemm/MatMul/RNN layers are all inside If/Loop/Scan bodies "
+            f"(of {', '.join(scopes[:3])}), which quantize does not rewrite; export a graph without the control flow "
+            "(e.g. with the condition fixed at export), or use sparsify/lowrank, which rewrite subgraphs"
+        )
     if not plan.quantized_nodes:
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
+    if inside:
+        names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     if not config.per_channel:
         plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
@@ -270,5 +281,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
                          "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers}
     del out.graph.value_info[:]
     report["plan"] = plan.to_dict()
+    if inside:
+        report["subgraph_layers_float"] = [{"layer": n, "op": op, "scope": s} for n, op, s in inside]
     report["scales"] = _scales_summary(table, plan.qdq_tensors)
     return out, report, _artifacts(table, config)
