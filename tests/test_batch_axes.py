@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from trtc_support import cli
+from trtcompress.cli.main import main
 from trtcompress.data import ListSource, ModelInput, model_inputs, open_source, rebatch
 from trtcompress.data.base import batch_axes, batch_size_of
 from trtcompress.data.readers import ReaderOptions
@@ -20,6 +20,14 @@ silero = pytest.importorskip("silero_vad")
 VAD_DIR = Path(silero.__file__).parent / "data"
 VAD = VAD_DIR / "silero_vad.onnx"  # layers inside an If on the sample rate, dims unnamed
 VAD15 = VAD_DIR / "silero_vad_16k_op15.onnx"  # no control flow around the convolutions, dims named
+
+
+def _cli(capsys, *args: str, code: int = 0) -> str:
+    """Run a verb in this process (a fresh interpreter per call costs seconds on a loaded machine)."""
+    got = main(list(args))
+    out = capsys.readouterr()
+    assert got == code, out.err
+    return out.out
 
 
 def test_axes_from_shared_names_unnamed_dims_and_scalars():
@@ -75,25 +83,24 @@ def test_random_data_puts_the_batch_on_each_axis_and_a_spec_can_move_it():
     assert f["x"].shape == (5, 3)
 
 
-def test_vad_compare_and_bench_cli(tmp_path):
-    out = cli("compare", str(VAD), str(VAD15), "--input", "input:1x512", "--batch", "3", "--data", "random:2", "--json", check=True)
-    result = json.loads(out.stdout)
+def test_vad_compare_and_bench_cli(tmp_path, capsys):
+    out = _cli(capsys, "compare", str(VAD), str(VAD15), "--input", "input:1x512", "--batch", "3", "--data", "random:2", "--json")
+    result = json.loads(out)
     # the 16 kHz branch of the If model is the op15 model: same outputs, batch of 3 on the state's axis 1
     assert result["samples"] == 6 and result["outputs"]["output"]["cosine_min"] > 0.9999
     npz = tmp_path / "vad.npz"
     rng = np.random.default_rng(1)
     np.savez(npz, input=rng.standard_normal((2, 512), dtype=np.float32), state=np.zeros((2, 2, 128), np.float32), sr=np.array(16000))
     # two stored samples fill batch 4 by repetition, along each input's own axis
-    bench = cli("bench", str(VAD15), "--data", str(npz), "--batch-sizes", "4", "--iterations", "3", "--warmup", "1", "--rounds", "1", "--json", check=True)
-    assert json.loads(bench.stdout)["results"]["4"][str(VAD15)]["iterations"] == 3
+    bench = _cli(capsys, "bench", str(VAD15), "--data", str(npz), "--batch-sizes", "4", "--iterations", "3", "--warmup", "1", "--rounds", "1", "--json")
+    assert json.loads(bench)["results"]["4"][str(VAD15)]["iterations"] == 3
 
 
-def test_vad_quantize_cpu_keeps_weights_read_inside_branches(tmp_path):
+def test_vad_quantize_cpu_keeps_weights_read_inside_branches(tmp_path, capsys):
     """The op15 export reads its LSTM weights from inside an If: quantize keeps them (it used to
     drop them as unused, and ONNX Runtime refused the model), and the result follows FP32."""
     out = tmp_path / "vad_int8.onnx"
-    cli("quantize", str(VAD15), "-o", str(out), "--target", "cpu", "--calib", "random:4", "--input", "input:1x512", check=True)
+    _cli(capsys, "quantize", str(VAD15), "-o", str(out), "--target", "cpu", "--calib", "random:4", "--input", "input:1x512")
     onnx.checker.check_model(str(out))
-    cmp = cli("compare", str(VAD15), str(out), "--input", "input:1x512", "--batch", "2", "--json", "--data", "random:3", "--seed", "7")
-    assert cmp.returncode == 0, cmp.stderr
-    assert json.loads(cmp.stdout)["outputs"]["output"]["cosine_min"] > 0.99
+    cmp = _cli(capsys, "compare", str(VAD15), str(out), "--input", "input:1x512", "--batch", "2", "--json", "--data", "random:3", "--seed", "7")
+    assert json.loads(cmp)["outputs"]["output"]["cosine_min"] > 0.99
