@@ -139,7 +139,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         latency = None
         if not config.skip_bench:
             log(f"benchmarking at batch {', '.join(map(str, config.bench.batch_sizes))}")
-            b = bench([original, compressed], config.bench, config.backend, config.runner, labels=["original", "compressed"])
+            b = bench([original, compressed], _bench_config(config), config.backend, config.runner, labels=["original", "compressed"])
             report["bench"] = b.to_dict()
             first = config.bench.batch_sizes[0]
             latency = (b.results[first]["original"]["p50_ms"], b.results[first]["compressed"]["p50_ms"])
@@ -150,6 +150,14 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
+
+
+def _bench_config(config: CompressConfig) -> BenchConfig:
+    """The bench settings with the job's input shapes (a dynamic sequence needs one to run)."""
+    specs = config.export.specs()
+    if config.bench.shapes is not None or not specs:
+        return config.bench
+    return config.bench.replace(shapes={s.name: s.concrete_shape() for s in specs}, batch_axes=spec_batch_axes(specs))
 
 
 def _data_factory(config: CompressConfig):
