@@ -40,6 +40,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     # them unless the user names them with --calib
     "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
     "preprocess": lambda c: c.preprocess,
+    "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
 }
 
 

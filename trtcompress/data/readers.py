@@ -120,7 +120,7 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
         if ax is not None and ax < len(dims) and ((options.batch_size and given) or not isinstance(inp.shape[ax], int)):
             dims[ax] = options.batch_size or dims[ax] or 1
         if any(d is None for d in dims):
-            example = "x".join(str(d) if d is not None else ("1" if i == ax else "N") for i, d in enumerate(dims))
+            example = "x".join(str(d) if d is not None else ("1" if i == ax else "<size>") for i, d in enumerate(dims))
             raise DataError(f"input {inp.name!r} has dynamic dimensions {list(inp.shape)}; give its shape, e.g. --input {inp.name}:{example}")
         shapes[inp.name] = tuple(dims)
 
