@@ -69,7 +69,7 @@ def test_outer_names_and_used_names():
 
 def test_inspect_and_sparsify_reach_both_branches():
     model = _if_model()
-    assert {l.layer for l in inspect_layers(model)} == {"pre_mm", "then_mm", "else_mm"}
+    assert {(l.layer, l.scope) for l in inspect_layers(model)} == {("pre_mm", ""), ("then_mm", "branch/then_branch"), ("else_mm", "branch/else_branch")}
     pruned, report = sparsify_onnx(model, PruneOptions())
     onnx.checker.check_model(pruned)
     then, other, pre = _branch_weights(pruned)
