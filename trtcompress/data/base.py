@@ -80,10 +80,11 @@ def batch_axes(shapes: Sequence[Sequence[int | str | None]], outputs: Sequence[S
     """The batch axis of each input shape.
 
     The batch is the named dynamic dimension that the most inputs (then outputs) share, a name
-    with "batch" in it winning ties (a recurrent state [2, batch, 128] holds it on axis 1). An
-    input without that name holds the batch on its first unnamed dynamic dimension; a scalar, or a
-    static input of a model whose batch is named elsewhere, holds none. A model with no dynamic
-    dimension holds the batch on axis 0 (a fixed batch), other names never hold it (``_NOT_BATCH``).
+    with "batch" in it winning ties (a recurrent state [2, batch, 128] holds it on axis 1); names
+    of sequences, sizes and channels (``_NOT_BATCH``) never are. An input without that name holds
+    the batch on its first unnamed dynamic dimension (silero-vad's [?, ?] and [2, ?, 128]); a
+    scalar, or a static input of a model whose batch is named elsewhere, holds none. With no batch
+    name anywhere, an input with no unnamed dynamic dimension holds it on axis 0 (a fixed batch).
     """
     count: dict[str, list[int]] = {}
     for k, shape in enumerate(list(shapes) + list(outputs)):
