@@ -104,3 +104,13 @@ def test_vad_quantize_cpu_keeps_weights_read_inside_branches(tmp_path, capsys):
     onnx.checker.check_model(str(out))
     cmp = _cli(capsys, "compare", str(VAD15), str(out), "--input", "input:1x512", "--batch", "2", "--json", "--data", "random:3", "--seed", "7")
     assert json.loads(cmp)["outputs"]["output"]["cosine_min"] > 0.99
+
+
+def test_a_named_dimension_in_input_marks_the_batch_axis():
+    from trtcompress.specs import parse_input_specs, spec_batch_axes
+
+    specs = parse_input_specs(["state:2xNx128", "x:1x512"])
+    assert spec_batch_axes(specs) == {"state": 1}
+    assert specs[0].concrete_shape() == (2, 1, 128) and specs[0].concrete_shape(4) == (2, 4, 128)
+    with pytest.raises(Exception, match="give numbers for all but the batch"):
+        parse_input_specs(["y:NxT"])[0].concrete_shape()
