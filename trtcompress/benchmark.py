@@ -24,9 +24,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import Config
-from .data.base import model_inputs
+from .data.base import batch_size_of, model_inputs, with_batch_axes
+from .data.preprocess import PreprocessConfig
 from .data.readers import ReaderOptions, open_source
-from .errors import ConfigError, MissingDependencyError
+from .errors import ConfigError, DataError, MissingDependencyError
 from .runners import RunnerOptions, make_runner
 
 __all__ = ["BenchConfig", "BenchResult", "bench", "latency_stats"]
@@ -45,6 +46,9 @@ class BenchConfig(Config):
     seed: int = 0
     shapes: dict[str, tuple[int, ...]] | None = None  # non-batch dims for dynamic inputs
     cuda_graph: bool = False  # GPU timing (TensorRT) replays a CUDA graph of one inference
+    batch_axes: dict[str, int | None] | None = None  # the user's batch axis per input
+    data: str | None = None  # a data spec (as compare's); None: random data within the input ranges
+    preprocess: str | None = None  # image preprocessing for ``data``
 
     def validate(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -139,15 +143,34 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
 
 
 def _feed(model: str | os.PathLike, batch: int, config: BenchConfig) -> dict[str, np.ndarray]:
+    """One feed of ``batch`` samples: the first of ``config.data`` (repeated when it holds fewer)
+    or random data within each input's valid values, the batch on each input's batch axis."""
     from .trt.sidecar import input_source
 
-    inputs = model_inputs(input_source(model))  # an engine's inputs are its source ONNX's
-    shapes = None
-    if config.shapes:
-        shapes = {k: (batch, *v[1:]) for k, v in config.shapes.items()}
-    src = open_source("random:1", inputs, ReaderOptions(batch_size=batch, seed=config.seed, shapes=shapes))
-    feed = next(iter(src))
-    got = next(iter(feed.values())).shape[0] if feed else batch
+    inputs = with_batch_axes(model_inputs(input_source(model)), config.batch_axes)  # an engine's inputs are its source ONNX's
+    pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
+    options = ReaderOptions(batch_size=batch, limit=batch if config.data else None, seed=config.seed, shapes=config.shapes, batch_axes=config.batch_axes, preprocess=pre)
+    feed = next(iter(open_source(config.data or "random:1", inputs, options)), None)
+    if feed is None:
+        raise DataError(f"{config.data} holds no samples to benchmark {model} with")
+    got = batch_size_of(feed, inputs)
+    if got < batch and config.data:
+        feed = _repeat(feed, inputs, batch)
+        got = batch
     if got != batch:
         raise ConfigError(f"{model} has a fixed batch size of {got}; re-export it with a dynamic batch (the default of 'trtcompress export') to measure batch {batch}")
     return feed
+
+
+def _repeat(feed: dict[str, np.ndarray], inputs, batch: int) -> dict[str, np.ndarray]:
+    """``feed``'s samples repeated along each batch axis up to ``batch`` samples."""
+    axes = {i.name: i.batch_axis for i in inputs}
+    out = {}
+    for k, v in feed.items():
+        ax = axes.get(k)
+        if ax is None:
+            out[k] = v
+        else:
+            reps = -(-batch // v.shape[ax])
+            out[k] = np.take(np.concatenate([v] * reps, axis=ax), np.arange(batch), axis=ax)
+    return out

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 
 from .config import Config
-from .data.base import FeedSource
+from .data.base import FeedSource, batch_size_of
 from .errors import ConfigError, DataError
 from .model_io import load_model
 from .runners import RunnerOptions, make_runner
@@ -141,7 +141,7 @@ def compare_runners(base_runner, cand_runner, source: FeedSource, config: Compar
             for name in names:
                 stats.setdefault(name, OutputStats()).update(out_b[name], np.asarray(out_c[name]), config.atol, config.rtol)
             feeds += 1
-            samples += next(iter(feed.values())).shape[0] if feed else 0
+            samples += batch_size_of(feed, getattr(source, "inputs", None)) if feed else 0
             if progress:
                 progress(feeds)
     if not feeds:

@@ -29,6 +29,7 @@ from .model_io import load_model, save_model
 from .pipeline import Pipeline
 from .rundir import RunDir
 from .runners import RunnerOptions
+from .specs import spec_batch_axes
 from .stage import get_stage
 from .torch_export.config import ExportConfig
 from .trt.version import TrtVersion, parse_version
@@ -42,7 +43,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     # them unless the user names them with --calib
     "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
     "preprocess": lambda c: c.preprocess,
-    "inputs": lambda c: c.export.inputs,  # --input shapes reach calibration too
+    "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
 }
 
 
@@ -234,12 +235,11 @@ def _kept_on_failure(run: RunDir, report: dict[str, Any], log: Callable[[str], N
 
 
 def _bench_config(config: CompressConfig) -> BenchConfig:
-    """The benchmark config, with the shapes of ``--input`` where it gives none (a dynamic
-    dimension other than the batch has no size to measure at otherwise)."""
+    """The bench settings with the job's input shapes (a dynamic sequence needs one to run)."""
     specs = config.export.specs()
-    if config.bench.shapes or not specs:
+    if config.bench.shapes is not None or not specs:
         return config.bench
-    return config.bench.replace(shapes={s.name: s.concrete_shape(1) for s in specs})
+    return config.bench.replace(shapes={s.name: s.concrete_shape() for s in specs}, batch_axes=spec_batch_axes(specs))
 
 
 def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVersion, log: Callable[[str], None]) -> dict[str, Any]:
@@ -278,7 +278,8 @@ def _data_factory(config: CompressConfig):
         batch_size=config.batch,
         limit=config.limit,
         preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape(config.batch or 1) for s in config.export.specs()} or None,
+        shapes={s.name: s.concrete_shape() for s in config.export.specs()} or None,
+        batch_axes=spec_batch_axes(config.export.specs()),
     )
     return lambda inputs: open_source(config.data, inputs, options)
 

@@ -110,10 +110,18 @@ def check_model(model: onnx.ModelProto | str | os.PathLike) -> None:
 
 
 def parameter_count(model: onnx.ModelProto) -> int:
-    """Number of elements in the graph's floating-point and integer initialisers."""
+    """Number of elements in the initialisers of the graph and of its If/Loop/Scan bodies, and in
+    the weight-sized tensors of Constant nodes there (exporters write a body's weights that way)."""
+    from .subgraphs import walk
+
     n = 0
-    for t in model.graph.initializer:
-        n += int(np.prod(t.dims)) if t.dims else 1
+    for graph, scope in walk(model.graph):
+        for t in graph.initializer:
+            n += int(np.prod(t.dims)) if t.dims else 1
+        if scope:
+            for node in graph.node:
+                if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value" and len(node.attribute[0].t.dims) >= 2:
+                    n += int(np.prod(node.attribute[0].t.dims))
     return n
 
 

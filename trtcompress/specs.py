@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["InputSpec", "parse_input_spec", "parse_input_specs"]
+__all__ = ["InputSpec", "parse_input_spec", "parse_input_specs", "spec_batch_axes"]
 
 _DTYPES = {
     "float32": np.float32, "fp32": np.float32, "float": np.float32,
@@ -31,15 +31,25 @@ class InputSpec:
     def np_dtype(self) -> np.dtype:
         return np.dtype(_DTYPES[self.dtype])
 
-    def concrete_shape(self, batch: int | None = None) -> tuple[int, ...]:
-        """The shape with ``batch`` in dimension 0 when given; other dynamic dims must be set."""
-        dims = list(self.shape)
-        if batch is not None and dims:
-            dims[0] = batch
-        for d in dims:
-            if not isinstance(d, int):
-                raise ConfigError(f"input {self.name!r} has a dynamic dimension {d!r}; give a concrete shape like {self.name}:1x3x224x224")
-        return tuple(int(d) for d in dims)
+    @property
+    def batch_axis(self) -> int | None:
+        """The axis the spec names (``state:2xNx128``: 1); None when every dimension is a number."""
+        named = [i for i, d in enumerate(self.shape) if not isinstance(d, int)]
+        return named[0] if named else None
+
+    def concrete_shape(self, batch: int | None = None, axis: int | None = 0) -> tuple[int, ...]:
+        """The shape with the batch (``batch``, else 1) on its named dimension, or on ``axis``
+        when every dimension is a number and ``batch`` is given.
+
+        Readers pass no batch: they put the batch size on the model's own batch axis, which need
+        not be axis 0 (a recurrent state [2, batch, 128])."""
+        named = [d for d in self.shape if not isinstance(d, int)]
+        if len(named) > 1:
+            raise ConfigError(f"input {self.name!r} names dimensions {', '.join(map(str, named))}; give numbers for all but the batch, e.g. {self.name}:2xNx128")
+        dims = [d if isinstance(d, int) else (batch or 1) for d in self.shape]
+        if batch is not None and not named and axis is not None and axis < len(dims):
+            dims[axis] = batch
+        return tuple(dims)
 
     def __str__(self) -> str:
         return f"{self.name}:{'x'.join(str(d) for d in self.shape)}:{self.dtype}"
@@ -73,3 +83,8 @@ def parse_input_specs(texts: Sequence[str] | None) -> list[InputSpec]:
     if len(set(names)) != len(names):
         raise ConfigError(f"input names repeat in {', '.join(texts or [])}")
     return specs
+
+
+def spec_batch_axes(specs: Sequence[InputSpec]) -> dict[str, int | None] | None:
+    """The batch axes the specs name (``state:2xNx128`` puts the batch of ``state`` on axis 1)."""
+    return {s.name: s.batch_axis for s in specs if s.batch_axis is not None} or None

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..data.preprocess import PreprocessConfig
 from ..data.readers import ReaderOptions
 from ..runners import RunnerOptions
-from ..specs import parse_input_specs
+from ..specs import parse_input_specs, spec_batch_axes
 
 
 _RUNNER_HELP = {
@@ -34,7 +34,7 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
     g = p.add_argument_group("data")
     g.add_argument("--data", default=default, help="random[:N], a directory of .npz/.npy files, or an image folder (default: %(default)s)")
     g.add_argument("--preprocess", default=None, help="image preprocessing: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,... (resize, crop, mean, std, order, layout, dtype)")
-    g.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="input shape for dynamic dims, e.g. x:1x3x224x224 (repeatable)")
+    g.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="input shape for dynamic dims, e.g. x:1x3x224x224; a named dimension marks the batch axis, e.g. state:2xNx128 (repeatable)")
     g.add_argument("--batch", type=int, default=None, help="samples per inference (default: as stored: one file, one yielded feed; 1 for random data)")
     g.add_argument("--limit", type=int, default=None, help="use at most this many samples")
     g.add_argument("--seed", type=int, default=None, help="seed of random inputs (default: 0)")
@@ -47,7 +47,8 @@ def reader_options(args: argparse.Namespace) -> ReaderOptions:
         limit=args.limit,
         **({"seed": args.seed} if args.seed is not None else {}),
         preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
-        shapes={s.name: s.concrete_shape(args.batch or 1) for s in specs} or None,
+        shapes={s.name: s.concrete_shape() for s in specs} or None,
+        batch_axes=spec_batch_axes(specs),
     )
 
 

@@ -33,6 +33,7 @@ HELP = {
     "dynamic_batch": "export with a dynamic batch dimension (--static: a fixed one)",
     "exporter": "torch exporter",
     "check_batches": "random batches the export is checked on against torch",
+    "dynamic": "more dynamic dimensions than the batch: x:0,2,3 or x:0=batch,2=height,3=width",
     "external_data": "write the exported weights as external data (default: only over the protobuf limit)",
     "batch_sizes": "benchmark batch sizes",
     "warmup": "benchmark: untimed runs at the start of every turn",
@@ -58,12 +59,12 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP)
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
     e = p.add_argument_group("export (torch models)")
-    add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, choices={"exporter": EXPORTERS})
+    add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})
     e.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     t = p.add_argument_group("tolerances (a check runs only when given)")
     add_config_args(t, CompareConfig, help={**COMPARE_HELP, "min_cosine": "fail the run below this cosine similarity to FP32", "min_top1": "fail the run below this top-1 agreement with FP32"}, metavars={"outputs": "NAME"})
     b = p.add_argument_group("benchmark")
-    add_config_args(b, BenchConfig, skip=("seed",), help=HELP, metavars={"batch_sizes": "N,N"})
+    add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess"), help=HELP, metavars={"batch_sizes": "N,N"})
     add_data_args(p, default=None)
     add_runner_args(p)
     p.set_defaults(backend=None)  # CompressConfig.backend holds the default; a recipe's backend stands unless --backend is given

@@ -12,6 +12,7 @@ HELP = {
     "dynamic_batch": "dynamic batch dimension (--static: a fixed batch size)",
     "exporter": "auto: dynamo, falling back to TorchScript",
     "check_batches": "random batches the export is checked on against torch",
+    "dynamic": "more dynamic dimensions than the batch: x:0,2,3 or x:0=batch,2=height,3=width (a shared name is one dimension)",
     "external_data": "write weights to a .data file (none: only over 2 GB)",
 }
 
@@ -22,7 +23,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a torch model to ONNX and check it against torch", description=__doc__)
     p.add_argument("model", help="pkg.module:factory, path/file.py:factory, model.pt2 (ExportedProgram) or a TorchScript file")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
-    add_config_args(p, ExportConfig, skip=("inputs", "seed"), help=HELP, choices={"exporter": EXPORTERS})
+    add_config_args(p, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})
     p.add_argument("--target-trt", default=None, metavar="VERSION", help="export at an opset this TensorRT parses (17 for 8.6)")
     p.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     p.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     for l in shown:
         shape = "x".join(map(str, l.shape)) if l.shape else "-"
         dtype = (l.dtype or "-") + (" (q)" if l.quantized else "")
-        rows.append((l.layer, l.op, shape, str(l.params), dtype, f"{100 * l.sparsity:.1f}%", _yn(l.follows_2to4), _yn(l.trt_eligible), l.reason or ""))
+        note = "; ".join(x for x in (f"in {l.scope}" if l.scope else "", l.reason or "") if x)
+        rows.append((l.layer, l.op, shape, str(l.params), dtype, f"{100 * l.sparsity:.1f}%", _yn(l.follows_2to4), _yn(l.trt_eligible), note))
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
     widths[-1] = 0
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())

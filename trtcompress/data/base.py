@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
@@ -10,7 +11,7 @@ import onnx
 
 from ..errors import DataError
 
-__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "validate_feed", "rebatch"]
+__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "with_batch_axes", "batch_size_of", "add_batch_axis", "validate_feed", "rebatch"]
 
 Feed = dict[str, np.ndarray]
 
@@ -25,24 +26,38 @@ class FeedSource(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class ModelInput:
-    """An ONNX graph input: ``shape`` holds ``None`` or a name for a dynamic dimension."""
+    """An ONNX graph input: ``shape`` holds ``None`` or a name for a dynamic dimension.
+
+    ``batch_axis`` is the axis that indexes samples (``None``: the input has no batch, e.g. a
+    scalar sample rate, and is fed as it is). ``values`` describes valid integer data (see
+    :class:`~trtcompress.data.values.IntValues`); ``None`` for float inputs or when unknown.
+    """
 
     name: str
     shape: tuple[int | str | None, ...]
     dtype: np.dtype
+    batch_axis: int | None = 0
+    values: "IntValues | None" = None
+
+    def __post_init__(self) -> None:
+        if self.batch_axis is not None and not 0 <= self.batch_axis < max(len(self.shape), 1):
+            raise DataError(f"input {self.name!r} of rank {len(self.shape)} has no axis {self.batch_axis} to hold the batch")
 
     def is_dynamic(self) -> bool:
         return any(not isinstance(d, int) for d in self.shape)
 
 
 def model_inputs(model: onnx.ModelProto | str | os.PathLike) -> list[ModelInput]:
-    """The real inputs of a model (graph inputs that are not initialisers)."""
+    """The real inputs of a model (graph inputs that are not initialisers), each with the axis
+    that holds its batch (:func:`batch_axes`) and, for integer inputs, its valid values."""
     if not isinstance(model, onnx.ModelProto):
         from ..model_io import load_model
 
         model = load_model(model, load_external_data=False, check=False)
+    from .values import integer_values
+
     inits = {t.name for t in model.graph.initializer}
-    out = []
+    raw = []
     for vi in model.graph.input:
         if vi.name in inits:
             continue
@@ -53,8 +68,74 @@ def model_inputs(model: onnx.ModelProto | str | os.PathLike) -> list[ModelInput]
                 shape.append(int(d.dim_value))
             else:
                 shape.append(d.dim_param or None)
-        out.append(ModelInput(vi.name, tuple(shape), np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+        raw.append((vi.name, tuple(shape), np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type))))
+    outputs = [tuple(d.dim_param or None if not d.HasField("dim_value") else int(d.dim_value) for d in o.type.tensor_type.shape.dim) for o in model.graph.output]
+    axes = batch_axes([s for _, s, _ in raw], outputs)
+    ints = [n for n, _, dt in raw if dt.kind in "iub"]
+    values = integer_values(model, ints) if ints else {}
+    return [ModelInput(n, s, dt, axis, values.get(n)) for (n, s, dt), axis in zip(raw, axes)]
+
+
+def batch_axes(shapes: Sequence[Sequence[int | str | None]], outputs: Sequence[Sequence[int | str | None]] = ()) -> list[int | None]:
+    """The batch axis of each input shape.
+
+    The batch is the named dynamic dimension that the most inputs (then outputs) share, a name
+    with "batch" in it winning ties (a recurrent state [2, batch, 128] holds it on axis 1); names
+    of sequences, sizes and channels (``_NOT_BATCH``) never are. An input without that name holds
+    the batch on its first unnamed dynamic dimension (silero-vad's [?, ?] and [2, ?, 128]); a
+    scalar, or a static input of a model whose batch is named elsewhere, holds none. With no batch
+    name anywhere, an input with no unnamed dynamic dimension holds it on axis 0 (a fixed batch).
+    """
+    count: dict[str, list[int]] = {}
+    for k, shape in enumerate(list(shapes) + list(outputs)):
+        for d in dict.fromkeys(d for d in shape if isinstance(d, str) and not _NOT_BATCH.search(d.lower())):
+            c = count.setdefault(d, [0, 0])
+            c[0 if k < len(shapes) else 1] += 1
+    symbol = None
+    if count:
+        # most inputs, then most outputs, then a name that says batch, then the earliest position
+        first = {d: min(s.index(d) for s in list(shapes) + list(outputs) if d in s) for d in count}
+        symbol = max(count, key=lambda d: (count[d][0], count[d][1], "batch" in d.lower(), -first[d]))
+    out: list[int | None] = []
+    for shape in shapes:
+        shape = list(shape)
+        if not shape:
+            out.append(None)
+        elif symbol is not None and symbol in shape:
+            out.append(shape.index(symbol))
+        elif None in shape:
+            out.append(shape.index(None))
+        else:
+            out.append(None if symbol is not None else 0)
     return out
+
+
+# dimension names that are never the batch (a model with a fixed batch of 1 and a dynamic sequence)
+_NOT_BATCH = re.compile(r"seq|len|height|width|time|token|frame|channel|pixel|^h$|^w$")
+
+
+def with_batch_axes(inputs: Sequence[ModelInput], axes: Mapping[str, int | None] | None) -> list[ModelInput]:
+    """``inputs`` with the batch axes the user gave (``--input state:2xNx128`` names axis 1)."""
+    if not axes:
+        return list(inputs)
+    return [dataclasses.replace(i, batch_axis=axes[i.name]) if i.name in axes else i for i in inputs]
+
+
+def batch_size_of(feed: Mapping[str, np.ndarray], inputs: Sequence[ModelInput] | None = None) -> int:
+    """Samples in ``feed``: the size of every batched input along its batch axis (1 when no
+    input carries a batch)."""
+    axes = _axes(feed, inputs)
+    sizes = {v.shape[axes[k]] for k, v in feed.items() if axes.get(k) is not None and v.ndim > axes[k]}
+    if len(sizes) > 1:
+        raise DataError(f"inputs in one feed have different batch sizes {sorted(sizes)}")
+    return sizes.pop() if sizes else 1
+
+
+def _axes(feed: Mapping[str, np.ndarray], inputs: Sequence[ModelInput] | None) -> dict[str, int | None]:
+    if inputs is None:
+        return {k: (0 if np.ndim(v) else None) for k, v in feed.items()}
+    known = {i.name: i.batch_axis for i in inputs}
+    return {k: known.get(k, 0 if np.ndim(v) else None) for k, v in feed.items()}
 
 
 def validate_feed(feed: Mapping[str, np.ndarray], inputs: Sequence[ModelInput], sample: str) -> Feed:
@@ -111,17 +192,19 @@ class rebatch:
     """Regroup a source's feeds into batches of ``batch_size`` samples (the last may be short),
     stopping after ``limit`` samples.
 
-    Feeds are sliced and joined, never split sample by sample, and a feed that already is one
-    batch passes through without a copy: memory holds one batch plus one source feed, whatever
-    the files hold. ``batch_size=None`` keeps the source's own feeds (only ``limit`` applies).
-    A source with a ``num_samples`` attribute (counted without reading the data) gives ``len()``
-    cheaply.
+    Feeds are sliced and joined along each input's batch axis (``inputs``, or the source's own
+    ``inputs``; axis 0 when neither says), never split sample by sample; inputs without a batch
+    (a scalar sample rate) are passed on as they are. A feed that already is one batch passes
+    through without a copy: memory holds one batch plus one source feed, whatever the files hold.
+    ``batch_size=None`` keeps the source's own feeds (only ``limit`` applies). A source with a
+    ``num_samples`` attribute (counted without reading the data) gives ``len()`` cheaply.
     """
 
-    def __init__(self, source: FeedSource, batch_size: int | None, limit: int | None = None):
+    def __init__(self, source: FeedSource, batch_size: int | None, limit: int | None = None, inputs: Sequence[ModelInput] | None = None):
         if batch_size is not None and batch_size < 1:
             raise DataError(f"batch size must be at least 1, got {batch_size}")
         self.source, self.batch_size, self.limit = source, batch_size, limit
+        self.inputs = list(inputs) if inputs is not None else getattr(source, "inputs", None)
 
     @property
     def num_samples(self) -> int | None:
@@ -131,9 +214,10 @@ class rebatch:
         pending: list[Feed] = []
         have, left = 0, self.limit if self.limit is not None else -1
         for feed in self.source:
-            n = _batch_of(feed)
+            axes = _axes(feed, self.inputs)
+            n = batch_size_of(feed, self.inputs)
             if left >= 0 and n > left:
-                feed, n = {k: v[:left] for k, v in feed.items()}, left
+                feed, n = _slice(feed, axes, 0, left), left
             if n:
                 if self.batch_size is None:
                     yield feed
@@ -141,14 +225,14 @@ class rebatch:
                     pending.append(feed)
                     have += n
                     while have >= self.batch_size:
-                        yield _cut(pending, self.batch_size)
+                        yield _cut(pending, self.batch_size, axes, self.inputs)
                         have -= self.batch_size
             if left >= 0:
                 left -= n
                 if left == 0:
                     break
         if pending:
-            yield _join(pending)
+            yield _join(pending, _axes(pending[0], self.inputs))
 
     @property
     def length_known(self) -> bool:
@@ -165,32 +249,58 @@ class rebatch:
         return -(-n // self.batch_size)
 
 
-def _cut(pending: list[Feed], k: int) -> Feed:
+def _slice(feed: Feed, axes: Mapping[str, int | None], start: int, stop: int | None) -> Feed:
+    """Samples ``start:stop`` of ``feed`` along each input's batch axis (unbatched inputs whole)."""
+    out = {}
+    for k, v in feed.items():
+        ax = axes.get(k)
+        if ax is None or v.ndim <= ax:
+            out[k] = v
+        else:
+            index = [slice(None)] * v.ndim
+            index[ax] = slice(start, stop)
+            out[k] = v[tuple(index)]
+    return out
+
+
+def _cut(pending: list[Feed], k: int, axes: Mapping[str, int | None], inputs: Sequence[ModelInput] | None) -> Feed:
     """Remove the first ``k`` samples from ``pending`` (a list of feeds) and return them as one feed."""
     out: list[Feed] = []
     while k:
         f = pending[0]
-        n = _batch_of(f)
+        n = batch_size_of(f, inputs)
         if n <= k:
             out.append(pending.pop(0))
             k -= n
         else:
-            out.append({a: v[:k] for a, v in f.items()})
-            pending[0] = {a: v[k:] for a, v in f.items()}
+            out.append(_slice(f, axes, 0, k))
+            pending[0] = _slice(f, axes, k, None)
             k = 0
-    return _join(out)
+    return _join(out, axes)
 
 
-def _join(feeds: list[Feed]) -> Feed:
+def _join(feeds: list[Feed], axes: Mapping[str, int | None]) -> Feed:
+    """One feed from several, joined along each input's batch axis; an input without a batch must
+    hold the same value in all of them (it is one setting, like a sample rate)."""
     if len(feeds) == 1:
         return feeds.pop()
-    out = {k: np.concatenate([f[k] for f in feeds]) for k in feeds[0]}
+    out = {}
+    for k in feeds[0]:
+        ax = axes.get(k)
+        if ax is None or feeds[0][k].ndim <= ax:
+            if any(not np.array_equal(f[k], feeds[0][k]) for f in feeds[1:]):
+                raise DataError(f"input {k!r} has no batch axis but differs between samples; give samples that share it, or --batch 1")
+            out[k] = feeds[0][k]
+        else:
+            out[k] = np.concatenate([f[k] for f in feeds], axis=ax)
     feeds.clear()
     return out
 
 
-def _batch_of(feed: Feed) -> int:
-    sizes = {v.shape[0] if v.ndim else 1 for v in feed.values()}
-    if len(sizes) != 1:
-        raise DataError(f"inputs in one feed have different batch sizes {sorted(sizes)}")
-    return sizes.pop()
+def add_batch_axis(feed: Feed, inputs: Sequence[ModelInput]) -> Feed:
+    """A sample stored without its batch dimension gets one, at the input's batch axis."""
+    for inp in inputs:
+        a = feed.get(inp.name)
+        if a is not None and inp.batch_axis is not None and np.ndim(a) == len(inp.shape) - 1:
+            feed[inp.name] = np.expand_dims(a, inp.batch_axis)
+    return feed

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..userref import load_reference
-from .base import Feed, ModelInput, rebatch, validate_feed
+from .base import Feed, ModelInput, add_batch_axis, rebatch, validate_feed
 from .readers import ReaderOptions, register_reader
 
 __all__ = ["CallableSource", "from_dataloader", "load_function", "to_feed"]
@@ -43,14 +43,6 @@ def _array(v: Any, where: str, name: str) -> np.ndarray:
         return np.asarray(v)
     except Exception as e:
         raise DataError(f"{where}: input {name!r} is a {type(v).__name__}, not an array") from e
-
-
-def _with_batch_dim(feed: Feed, inputs: Sequence[ModelInput]) -> Feed:
-    for inp in inputs:
-        a = feed.get(inp.name)
-        if a is not None and a.ndim == len(inp.shape) - 1:
-            feed[inp.name] = a[None]
-    return feed
 
 
 class CallableSource:
@@ -91,7 +83,7 @@ class CallableSource:
             where = f"{self.label}, sample {k}"
             feed = to_feed(item, self.names, where)
             if self.inputs is not None:
-                feed = validate_feed(_with_batch_dim(feed, self.inputs), self.inputs, where)
+                feed = validate_feed(add_batch_axis(feed, self.inputs), self.inputs, where)
             count += 1
             yield feed
         self._len = count
@@ -123,7 +115,7 @@ def _is_dataloader(obj: Any) -> bool:
 def _open(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions, from_file: bool) -> Any:
     fn = load_function(spec, from_file)
     source: Any = CallableSource(fn, inputs, [i.name for i in inputs], spec)
-    return rebatch(source, options.batch_size, options.limit) if options.batch_size or options.limit else source
+    return rebatch(source, options.batch_size, options.limit, inputs) if options.batch_size or options.limit else source
 
 
 @register_reader("module", detect=lambda s: s.rpartition(":")[0].endswith(".py"))

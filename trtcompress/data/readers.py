@@ -16,7 +16,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .base import Feed, ModelInput, rebatch, validate_feed
+from .base import Feed, ModelInput, add_batch_axis, rebatch, validate_feed, with_batch_axes
+from .values import DEFAULT_HIGH, IntValues
 from .preprocess import IMAGE_SUFFIXES, PreprocessConfig
 
 __all__ = ["ReaderOptions", "open_source", "register_reader", "registered_readers"]
@@ -30,7 +31,8 @@ class ReaderOptions:
     preprocess: PreprocessConfig | None = None
     batches: int = 8  # for random data: how many batches
     shapes: dict[str, tuple[int, ...]] | None = None  # concrete shapes for dynamic inputs (random data)
-    int_high: int = 10  # random integer inputs (token ids, indices) are drawn from [0, int_high)
+    batch_axes: dict[str, int | None] | None = None  # the user's batch axis per input (--input state:2xNx128)
+    int_high: int = DEFAULT_HIGH  # random integers whose range the graph does not tell: [0, int_high)
 
 
 # arrays under these names in an .npz file are labels for evaluation, not model inputs
@@ -59,6 +61,7 @@ def registered_readers() -> list[str]:
 def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions | None = None) -> "Source":
     """Open a data source from ``spec`` for a model with ``inputs``."""
     options = options or ReaderOptions()
+    inputs = with_batch_axes(inputs, options.batch_axes)
     kind, _, rest = spec.partition(":")
     if kind in _LAZY and kind not in _READERS:
         importlib.import_module(_LAZY[kind])
@@ -112,10 +115,13 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
     for inp in inputs:
         given = (options.shapes or {}).get(inp.name)
         dims = list(given) if given else [d if isinstance(d, int) else None for d in inp.shape]
-        if not given and dims and dims[0] is None:
-            dims[0] = options.batch_size or 1
+        ax = inp.batch_axis
+        # the batch size goes where the batch is dynamic, or where the user gave a shape
+        if ax is not None and ax < len(dims) and ((options.batch_size and given) or not isinstance(inp.shape[ax], int)):
+            dims[ax] = options.batch_size or dims[ax] or 1
         if any(d is None for d in dims):
-            raise DataError(f"input {inp.name!r} has dynamic dimensions {list(inp.shape)}; give its shape, e.g. --input {inp.name}:1x3x224x224")
+            example = "x".join(str(d) if d is not None else ("1" if i == ax else "<size>") for i, d in enumerate(dims))
+            raise DataError(f"input {inp.name!r} has dynamic dimensions {list(inp.shape)}; give its shape, e.g. --input {inp.name}:{example}")
         shapes[inp.name] = tuple(dims)
 
     def make(i: int) -> Feed:
@@ -128,7 +134,8 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
             elif inp.dtype.kind == "b":
                 feed[inp.name] = rng.integers(0, 2, shape).astype(bool)
             else:
-                feed[inp.name] = rng.integers(0, options.int_high, shape).astype(inp.dtype)
+                values = inp.values if inp.values is not None and inp.values.why != "default" else IntValues(0, options.int_high)
+                feed[inp.name] = values.sample(rng, shape, inp.dtype)
         return feed
 
     return Source(list(range(batches)), make, inputs, lambda i: f"random batch {i}")
@@ -169,16 +176,18 @@ def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Sou
             raise
         except Exception as e:
             raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
-        # a sample stored without its batch dimension gets one
-        for inp in inputs:
-            a = feed.get(inp.name)
-            if a is not None and a.ndim == len(inp.shape) - 1:
-                feed[inp.name] = a[None]
-        return feed
+        return add_batch_axis(feed, inputs)
+
+    batched_inputs = [i for i in inputs if i.batch_axis is not None]
 
     def count(f: Path) -> int:
-        shape = _stored_shape(f, names[0])
-        return 1 if len(shape) == len(inputs[0].shape) - 1 else (shape[0] if shape else 1)
+        if not batched_inputs:
+            return 1
+        first = batched_inputs[0]
+        shape = _stored_shape(f, first.name)
+        if len(shape) == len(first.shape) - 1:
+            return 1
+        return shape[first.batch_axis] if len(shape) > first.batch_axis else 1
 
     return batched(Source(files, make, inputs, str, count), options)
 

@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 import onnx
 
+from ..subgraphs import walk
 from .graph import GraphInfo, attrs
 
 __all__ = ["node_macs", "model_macs", "register_counter"]
@@ -74,7 +75,7 @@ def model_macs(model: onnx.ModelProto, info: GraphInfo | None = None) -> dict[st
     """MACs per matrix-op node (name -> MACs); nodes whose shapes are unknown are left out."""
     info = info or GraphInfo.of(model)
     out = {}
-    for i, node in enumerate(model.graph.node):
+    for i, node in enumerate(n for g, _ in walk(model.graph) for n in g.node):
         n = node_macs(node, info)
         if n is not None:
             out[node.name or f"{node.op_type}_{i}"] = n

@@ -9,6 +9,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..model_io import infer_shapes
+from ..subgraphs import walk
 
 __all__ = ["GraphInfo", "attrs"]
 
@@ -19,7 +20,11 @@ def attrs(node: onnx.NodeProto) -> dict[str, Any]:
 
 @dataclasses.dataclass
 class GraphInfo:
-    """Initialisers, graph inputs and inferred shapes of a model (dynamic dimensions are ``None``)."""
+    """Constants, graph inputs and inferred shapes of a model (dynamic dimensions are ``None``).
+
+    ``initializers`` holds the constants of the main graph and of every If/Loop/Scan body: their
+    initialisers and the tensors of their Constant nodes (silero-vad keeps its weights as Constant
+    nodes inside If branches). A name defined in more than one graph is left out."""
 
     model: onnx.ModelProto
     initializers: dict[str, onnx.TensorProto]
@@ -30,22 +35,34 @@ class GraphInfo:
     @classmethod
     def of(cls, model: onnx.ModelProto) -> "GraphInfo":
         g = model.graph
-        inits = {t.name: t for t in g.initializer}
+        inits: dict[str, onnx.TensorProto] = {}
+        defined: dict[str, int] = {}
+        for graph, _ in walk(g):
+            for t in graph.initializer:
+                inits[t.name] = t
+                defined[t.name] = defined.get(t.name, 0) + 1
+            for n in graph.node:
+                for o in n.output:
+                    defined[o] = defined.get(o, 0) + 1
+                if n.op_type == "Constant" and n.output and n.attribute and n.attribute[0].name == "value":
+                    inits[n.output[0]] = n.attribute[0].t
+        for name in [k for k, v in defined.items() if v > 1]:
+            inits.pop(name, None)
         shapes: dict[str, list[int | None]] = {}
         types: dict[str, int] = {}
         try:
             inferred = infer_shapes(model)
         except Exception:  # shapes are only used for FLOP counts; the rules still work without them
             inferred = model
-        ig = inferred.graph
-        for vi in list(ig.input) + list(ig.value_info) + list(ig.output):
+        value_infos = [vi for sub, _ in walk(inferred.graph) for vi in list(sub.input) + list(sub.value_info) + list(sub.output)]
+        for vi in value_infos:
             tt = vi.type.tensor_type
             types[vi.name] = tt.elem_type
             if tt.HasField("shape"):
                 shapes[vi.name] = [int(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
-        for t in g.initializer:
-            shapes[t.name] = list(t.dims)
-            types[t.name] = t.data_type
+        for name, t in inits.items():
+            shapes[name] = list(t.dims)
+            types[name] = t.data_type
         return cls(model, inits, {i.name for i in g.input}, shapes, types)
 
     def constant(self, name: str) -> np.ndarray | None:

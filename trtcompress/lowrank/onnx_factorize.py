@@ -16,6 +16,7 @@ from onnx import helper
 
 from ..errors import ConfigError, DataError
 from ..model_io import parameter_count
+from ..subgraphs import used_names, walk
 from ..weightless import ort_session
 from .config import LowRankConfig
 from .flops import model_macs
@@ -62,22 +63,27 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
     chosen = {c.name: c for c in choices}
     by_node = {id(l.node): l for l in layers}
     per_layer = []
-    for node in out.graph.node:
-        layer = by_node.get(id(node))
-        choice = chosen.get(layer.name) if layer else None
-        if layer is None or choice is None or choice.rank is None:
-            new_nodes.append(node)
-            if layer is not None and choice is not None:
-                skipped.append({"name": layer.name, "op": node.op_type, "reason": choice.reason})
-            continue
-        rule = get_rule(node.op_type)
-        p, q = layer.cand.spectrum.factors(choice.rank)
-        rw = rule.rewrite(node, p, q, tuple(layer.weight.shape), layer.weight.dtype)
-        new_nodes.extend(rw.nodes)
-        out.graph.initializer.extend(rw.initializers)
-        per_layer.append(_layer_report(layer, choice))
-    del out.graph.node[:]
-    out.graph.node.extend(new_nodes)
+    # a layer inside an If/Loop/Scan body is rewritten in its own graph; its factors are main-graph
+    # initialisers, which every subgraph can read
+    for graph in reversed([g for g, _ in walk(out.graph)]):  # bodies before the nodes holding them
+        new_nodes = []
+        for node in graph.node:
+            layer = by_node.get(id(node))
+            choice = chosen.get(layer.name) if layer else None
+            if layer is None or choice is None or choice.rank is None:
+                new_nodes.append(node)
+                if layer is not None and choice is not None:
+                    skipped.append({"name": layer.name, "op": node.op_type, "reason": choice.reason})
+                continue
+            rule = get_rule(node.op_type)
+            p, q = layer.cand.spectrum.factors(choice.rank)
+            rw = rule.rewrite(node, p, q, tuple(layer.weight.shape), layer.weight.dtype)
+            new_nodes.extend(rw.nodes)
+            out.graph.initializer.extend(rw.initializers)
+            per_layer.append(_layer_report(layer, choice))
+        if any(n is not m for n, m in zip(new_nodes, graph.node)) or len(new_nodes) != len(graph.node):
+            del graph.node[:]
+            graph.node.extend(new_nodes)
     _drop_unused_initializers(out)
 
     macs_after = model_macs(out)
@@ -105,12 +111,15 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
 
 def _candidates(model: onnx.ModelProto, info: GraphInfo, config: LowRankConfig) -> tuple[list[_Layer], list[dict]]:
     layers, skipped = [], []
-    for i, node in enumerate(model.graph.node):
+    for i, (node, scope) in enumerate((n, s) for g, s in walk(model.graph) for n in g.node):
         if node.op_type not in config.ops:
             continue
         name = node.name or node.output[0]
         rule = get_rule(node.op_type)
         if rule is None:
+            continue
+        if scope and config.rule == "error":
+            skipped.append({"name": name, "op": node.op_type, "reason": f"inside {scope}: the error rule cannot read a subgraph's tensors; use the energy or rank rule"})
             continue
         if excluded(name, config.exclude):
             skipped.append({"name": name, "op": node.op_type, "reason": "excluded by the config"})
@@ -155,11 +164,17 @@ def _layer_report(layer: _Layer, choice) -> dict[str, Any]:
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
-    used |= {i for n in model.graph.node for a in n.attribute if a.type == onnx.AttributeProto.GRAPH for sub in [a.g] for m in sub.node for i in m.input}
+    """Drop initialisers and Constant nodes (a factorised weight) that nothing reads any more."""
+    used = used_names(model.graph)
     keep = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(keep)
+    for graph, scope in walk(model.graph):
+        if scope:
+            used = used_names(graph)
+            dead = [k for k, n in enumerate(graph.node) if n.op_type == "Constant" and n.output and n.output[0] not in used]
+            for k in reversed(dead):
+                del graph.node[k]
 
 
 # -- the error rule: per-layer output error on calibration data -------------------------------------

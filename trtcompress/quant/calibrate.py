@@ -25,7 +25,7 @@ import onnx
 
 from .._optional import require
 from ..config import Config
-from ..data.base import Feed, FeedSource, model_inputs, rebatch, validate_feed
+from ..data.base import Feed, FeedSource, batch_size_of, model_inputs, rebatch, validate_feed
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import infer_shapes, load_model
 from ..weightless import has_external_data, ort_session
@@ -98,7 +98,7 @@ def collect_statistics(
     counted = list(stats.histograms)
     fixed_batch = _fixed_batch(inputs)
     if fixed_batch is not None:
-        source = rebatch(source, fixed_batch)
+        source = rebatch(source, fixed_batch, inputs=inputs)
     total = _length(source)
     tqdm = require("tqdm").tqdm
     kernel = _kernels.resolve(config.kernel)
@@ -252,8 +252,8 @@ def _check_tensors(proto: onnx.ModelProto, tensors: Sequence[str]) -> None:
 
 
 def _fixed_batch(inputs) -> int | None:
-    """The batch size a model with a fixed leading dimension accepts (``None``: any)."""
-    dims = {i.shape[0] for i in inputs if i.shape}
+    """The batch size a model with a fixed batch dimension accepts (``None``: any)."""
+    dims = {i.shape[i.batch_axis] for i in inputs if i.batch_axis is not None}
     if len(dims) == 1:
         d = dims.pop()
         if isinstance(d, int):
@@ -274,8 +274,7 @@ def _length(source) -> int | None:
 def _validated(source, inputs) -> Iterator[tuple[int, Feed]]:
     for k, feed in enumerate(source):
         feed = validate_feed(feed, inputs, f"calibration batch {k}")
-        sizes = {v.shape[0] for v in feed.values() if v.ndim}
-        yield (sizes.pop() if len(sizes) == 1 else 1), feed
+        yield batch_size_of(feed, inputs), feed
 
 
 class _session:

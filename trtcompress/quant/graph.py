@@ -13,6 +13,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelError
+from ..subgraphs import outer_names
 from ..weightless import tensor_array
 
 __all__ = ["GraphIndex", "node_names"]
@@ -50,6 +51,8 @@ class GraphIndex:
             for i in n.input:
                 if i:
                     self.consumers.setdefault(i, []).append(n)
+            for i in outer_names(n):  # read inside an If/Loop/Scan body: the node consumes it
+                self.consumers.setdefault(i, []).append(n)
         self.graph_inputs = {v.name for v in g.input if v.name not in self.initializers}
         self.graph_outputs = {v.name for v in g.output}
         self._const_cache: dict[str, np.ndarray | None] = {}

@@ -40,6 +40,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from ..errors import ConfigError
+from ..subgraphs import outer_names
 from .graph import GraphIndex, require_opset
 from .placement import QuantPlan, WeightSpec
 from .qdq_trt import bias_and_input_scale
@@ -202,6 +203,9 @@ class _Ctx:
         n.CopyFrom(node)
         del n.input[:]
         n.input.extend([self.as_float(i) for i in node.input])
+        for t in sorted(outer_names(node)):  # a subgraph reads the outer tensor by its name
+            if t in self.u8:
+                self.as_float(t)
         self.nodes.append(n)
         self.floats.update(o for o in node.output if o)
 
@@ -249,7 +253,7 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     out.CopyFrom(model)
     del out.graph.node[:]
     out.graph.node.extend(ctx.nodes)
-    used = {i for n in ctx.nodes for i in n.input}
+    used = {i for n in ctx.nodes for i in n.input} | {i for n in ctx.nodes for i in outer_names(n)}
     keep = [t for t in out.graph.initializer if t.name in used]
     del out.graph.initializer[:]
     out.graph.initializer.extend(keep + [t for name, t in ctx.inits.items() if name in used])

@@ -23,6 +23,7 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError
+from ..subgraphs import walk
 from .graph import GraphIndex, node_names
 
 if TYPE_CHECKING:
@@ -251,7 +252,25 @@ def plan_quantization(
     qdq = {a.tensor for a in activations}
     extra = [t for t in dict.fromkeys(extra) if t not in qdq and g.is_float(t)]
     bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(t, g)) is not None}
+    for name, op, scope in subgraph_layers(model):
+        float_nodes[name] = f"{op} inside {scope}: quantize does not rewrite If/Loop/Scan bodies; left float"
     return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds)
+
+
+# layers a body of an If/Loop/Scan may hold that quantize would otherwise consider
+_SUBGRAPH_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN")
+
+
+def subgraph_layers(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """(name, op type, scope) of each weighted layer inside an If/Loop/Scan body: placement
+    covers the main graph only, so these stay float and the stage says so per layer."""
+    return [
+        (n.name or n.output[0], n.op_type, scope)
+        for graph, scope in walk(model.graph)
+        if scope
+        for n in graph.node
+        if n.op_type in _SUBGRAPH_LAYER_OPS
+    ]
 
 
 # ops whose output values are a subset of their first input's (so a bound carries through)

@@ -20,6 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError
+from ..subgraphs import used_names
 from .centering import centered, write_centered_input
 from .graph import GraphIndex, require_opset
 from .placement import QuantPlan, WeightSpec
@@ -163,7 +164,7 @@ def bias_and_input_scale(g: GraphIndex, plan: QuantPlan, table: CalibrationTable
 
 
 def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    used = used_names(model.graph)
     inits = model.graph.initializer
     for i in reversed(range(len(inits))):  # in place: re-adding a tensor over 2 GB would serialise it
         if inits[i].name not in used:

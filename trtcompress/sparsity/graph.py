@@ -16,31 +16,55 @@ import onnx
 from onnx import numpy_helper
 
 from ..model_io import infer_shapes
+from ..subgraphs import outer_names, walk
 
 __all__ = ["GraphIndex", "WeightSource", "resolve_weight", "tensor_shapes"]
 
 
 class GraphIndex:
-    """Producers, consumers and constants of the main graph, with writes that keep them in sync."""
+    """Producers, consumers and constants of the main graph and of every If/Loop/Scan body in it,
+    with writes that keep them in sync.
+
+    Subgraph nodes are indexed with the main graph's (``scope`` says where each lives): their
+    weights are read and rewritten like any other. A name defined in more than one graph (two
+    branches reusing a name) is left out of the constants, so no layer reads another's weight.
+    """
 
     def __init__(self, model: onnx.ModelProto) -> None:
         self.model = model
         g = model.graph
-        self.initializers = {t.name: t for t in g.initializer}
-        self.constant_nodes = {n.output[0]: n for n in g.node if n.op_type == "Constant" and n.output}
+        self.initializers: dict[str, onnx.TensorProto] = {}
+        self.constant_nodes: dict[str, onnx.NodeProto] = {}
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[tuple[onnx.NodeProto | None, int]]] = defaultdict(list)
-        for node in g.node:
-            for out in node.output:
-                if out:
-                    self.producer[out] = node
-            for i, name in enumerate(node.input):
-                if name:
-                    self.consumers[name].append((node, i))
-            for name in _subgraph_inputs(node):
-                self.consumers[name].append((None, -1))  # used inside an If/Loop/Scan body
+        self.scope: dict[int, str] = {}  # id(node) -> "" (main graph) or the subgraph's path
+        self._all: list[onnx.NodeProto] = []
+        defined: dict[str, int] = defaultdict(int)
         self.graph_outputs = {o.name for o in g.output}
-        self._names = set(self.initializers) | set(self.producer) | {i.name for i in g.input}
+        for graph, scope in walk(g):
+            for t in graph.initializer:
+                self.initializers[t.name] = t
+                defined[t.name] += 1
+            for node in graph.node:
+                self.scope[id(node)] = scope
+                self._all.append(node)
+                if node.op_type == "Constant" and node.output:
+                    self.constant_nodes[node.output[0]] = node
+                for out in node.output:
+                    if out:
+                        self.producer[out] = node
+                        defined[out] += 1
+                for i, name in enumerate(node.input):
+                    if name:
+                        self.consumers[name].append((node, i))
+                for name in outer_names(node):
+                    self.consumers[name].append((None, -1))  # used inside an If/Loop/Scan body
+            if scope:
+                self.graph_outputs |= {o.name for o in graph.output}
+        for name in [n for n, k in defined.items() if k > 1]:
+            self.initializers.pop(name, None)
+            self.constant_nodes.pop(name, None)
+        self._names = set(defined) | {i.name for i in g.input}
         self._cache: dict[str, np.ndarray] = {}
 
     # -- constants -------------------------------------------------------------------------
@@ -121,16 +145,8 @@ class GraphIndex:
         return None
 
     def nodes(self) -> Iterator[onnx.NodeProto]:
-        return iter(self.model.graph.node)
-
-
-def _subgraph_inputs(node: onnx.NodeProto) -> Iterator[str]:
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
-        for sub in graphs:
-            for n in sub.node:
-                yield from (i for i in n.input if i)
-                yield from _subgraph_inputs(n)
+        """Every node, main graph first, then each subgraph's in walk order."""
+        return iter(self._all)
 
 
 def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:

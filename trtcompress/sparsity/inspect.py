@@ -33,6 +33,7 @@ class LayerInfo:
     groups_violating: int  # groups of 4 along the reduction axis with more than 2 non-zeros
     trt_eligible: bool  # TensorRT would consider sparse kernels if the weights follow 2:4
     reason: str | None  # why not eligible
+    scope: str = ""  # the If/Loop/Scan body holding the layer ("" for the main graph)
 
     @property
     def sparse_ready(self) -> bool:
@@ -45,7 +46,7 @@ class LayerInfo:
         return d
 
 
-def _info(view: LayerView) -> LayerInfo:
+def _info(view: LayerView, scope: str = "") -> LayerInfo:
     eff = view.weight.effective()
     reason = trt_ineligibility(view)
     axis_ok = view.in_channels % GROUP == 0
@@ -63,21 +64,24 @@ def _info(view: LayerView) -> LayerInfo:
         groups_violating=bad,
         trt_eligible=reason is None,
         reason=reason,
+        scope=scope,
     )
 
 
 def inspect_layers(model: onnx.ModelProto) -> list[LayerInfo]:
-    """One :class:`LayerInfo` per Conv, ConvTranspose, Gemm and MatMul node, in graph order."""
+    """One :class:`LayerInfo` per Conv, ConvTranspose, Gemm and MatMul node, in graph order (the
+    main graph's, then those inside If/Loop/Scan bodies)."""
     index = GraphIndex(model)
     out = []
     for node in index.nodes():
         view = view_layer(index, node)
         if view is None:
             continue
+        scope = index.scope[id(node)]
         if isinstance(view, str):
-            out.append(LayerInfo(node.name or node.output[0], node.op_type, None, None, 0, None, False, 0.0, False, -1, False, view))
+            out.append(LayerInfo(node.name or node.output[0], node.op_type, None, None, 0, None, False, 0.0, False, -1, False, view, scope))
         else:
-            out.append(_info(view))
+            out.append(_info(view, scope))
     return out
 
 

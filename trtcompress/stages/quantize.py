@@ -24,13 +24,13 @@ from ..model_io import check_model, infer_shapes
 from ..quant.centering import center_inputs
 from ..quant.graph import GraphIndex, node_names
 from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
-from ..quant.placement import QuantPlan, apply_bounds, plan_quantization
+from ..quant.placement import QuantPlan, apply_bounds, plan_quantization, subgraph_layers
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
 from ..quant.table import CalibrationTable
 from ..quant.trt_kernels import kernel_exclusions
 from ..quant.trt_rules import check_trt_qdq
-from ..specs import parse_input_specs
+from ..specs import parse_input_specs, spec_batch_axes
 from ..contracts import After
 from ..stage import StageResult, register_stage
 from ..trt.version import parse_version
@@ -158,7 +158,8 @@ def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: in
         batch_size=config.batch,
         limit=limit,
         preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape(config.batch) for s in specs} or None,
+        shapes={s.name: s.concrete_shape() for s in specs} or None,
+        batch_axes=spec_batch_axes(specs),
     )
     return open_source(spec, model_inputs(model), options)
 
@@ -236,8 +237,19 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
     plan = _plan(work, config)
+    inside = subgraph_layers(work)
+    if not plan.quantized_nodes and inside:
+        scopes = sorted({s.split("/")[0] for _, _, s in inside})
+        raise ModelError(
+            f"nothing to quantize: the model's {len(inside)} Conv/Gemm/MatMul/RNN layers are all inside If/Loop/Scan bodies "
+            f"(of {', '.join(scopes[:3])}), which quantize does not rewrite; export a graph without the control flow "
+            "(e.g. with the condition fixed at export), or use sparsify/lowrank, which rewrite subgraphs"
+        )
     if not plan.quantized_nodes:
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
+    if inside:
+        names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
+        log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
     table = _calibrate(work, plan, config)
     no_kernel: dict[str, str] = {}
@@ -296,5 +308,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
                          "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers}
     del out.graph.value_info[:]
     report["plan"] = plan.to_dict()
+    if inside:
+        report["subgraph_layers_float"] = [{"layer": n, "op": op, "scope": s} for n, op, s in inside]
     report["scales"] = _scales_summary(table, plan.qdq_tensors)
     return out, report, _artifacts(table, config)

@@ -89,7 +89,10 @@ def _example_inputs(specs: Sequence[InputSpec], batch: int | None, seed: int) ->
         if s.np_dtype.kind == "f":
             a = rng.standard_normal(shape).astype(s.np_dtype)
         else:
-            a = rng.integers(0, 2 if s.np_dtype.kind == "b" else ReaderOptions.int_high, shape).astype(s.np_dtype)
+            # 0/1 is valid for every integer input (a token id, a token type, a mask, an index):
+            # the module's tables are unknown before export; the check after it draws from the
+            # ranges the exported graph shows
+            a = rng.integers(0, 2, shape).astype(s.np_dtype)
         out.append(torch.from_numpy(a))
     return tuple(out)
 
@@ -108,10 +111,13 @@ def _call(model: Any, args: tuple) -> list:
 
 
 def _dynamo(torch, model, example, names, out_names, config: ExportConfig) -> onnx.ModelProto:
+    axes = config.dynamic_axes()
     dynamic = None
-    if config.dynamic_batch:
-        batch = torch.export.Dim("batch", min=1, max=65536)
-        dynamic = tuple({0: batch} for _ in example)
+    if axes:
+        # one Dim per name, so inputs that share a name share the dimension; the batch may be 1,
+        # other dimensions at least 2 (torch.export specialises a dimension of size 1)
+        dims = {d: torch.export.Dim(d, min=1 if d == "batch" else 2, max=65536) for a in axes.values() for d in a.values()}
+        dynamic = tuple({axis: dims[d] for axis, d in axes.get(n, {}).items()} or None for n in names)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # it warns about optional torchvision ops on every export
@@ -130,13 +136,15 @@ def _dynamo(torch, model, example, names, out_names, config: ExportConfig) -> on
 def _torchscript(torch, model, example, names, out_names, config: ExportConfig) -> onnx.ModelProto:
     if isinstance(model, torch.export.ExportedProgram):
         model = model.module()
-    axes = {n: {0: "batch"} for n in names + out_names} if config.dynamic_batch else None
+    axes: dict[str, dict[int, str]] = {**config.dynamic_axes()}
+    if config.dynamic_batch:
+        axes.update({n: {0: "batch"} for n in out_names})  # other output dims follow from shape inference
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model, example, buf, dynamo=False, input_names=names, output_names=out_names,
-            opset_version=min(config.opset, 20), dynamic_axes=axes, do_constant_folding=True,
+            opset_version=min(config.opset, 20), dynamic_axes=axes or None, do_constant_folding=True,
         )
     return onnx.load_from_string(buf.getvalue())
 
@@ -154,6 +162,11 @@ def _check_against_torch(model: Any, path: Path, specs: Sequence[InputSpec], con
     batch = specs[0].concrete_shape()[0] if specs[0].shape else 1
     shapes = {s.name: s.concrete_shape(batch) for s in specs}
     sources = {"random": open_source(f"random:{config.check_batches}", inputs, ReaderOptions(batch_size=batch, seed=config.seed + 1, shapes=shapes))}
+    resized = _resized(shapes, config)
+    if resized:
+        # dynamic dimensions beyond the batch are checked at twice their traced size as well
+        # (doubling keeps any stride the traced size was divisible by)
+        sources["random_resized"] = open_source(f"random:{config.check_batches}", inputs, ReaderOptions(batch_size=batch, seed=config.seed + 2, shapes=resized))
     if data is not None:
         sources["data"] = data(inputs) if callable(data) else data
     report: dict[str, Any] = {}
@@ -169,4 +182,22 @@ def _check_against_torch(model: Any, path: Path, specs: Sequence[InputSpec], con
             n += 1
         d = stats.to_dict()
         report[kind] = {"batches": n, "max_abs": d["max_abs"], "max_rel": d["max_rel"], "mean_abs": d["mean_abs"]}
+        if kind == "random_resized":
+            report[kind]["shapes"] = {k: list(v) for k, v in resized.items()}
     return report
+
+
+def _resized(shapes: dict[str, tuple[int, ...]], config: ExportConfig) -> dict[str, tuple[int, ...]]:
+    """``shapes`` with every dynamic dimension but the batch doubled ({} when there is none)."""
+    axes = config.dynamic_axes()
+    names = {d for a in axes.values() for axis, d in a.items() if d != "batch"}
+    if not names:
+        return {}
+    out = {}
+    for name, shape in shapes.items():
+        dims = list(shape)
+        for axis, d in axes.get(name, {}).items():
+            if d in names:
+                dims[axis] *= 2
+        out[name] = tuple(dims)
+    return out
