@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 
 from .config import Config
-from .data.base import FeedSource
-from .errors import ConfigError, DataError
+from .data.base import FeedSource, model_inputs
+from .errors import ConfigError, DataError, ModelError
 from .model_io import load_model
 from .runners import RunnerOptions, make_runner
 
@@ -152,6 +152,7 @@ def compare_runners(base_runner, cand_runner, source: FeedSource, config: Compar
 def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None) -> CompareResult:
     """Compare two model files on the same backend."""
     options = options or RunnerOptions()
+    check_same_inputs(base, candidate)
     if backend == "onnxrt":
         options = exact_qdq_options(candidate, options)
     rb = make_runner(base, backend, options, name=str(base))
@@ -159,6 +160,20 @@ def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedS
     result = compare_runners(rb, rc, source, config, progress)
     result.runner = options.to_dict()
     return result
+
+
+def check_same_inputs(base: str | os.PathLike, candidate: str | os.PathLike) -> None:
+    """Refuse two models that cannot take the same feeds (names, dtypes, ranks or fixed dims differ)."""
+    ib = {i.name: i for i in model_inputs(base)}
+    ic = {i.name: i for i in model_inputs(candidate)}
+    if set(ib) != set(ic):
+        raise ModelError(f"the models' inputs differ (base: {', '.join(ib)}; candidate: {', '.join(ic)}); compare a model with a compressed copy of itself, which keeps its input names")
+    for name, b in ib.items():
+        c = ic[name]
+        fixed_differ = len(b.shape) != len(c.shape) or any(isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(b.shape, c.shape))
+        if b.dtype != c.dtype or fixed_differ:
+            show = lambda i: f"{i.dtype}[{', '.join(str(d) for d in i.shape)}]"
+            raise ModelError(f"input {name!r} differs between the models (base: {show(b)}; candidate: {show(c)}); compare models that take the same inputs")
 
 
 def exact_qdq_options(model_path: str | os.PathLike, options: RunnerOptions) -> RunnerOptions:

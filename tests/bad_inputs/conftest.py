@@ -4,6 +4,7 @@ the fix, no traceback, and an output folder left exactly as it was."""
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -36,17 +37,19 @@ class BadRun:
         self.capsys.readouterr()
         rc = main([str(a) for a in argv])
         cap = self.capsys.readouterr()
-        lines = [ln for ln in cap.err.splitlines() if ln.strip()]
+        # what a terminal shows: a progress bar is redrawn in place with \r and cleared at the end
+        shown = [ln.split("\r")[-1] for ln in cap.err.split("\n")]
+        shown = [ln for ln in shown if ln.strip()]
         assert rc != 0, f"exit 0 for a bad input; stdout: {cap.out[-500:]}"
         if code is not None:
             assert rc == code
         assert "Traceback" not in cap.err, cap.err
-        assert len(lines) == 1, f"expected one line on stderr, got:\n{cap.err}"
-        line = lines[0]
         verb = next(a for a in argv if not str(a).startswith("-"))
-        assert line.startswith(f"trtcompress {verb}: error: "), line
-        import re
-
+        errors = [ln for ln in shown if ln.startswith(f"trtcompress {verb}: error: ")]
+        assert len(errors) == 1 and shown[-1] == errors[0], f"expected one error line, last on stderr, got:\n{cap.err}"
+        # progress lines ("loading ...") may come before it; warnings and other errors may not
+        assert not [ln for ln in shown[:-1] if re.search(r"warn|error|exception", ln, re.I)], cap.err
+        line = errors[0]
         assert re.search(expect, line, re.I), f"{expect!r} not in {line!r}"
         assert snapshot(self.out) == before, "the output folder changed"
         return line

@@ -108,6 +108,9 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
             batches = int(spec)
         except ValueError:
             raise ConfigError(f"random data takes a batch count, e.g. random:8 (got {spec!r})") from None
+    unknown = sorted(set(options.shapes or ()) - {i.name for i in inputs})
+    if unknown:
+        raise ConfigError(f"--input names {', '.join(unknown)}, which the model does not take; its inputs are {', '.join(i.name for i in inputs)}")
     shapes = {}
     for inp in inputs:
         given = (options.shapes or {}).get(inp.name)
