@@ -199,7 +199,7 @@ def _output_names(out_b: dict, out_c: dict, wanted: tuple[str, ...]) -> list[str
     if wanted:
         missing = [n for n in wanted if n not in out_b or n not in out_c]
         if missing:
-            raise DataError(f"output(s) {', '.join(missing)} not produced by both models (base: {', '.join(out_b)}; candidate: {', '.join(out_c)})")
+            raise DataError(f"output(s) {', '.join(missing)} not produced by both models (base: {', '.join(out_b)}; candidate: {', '.join(out_c)}); pass --outputs names from both lists")
         return list(wanted)
     shared = [n for n in out_b if n in out_c]
     if shared:

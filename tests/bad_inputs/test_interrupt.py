@@ -3,6 +3,7 @@ the output. Exit 130, one line, no traceback, the output folder as it was."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import snapshot
+from badinput_support import snapshot
 from trtc_support import tiny_classifier
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,19 +38,20 @@ def test_sigint_during_calibration(tmp_path, out_dir):
     calib = tmp_path / "calib"
     calib.mkdir()
     rng = np.random.default_rng(0)
-    for i in range(400):  # enough batches that calibration runs for seconds
-        np.savez(calib / f"s{i:04d}.npz", x=rng.standard_normal((8, 3, 16, 16)).astype(np.float32))
+    for i in range(400):  # 3200 batches of 2: calibration runs for seconds
+        np.savez(calib / f"s{i:04d}.npz", x=rng.standard_normal((16, 3, 16, 16)).astype(np.float32))
     before = snapshot(out_dir)
-    proc = subprocess.Popen([sys.executable, "-m", "trtcompress.cli.main", "quantize", str(model), "--calib", str(calib), "-o", str(out_dir / "q.onnx")],
+    proc = subprocess.Popen([sys.executable, "-m", "trtcompress.cli.main", "quantize", str(model), "--calib", str(calib), "--batch", "2", "-o", str(out_dir / "q.onnx")],
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
     seen = b""
     deadline = time.monotonic() + 120
-    while b"calibrating" not in seen and time.monotonic() < deadline:  # the progress bar: calibration has started
+    started = re.compile(rb"calibrating: .*\| *[1-9][0-9]*/")  # the progress bar has counted a batch
+    while not started.search(seen) and time.monotonic() < deadline:
         chunk = os.read(proc.stderr.fileno(), 4096)
         if not chunk:
             break
         seen += chunk
-    assert b"calibrating" in seen, seen.decode(errors="replace")
+    assert started.search(seen) and proc.poll() is None, seen.decode(errors="replace")
     proc.send_signal(signal.SIGINT)
     _, rest = proc.communicate(timeout=120)
     _check_interrupted(proc, (seen + rest).decode(errors="replace"), out_dir, before)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BadRun, snapshot
+from badinput_support import BadRun, snapshot
 from trtc_support import tiny_classifier
 
 

@@ -69,6 +69,10 @@ def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions 
             return fn(spec, inputs, options)
     if not Path(spec).exists():
         raise DataError(f"data not found: {spec}; give a directory of .npz/.npy files, an image folder, or 'random'")
+    if Path(spec).is_dir():
+        found = sorted(f.name for f in Path(spec).iterdir())
+        held = f"only {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}" if found else "nothing"
+        raise DataError(f"{spec} holds no .npz/.npy files or images ({held}); put the data there, or give its kind (e.g. npz:{spec})")
     raise DataError(f"cannot tell what kind of data {spec} holds; prefix it with one of {', '.join(_READERS)} (e.g. npz:{spec})")
 
 
@@ -171,7 +175,7 @@ def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Sou
         except DataError:
             raise
         except Exception as e:
-            raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+            raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e}); re-save it with numpy.save or numpy.savez (plain arrays, no pickled objects)") from e
         # a sample stored without its batch dimension gets one
         for inp in inputs:
             a = feed.get(inp.name)
@@ -198,7 +202,7 @@ def _stored_shape(f: Path, name: str) -> tuple[int, ...]:
             with z.open(member + ".npy") as fh:
                 return _header_shape(fh)
     except Exception as e:
-        raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+        raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e}); re-save it with numpy.save or numpy.savez") from e
 
 
 def _header_shape(fh) -> tuple[int, ...]:
