@@ -116,7 +116,7 @@ names = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_siz
 
 
 @SETTINGS
-@given(st.dictionaries(names, st.floats(1e-6, 1e6), min_size=1, max_size=20), st.sampled_from(["8.6.1", "10.3.0", "10.8.0"]))
+@given(st.dictionaries(names, st.floats(1e-6, 1e6), min_size=1, max_size=8), st.sampled_from(["8.6.1", "10.3.0", "10.8.0"]))
 def test_cache_round_trip_or_a_clear_refusal(amax, version):
     table = CalibrationTable(amax, "entropy")
     try:
@@ -171,30 +171,36 @@ def _strategy(hint, default):
         return st.one_of(keep, st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12))
     if origin is tuple:
         item = _strategy(args[0], dataclasses.MISSING) if args else st.integers(1, 8)
+        if item.is_empty:  # e.g. a tuple of stage configs: kept as given
+            return keep
         return st.one_of(keep, st.lists(item, max_size=4).map(tuple))
     if isinstance(hint, type) and issubclass(hint, Config) and hint is not Config:
         return st.one_of(keep, _config(hint))
     return keep
 
 
-def _config(cls):
+@st.composite
+def _config(draw, cls):
+    """A valid ``cls``: its defaults with up to three fields drawn from their types (whole random
+    configs are almost never valid, and hypothesis would spend its time rejecting them)."""
     hints = typing.get_type_hints(cls)
-    fields = {}
+    defaults, strategies = {}, {}
     for f in dataclasses.fields(cls):
         default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-        fields[f.name] = _strategy(hints.get(f.name), default)
-
-    def build(kw):
-        try:
-            return cls(**kw)
-        except (ConfigError, ValueError, TypeError):
-            return None
-
-    return st.fixed_dictionaries(fields).map(build).filter(lambda c: c is not None)
+        strategies[f.name] = _strategy(hints.get(f.name), default)
+        if default is not dataclasses.MISSING:
+            defaults[f.name] = default
+    required = [n for n in strategies if n not in defaults]
+    varied = draw(st.sets(st.sampled_from(sorted(strategies)), max_size=3)) | set(required)
+    kw = {**defaults, **{n: draw(strategies[n]) for n in sorted(varied)}}
+    try:
+        return cls(**kw)
+    except (ConfigError, ValueError, TypeError):
+        assume(False)
 
 
 @pytest.mark.parametrize("cls", _config_classes(), ids=lambda c: c.__name__)
-@settings(max_examples=40, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_every_config_round_trips_through_json(cls, data):
     cfg = data.draw(_config(cls))
