@@ -62,6 +62,8 @@ def load_model(path: str | os.PathLike, load_external_data: bool = True, check: 
         raise ModelError(f"{p} is not a readable ONNX model ({type(e).__name__}); the file is corrupt or truncated: re-export it") from e
     if not model.HasField("graph") or not model.opset_import:
         raise ModelError(f"{p} is not a complete ONNX model (no graph or no opset); the file is truncated or not ONNX: re-export it")
+    if not model.graph.output:
+        raise ModelError(f"{p} has no graph outputs, so it computes nothing; the file is damaged or was cut down: re-export it")
     _check_opset(model, p)
     _check_external_files(model, p.parent)
     if check:
