@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 
@@ -10,7 +11,7 @@ import onnx
 
 from ..errors import DataError
 
-__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "validate_feed", "rebatch"]
+__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "validate_feed", "rebatch", "SampleKeeper"]
 
 Feed = dict[str, np.ndarray]
 
@@ -194,3 +195,58 @@ def _batch_of(feed: Feed) -> int:
     if len(sizes) != 1:
         raise DataError(f"inputs in one feed have different batch sizes {sorted(sizes)}")
     return sizes.pop()
+
+
+class SampleKeeper:
+    """Keeps the ``k`` samples with the smallest content digests among the feeds it watches: a
+    subset chosen by the samples alone, so it is the same whatever their order, batching or split
+    into files (taking the first ``k`` made quantized models depend on how the data was laid out)."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.seen = 0
+        self._kept: dict[bytes, Feed] = {}  # digest -> one sample (batch dimension of 1)
+
+    def watch(self, source: FeedSource) -> "_Watched":
+        """``source``, unchanged, observed as it is read (its ``len()`` kept for progress bars)."""
+        return _Watched(source, self)
+
+    def add(self, feed: Mapping[str, np.ndarray]) -> None:
+        n = next(iter(feed.values())).shape[0] if feed else 0
+        for i in range(n):
+            h = hashlib.blake2b(digest_size=16)
+            for name in sorted(feed):
+                a = np.ascontiguousarray(feed[name][i])
+                h.update(f"{name}\0{a.dtype}\0{a.shape}\0".encode())
+                h.update(a.tobytes())
+            d = h.digest()
+            self.seen += 1
+            if d in self._kept or (len(self._kept) >= self.k and d > max(self._kept)):
+                continue
+            self._kept[d] = {name: np.array(a[i : i + 1]) for name, a in feed.items()}
+            if len(self._kept) > self.k:
+                del self._kept[max(self._kept)]
+
+    def feeds(self, batch_size: int | None = None) -> list[Feed]:
+        """The kept samples in digest order, in batches of ``batch_size`` (None: one batch)."""
+        if not self._kept:
+            return []
+        samples = [self._kept[d] for d in sorted(self._kept)]
+        whole = {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
+        return list(rebatch(ListSource([whole]), batch_size))
+
+
+class _Watched:
+    def __init__(self, source: FeedSource, keeper: SampleKeeper):
+        self.source, self.keeper = source, keeper
+
+    def __iter__(self) -> Iterator[Feed]:
+        for feed in self.source:
+            self.keeper.add(feed)
+            yield feed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getattr__(self, name: str):  # num_samples, length_known: as the source says
+        return getattr(self.source, name)
