@@ -16,6 +16,7 @@ from .registry import RunnerOptions, register_backend
 @register_backend("trt")
 def trt_runner(model_path: str, options: RunnerOptions):
     trt = require("tensorrt", "the TensorRT backend")
+    from . import _polygraphy  # noqa: F401  (before Polygraphy logs anything)
     from polygraphy.backend import trt as ptrt
 
     path = Path(model_path)
