@@ -407,6 +407,16 @@ def _(m, tmp, out):
     return ["finetune", "--teacher", "no_such_pkg:make", "--transform", "lowrank:rule=flops,flop_fraction=0.5", "--data", "fashion-mnist", "-o", out / "f.pt"]
 
 
+@case("finetune-data-not-found", r"training data .* is neither a built-in dataset")
+def _(m, tmp, out):
+    return ["finetune", "--teacher", "zoo:fashion_cnn", "--transform", "2to4", "--data", tmp / "nowhere", "-o", out / "f.onnx"]
+
+
+@case("finetune-unknown-transform", r"unknown student transform 'bogus'; known: 2to4, lowrank")
+def _(m, tmp, out):
+    return ["finetune", "--teacher", "zoo:fashion_cnn", "--transform", "bogus", "--data", "fashion-mnist", "-o", out / "f.onnx"]
+
+
 # -- output locations --------------------------------------------------------------------------
 
 @case("quantize-output-is-directory", r"is a directory; give a file name inside it")
@@ -419,7 +429,7 @@ def _(m, tmp, out):
     return ["sparsify", m / "tiny.onnx", "-o", out]
 
 
-TORCH_CASES = {"export-missing-module", "export-missing-factory", "export-missing-file", "export-file-raises", "compress-missing-torch-module", "finetune-missing-teacher-module"}
+TORCH_CASES = {"finetune-data-not-found", "finetune-unknown-transform", "export-missing-module", "export-missing-factory", "export-missing-file", "export-file-raises", "compress-missing-torch-module", "finetune-missing-teacher-module"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.torch) if n in TORCH_CASES else n for n in CASES])
