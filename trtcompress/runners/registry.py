@@ -9,7 +9,11 @@ from typing import Any, Callable
 from ..config import Config
 from ..errors import ConfigError
 
-__all__ = ["RunnerOptions", "make_runner", "register_backend", "registered_backends"]
+__all__ = ["RunnerOptions", "make_runner", "register_backend", "registered_backends", "ENGINE_SUFFIXES"]
+
+
+# serialized TensorRT engines: files that are not ONNX and are run as they are
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .._optional import require
 from ..errors import ModelError
-from .registry import RunnerOptions, register_backend
+from .registry import ENGINE_SUFFIXES, RunnerOptions, register_backend
 
 
 @register_backend("trt")
@@ -20,7 +20,7 @@ def trt_runner(model_path: str, options: RunnerOptions):
     from polygraphy.backend import trt as ptrt
 
     path = Path(model_path)
-    if path.suffix in (".engine", ".plan", ".trt"):
+    if path.suffix in ENGINE_SUFFIXES:
         loader = _engine_loader(path, trt.__version__)
     else:
         loader = ptrt.EngineFromNetwork(ptrt.NetworkFromOnnxPath(str(path)), config=ptrt.CreateConfig())
