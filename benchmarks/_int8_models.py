@@ -10,9 +10,13 @@ import numpy as np
 import onnx
 
 from trtcompress import zoo
+from trtcompress.zoo.fashion_mnist import dataset_dir
+
+from _cache import keyed
 from trtcompress.model_io import load_model, save_model
 from trtcompress.stages.quantize import QuantizeConfig, quantize
 
+ROOT = Path(__file__).resolve().parents[1]
 WORK = Path(__file__).resolve().parent / "_work"
 MODELS = ("efficientnet_lite0", "fashion_cnn", "fashion_vit")
 
@@ -21,7 +25,9 @@ def fp32_path(name: str) -> Path:
     """The FP32 ONNX model (EfficientNet-Lite0 is exported here once, dynamic batch)."""
     if name != "efficientnet_lite0":
         return zoo.onnx_path(name)
-    path = WORK / "efficientnet_lite0.onnx"
+    from importlib.metadata import version
+
+    path = keyed(WORK / "efficientnet_lite0.onnx", version("torch"))
     if not path.is_file():
         import torch
 
@@ -36,7 +42,7 @@ def calib_spec(name: str) -> tuple[str, str | None]:
     """(data spec, preprocess) for calibration: photos' calib split, or 1024 Fashion-MNIST train images."""
     if name == "efficientnet_lite0":
         return "photos:calib", None
-    d = WORK / "fashion_calib"
+    d = keyed(WORK / "fashion_calib", dataset_dir() / "train-images-idx3-ubyte.gz", 1024)
     if not d.is_dir():
         d.mkdir(parents=True)
         x, _ = zoo.fashion_mnist("train", limit=1024)
@@ -59,9 +65,11 @@ def quantized(name: str, target: str, method: str = "entropy", cpu_weights: str 
     """Quantize ``name`` for ``target``; the calibration table is computed once per method and reused."""
     src = fp32_path(name)
     tag = f"{name}-{method}{'' if clip_bounds else '-noclipbound'}"
-    table = WORK / f"{tag}.calib.json"
-    out = WORK / f"{tag}-{target}{'-' + cpu_weights if target == 'cpu' else ''}.onnx"
     data, pre = calib_spec(name)
+    # the table is reused only when the model, the data, the options and the code are the same
+    data_key = ROOT / "calibration" / "photos" if data.startswith("photos:") else Path(data)
+    table = keyed(WORK / f"{tag}.calib.json", src, data, data_key, pre, method, clip_bounds, 32)
+    out = WORK / f"{tag}-{target}{'-' + cpu_weights if target == 'cpu' else ''}.onnx"
     cfg = QuantizeConfig(method=method, target=target, calib=data, preprocess=pre, batch=32, cpu_weights=cpu_weights,
                          table=str(table) if table.is_file() else None, clip_bounds=clip_bounds, progress=False)
     t0 = time.perf_counter()

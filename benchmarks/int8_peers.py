@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
 WORK = ROOT / "benchmarks" / "_work"
 MODELOPT_PY = WORK / "modelopt-venv" / "bin" / "python"
 CALIB_BATCH = 32
@@ -51,18 +52,23 @@ def prepare(name: str, calib_limit: int | None) -> dict:
     """FP32 ONNX, calibration data (npz dir + one npz) and evaluation data for ``name``."""
     from trtcompress import zoo
 
+    from importlib.metadata import version
+
+    from _cache import keyed
+
     d = WORK / name
     d.mkdir(parents=True, exist_ok=True)
     fp32 = d / "fp32.onnx"
     if name == "effnet":
-        if not fp32.exists():
-            _export_effnet(fp32)
+        export = keyed(d / "fp32-export.onnx", version("torch"))  # the export is reused only from the same code and torch
+        if not export.exists():
+            _export_effnet(export)
+        shutil.copy(export, fp32)
         cal = np.concatenate(list(zoo.photo_batch("calib", "efficientnet-lite", augment=True, batch_size=64)))
         ev = np.concatenate(list(zoo.photo_batch("eval", "efficientnet-lite", augment=True, batch_size=64)))
         labels = None
     else:
-        if not fp32.exists():
-            shutil.copy(zoo.onnx_path(name), fp32)
+        shutil.copy(zoo.onnx_path(name), fp32)  # every run: a copy from an older zoo is never measured
         cal = np.concatenate([np.load(f)["x"] for f in sorted((ROOT / "calibration" / "fashion_mnist").glob("*.npz"))])
         ev, labels = zoo.fashion_mnist("test")  # the whole test set: 5000 images left a 3-image gap within noise
     if calib_limit:

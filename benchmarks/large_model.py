@@ -29,7 +29,9 @@ def build(width: int) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
-    d = WORK / str(width)
+    from _cache import digest
+
+    d = WORK / f"{width}-{digest(Path(__file__).resolve(), width)}"  # rebuilt when this builder changes
     model = d / "fp32.onnx"
     if model.is_file():
         return d

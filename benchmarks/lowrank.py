@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from trtcompress.model_io import save_model
 from trtcompress.runners import RunnerOptions
 
 WORK = Path(__file__).parent / "_work"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 FRACTION = 0.5  # keep this share of the factorised layers' FLOPs
 
 
@@ -63,7 +65,11 @@ def photo_agreement(dense, fact) -> float:
 
 
 def _effnet_onnx() -> Path:
-    path = WORK / "efficientnet_lite0.onnx"
+    from importlib.metadata import version
+
+    from _cache import keyed
+
+    path = keyed(WORK / "efficientnet_lite0.onnx", version("torch"))
     if not path.is_file():
         from trtcompress.torch_export import ExportConfig, export_module
         from trtcompress.zoo import efficientnet_lite0
@@ -127,6 +133,12 @@ def part_speed(results: dict, extra: dict[str, Path] | None = None, iterations: 
     results["speed"] = rows
 
 
+def _distilled_path(epochs: int, steps: int | None) -> Path:
+    from _cache import keyed
+
+    return keyed(WORK / "fashion_cnn.lowrank.distilled.onnx", epochs, steps)
+
+
 def part_distill(results: dict, epochs: int, steps: int | None, threads: int) -> Path:
     import torch
 
@@ -148,7 +160,7 @@ def part_distill(results: dict, epochs: int, steps: int | None, threads: int) ->
     res = finetune(student, teacher, train, cfg)
     seconds = time.perf_counter() - t0
     acc_after = evaluate(res.student, test)
-    path = export_student(res.student, example, WORK / "fashion_cnn.lowrank.distilled.onnx")
+    path = export_student(res.student, example, _distilled_path(epochs, steps))
     results["distill"] = {
         "model": "fashion_cnn",
         "rule": f"flops, flop_fraction={FRACTION}",
@@ -245,8 +257,8 @@ def main() -> None:
     if args.part in ("all", "distill"):
         extra["fashion_cnn"] = part_distill(results, args.epochs, args.steps, args.threads)
         out.write_text(json.dumps(results, indent=2))
-    elif (WORK / "fashion_cnn.lowrank.distilled.onnx").is_file():
-        extra["fashion_cnn"] = WORK / "fashion_cnn.lowrank.distilled.onnx"
+    elif _distilled_path(args.epochs, args.steps).is_file():  # from the same code and options only
+        extra["fashion_cnn"] = _distilled_path(args.epochs, args.steps)
     if args.part in ("all", "speed"):
         part_speed(results, extra, args.iterations)
         out.write_text(json.dumps(results, indent=2))

@@ -15,10 +15,11 @@ import numpy as np
 import onnx
 
 from .config import Config
-from .data.base import FeedSource, batch_size_of
-from .errors import ConfigError, DataError
+from .data.base import FeedSource, batch_size_of, model_inputs
+from .errors import ConfigError, DataError, ModelError
 from .model_io import load_model
 from .runners import RunnerOptions, make_runner
+from .runners.registry import ENGINE_SUFFIXES
 
 __all__ = ["CompareConfig", "CompareResult", "compare", "compare_runners", "OutputStats"]
 
@@ -153,9 +154,8 @@ def compare_runners(base_runner, cand_runner, source: FeedSource, config: Compar
 def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedSource, config: CompareConfig | None = None, backend: str = "onnxrt", options: RunnerOptions | None = None, progress=None, base_backend: str | None = None) -> CompareResult:
     """Compare two model files on ``backend``; the base runs on ``base_backend``, by default the
     same, except that an ONNX base of a TensorRT engine runs on ONNX Runtime (the FP32 reference)."""
-    from .trt.engine import ENGINE_SUFFIXES
-
     options = options or RunnerOptions()
+    check_same_inputs(base, candidate)
     if Path(candidate).suffix in ENGINE_SUFFIXES:
         if base_backend is None and Path(base).suffix not in ENGINE_SUFFIXES:
             base_backend = "onnxrt"
@@ -169,6 +169,22 @@ def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedS
     result = compare_runners(rb, rc, source, config, progress)
     result.runner = options.to_dict()
     return result
+
+
+def check_same_inputs(base: str | os.PathLike, candidate: str | os.PathLike) -> None:
+    """Refuse two models that cannot take the same feeds (names, dtypes, ranks or fixed dims differ)."""
+    if any(Path(p).suffix in ENGINE_SUFFIXES for p in (base, candidate)):
+        return  # a serialized engine: its inputs are checked when TensorRT loads it
+    ib = {i.name: i for i in model_inputs(base)}
+    ic = {i.name: i for i in model_inputs(candidate)}
+    if set(ib) != set(ic):
+        raise ModelError(f"the models' inputs differ (base: {', '.join(ib)}; candidate: {', '.join(ic)}); compare a model with a compressed copy of itself, which keeps its input names")
+    for name, b in ib.items():
+        c = ic[name]
+        fixed_differ = len(b.shape) != len(c.shape) or any(isinstance(x, int) and isinstance(y, int) and x != y for x, y in zip(b.shape, c.shape))
+        if b.dtype != c.dtype or fixed_differ:
+            show = lambda i: f"{i.dtype}[{', '.join(str(d) for d in i.shape)}]"
+            raise ModelError(f"input {name!r} differs between the models (base: {show(b)}; candidate: {show(c)}); compare models that take the same inputs")
 
 
 def exact_qdq_options(model_path: str | os.PathLike, options: RunnerOptions) -> RunnerOptions:
@@ -194,7 +210,7 @@ def _output_names(out_b: dict, out_c: dict, wanted: tuple[str, ...]) -> list[str
     if wanted:
         missing = [n for n in wanted if n not in out_b or n not in out_c]
         if missing:
-            raise DataError(f"output(s) {', '.join(missing)} not produced by both models (base: {', '.join(out_b)}; candidate: {', '.join(out_c)})")
+            raise DataError(f"output(s) {', '.join(missing)} not produced by both models (base: {', '.join(out_b)}; candidate: {', '.join(out_c)}); pass --outputs names from both lists")
         return list(wanted)
     shared = [n for n in out_b if n in out_c]
     if shared:

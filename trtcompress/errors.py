@@ -1,7 +1,7 @@
 """Error types. A :class:`UserError` is printed by the CLI as one line; anything else is a bug."""
 from __future__ import annotations
 
-__all__ = ["UserError", "ModelError", "DataError", "ConfigError", "MissingDependencyError", "StageError"]
+__all__ = ["UserError", "ModelError", "DataError", "ConfigError", "MissingDependencyError", "StageError", "OutputError"]
 
 
 class UserError(Exception):
@@ -26,3 +26,7 @@ class MissingDependencyError(UserError, ImportError):
 
 class StageError(UserError):
     """A pipeline stage failed; names the stage and the stages that ran before it."""
+
+
+class OutputError(UserError):
+    """An output location that cannot be written: a directory where a file goes, read-only, full."""

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -9,7 +10,40 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "publish_mode"]
+__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "publish_mode", "output_errors", "require_file_target"]
+
+# errno -> what the user can do about it; other OSErrors are bugs and keep their traceback
+_WRITE_FIXES = {
+    errno.EACCES: "choose a folder you can write to or fix its permissions",
+    errno.EPERM: "choose a folder you can write to or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose another output folder",
+    errno.ENOSPC: "the disk is full: free space or choose another output folder",
+    errno.EDQUOT: "the disk quota is exhausted: free space or choose another output folder",
+}
+
+
+@contextlib.contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn the OS refusing to write ``path`` (permissions, read-only, full) into an OutputError."""
+    try:
+        yield
+    except OSError as e:
+        fix = _WRITE_FIXES.get(e.errno)
+        if fix is None:
+            raise
+        from .errors import OutputError
+
+        raise OutputError(f"cannot write {path}: {e.strerror}; {fix}") from e
+
+
+def require_file_target(path: str | os.PathLike) -> Path:
+    """``path`` as a file to write; an existing directory there is refused (a rename onto it fails late)."""
+    path = Path(path)
+    if path.is_dir():
+        from .errors import OutputError
+
+        raise OutputError(f"{path} is a directory; give a file name inside it, e.g. {path / 'model.onnx'}")
+    return path
 
 
 def _umask() -> int:
@@ -27,15 +61,17 @@ def publish_mode(path: Path, directory: bool = False) -> None:
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    path = require_file_target(path)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        publish_mode(tmp)
-        os.replace(tmp, path)
+        with output_errors(path):
+            yield tmp
+            publish_mode(tmp)
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -45,14 +81,16 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        yield tmp
-        publish_mode(tmp, directory=True)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        with output_errors(path):
+            yield tmp
+            publish_mode(tmp, directory=True)
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -11,7 +11,7 @@ import onnx
 from onnx import numpy_helper
 
 from .errors import ModelError
-from .fileio import publish_mode
+from .fileio import output_errors, publish_mode, require_file_target
 from .weightless import check_weightless, has_external_data, infer_weightless, is_large, model_nbytes
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "infer_shapes",
     "model_nbytes",
     "parameter_count",
+    "require_float_weights",
     "file_size",
     "PROTOBUF_LIMIT",
 ]
@@ -61,6 +62,9 @@ def load_model(path: str | os.PathLike, load_external_data: bool = True, check: 
         raise ModelError(f"{p} is not a readable ONNX model ({type(e).__name__}); the file is corrupt or truncated: re-export it") from e
     if not model.HasField("graph") or not model.opset_import:
         raise ModelError(f"{p} is not a complete ONNX model (no graph or no opset); the file is truncated or not ONNX: re-export it")
+    if not model.graph.output:
+        raise ModelError(f"{p} has no graph outputs, so it computes nothing; the file is damaged or was cut down: re-export it")
+    _check_opset(model, p)
     _check_external_files(model, p.parent)
     if check:
         _check(model, p)
@@ -70,6 +74,21 @@ def load_model(path: str | os.PathLike, load_external_data: bool = True, check: 
         except Exception as e:
             raise ModelError(f"cannot read the external data of {p} ({e}); keep the .data file beside the .onnx file") from e
     return model
+
+
+# ONNX Runtime runs default-domain opsets from 7 on; the onnx package knows opsets up to its own
+MIN_OPSET = 7
+
+
+def _check_opset(model: onnx.ModelProto, path: Path) -> None:
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None:
+        return
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ModelError(f"{path} uses ONNX opset {opset}, newer than this onnx package knows ({newest}); re-export with --opset {newest} or upgrade onnx and onnxruntime")
+    if opset < MIN_OPSET:
+        raise ModelError(f"{path} uses ONNX opset {opset}, older than ONNX Runtime runs ({MIN_OPSET}); convert it with onnx.version_converter.convert_version(model, 17)")
 
 
 def _check_external_files(model: onnx.ModelProto, base: Path) -> None:
@@ -125,6 +144,20 @@ def parameter_count(model: onnx.ModelProto) -> int:
     return n
 
 
+_FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.DOUBLE})
+
+
+def require_float_weights(model: onnx.ModelProto, action: str) -> None:
+    """Refuse a model without floating-point weights (initialisers or Constant nodes): an already
+    quantized or weightless graph, where ``action`` would silently do nothing."""
+    if any(t.data_type in _FLOAT_TYPES for t in model.graph.initializer):
+        return
+    for n in model.graph.node:
+        if n.op_type == "Constant" and any(a.t.data_type in _FLOAT_TYPES and len(a.t.dims) >= 2 for a in n.attribute if a.name == "value"):
+            return
+    raise ModelError(f"the model has no float weights, so there is nothing to {action}; give the FP32 model (e.g. the output of 'trtcompress export'), not a quantized or weight-free one")
+
+
 def file_size(path: str | os.PathLike) -> int:
     """Size on disk of an ONNX file plus the external data files it refers to."""
     p = Path(path)
@@ -154,8 +187,9 @@ def save_model(
     model's external data file needs ``base_dir``, that model's folder. Initialisers are moved, not copied, into
     the external file, so memory does not double for large models.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = require_file_target(path)
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
     if has_external_data(model):
         # weights still on disk (loaded with load_external_data=False): read them from where they are
         if base_dir is None:
@@ -164,32 +198,34 @@ def save_model(
     if external_data is None:
         external_data = is_large(model)
     data_name = path.name + ".data"
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    with output_errors(path):
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        tmp = tmpdir / path.name
-        if external_data:
-            # onnx.save moves raw_data into the file and clears it from the proto, one copy at a time.
-            onnx.save_model(
-                model,
-                str(tmp),
-                save_as_external_data=True,
-                all_tensors_to_one_file=True,
-                location=data_name,
-                size_threshold=EXTERNAL_THRESHOLD,
-                convert_attribute=False,
-            )
-        else:
-            onnx.save_model(model, str(tmp))
-        if check:
-            _check(onnx.load(str(tmp), load_external_data=False), tmp)
-        stale = path.parent / data_name
-        if (tmpdir / data_name).exists():
-            publish_mode(tmpdir / data_name)
-            os.replace(tmpdir / data_name, stale)
-        elif stale.exists():
-            stale.unlink()
-        publish_mode(tmp)
-        os.replace(tmp, path)
+        with output_errors(path):
+            tmp = tmpdir / path.name
+            if external_data:
+                # onnx.save moves raw_data into the file and clears it from the proto, one copy at a time.
+                onnx.save_model(
+                    model,
+                    str(tmp),
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    location=data_name,
+                    size_threshold=EXTERNAL_THRESHOLD,
+                    convert_attribute=False,
+                )
+            else:
+                onnx.save_model(model, str(tmp))
+            if check:
+                _check(onnx.load(str(tmp), load_external_data=False), tmp)
+            stale = path.parent / data_name
+            if (tmpdir / data_name).exists():
+                publish_mode(tmpdir / data_name)
+                os.replace(tmpdir / data_name, stale)
+            elif stale.exists():
+                stale.unlink()
+            publish_mode(tmp)
+            os.replace(tmp, path)
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     # After an external save the proto refers to the data file beside ``path`` instead of holding it.

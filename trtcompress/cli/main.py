@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trtcompress {args.verb}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"trtcompress {args.verb}: interrupted", file=sys.stderr)
+        print(f"trtcompress {args.verb}: interrupted; files being written were discarded: run the command again to finish", file=sys.stderr)
         return 130
 
 

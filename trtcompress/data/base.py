@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 from typing import Iterable, Iterator, Mapping, Protocol, Sequence
@@ -11,7 +12,7 @@ import onnx
 
 from ..errors import DataError
 
-__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "with_batch_axes", "batch_size_of", "add_batch_axis", "validate_feed", "rebatch"]
+__all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "with_batch_axes", "batch_size_of", "add_batch_axis", "validate_feed", "rebatch", "SampleKeeper"]
 
 Feed = dict[str, np.ndarray]
 
@@ -304,3 +305,68 @@ def add_batch_axis(feed: Feed, inputs: Sequence[ModelInput]) -> Feed:
         if a is not None and inp.batch_axis is not None and np.ndim(a) == len(inp.shape) - 1:
             feed[inp.name] = np.expand_dims(a, inp.batch_axis)
     return feed
+
+
+class SampleKeeper:
+    """Keeps the ``k`` samples with the smallest content digests among the feeds it watches: a
+    subset chosen by the samples alone, so it is the same whatever their order, batching or split
+    into files (taking the first ``k`` made quantized models depend on how the data was laid out)."""
+
+    def __init__(self, k: int, inputs: Sequence[ModelInput] | None = None):
+        self.k = k
+        self.inputs = inputs  # their batch axes (None: axis 0)
+        self.seen = 0
+        self._kept: dict[bytes, Feed] = {}  # digest -> one sample (batch dimension of 1)
+
+    def watch(self, source: FeedSource) -> "_Watched":
+        """``source``, unchanged, observed as it is read (its ``len()`` kept for progress bars)."""
+        if self.inputs is None:
+            self.inputs = getattr(source, "inputs", None)  # where each input keeps its batch
+        return _Watched(source, self)
+
+    def add(self, feed: Mapping[str, np.ndarray]) -> None:
+        axes = _axes(feed, self.inputs)
+        n = batch_size_of(feed, self.inputs) if feed else 0
+        for i in range(n):
+            sample = _slice(feed, axes, i, i + 1)
+            h = hashlib.blake2b(digest_size=16)
+            for name in sorted(sample):
+                a = np.ascontiguousarray(sample[name])
+                h.update(f"{name}\0{a.dtype}\0{a.shape}\0".encode())
+                h.update(a.tobytes())
+            d = h.digest()
+            self.seen += 1
+            if d in self._kept or (len(self._kept) >= self.k and d > max(self._kept)):
+                continue
+            self._kept[d] = {name: np.array(a) for name, a in sample.items()}
+            if len(self._kept) > self.k:
+                del self._kept[max(self._kept)]
+
+    def feeds(self, batch_size: int | None = None) -> list[Feed]:
+        """The kept samples in digest order, in batches of ``batch_size`` (None: one batch)."""
+        if not self._kept:
+            return []
+        samples = [self._kept[d] for d in sorted(self._kept)]
+        axes = _axes(samples[0], self.inputs)
+        # samples join only where their unbatched inputs (a sample rate) agree: one group per value
+        groups: dict[bytes, list[Feed]] = {}
+        for sample in samples:
+            key = b"".join(np.ascontiguousarray(v).tobytes() for k, v in sorted(sample.items()) if axes.get(k) is None or v.ndim <= axes[k])
+            groups.setdefault(key, []).append(sample)
+        return [f for group in groups.values() for f in rebatch(ListSource([_join(group, axes)]), batch_size, inputs=self.inputs)]
+
+
+class _Watched:
+    def __init__(self, source: FeedSource, keeper: SampleKeeper):
+        self.source, self.keeper = source, keeper
+
+    def __iter__(self) -> Iterator[Feed]:
+        for feed in self.source:
+            self.keeper.add(feed)
+            yield feed
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getattr__(self, name: str):  # num_samples, length_known: as the source says
+        return getattr(self.source, name)

@@ -72,6 +72,10 @@ def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions 
             return fn(spec, inputs, options)
     if not Path(spec).exists():
         raise DataError(f"data not found: {spec}; give a directory of .npz/.npy files, an image folder, or 'random'")
+    if Path(spec).is_dir():
+        found = sorted(f.name for f in Path(spec).iterdir())
+        held = f"only {', '.join(found[:3])}{' ...' if len(found) > 3 else ''}" if found else "nothing"
+        raise DataError(f"{spec} holds no .npz/.npy files or images ({held}); put the data there, or give its kind (e.g. npz:{spec})")
     raise DataError(f"cannot tell what kind of data {spec} holds; prefix it with one of {', '.join(_READERS)} (e.g. npz:{spec})")
 
 
@@ -111,6 +115,9 @@ def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> 
             batches = int(spec)
         except ValueError:
             raise ConfigError(f"random data takes a batch count, e.g. random:8 (got {spec!r})") from None
+    unknown = sorted(set(options.shapes or ()) - {i.name for i in inputs})
+    if unknown:
+        raise ConfigError(f"--input names {', '.join(unknown)}, which the model does not take; its inputs are {', '.join(i.name for i in inputs)}")
     shapes = {}
     for inp in inputs:
         given = (options.shapes or {}).get(inp.name)
@@ -175,7 +182,7 @@ def _npz(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Sou
         except DataError:
             raise
         except Exception as e:
-            raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+            raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e}); re-save it with numpy.save or numpy.savez (plain arrays, no pickled objects)") from e
         return add_batch_axis(feed, inputs)
 
     batched_inputs = [i for i in inputs if i.batch_axis is not None]
@@ -204,7 +211,7 @@ def _stored_shape(f: Path, name: str) -> tuple[int, ...]:
             with z.open(member + ".npy") as fh:
                 return _header_shape(fh)
     except Exception as e:
-        raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e})") from e
+        raise DataError(f"{f}: not a readable numpy file ({type(e).__name__}: {e}); re-save it with numpy.save or numpy.savez") from e
 
 
 def _header_shape(fh) -> tuple[int, ...]:

@@ -46,8 +46,8 @@ def format_cache(table: CalibrationTable, trt_version: str = "10.3.0") -> str:
     """The cache text for ``table`` as TensorRT ``trt_version`` expects it."""
     lines = [f"TRT-{trt_version_number(trt_version)}-{ALGORITHM}"]
     for name, amax in table.amax.items():
-        if "\n" in name:
-            raise DataError(f"tensor name {name!r} contains a newline; it cannot be written to a calibration cache")
+        if len(f"{name}:".splitlines()) != 1:  # \r, \v, \x1c-\x1e, \x85, \u2028... end a line too
+            raise DataError(f"tensor name {name!r} contains a line break; it cannot be written to a calibration cache: rename the tensor")
         lines.append(f"{name}: {scale_hex(amax)}")
     return "\n".join(lines) + "\n"
 

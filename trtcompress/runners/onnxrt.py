@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import onnxruntime as ort
+
+from . import _polygraphy  # noqa: F401  (before Polygraphy logs anything)
 from polygraphy.backend.onnxrt import OnnxrtRunner
 
 from ..errors import ConfigError, ModelError

@@ -9,7 +9,11 @@ from typing import Any, Callable
 from ..config import Config
 from ..errors import ConfigError
 
-__all__ = ["RunnerOptions", "make_runner", "register_backend", "registered_backends"]
+__all__ = ["RunnerOptions", "make_runner", "register_backend", "registered_backends", "ENGINE_SUFFIXES"]
+
+
+# serialized TensorRT engines: files that are not ONNX and are run as they are
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,7 +36,6 @@ Factory = Callable[[str, RunnerOptions], Any]
 _BACKENDS: dict[str, Factory] = {}
 # backends whose modules import heavy dependencies are registered on first use
 _LAZY = {"onnxrt": ".onnxrt", "trt": ".trt"}
-_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # as trtcompress.trt.engine.ENGINE_SUFFIXES
 
 
 def register_backend(name: str) -> Callable[[Factory], Factory]:
@@ -50,7 +53,7 @@ def registered_backends() -> list[str]:
 def make_runner(model_path: str | os.PathLike, backend: str = "onnxrt", options: RunnerOptions | None = None, name: str | None = None):
     """A Polygraphy runner for ``model_path`` on ``backend`` (not yet activated). A TensorRT
     engine file runs on ``trt`` whatever the backend asked (no other backend can run it)."""
-    if str(model_path).endswith(_ENGINE_SUFFIXES):
+    if str(model_path).endswith(ENGINE_SUFFIXES):
         backend = "trt"
     if backend not in _BACKENDS and backend in _LAZY:
         importlib.import_module(_LAZY[backend], __package__)

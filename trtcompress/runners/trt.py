@@ -21,7 +21,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import UserError
-from .registry import RunnerOptions, register_backend
+from .registry import ENGINE_SUFFIXES, RunnerOptions, register_backend
 
 __all__ = ["trt_runner", "gpu_latency_ms"]
 
@@ -41,9 +41,10 @@ def _onnx_engine_loader(path: Path, options: RunnerOptions):
 @register_backend("trt")
 def trt_runner(model_path: str, options: RunnerOptions):
     require("tensorrt", "the TensorRT backend")
+    from . import _polygraphy  # noqa: F401  (before Polygraphy logs anything)
     from polygraphy.backend.trt import TrtRunner
 
-    from ..trt.engine import ENGINE_SUFFIXES, engine_loader
+    from ..trt.engine import engine_loader
 
     from ..trt.build import run_with_trt_log
 

@@ -6,6 +6,7 @@ import onnx
 from ..errors import ModelError
 from ..lowrank import LowRankConfig, factorize_onnx
 from ..contracts import After
+from ..model_io import require_float_weights
 from ..stage import StageResult, register_stage
 
 __all__ = ["LowRankConfig", "lowrank"]
@@ -20,5 +21,6 @@ def lowrank(model: onnx.ModelProto, config: LowRankConfig) -> StageResult:
     factorised layer (rank, energy, params and FLOPs before and after) and every skipped one."""
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"stage lowrank takes an ONNX model, got {type(model).__name__}; export the torch model first or use trtcompress.lowrank.torch_modules.factorize_module")
+    require_float_weights(model, "factorise")
     result = factorize_onnx(model, config)
     return StageResult(result.model, result.report)

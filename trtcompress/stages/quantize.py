@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ..config import Config
-from ..data.base import model_inputs
+from ..data.base import SampleKeeper, model_inputs
 from ..data.preprocess import PreprocessConfig
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, DataError, ModelError
@@ -152,6 +152,12 @@ def calibration_batch(model: onnx.ModelProto, tensors: list[str], config: Quanti
     return max(DEFAULT_BATCH, min(AUTO_BATCH_MAX, ACTIVATION_BUDGET // max(per_sample, 1)))
 
 
+def _fixed_batch(model: onnx.ModelProto) -> int | None:
+    """The model's fixed batch size (None when dynamic): the size its feeds must have."""
+    first = model_inputs(model)[0].shape if model_inputs(model) else ()
+    return first[0] if first and isinstance(first[0], int) else None
+
+
 def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: int | None):
     specs = parse_input_specs(list(config.inputs))
     options = ReaderOptions(
@@ -164,7 +170,7 @@ def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: in
     return open_source(spec, model_inputs(model), options)
 
 
-def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) -> CalibrationTable:
+def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig, keeper: SampleKeeper | None = None) -> CalibrationTable:
     if config.table:
         path = Path(config.table)
         if not path.is_file():
@@ -177,6 +183,8 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig) 
     except ImportError as e:  # pragma: no cover - only before the calibration module is installed
         raise ModelError(f"calibration is not available in this installation ({e}); give a saved table with --table") from e
     source = _source(model, config.calib, config, config.limit)
+    if keeper is not None:
+        source = keeper.watch(source)
     collect = CollectConfig(threads=config.threads, progress=config.progress)
     # a bounded (ReLU6) tensor's range is its observed max whatever the method (apply_bounds)
     max_only = {t: plan.bounds[t] for t in plan.activation_tensors if t in plan.bounds} if config.clip_bounds else {}
@@ -251,7 +259,10 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
-    table = _calibrate(work, plan, config)
+    # the layers' error is measured on a few calibration samples chosen by content (SampleKeeper),
+    # so the result does not depend on the data's order or batching
+    keeper = SampleKeeper(config.sensitivity_samples) if config.sensitivity_samples and (config.calib or config.eval) else None
+    table = _calibrate(work, plan, config, keeper)
     no_kernel: dict[str, str] = {}
     if config.target == "tensorrt":
         # after calibration: the table keeps every tensor, so it still serves the CPU form
@@ -271,7 +282,10 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
 
     ranking = []
     if config.sensitivity_samples and (config.calib or config.eval):
-        feeds = list(_source(work, config.calib or config.eval, config, config.sensitivity_samples))
+        if not keeper.seen:  # a saved table: no calibration pass went by
+            for _ in keeper.watch(_source(work, config.calib or config.eval, config, config.limit)):
+                pass
+        feeds = keeper.feeds(_fixed_batch(work))
         keep = plan.bounds if config.clip_bounds else ()  # ReLU6 outputs already have their real range
         found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
         table, ranking = found.table, found.errors

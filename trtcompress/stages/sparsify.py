@@ -13,6 +13,7 @@ import onnx
 
 from ..config import Config
 from ..errors import ConfigError, ModelError
+from ..model_io import require_float_weights
 from ..sparsity.layers import layer_rules
 from ..sparsity.prune import PruneOptions, sparsify_onnx
 from ..contracts import After
@@ -71,6 +72,7 @@ class SparsifyConfig(Config):
 def sparsify(model: onnx.ModelProto, config: SparsifyConfig) -> StageResult:
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"sparsify works on ONNX models, got {type(model).__name__}; export the model to ONNX first")
+    require_float_weights(model, "prune")
     pruned, report = sparsify_onnx(model, config.options())
     if report["layers_pruned"] == 0:
         report["warning"] = "no layer was pruned; see 'skipped' for the reasons"

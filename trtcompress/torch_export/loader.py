@@ -28,7 +28,13 @@ def load_torch_model(ref: str) -> Any:
         except Exception as e:
             raise ModelError(f"{path} is not a loadable {'ExportedProgram' if path.suffix == '.pt2' else 'TorchScript'} file ({type(e).__name__}); save it with torch.export.save or torch.jit.save") from e
     factory = load_reference(ref, "model", ModelError)
-    model = factory() if callable(factory) and not isinstance(factory, torch.nn.Module) else factory
+    if callable(factory) and not isinstance(factory, torch.nn.Module):
+        try:
+            model = factory()
+        except Exception as e:  # the user's own code: name it, keep the traceback for --verbose
+            raise ModelError(f"{ref} raised {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}; fix the factory (--verbose shows the traceback)") from e
+    else:
+        model = factory
     if not isinstance(model, (torch.nn.Module, torch.export.ExportedProgram)):
         raise ModelError(f"{ref} returned {type(model).__name__}, not a torch.nn.Module")
     return model

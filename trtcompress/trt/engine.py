@@ -12,12 +12,12 @@ from typing import Any
 
 from .._optional import require
 from ..errors import MissingDependencyError, ModelError
+from ..runners.registry import ENGINE_SUFFIXES
 
 __all__ = ["engine_loader", "ENGINE_SUFFIXES"]
 
 log = logging.getLogger(__name__)
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def engine_loader(path: str | os.PathLike, plugins: tuple[str, ...] | None = None) -> Any:
