@@ -8,12 +8,9 @@ import re
 import shutil
 from pathlib import Path
 
-import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from trtcompress.cli.main import main
-from trtc_support import tiny_classifier
 
 
 def snapshot(folder: Path) -> dict[str, str]:

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from badinput_support import snapshot
 from trtc_support import tiny_classifier
