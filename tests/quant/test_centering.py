@@ -59,7 +59,14 @@ def test_centering_doubles_the_input_resolution_and_lowers_the_error(cnn):
     assert "centered_inputs" not in run[False].report
     ref = _run(model, x)
     err = {c: float(np.sum((_run(r.model, x) - ref) ** 2)) for c, r in run.items()}
-    assert err[True] < 0.85 * err[False]
+    assert err[True] < err[False]  # the whole model: the other layers' error dominates (3-4% less, 2026-12-03)
+    # the input's own share: with only the Conv reading it quantized, twice the resolution halves
+    # the error (measured 0.50x, 2026-12-03)
+    _, _, _, calib = cnn
+    first = next(n.name for n in model.graph.node if n.op_type == "Conv")
+    alone = {c: quantize(model, QuantizeConfig(calib=str(calib), center_inputs=c, include=(first,), progress=False)).model for c in (True, False)}
+    err = {c: float(np.sum((_run(m, x) - ref) ** 2)) for c, m in alone.items()}
+    assert err[True] < 0.6 * err[False]
 
 
 def test_a_symmetric_input_and_the_cpu_form_are_left_alone(cnn, tmp_path):
