@@ -147,11 +147,13 @@ def test_efficientnet_lite0_int8_agrees_with_fp32_on_heldout_photos(effnet_int8:
 
 
 # Fashion-MNIST, 500 test images (one is 0.2 points), 32 training images to calibrate on.
-# Measured 2026-12-03 (FP32 accuracy on these 500: ViT 0.886, MobileNetV3-style net ...):
+# Measured 2026-12-03, the same in repeated runs (FP32 accuracy on these 500: ViT 0.886,
+# MobileNetV3-style net 0.890):
 # ViT: TensorRT form accuracy 0.882, top-1 agreement 0.996; CPU form 0.884, 0.994.
+# MobileNetV3-style: TensorRT form accuracy 0.886, top-1 agreement 0.986; CPU form 0.894, 0.980.
 FASHION_FLOORS = {
     "fashion_vit": {"tensorrt": {"accuracy": 0.86, "top1": 0.975}, "cpu": {"accuracy": 0.86, "top1": 0.975}},
-    "fashion_mbv3": {"tensorrt": {"accuracy": 0.0, "top1": 0.0}, "cpu": {"accuracy": 0.0, "top1": 0.0}},
+    "fashion_mbv3": {"tensorrt": {"accuracy": 0.86, "top1": 0.96}, "cpu": {"accuracy": 0.86, "top1": 0.955}},
 }
 
 
