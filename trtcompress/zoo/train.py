@@ -43,7 +43,8 @@ class TrainSpec:
 SPECS = {
     "fashion_cnn": TrainSpec(epochs=2, batch_size=128, lr=3e-3, weight_decay=5e-4),
     "fashion_vit": TrainSpec(epochs=6, batch_size=128, lr=2e-3, weight_decay=0.05),
-    # one epoch keeps training near a minute on one thread: it serves INT8 regression tests,
+    # one epoch keeps training under two minutes on one idle core (~105 s of CPU, measured
+    # 2026-12-03): it serves INT8 regression tests,
     # which need trained weights (agreement with FP32 on random weights means little), not a record
     "fashion_mbv3": TrainSpec(epochs=1, batch_size=128, lr=4e-3, weight_decay=1e-4),
 }
