@@ -73,6 +73,10 @@ def _views(split: str, keep: tuple[int, ...]) -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def effnet_int8(efficientnet_onnx, tmp_path_factory) -> Quantized:
+    from trtcompress.zoo.photos import OPENCV_DOC
+
+    if not OPENCV_DOC.is_dir():
+        pytest.skip("the heldout photos need opencv-doc: apt-get install opencv-doc")
     tmp = tmp_path_factory.mktemp("effnet_int8")
     calib = tmp / "calib"
     calib.mkdir()
