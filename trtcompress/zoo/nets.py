@@ -1,10 +1,11 @@
-"""The two Fashion-MNIST networks trained here, as torch modules.
+"""The Fashion-MNIST networks trained here, as torch modules.
 
 Imports torch at module level: only import this module after ``require("torch")`` succeeded
 (``trtcompress.zoo`` does). The layer shapes are chosen for the compression stages: conv and
 linear channel counts are multiples of 32 (TensorRT's 2:4 sparse kernels want that), the CNN has
 residual Adds and a two-layer Gemm head, and the ViT writes attention as explicit
-MatMul -> Softmax -> MatMul so the ONNX graph shows both attention matmuls.
+MatMul -> Softmax -> MatMul so the ONNX graph shows both attention matmuls, and the
+MobileNetV3-style net has depthwise convs, squeeze-excite Muls and HardSwish/HardSigmoid.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["FashionCNN", "FashionViT", "NETS"]
+__all__ = ["FashionCNN", "FashionViT", "FashionMobileNetV3", "NETS"]
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -106,4 +107,55 @@ class FashionViT(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-NETS = {"fashion_cnn": FashionCNN, "fashion_vit": FashionViT}
+class _SqueezeExcite(nn.Module):
+    """MobileNetV3's channel attention: x * hardsigmoid(fc(relu(fc(mean(x))))), the fcs as 1x1 convs."""
+
+    def __init__(self, channels: int, squeezed: int = 32):
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, squeezed, 1)
+        self.expand = nn.Conv2d(squeezed, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.relu(self.reduce(x.mean((2, 3), keepdim=True)))
+        return x * nn.functional.hardsigmoid(self.expand(s))
+
+
+class _InvertedResidual(nn.Module):
+    """MobileNetV3 block: 1x1 expand, depthwise kxk, squeeze-excite, 1x1 project (+ x when shapes match)."""
+
+    def __init__(self, cin: int, hidden: int, cout: int, kernel: int, stride: int, act: type[nn.Module]):
+        super().__init__()
+        # no expansion when hidden == cin, as in MobileNetV3's first block
+        self.expand = nn.Sequential(nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act()) if hidden != cin else nn.Identity()
+        self.depthwise = nn.Sequential(nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False), nn.BatchNorm2d(hidden), act())
+        self.se = _SqueezeExcite(hidden)
+        self.project = nn.Sequential(nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.project(self.se(self.depthwise(self.expand(x))))
+        return x + y if self.residual else y
+
+
+class FashionMobileNetV3(nn.Module):
+    """28x28 grey -> 10 logits with torchvision's MobileNetV3 block structure (~0.1 M params):
+    hardswish stem, inverted residuals with depthwise 3x3/5x5 convs and squeeze-excite
+    (hardsigmoid gate), a 1x1 conv + pooling + Linear/hardswish/Linear head. The first block
+    strides to 7x7 at once (as MobileNetV3-Small's does), which keeps an epoch under two minutes."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.Hardswish())  # 14x14
+        self.blocks = nn.Sequential(
+            _InvertedResidual(32, 32, 32, 3, 2, nn.ReLU),  # 7x7
+            _InvertedResidual(32, 96, 32, 3, 1, nn.Hardswish),
+            _InvertedResidual(32, 128, 64, 5, 1, nn.Hardswish),
+        )
+        self.last = nn.Sequential(nn.Conv2d(64, 192, 1, bias=False), nn.BatchNorm2d(192), nn.Hardswish())
+        self.head = nn.Sequential(nn.Linear(192, 128), nn.Hardswish(), nn.Dropout(0.1), nn.Linear(128, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.last(self.blocks(self.stem(x))).mean((2, 3)))
+
+
+NETS = {"fashion_cnn": FashionCNN, "fashion_vit": FashionViT, "fashion_mbv3": FashionMobileNetV3}
