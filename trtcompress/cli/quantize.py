@@ -42,6 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-clip-bounds", action="store_true", help="let the method clip ReLU6/Clip outputs below their bound (default: keep min(bound, observed max))")
     p.add_argument("--no-refine-ranges", action="store_true", help="keep the method's amax everywhere (default: per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error)")
     p.add_argument("--no-center-inputs", action="store_true", help="TensorRT form: quantize a one-sided input (an image in [0, 1]) as it is (default: center it before the Conv reading it, same function, twice the int8 resolution)")
+    p.add_argument("--quantize-outputs", action="store_true", help="store the graph's outputs in 8 bits too (default: outputs stay float; a calibrated range clips their rare large values)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         clip_bounds=not args.no_clip_bounds,
         refine_ranges=not args.no_refine_ranges,
         center_inputs=not args.no_center_inputs,
+        quantize_outputs=args.quantize_outputs,
         threads=args.threads,
     )
     result = quantize(load_model(args.model), config)

@@ -120,6 +120,8 @@ class QuantPlan:
     op_types: dict[str, str]  # node name -> op type, for reports
     extra_tensors: list[str] = dataclasses.field(default_factory=list)  # ranges for the CPU lowering only
     bounds: dict[str, float] = dataclasses.field(default_factory=dict)  # tensor -> |bound| of the Clip producing it
+    # graph outputs stored in 8 bits (opt-in ``quantize_outputs``); every other graph output stays float
+    output_tensors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def qdq_tensors(self) -> list[str]:
@@ -146,6 +148,7 @@ class QuantPlan:
             self.op_types,
             list(self.extra_tensors),
             dict(self.bounds),
+            list(self.output_tensors),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,8 +197,12 @@ def plan_quantization(
     model: onnx.ModelProto,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    quantize_outputs: bool = False,
 ) -> QuantPlan:
-    """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place)."""
+    """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place).
+
+    Graph outputs stay float unless ``quantize_outputs``: a calibrated range clips the rare large
+    values an output exists to show (a text detector's scores, a regressor's extremes)."""
     node_names(model)
     g = GraphIndex(model)
     inc, exc = NodeSelector(tuple(include)), NodeSelector(tuple(exclude))
@@ -241,9 +248,10 @@ def plan_quantization(
         if node.op_type in _COMPUTE_OPS:
             extra.append(_post_activation(node.output[0], g))
     qdq = {a.tensor for a in activations}
-    extra = [t for t in dict.fromkeys(extra) if t not in qdq and g.is_float(t)]
+    outputs = [o.name for o in model.graph.output if o.name in g.producer and g.is_float(o.name)] if quantize_outputs else []
+    extra = [t for t in dict.fromkeys(extra + outputs) if t not in qdq and g.is_float(t)]
     bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(t, g)) is not None}
-    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds)
+    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds, outputs)
 
 
 # ops whose output values are a subset of their first input's (so a bound carries through)

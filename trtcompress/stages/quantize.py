@@ -65,6 +65,9 @@ class QuantizeConfig(Config):
     ``center_inputs``: in the TensorRT form, a graph input with a one-sided range (an image in
     [0, 1]) is centered before the Conv reading it, which keeps the same function and doubles the
     int8 resolution of the input (see quant.centering).
+    ``quantize_outputs``: store the graph's outputs in 8 bits too (both forms). Off by default: a
+    calibrated range clips an output's rare large values, which are often what it is for (a text
+    detector's score peaks).
     """
 
     method: str = "entropy"
@@ -88,6 +91,7 @@ class QuantizeConfig(Config):
     clip_bounds: bool = True
     refine_ranges: bool = True
     center_inputs: bool = True
+    quantize_outputs: bool = False
     threads: int = 0
     progress: bool = True
 
@@ -214,7 +218,7 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
 def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
     work = infer_shapes(model)  # a new model: the caller's is never changed
     node_names(work)
-    plan = plan_quantization(work, config.include, config.exclude)
+    plan = plan_quantization(work, config.include, config.exclude, quantize_outputs=config.quantize_outputs)
     if not plan.quantized_nodes:
         raise ConfigError("nothing to quantize: no Conv, ConvTranspose, Gemm or MatMul with a float activation input matched (check --include/--exclude)")
     if not config.per_channel:
