@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .common import add_data_args, add_runner_args, runner_options
+from .compare import add_verdict_args, kind_metrics, verdict_lines, verdict_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -31,8 +32,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--batch-sizes", default=None, help="benchmark batch sizes, comma-separated (default: 1)")
     p.add_argument("--iterations", type=int, default=None, help="benchmark iterations per model and batch size")
     p.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
-    p.add_argument("--min-cosine", type=float, default=None, help="fail the run below this cosine similarity to FP32")
-    p.add_argument("--min-top1", type=float, default=None, help="fail the run below this top-1 agreement with FP32")
+    add_verdict_args(p)
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     p.add_argument("--calib", default=None, help="calibration data for stages that read data (default: --data; keep them disjoint)")
     add_data_args(p, default=None)
@@ -73,10 +73,15 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     bench.setdefault("iterations", 50)
     d["bench"] = bench
     cmp = dict(d.get("compare", {}))
-    if args.min_cosine is not None:
-        cmp["min_cosine"] = args.min_cosine
-    if args.min_top1 is not None:
-        cmp["min_top1"] = args.min_top1
+    verdict = verdict_options(args)
+    cmp.update({k: v for k, v in verdict.items() if v is not None and k not in ("output_kinds", "default_thresholds")})
+    for key in ("atol", "rtol"):
+        if getattr(args, key) is not None:
+            cmp[key] = getattr(args, key)
+    if verdict["output_kinds"]:
+        cmp["output_kinds"] = list(cmp.get("output_kinds", ())) + list(verdict["output_kinds"])
+    if not verdict["default_thresholds"]:
+        cmp["default_thresholds"] = False
     d["compare"] = cmp
     if args.no_bench:
         d["skip_bench"] = True
@@ -115,13 +120,12 @@ def format_report(result) -> str:
         q = m["quantization_error"]
         lines.append(f"output error vs original: max abs {q['max_abs']:.3g}, mean abs {q['mean_abs']:.3g}")
     for name, o in r["compare"]["outputs"].items():
-        top1 = f", top-1 agreement {o['top1_agreement']:.2%}" if o["top1_agreement"] is not None else ""
-        lines.append(f"output {name}: cosine mean {o['cosine_mean']:.6f}{top1} over {r['compare']['samples']} samples")
+        lines.append(f"output {name} ({o['kind']}): cosine mean {o['cosine_mean']:.6f}{kind_metrics(o)} over {r['compare']['samples']} samples")
     if "bench" in r:
         for batch, res in r["bench"]["results"].items():
             o, k = res["original"], res["compressed"]
             lines.append(f"latency batch {batch}: original p50 {o['p50_ms']:.2f} ms (p90 {o['p90_ms']:.2f}, p99 {o['p99_ms']:.2f}); compressed p50 {k['p50_ms']:.2f} ms (p90 {k['p90_ms']:.2f}, p99 {k['p99_ms']:.2f}); speedup {r['bench']['speedup_vs_first'][batch]['compressed']:.2f}x")
-    lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["compare"]["failures"]))
+    lines.append(verdict_lines(r["compare"]["failures"]))
     return "\n".join(lines)
 
 
