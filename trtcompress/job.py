@@ -10,6 +10,7 @@ import dataclasses
 import datetime as _dt
 import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +20,7 @@ from .benchmark import BenchConfig, bench
 from .comparison import CompareConfig, compare
 from .config import Config
 from .data.base import model_inputs
-from .data.preprocess import PreprocessConfig
+from .data.preprocess import IMAGE_SUFFIXES, PreprocessConfig
 from .data.readers import ReaderOptions, open_source
 from .errors import ConfigError
 from .metrics import summary
@@ -30,16 +31,18 @@ from .runners import RunnerOptions
 from .stage import get_stage
 from .torch_export.config import ExportConfig
 
-__all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
+__all__ = ["CompressConfig", "CompressResult", "compress", "stage_config", "reads_calibration_data"]
 
 _ONNX_SUFFIXES = (".onnx",)
-# stage config fields that, when left empty, take the job's data settings
+# stage config fields that, when left empty, take the job's data settings. Calibration data is
+# never the evaluation data unless the user says so (calib_from_data): a model calibrated on what
+# it is judged on looks better than it is.
 _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
-    # random inputs are fine for comparing but would make meaningless scales: never calibrate on
-    # them unless the user names them with --calib
-    "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
+    "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
 }
+CALIB_FROM_DATA = ("", "split", "same")
+_SPLIT_SUFFIXES = (".npz", ".npy") + IMAGE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +56,10 @@ class CompressConfig(Config):
     export: ExportConfig = ExportConfig()
     data: str = "random:8"  # inputs for compare (and calibration, unless ``calib`` or a stage says otherwise)
     calib: str | None = None  # calibration data for stages that read data; keep it disjoint from ``data``
+    # without ``calib``: "" refuses a stage that reads data; "split" splits ``data`` (a directory)
+    # by file into disjoint halves (even positions in sorted order calibrate, odd ones evaluate);
+    # "same" calibrates on the evaluation data itself (the report says so)
+    calib_from_data: str = ""
     preprocess: str | None = None
     batch: int | None = None  # samples per inference; None: as the data stores them (1 for random)
     limit: int | None = None
@@ -69,6 +76,10 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        if self.calib_from_data not in CALIB_FROM_DATA:
+            raise ConfigError(f"calib_from_data must be split or same (or empty), got {self.calib_from_data!r}")
+        if self.calib and self.calib_from_data:
+            raise ConfigError("give either --calib or --calib-from-data, not both")
 
     @property
     def is_onnx(self) -> bool:
@@ -105,13 +116,15 @@ class CompressResult:
 def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -> CompressResult:
     """Run the job; the run directory appears only if it succeeds."""
     log = log or (lambda msg: None)
-    with RunDir(config.runs_dir, config.name) as run:
+    _require_calibration(config)
+    with RunDir(config.runs_dir, config.name) as run, tempfile.TemporaryDirectory(prefix="trtcompress-split-") as split_dir:
         report: dict[str, Any] = {
             "trtcompress": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
         }
+        config, report["data_split"] = _split_data(config, Path(split_dir))
         original = run.artifact("original.onnx")
         if config.is_onnx:
             log(f"loading {config.model}")
@@ -159,6 +172,44 @@ def _data_factory(config: CompressConfig):
         shapes={s.name: s.concrete_shape(config.batch or 1) for s in config.export.specs()} or None,
     )
     return lambda inputs: open_source(config.data, inputs, options)
+
+
+def reads_calibration_data(stage: Config) -> bool:
+    """Whether ``stage`` as configured reads calibration data (a config says so with ``reads_calib_data()``)."""
+    reads = getattr(stage, "reads_calib_data", None)
+    return bool(reads and reads())
+
+
+def _require_calibration(config: CompressConfig) -> None:
+    """Refuse, before any work, a stage that reads data when no calibration data is named."""
+    if config.calib or config.calib_from_data:
+        return
+    names = [get_stage(s).name for s in config.stages if reads_calibration_data(s) and not getattr(s, "calib", None)]
+    if names:
+        raise ConfigError(
+            f"stage {', '.join(names)} calibrates on data: give --calib DATA (disjoint from --data), or --calib-from-data split "
+            "to split --data into disjoint halves (--calib-from-data same calibrates on the evaluation data)"
+        )
+
+
+def _split_data(config: CompressConfig, work: Path) -> tuple[CompressConfig, dict[str, Any]]:
+    """The config the run uses (``data`` and ``calib`` after a split) and what the report records."""
+    if config.calib_from_data == "same":
+        return config, {"mode": "same", "note": "calibrated on the evaluation data (--calib-from-data same): accuracy figures are optimistic"}
+    if config.calib_from_data != "split":
+        return config, {"mode": "separate", "calibration": config.calib, "evaluation": config.data}
+    src = Path(config.data)
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in _SPLIT_SUFFIXES) if src.is_dir() else []
+    if len(files) < 2:
+        raise ConfigError(f"--calib-from-data split needs --data to be a directory of at least 2 data files (.npz/.npy or images); {config.data!r} is not: give --calib DATA")
+    parts = {"calibration": files[0::2], "evaluation": files[1::2]}
+    for part, chosen in parts.items():
+        (work / part).mkdir()
+        for f in chosen:
+            (work / part / f.name).symlink_to(f.resolve())
+    record = {"mode": "split", "rule": "sorted files: even positions calibrate, odd ones evaluate", "source": config.data,
+              **{part: [f.name for f in chosen] for part, chosen in parts.items()}}
+    return config.replace(data=str(work / "evaluation"), calib=str(work / "calibration"), calib_from_data=""), record
 
 
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:

@@ -34,7 +34,9 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
     add_verdict_args(p)
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
-    p.add_argument("--calib", default=None, help="calibration data for stages that read data (default: --data; keep them disjoint)")
+    p.add_argument("--calib", default=None, help="calibration data for stages that read data (keep it disjoint from --data)")
+    p.add_argument("--calib-from-data", choices=("split", "same"), default=None,
+                   help="without --calib: 'split' splits the --data directory by file into disjoint calibration and evaluation halves; 'same' calibrates on the evaluation data (optimistic; the report says so)")
     add_data_args(p, default=None)
     add_runner_args(p)
 
@@ -52,7 +54,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
         except json.JSONDecodeError as e:
             raise ConfigError(f"recipe {args.recipe} is not valid JSON: {e}") from None
     d["model"] = model or args.model
-    for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("calib", args.calib), ("preprocess", args.preprocess), ("limit", args.limit)):
+    for key, value in (("name", args.name), ("runs_dir", args.runs_dir), ("data", args.data), ("calib", args.calib), ("calib_from_data", args.calib_from_data), ("preprocess", args.preprocess), ("limit", args.limit)):
         if value is not None:
             d[key] = value
     if args.batch is not None:

@@ -46,6 +46,9 @@ class LowRankConfig(Config):
     limit: int | None = 32  # calibration samples used (None: all)
     batch: int = 8
 
+    def reads_calib_data(self) -> bool:
+        return self.rule == "error"
+
     def validate(self) -> None:
         if self.rule not in RANK_RULES:
             raise ConfigError(f"lowrank rule {self.rule!r} is not one of {', '.join(RANK_RULES)}")

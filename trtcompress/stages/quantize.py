@@ -95,6 +95,9 @@ class QuantizeConfig(Config):
     threads: int = 0
     progress: bool = True
 
+    def reads_calib_data(self) -> bool:
+        return not self.table
+
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
