@@ -158,10 +158,36 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         # stages that prune report the weights they zeroed as ``zeros_added``
         pruned = sum(int(s.report.get("zeros_added", 0)) for s in result.stages)
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
+        report["notes"] = no_gain_notes(report)
         report["passed"] = cmp.passed
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
+
+
+NO_GAIN = 1.02  # a size or speed ratio at or below this is no gain
+
+
+def no_gain_notes(report: dict[str, Any]) -> list[str]:
+    """One line each where the defaults made the model worse for nothing: the stages' own notes
+    (a stage that changed nothing), a compressed model slower than the original in the benchmark,
+    and outputs that changed with no size or speed gain."""
+    notes = [f"{s['name']}: {n}" for s in report.get("stages", []) for n in s["report"].get("notes", [])]
+    bench = report.get("bench")
+    speedups = {b: v["compressed"] for b, v in bench["speedup_vs_first"].items()} if bench else {}
+    slower = {b: x for b, x in speedups.items() if x is not None and x < 1.0}
+    if slower:
+        which = ", ".join(f"{x:.2f}x at batch {b}" for b, x in slower.items())
+        stages = ", ".join(s["name"] for s in report.get("stages", [])) or "no stage"
+        notes.append(f"the compressed model is slower than the original on this CPU ({which}) after {stages}: it costs accuracy for no speed")
+    ratio = report["metrics"]["compression"]["ratio_disk"] or 1.0
+    changed = any(o["max_abs"] > 0 for o in report["compare"]["outputs"].values())
+    faster = any(x is not None and x > NO_GAIN for x in speedups.values())
+    if report.get("stages") and changed and ratio <= NO_GAIN and not faster and not slower:
+        backend = report.get("config", {}).get("backend", "")
+        timing = f" on {backend}" if speedups else " (no benchmark run)"
+        notes.append(f"the outputs changed (max abs error {max(o['max_abs'] for o in report['compare']['outputs'].values()):.3g}) for {ratio:.2f}x on disk and no speedup{timing}")
+    return notes
 
 
 def _data_factory(config: CompressConfig):

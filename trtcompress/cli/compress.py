@@ -132,6 +132,7 @@ def format_report(result) -> str:
         for batch, res in r["bench"]["results"].items():
             o, k = res["original"], res["compressed"]
             lines.append(f"latency batch {batch}: original p50 {o['p50_ms']:.2f} ms (p90 {o['p90_ms']:.2f}, p99 {o['p99_ms']:.2f}); compressed p50 {k['p50_ms']:.2f} ms (p90 {k['p90_ms']:.2f}, p99 {k['p99_ms']:.2f}); speedup {r['bench']['speedup_vs_first'][batch]['compressed']:.2f}x")
+    lines += [f"note: {n}" for n in r.get("notes", [])]
     lines.append(verdict_lines(r["compare"]["failures"]))
     return "\n".join(lines)
 
