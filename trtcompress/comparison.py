@@ -266,20 +266,22 @@ def thresholds(kind: str, config: CompareConfig) -> dict[str, float]:
 
 
 def _failures(outputs: dict[str, dict[str, Any]], config: CompareConfig) -> list[str]:
-    """One line per failing check: the output, its kind, the measured value and the threshold."""
+    """One line per failing output: its name and kind, then each failed check (measured vs threshold)."""
     fails = []
     for name, o in outputs.items():
         o["thresholds"] = t = thresholds(o["kind"], config)
-        where = f"{name} ({o['kind']})"
+        why = []
         if (config.atol is not None or config.rtol is not None) and o["outside_tolerance"]:
-            fails.append(f"{where}: {o['outside_tolerance']} of {o['elements']} elements outside atol={config.atol or 0} rtol={config.rtol or 0} (max abs {o['max_abs']:.3g})")
+            why.append(f"{o['outside_tolerance']} of {o['elements']} elements outside atol={config.atol or 0} rtol={config.rtol or 0} (max abs {o['max_abs']:.3g})")
         if "min_cosine" in t and o["cosine_min"] is not None and o["cosine_min"] < t["min_cosine"]:
             over = " over real tokens" if o["kind"] == "tokens" else ""
-            fails.append(f"{where}: cosine similarity{over} {o['cosine_min']:.6f} < {t['min_cosine']} (worst sample)")
+            why.append(f"cosine similarity{over} {o['cosine_min']:.6f} < {t['min_cosine']} (worst sample)")
         if "min_top1" in t and o["top1_agreement"] is not None and o["top1_agreement"] < t["min_top1"]:
-            fails.append(f"{where}: top-1 agreement {o['top1_agreement']:.4f} < {t['min_top1']}")
+            why.append(f"top-1 agreement {o['top1_agreement']:.4f} < {t['min_top1']}")
         if "max_rel_error" in t and o.get("rel_error_max") is not None and o["rel_error_max"] > t["max_rel_error"]:
-            fails.append(f"{where}: relative error {o['rel_error_max']:.4f} > {t['max_rel_error']} (worst sample, ||candidate - base|| / ||base||)")
+            why.append(f"relative error {o['rel_error_max']:.4f} > {t['max_rel_error']} (worst sample, ||candidate - base|| / ||base||)")
         if "max_changed" in t and o.get("changed_fraction") is not None and o["changed_fraction"] > t["max_changed"]:
-            fails.append(f"{where}: {o['changed_fraction']:.2%} of elements changed ({o['changed_rule']}) > {t['max_changed']:.2%}")
+            why.append(f"{o['changed_fraction']:.2%} of elements changed ({o['changed_rule']}) > {t['max_changed']:.2%}")
+        if why:
+            fails.append(f"{name} ({o['kind']}): " + "; ".join(why))
     return fails
