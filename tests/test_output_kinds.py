@@ -145,3 +145,16 @@ def test_bad_output_kind_is_a_one_line_error(tmp_path):
         CompareConfig(output_kinds=("logits=boxes",))
     with pytest.raises(ConfigError, match="does not have"):
         compare(model, model, _source(model, "random:1"), CompareConfig(output_kinds=("nope=dense",)))
+
+
+def test_cli_output_kind_and_thresholds(tmp_path):
+    from trtc_support import cli
+
+    model = str(onnx_path("fashion_cnn"))
+    bad = cli("compare", model, model, "--output-kind", "logits=boxes")
+    assert bad.returncode == 2 and "not one of" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    ok = cli("compare", model, model, "--output-kind", "logits=dense", "--max-rel-error", "0", "--json", check=True)
+    import json
+
+    o = json.loads(ok.stdout)["outputs"]["logits"]
+    assert o["kind"] == "dense" and o["thresholds"] == {"max_rel_error": 0.0, "max_changed": 0.01} and o["top1_agreement"] is None

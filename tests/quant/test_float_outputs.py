@@ -65,3 +65,21 @@ def test_quantize_outputs_is_opt_in_and_stores_8_bits(detector, target):
         assert len(np.unique(out[HEAD_CONV])) <= 256 and len(np.unique(out[SCORES])) <= 256
         # what the option costs on this model: the calibrated range clips the text's scores away
         assert out[SCORES].max() < 0.5 * ref[SCORES].max()
+
+
+def test_cli_flag_stores_outputs_in_8_bits(tmp_path):
+    """``trtcompress quantize --quantize-outputs``: the zoo classifier's logits (a Gemm written in
+    float by default) go through uint8 in the CPU form."""
+    from pathlib import Path
+
+    from trtc_support import cli
+    from trtcompress.zoo.models import onnx_path
+
+    calib = Path(__file__).resolve().parents[2] / "calibration" / "fashion_mnist"
+    producers = {}
+    for flag in ((), ("--quantize-outputs",)):
+        out = tmp_path / f"m{len(flag)}.onnx"
+        cli("quantize", str(onnx_path("fashion_cnn")), "--calib", str(calib), "--limit", "64", "--target", "cpu", *flag, "-o", str(out), check=True)
+        m = onnx.load(str(out))
+        producers[flag] = {o: n.op_type for n in m.graph.node for o in n.output}["logits"]
+    assert producers[()] == "MatMulIntegerToFloat" and producers[("--quantize-outputs",)] == "DequantizeLinear"
