@@ -22,8 +22,6 @@ def test_lowrank_that_factorises_nothing_says_so(tiny_model):
 def test_lowrank_with_a_negligible_gain_says_so():
     r = lowrank(onnx.load(str(onnx_path("fashion_cnn"))), LowRankConfig())  # default energy 0.95: 3.2% of the FLOPs
     assert r.report["factorised"] > 0 and "removed only" in r.report["notes"][0]
-    big = lowrank(onnx.load(str(onnx_path("fashion_cnn"))), LowRankConfig(rule="flops", flop_fraction=0.5))
-    assert "notes" not in big.report
 
 
 def test_quantize_that_leaves_the_model_slower_on_this_cpu_says_so(tmp_path):
@@ -40,6 +38,6 @@ def test_quantize_that_leaves_the_model_slower_on_this_cpu_says_so(tmp_path):
 
 def test_notes_reach_the_summary(tmp_path):
     r = cli("compress", str(onnx_path("fashion_cnn")), "--stages", "lowrank", "--data", str(FASHION / "fashion_mnist_eval.npz"),
-            "--limit", "64", "--no-bench", "--runs-dir", str(tmp_path), "--name", "lr")
+            "--limit", "16", "--no-bench", "--runs-dir", str(tmp_path), "--name", "lr")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "note: lowrank: removed only" in r.stdout

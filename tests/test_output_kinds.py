@@ -123,7 +123,7 @@ def test_score_map_is_dense_and_int8_detector_fails_the_default_verdict(detector
     from trtcompress.stages.quantize import QuantizeConfig, quantize
 
     model, calib, evaluation = detector
-    q = quantize(onnx.load(str(model)), QuantizeConfig(target="cpu", calib=str(calib), preprocess=PREPROCESS, inputs=INPUTS, sensitivity_samples=2, progress=False)).model
+    q = quantize(onnx.load(str(model)), QuantizeConfig(target="cpu", calib=str(calib), preprocess=PREPROCESS, inputs=INPUTS, sensitivity_samples=0, progress=False)).model
     qpath = tmp_path / "det_int8.onnx"
     onnx.save(q, str(qpath))
     from trtcompress.data.preprocess import PreprocessConfig
@@ -133,7 +133,8 @@ def test_score_map_is_dense_and_int8_detector_fails_the_default_verdict(detector
     assert same["kind"] == "dense" and same["changed_rule"] == "crosses 0.5" and same["rel_error_max"] == 0 and same["top1_agreement"] is None
     r = compare(model, qpath, src())
     o = r.outputs[SCORES]
-    # measured: 6.5% and 10.8% of the pixels cross 0.5, relative error 0.59 and 1.0 (cosine 0.86 / 0.69)
+    # with the stage's defaults 6.5% / 10.8% of the pixels cross 0.5 at relative error 0.59 / 1.0 (cosine
+    # 0.86 / 0.69); without the sensitivity pass (here, for time) it is as broken
     assert o["changed_fraction"] > 0.03 and o["rel_error_max"] > 0.3
     (line,) = r.failures  # one line for the output, both checks in it
     assert not r.passed and line.startswith(f"{SCORES} (dense): relative error") and "elements changed (crosses 0.5)" in line
