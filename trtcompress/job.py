@@ -179,7 +179,10 @@ def no_gain_notes(report: dict[str, Any]) -> list[str]:
     if slower:
         which = ", ".join(f"{x:.2f}x at batch {b}" for b, x in slower.items())
         stages = ", ".join(s["name"] for s in report.get("stages", [])) or "no stage"
-        notes.append(f"the compressed model is slower than the original on this CPU ({which}) after {stages}: it costs accuracy for no speed")
+        line = f"the compressed model is slower than the original on this CPU ({which}) after {stages}: it costs accuracy for no speed"
+        notes.append(line)
+        if report.get("stages"):  # the benchmarked model is the last stage's output: its report says so too
+            report["stages"][-1]["report"].setdefault("notes", []).append(line)
     ratio = report["metrics"]["compression"]["ratio_disk"] or 1.0
     changed = any(o["max_abs"] > 0 for o in report["compare"]["outputs"].values())
     faster = any(x is not None and x > NO_GAIN for x in speedups.values())
