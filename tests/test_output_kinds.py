@@ -53,7 +53,7 @@ def test_zoo_classifier_is_judged_by_top1(tmp_path):
     bad = compare(model, broken, _source(model, "random:4", batch_size=8))
     o = bad.outputs[out]
     assert good.passed and good.outputs[out]["kind"] == "classification" and good.outputs[out]["thresholds"] == DEFAULT_THRESHOLDS["classification"]
-    assert o["kind"] == "classification" and o["top1_agreement"] < 0.5 and "rel_error_max" not in o
+    assert o["kind"] == "classification" and o["top1_agreement"] < 0.5 and "rel_error_max" not in o and o["probabilities"] is False
     assert len(bad.failures) == 1 and bad.failures[0].startswith(f"{out} (classification): top-1 agreement")
     # the user may judge it otherwise; no default thresholds: nothing to fail
     assert compare(model, broken, _source(model, "random:4", batch_size=8), CompareConfig(default_thresholds=False)).passed

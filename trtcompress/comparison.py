@@ -20,7 +20,7 @@ from .config import Config
 from .data.base import FeedSource
 from .errors import ConfigError, DataError
 from .model_io import load_model
-from .output_kinds import DEFAULT_THRESHOLDS, DENSE_CHANGE, KINDS, detect_kind, find_mask, parse_output_kinds
+from .output_kinds import DEFAULT_THRESHOLDS, DENSE_CHANGE, detect_kind, find_mask, is_probability_rows, parse_output_kinds
 from .runners import RunnerOptions, make_runner
 
 __all__ = ["CompareConfig", "CompareResult", "compare", "compare_runners", "OutputStats", "thresholds"]
@@ -70,6 +70,7 @@ class OutputStats:
     def __init__(self, kind: str = "dense") -> None:
         self.kind = kind
         self.probability_map: bool | None = None  # dense values all in [0, 1] (decided on the first batch)
+        self.probabilities: bool | None = None  # classification rows that are a softmax's (first batch)
         self.rel_l2: list[float] = []  # dense: ||c - b|| / ||b|| per sample
         self.changed = 0  # dense: elements that crossed 0.5 (probability map) or moved > DENSE_CHANGE * max|b|
         self.count = 0
@@ -113,6 +114,8 @@ class OutputStats:
         else:
             self.cos.extend(_cosine(b.reshape(n, -1), c.reshape(n, -1)).tolist())
         if self.kind == "classification" and b.ndim >= 2 and b.shape[-1] > 1:
+            if self.probabilities is None:
+                self.probabilities = is_probability_rows(b)
             self.top1_same += int(np.count_nonzero(b.argmax(-1) == c.argmax(-1)))
             self.top1_total += int(np.prod(b.shape[:-1]))
         if self.kind == "dense":
@@ -141,6 +144,7 @@ class OutputStats:
             "top1_agreement": self.top1_same / self.top1_total if self.top1_total else None,
             "outside_tolerance": self.outside,
             "kind": self.kind,
+            **({"probabilities": self.probabilities} if self.kind == "classification" else {}),
             **(self._dense() if self.kind == "dense" else {}),
         }
 
