@@ -11,6 +11,7 @@ import dataclasses
 import datetime as _dt
 import os
 import platform
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -21,7 +22,7 @@ from .benchmark import BenchConfig, bench
 from .comparison import CompareConfig, compare
 from .config import Config
 from .data.base import model_inputs
-from .data.preprocess import PreprocessConfig
+from .data.preprocess import IMAGE_SUFFIXES, PreprocessConfig
 from .data.readers import ReaderOptions, open_source
 from .errors import ConfigError
 from .metrics import summary
@@ -34,17 +35,19 @@ from .stage import get_stage
 from .torch_export.config import ExportConfig
 from .trt.version import TrtVersion, parse_version
 
-__all__ = ["CompressConfig", "CompressResult", "compress", "stage_config"]
+__all__ = ["CompressConfig", "CompressResult", "compress", "stage_config", "reads_calibration_data"]
 
 _ONNX_SUFFIXES = (".onnx",)
-# stage config fields that, when left empty, take the job's data settings
+# stage config fields that, when left empty, take the job's data settings. Calibration data is
+# never the evaluation data unless the user says so (calib_from_data): a model calibrated on what
+# it is judged on looks better than it is.
 _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
-    # random inputs are fine for comparing but would make meaningless scales: never calibrate on
-    # them unless the user names them with --calib
-    "calib": lambda c: c.calib or (None if c.data.startswith("random") else c.data),
+    "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
 }
+CALIB_FROM_DATA = ("", "split", "same")
+_SPLIT_SUFFIXES = (".npz", ".npy") + IMAGE_SUFFIXES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +62,10 @@ class CompressConfig(Config):
     export: ExportConfig = ExportConfig()
     data: str = "random:8"  # inputs for compare (and calibration, unless ``calib`` or a stage says otherwise)
     calib: str | None = None  # calibration data for stages that read data; keep it disjoint from ``data``
+    # without ``calib``: "" refuses a stage that reads data; "split" splits ``data`` (a directory)
+    # by file into disjoint halves (even positions in sorted order calibrate, odd ones evaluate);
+    # "same" calibrates on the evaluation data itself (the report says so)
+    calib_from_data: str = ""
     preprocess: str | None = None
     batch: int | None = None  # samples per inference; None: as the data stores them (1 for random)
     limit: int | None = None
@@ -78,6 +85,10 @@ class CompressConfig(Config):
             raise ConfigError("batch must be >= 1")
         if self.preprocess:
             PreprocessConfig.parse(self.preprocess)
+        if self.calib_from_data not in CALIB_FROM_DATA:
+            raise ConfigError(f"calib_from_data must be split or same (or empty), got {self.calib_from_data!r}")
+        if self.calib and self.calib_from_data:
+            raise ConfigError("give either --calib or --calib-from-data, not both")
         if self.target_trt:
             version = parse_version(self.target_trt)
             if self.calibration_cache:
@@ -121,9 +132,10 @@ class CompressResult:
 def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -> CompressResult:
     """Run the job in ``runs/<name>/`` (see :func:`_kept_on_failure` for a run that fails)."""
     log = log or (lambda msg: None)
+    _require_calibration(config)
     run = RunDir(config.runs_dir, config.name, overwrite=config.overwrite)
     report: dict[str, Any] = {}
-    with _kept_on_failure(run, report, log) as progress:
+    with _kept_on_failure(run, report, log) as progress, tempfile.TemporaryDirectory(prefix="trtcompress-split-") as split_dir:
         progress.phase = "load" if config.is_onnx else "export"
         report.update({
             "trtcompress": __version__,
@@ -131,6 +143,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
             "config": config.to_dict(),
         })
+        config, report["data_split"] = _split_data(config, Path(split_dir))
         target = parse_version(config.target_trt) if config.target_trt else None
         original = run.artifact("original.onnx")
         if config.is_onnx:
@@ -149,9 +162,9 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             log(f"exporting {config.model}")
             data = _data_factory(config)
             export_config = config.export
-            from .trt.opset import export_opset
-
             if target is not None:
+                from .trt.opset import export_opset
+
                 export_config = export_config.replace(opset=export_opset(None, export_config.opset, target))
                 report["tensorrt"] = {"version": str(target), "opset": f"exported at opset {export_config.opset} (TensorRT {target} parses up to {target.max_onnx_opset})"}
             report["export"] = export(config.model, original, export_config, data).to_dict()
@@ -188,6 +201,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         # stages that prune report the weights they zeroed as ``zeros_added``
         pruned = sum(int(s.report.get("zeros_added", 0)) for s in result.stages)
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
+        report["notes"] = no_gain_notes(report)
         report["passed"] = cmp.passed
         report["status"] = "completed"  # the run finished; "passed" is the verdict
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
@@ -273,6 +287,34 @@ def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVe
     return {"built": True, "path": f"artifacts/{engine_path.name}", "result": result.to_dict()}
 
 
+NO_GAIN = 1.02  # a size or speed ratio at or below this is no gain
+
+
+def no_gain_notes(report: dict[str, Any]) -> list[str]:
+    """One line each where the defaults made the model worse for nothing: the stages' own notes
+    (a stage that changed nothing), a compressed model slower than the original in the benchmark,
+    and outputs that changed with no size or speed gain."""
+    notes = [f"{s['name']}: {n}" for s in report.get("stages", []) for n in s["report"].get("notes", [])]
+    bench = report.get("bench")
+    speedups = {b: v["compressed"] for b, v in bench["speedup_vs_first"].items()} if bench else {}
+    slower = {b: x for b, x in speedups.items() if x is not None and x < 1.0}
+    if slower:
+        which = ", ".join(f"{x:.2f}x at batch {b}" for b, x in slower.items())
+        stages = ", ".join(s["name"] for s in report.get("stages", [])) or "no stage"
+        line = f"the compressed model is slower than the original on this CPU ({which}) after {stages}: it costs accuracy for no speed"
+        notes.append(line)
+        if report.get("stages"):  # the benchmarked model is the last stage's output: its report says so too
+            report["stages"][-1]["report"].setdefault("notes", []).append(line)
+    ratio = report["metrics"]["compression"]["ratio_disk"] or 1.0
+    changed = any(o["max_abs"] > 0 for o in report["compare"]["outputs"].values())
+    faster = any(x is not None and x > NO_GAIN for x in speedups.values())
+    if report.get("stages") and changed and ratio <= NO_GAIN and not faster and not slower:
+        backend = report.get("config", {}).get("backend", "")
+        timing = f" on {backend}" if speedups else " (no benchmark run)"
+        notes.append(f"the outputs changed (max abs error {max(o['max_abs'] for o in report['compare']['outputs'].values()):.3g}) for {ratio:.2f}x on disk and no speedup{timing}")
+    return notes
+
+
 def _data_factory(config: CompressConfig):
     options = ReaderOptions(
         batch_size=config.batch,
@@ -282,6 +324,44 @@ def _data_factory(config: CompressConfig):
         batch_axes=spec_batch_axes(config.export.specs()),
     )
     return lambda inputs: open_source(config.data, inputs, options)
+
+
+def reads_calibration_data(stage: Config) -> bool:
+    """Whether ``stage`` as configured reads calibration data (a config says so with ``reads_calib_data()``)."""
+    reads = getattr(stage, "reads_calib_data", None)
+    return bool(reads and reads())
+
+
+def _require_calibration(config: CompressConfig) -> None:
+    """Refuse, before any work, a stage that reads data when no calibration data is named."""
+    if config.calib or config.calib_from_data:
+        return
+    names = [get_stage(s).name for s in config.stages if reads_calibration_data(s) and not getattr(s, "calib", None)]
+    if names:
+        raise ConfigError(
+            f"stage {', '.join(names)} calibrates on data: give --calib DATA (disjoint from --data), or --calib-from-data split "
+            "to split --data into disjoint halves (--calib-from-data same calibrates on the evaluation data)"
+        )
+
+
+def _split_data(config: CompressConfig, work: Path) -> tuple[CompressConfig, dict[str, Any]]:
+    """The config the run uses (``data`` and ``calib`` after a split) and what the report records."""
+    if config.calib_from_data == "same":
+        return config, {"mode": "same", "note": "calibrated on the evaluation data (--calib-from-data same): accuracy figures are optimistic"}
+    if config.calib_from_data != "split":
+        return config, {"mode": "separate", "calibration": config.calib, "evaluation": config.data}
+    src = Path(config.data)
+    files = sorted(p for p in src.iterdir() if p.suffix.lower() in _SPLIT_SUFFIXES) if src.is_dir() else []
+    if len(files) < 2:
+        raise ConfigError(f"--calib-from-data split needs --data to be a directory of at least 2 data files (.npz/.npy or images); {config.data!r} is not: give --calib DATA")
+    parts = {"calibration": files[0::2], "evaluation": files[1::2]}
+    for part, chosen in parts.items():
+        (work / part).mkdir()
+        for f in chosen:
+            (work / part / f.name).symlink_to(f.resolve())
+    record = {"mode": "split", "rule": "sorted files: even positions calibrate, odd ones evaluate", "source": config.data,
+              **{part: [f.name for f in chosen] for part, chosen in parts.items()}}
+    return config.replace(data=str(work / "evaluation"), calib=str(work / "calibration"), calib_from_data=""), record
 
 
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:

@@ -172,7 +172,8 @@ def test_cli_sparsify_then_inspect(tmp_path):
 def test_compress_job_runs_the_sparsify_stage_from_a_recipe(tmp_path):
     src = save_model(conv_block(), tmp_path / "m.onnx")
     recipe = tmp_path / "recipe.json"
-    recipe.write_text(json.dumps({"stages": [{"stage": "sparsify", "permute": True, "exclude": ["head"]}], "data": "random:4"}))
+    # random weights pruned one-shot: the recipe's plumbing is under test, not accuracy (no per-kind verdict)
+    recipe.write_text(json.dumps({"stages": [{"stage": "sparsify", "permute": True, "exclude": ["head"]}], "data": "random:4", "compare": {"default_thresholds": False}}))
     cli("compress", str(src), "--recipe", str(recipe), "--name", "sp", cwd=tmp_path, check=True)
     report = json.loads((tmp_path / "runs" / "sp" / "report.json").read_text())
     (stage,) = report["stages"]

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .common import add_config_args, add_data_args, add_runner_args, given_args
+from .compare import add_verdict_args, kind_metrics, verdict_lines
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -25,6 +26,7 @@ HELP = {
     "name": "run name (none: run-<date>-<time>)",
     "runs_dir": "where run directories go",
     "overwrite": "replace an earlier run of the same --name (never a directory that is not a run)",
+    "calib_from_data": "without --calib: 'split' splits the --data directory by file into disjoint calibration and evaluation halves; 'same' calibrates on the evaluation data (optimistic; the report says so)",
     "calib": "calibration data for stages that read data (keep it disjoint from --data)",
     "target_trt": "write what this TensorRT takes (e.g. 8.6, 10.3): its opset, Q/DQ only where it has INT8 kernels, Tensor Core rank multiples; then build the engine where TensorRT is installed",
     "calibration_cache": "with --target-trt <= 10: also write the TensorRT calibration cache (for the FP32 ONNX)",
@@ -48,7 +50,6 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     from ..comparison import CompareConfig
     from ..job import CompressConfig
     from ..torch_export.config import EXPORTERS, ExportConfig
-    from .compare import COMPARE_HELP
 
     if model_required:
         p.add_argument("model", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript")
@@ -56,13 +57,12 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances); flags override it")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
-    add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP)
+    add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP, choices={"calib_from_data": ("split", "same")})
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
     e = p.add_argument_group("export (torch models)")
     add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})
     e.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
-    t = p.add_argument_group("tolerances (a check runs only when given)")
-    add_config_args(t, CompareConfig, help={**COMPARE_HELP, "min_cosine": "fail the run below this cosine similarity to FP32", "min_top1": "fail the run below this top-1 agreement with FP32"}, metavars={"outputs": "NAME"})
+    add_verdict_args(p)
     b = p.add_argument_group("benchmark")
     add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess"), help=HELP, metavars={"batch_sizes": "N,N"})
     add_data_args(p, default=None)
@@ -123,7 +123,12 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(result.report, indent=2))
     else:
         print(format_report(result))
-    return 0 if result.report["passed"] else 1
+    return exit_status(result.report)
+
+
+def exit_status(report: dict) -> int:
+    """The job's exit status (compress and demo): 0 when every output met its kind's thresholds, 1 when one failed."""
+    return 0 if report["passed"] else 1
 
 
 def format_report(result) -> str:
@@ -145,13 +150,13 @@ def format_report(result) -> str:
         q = m["quantization_error"]
         lines.append(f"output error vs original: max abs {q['max_abs']:.3g}, mean abs {q['mean_abs']:.3g}")
     for name, o in r["compare"]["outputs"].items():
-        top1 = f", top-1 agreement {o['top1_agreement']:.2%}" if o["top1_agreement"] is not None else ""
-        lines.append(f"output {name}: cosine mean {o['cosine_mean']:.6f}{top1} over {r['compare']['samples']} samples")
+        lines.append(f"output {name} ({o['kind']}): cosine mean {o['cosine_mean']:.6f}{kind_metrics(o)} over {r['compare']['samples']} samples")
     if "bench" in r:
         for batch, res in r["bench"]["results"].items():
             o, k = res["original"], res["compressed"]
             lines.append(f"latency batch {batch}: original p50 {o['p50_ms']:.2f} ms (p90 {o['p90_ms']:.2f}, p99 {o['p99_ms']:.2f}); compressed p50 {k['p50_ms']:.2f} ms (p90 {k['p90_ms']:.2f}, p99 {k['p99_ms']:.2f}); speedup {r['bench']['speedup_vs_first'][batch]['compressed']:.2f}x")
-    lines.append("PASSED" if r["passed"] else "FAILED: " + "; ".join(r["compare"]["failures"]))
+    lines += [f"note: {n}" for n in r.get("notes", [])]
+    lines.append(verdict_lines(r["compare"]["failures"]))
     return "\n".join(lines)
 
 

@@ -2,7 +2,9 @@
 
 EfficientNet-Lite0 (ImageNet, pretrained) is exported from torch, compressed with the default
 stages, compared against FP32 on real photos (held out from calibration) and benchmarked at batch
-1 and 32. The run directory is ``runs/demo`` unless ``--name`` says otherwise.
+1 and 32. The run directory is ``runs/demo`` unless ``--name`` says otherwise. The verdict uses the
+per-kind default thresholds (top-1 agreement >= 0.90 on the logits; measured 94.79%): the demo
+exits 1 when the compressed model falls below them.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import sys
 
 from .common import add_runner_args, runner_options
-from .compress import format_report
+from .compress import exit_status, format_report
 
 MODEL = "trtcompress.zoo:efficientnet_lite0"
 # The demo's stages: INT8 for this CPU from one entropy calibration on the calib photos. One-shot
@@ -59,4 +61,4 @@ def run(args: argparse.Namespace) -> int:
     )
     result = compress(config, log=lambda m: print(m, file=sys.stderr))
     print(json.dumps(result.report, indent=2) if args.json else format_report(result))
-    return 0 if result.report["passed"] else 1
+    return exit_status(result.report)

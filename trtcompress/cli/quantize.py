@@ -33,6 +33,7 @@ HELP = {
     "weights": "TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)",
     "cpu_weights": "CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)",
     "trt_version": "also write a TensorRT calibration cache for this version (e.g. 10.3.0)",
+    "quantize_outputs": "store the graph's outputs in 8 bits too (default: outputs stay float; a calibrated range clips their rare large values)",
     "target_trt": "TensorRT form: also leave float the layers this version has no INT8 kernel for (8.x: depthwise Convs without ReLU)",
     "clip_bounds": "a ReLU6/Clip output keeps min(bound, observed max) as its range (--no-clip-bounds: the method may clip below the bound)",
     "refine_ranges": "per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error (--no-refine-ranges: the method's amax everywhere)",

@@ -48,6 +48,9 @@ class LowRankConfig(Config):
     batch: int = 8
     inputs: tuple[str, ...] = ()  # shapes of dynamic calibration inputs, e.g. "ids:1x128:int64"
 
+    def reads_calib_data(self) -> bool:
+        return self.rule == "error"
+
     def validate(self) -> None:
         if self.rule not in RANK_RULES:
             raise ConfigError(f"lowrank rule {self.rule!r} is not one of {', '.join(RANK_RULES)}")

@@ -118,6 +118,12 @@ class _Ctx:
         self.counts: dict[str, int] = {}
         self.weight_types: dict[str, int] = {}
         self.absorbed: set[str] = set()  # nodes a rule folded into the node it emitted
+        self.float_out = _float_outputs(self.g, model, plan)
+
+    def writes_u8(self, t: str) -> bool:
+        """Whether the op producing ``t`` may write it as uint8: it has a range and is not (an alias
+        of) a graph output kept float."""
+        return t in self.amax and t not in self.float_out
 
     # -- helpers --
     def const(self, value: np.ndarray, name: str) -> str:
@@ -247,6 +253,7 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
             ctx.float_node(node)
             if node.name in ctx.planned:
                 float_layers.append(node.name)
+    _store_outputs_u8(ctx)
     for o in model.graph.output:
         ctx.as_float(o.name)
     out = onnx.ModelProto()
@@ -261,6 +268,39 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     if not any(o.domain == _MS for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS, 1))
     return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers)
+
+
+def _store_outputs_u8(ctx: _Ctx) -> None:
+    """Opt-in (``quantize_outputs``): a graph output a float op wrote goes through uint8 too."""
+    for t in ctx.plan.output_tensors:
+        if t in ctx.u8 or t not in ctx.amax:
+            continue
+        raw = f"{t}__float"
+        for n in ctx.nodes:
+            n.output[:] = [raw if o == t else o for o in n.output]
+        ctx.floats.discard(t)
+        ctx.floats.add(raw)
+        u = ctx.u8_type(t, f"{t}__u8")
+        ctx.emit("QuantizeLinear", [raw, ctx.scale(u, f"{t}__u8_scale"), ctx.zp(u.zp)], [u.name], f"{t}__u8_QuantizeLinear")
+        ctx.u8[t] = u
+
+
+def _float_outputs(g: GraphIndex, model: onnx.ModelProto, plan: QuantPlan) -> set[str]:
+    """Graph outputs that stay float (all but ``plan.output_tensors``), and the tensors that reach
+    one through ops that would run on uint8 (ReLU, Pad, reshapes): their producer writes float, so
+    the output keeps the precision of the integer accumulator, not an 8-bit calibrated range."""
+    quantized = set(plan.output_tensors)
+    todo = [o.name for o in model.graph.output if o.name not in quantized]
+    keep: set[str] = set()
+    while todo:
+        t = todo.pop()
+        if t in keep:
+            continue
+        keep.add(t)
+        p = g.producer.get(t)
+        if p is not None and p.op_type in _BACKWARD and p.input and g.is_float(p.input[0]) and not g.is_const(p.input[0]):
+            todo.append(p.input[0])
+    return keep
 
 
 def _propagate_backward(ctx: _Ctx) -> None:
@@ -403,7 +443,7 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
         ctx.const(np.concatenate([q, np.zeros((q.shape[0], pad, *q.shape[2:]), q.dtype)], axis=1), wq)
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     bias = _const_input(node, ctx, 2)
-    if y in ctx.amax:
+    if ctx.writes_u8(y):
         yu = ctx.out_u8(y)
         inputs = [xu.name, ctx.scale(xu, f"{node.name}__x_scale"), ctx.zp(xu.zp), wq, ws, wz, ctx.scale(yu, f"{node.name}__y_scale"), ctx.zp(yu.zp)]
         if bias is not None:
@@ -415,7 +455,8 @@ def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
         # ConvInteger takes uint8 weights only: requantize them on the same grid
         q = numpy_helper.to_array(ctx.inits[wq]).astype(np.int16) + 128
         wq = ctx.const(q.astype(np.uint8), wq + "_u8")
-        wz = ctx.const(np.full(wscale.shape, 128, np.uint8), wz + "_u8")
+    # ConvInteger takes one weight zero point; every channel's is 128 here, the scales go in the rescale
+    wz = ctx.zp(128)
     acc = f"{y}__int32"
     ctx.emit("ConvInteger", [xu.name, wq, ctx.zp(xu.zp), wz], [acc], node.name, **attrs)
     shape = (-1,) + (1,) * (len(ctx.g.shape.get(node.input[1], (0, 0, 0, 0))) - 2)
@@ -444,7 +485,7 @@ def _matmul(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     if w is None:
         return False
     bq, bs, bz, bscale = w
-    if y in ctx.amax and np.ndim(bscale) == 0:
+    if ctx.writes_u8(y) and np.ndim(bscale) == 0:
         yu = ctx.out_u8(y)
         ctx.emit(
             "QLinearMatMul",
@@ -496,7 +537,7 @@ def _gemm(node: onnx.NodeProto, ctx: _Ctx) -> bool:
 @register_cpu_rule("Add")
 def _add(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     a, b, y = node.input[0], node.input[1], node.output[0]
-    if node.name not in ctx.planned or y not in ctx.amax or not (ctx.can_u8(a) and ctx.can_u8(b)):
+    if node.name not in ctx.planned or not ctx.writes_u8(y) or not (ctx.can_u8(a) and ctx.can_u8(b)):
         return False
     au, bu = ctx.as_u8(a), ctx.as_u8(b)
     yu = ctx.out_u8(y)
@@ -517,8 +558,8 @@ def _clip(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     if x not in ctx.u8:
         return False
     xu = ctx.u8[x]
-    if ctx.amax.get(y, xu.amax) != xu.amax:
-        return False  # a different output scale: requantize through float
+    if ctx.amax.get(y, xu.amax) != xu.amax or y in ctx.float_out:
+        return False  # a different output scale (requantize through float), or a float graph output
     lo = _clip_lo(node, ctx)
     hi = None if node.op_type == "Relu" else _clip_bound(node, ctx, 2, "max")
     if y in ctx.nonneg and xu.zp != 0:
@@ -539,7 +580,7 @@ def _pad(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     x, y = node.input[0], node.output[0]
     mode = ctx.g.attr(node, "mode", b"constant")
     value = _pad_value(node, ctx)
-    if x not in ctx.u8 or mode not in (b"constant", "constant") or len(node.input) < 2 or not ctx.g.is_const(node.input[1]) or value is None:
+    if x not in ctx.u8 or y in ctx.float_out or mode not in (b"constant", "constant") or len(node.input) < 2 or not ctx.g.is_const(node.input[1]) or value is None:
         return False
     xu = ctx.u8[x]
     inputs = [xu.name, node.input[1], ctx.const(np.array(_q(value, xu), np.uint8), f"{node.name}__value")] + list(node.input[3:4])
@@ -551,7 +592,7 @@ def _pad(node: onnx.NodeProto, ctx: _Ctx) -> bool:
 @register_cpu_rule(*_PASS_THROUGH)
 def _pass_through(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     x = node.input[0]
-    if x not in ctx.u8 or len([o for o in node.output if o]) != 1:
+    if x not in ctx.u8 or len([o for o in node.output if o]) != 1 or node.output[0] in ctx.float_out:
         return False
     xu = ctx.u8[x]
     n = onnx.NodeProto()
@@ -572,7 +613,7 @@ def _global_average_pool(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     QLinearGlobalAveragePool: no dequantize, float mean and requantize in the classifier head."""
     x, y = node.input[0], node.output[0]
     rank = _rank(ctx, x)
-    if x not in ctx.u8 or y not in ctx.amax or rank < 3:
+    if x not in ctx.u8 or not ctx.writes_u8(y) or rank < 3:
         return False
     keep = 1
     if node.op_type == "ReduceMean":

@@ -121,6 +121,8 @@ class QuantPlan:
     op_types: dict[str, str]  # node name -> op type, for reports
     extra_tensors: list[str] = dataclasses.field(default_factory=list)  # ranges for the CPU lowering only
     bounds: dict[str, float] = dataclasses.field(default_factory=dict)  # tensor -> |bound| of the Clip producing it
+    # graph outputs stored in 8 bits (opt-in ``quantize_outputs``); every other graph output stays float
+    output_tensors: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def qdq_tensors(self) -> list[str]:
@@ -147,6 +149,7 @@ class QuantPlan:
             self.op_types,
             list(self.extra_tensors),
             dict(self.bounds),
+            list(self.output_tensors),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -196,11 +199,14 @@ def plan_quantization(
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     keep_float: Mapping[str, str] | None = None,
+    quantize_outputs: bool = False,
 ) -> QuantPlan:
     """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place).
 
     ``keep_float``: node name -> reason, nodes left float before the rules run (so a residual Add
-    whose Conv is among them is not quantized for it either)."""
+    whose Conv is among them is not quantized for it either). Graph outputs stay float unless
+    ``quantize_outputs``: a calibrated range clips the rare large values an output exists to show
+    (a text detector's scores, a regressor's extremes)."""
     keep_float = keep_float or {}
     node_names(model)
     g = GraphIndex(model)
@@ -250,11 +256,12 @@ def plan_quantization(
         if node.op_type in _COMPUTE_OPS:
             extra.append(_post_activation(node.output[0], g))
     qdq = {a.tensor for a in activations}
-    extra = [t for t in dict.fromkeys(extra) if t not in qdq and g.is_float(t)]
+    outputs = [o.name for o in model.graph.output if o.name in g.producer and g.is_float(o.name)] if quantize_outputs else []
+    extra = [t for t in dict.fromkeys(extra + outputs) if t not in qdq and g.is_float(t)]
     bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(t, g)) is not None}
     for name, op, scope in subgraph_layers(model):
         float_nodes[name] = f"{op} inside {scope}: quantize does not rewrite If/Loop/Scan bodies; left float"
-    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds)
+    return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds, outputs)
 
 
 # layers a body of an If/Loop/Scan may hold that quantize would otherwise consider

@@ -115,19 +115,40 @@ def write_trt_qdq(
                 w_dq[key] = shared.dq[known] = _weight_qdq(g, w, scale, weights, suffix, w_dq, new_inits, pending)
         rewire[(w.node, w.index)] = w_dq[key]
 
+    after = _output_qdq(plan, table, zp_name, suffix, new_inits)
     nodes: list[onnx.NodeProto] = []
     for n in out.graph.node:
         nodes.extend(pending.get(n.name, ()))
         for i in range(len(n.input)):
             if (n.name, i) in rewire:
                 n.input[i] = rewire[(n.name, i)]
+        for i, o in enumerate(n.output):
+            if o in after:  # the producer writes the float value; Q/DQ writes the graph output
+                n.output[i] = after[o][0].input[0]
         nodes.append(n)
+        for o in n.output:
+            nodes.extend(after.get(o.removesuffix(f"__float{suffix}"), ()))
     del out.graph.node[:]
     out.graph.node.extend(nodes)
     if weights == "int8":
         _drop_unused_initializers(out)
     out.graph.initializer.extend(new_inits)
     return out
+
+
+def _output_qdq(plan: QuantPlan, table: CalibrationTable, zp_name: str, suffix: str, new_inits: list) -> dict[str, list[onnx.NodeProto]]:
+    """Q/DQ writing each graph output the plan stores in 8 bits (opt-in: outputs stay float by default)."""
+    after = {}
+    for t in plan.output_tensors:
+        if t not in table.amax:
+            continue
+        s_name, raw, q = f"{t}__output_scale{suffix}", f"{t}__float{suffix}", f"{t}__output_quantized{suffix}"
+        new_inits.append(numpy_helper.from_array(np.array(activation_scale(table, t), np.float32), s_name))
+        after[t] = [
+            helper.make_node("QuantizeLinear", [raw, s_name, zp_name], [q], name=f"{t}__output_QuantizeLinear{suffix}"),
+            helper.make_node("DequantizeLinear", [q, s_name, zp_name], [t], name=f"{t}__output_DequantizeLinear{suffix}"),
+        ]
+    return after
 
 
 def _weight_qdq(g: GraphIndex, w: WeightSpec, scale: np.ndarray, weights: str, suffix: str, w_dq: dict, new_inits: list, pending: dict) -> str:

@@ -70,6 +70,9 @@ class QuantizeConfig(Config):
     ``center_inputs``: in the TensorRT form, a graph input with a one-sided range (an image in
     [0, 1]) is centered before the Conv reading it, which keeps the same function and doubles the
     int8 resolution of the input (see quant.centering).
+    ``quantize_outputs``: store the graph's outputs in 8 bits too (both forms). Off by default: a
+    calibrated range clips an output's rare large values, which are often what it is for (a text
+    detector's score peaks).
     """
 
     method: str = "entropy"
@@ -94,8 +97,12 @@ class QuantizeConfig(Config):
     clip_bounds: bool = True
     refine_ranges: bool = True
     center_inputs: bool = True
+    quantize_outputs: bool = False
     threads: int = 0
     progress: bool = True
+
+    def reads_calib_data(self) -> bool:
+        return not self.table
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -220,7 +227,7 @@ def _artifacts(table: CalibrationTable, config: QuantizeConfig) -> dict[str, str
 
 
 def _plan(work: onnx.ModelProto, config: QuantizeConfig, keep_float: dict[str, str] | None = None) -> QuantPlan:
-    plan = plan_quantization(work, config.include, config.exclude, keep_float)
+    plan = plan_quantization(work, config.include, config.exclude, keep_float, quantize_outputs=config.quantize_outputs)
     if not config.per_channel:
         plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
     return plan
