@@ -102,7 +102,7 @@ def test_vad_quantize_cpu_keeps_weights_read_inside_branches(tmp_path, capsys):
     out = tmp_path / "vad_int8.onnx"
     _cli(capsys, "quantize", str(VAD15), "-o", str(out), "--target", "cpu", "--calib", "random:4", "--input", "input:1x512")
     onnx.checker.check_model(str(out))
-    cmp = _cli(capsys, "compare", str(VAD15), str(out), "--input", "input:1x512", "--batch", "2", "--json", "--data", "random:3", "--seed", "7")
+    cmp = _cli(capsys, "compare", str(VAD15), str(out), "--input", "input:1x512", "--batch", "2", "--json", "--data", "random:3", "--seed", "7", "--outputs", "output")
     assert json.loads(cmp)["outputs"]["output"]["cosine_min"] > 0.99
 
 

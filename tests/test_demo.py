@@ -13,8 +13,7 @@ from trtcompress.zoo.models import onnx_path
 FASHION_EVAL = Path(__file__).resolve().parents[1] / "calibration" / "fashion_mnist_eval.npz"
 
 
-@pytest.mark.slow
-@pytest.mark.torch
+@pytest.mark.torch  # in the default run: the README's first command must keep passing
 @pytest.mark.timeout(900)  # about 70 s of CPU; minutes when the machine is shared
 def test_demo_passes_with_the_per_kind_defaults(tmp_path):
     r = cli("demo", "--runs-dir", str(tmp_path), "--batch-sizes", "1", "--iterations", "5", "--json")
