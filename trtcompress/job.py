@@ -61,6 +61,7 @@ class CompressConfig(Config):
     skip_bench: bool = False
     backend: str = "onnxrt"
     runner: RunnerOptions = RunnerOptions()
+    normalize: bool = True  # run the normalize stage first (unless the stages name it) and clean up after the last
 
     def validate(self) -> None:
         if not self.model:
@@ -123,12 +124,17 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             data = _data_factory(config)
             report["export"] = export(config.model, original, config.export, data).to_dict()
 
-        stages = [_with_shared_data(s, config) for s in config.stages]
+        stages = [_with_shared_data(s, config) for s in _with_normalize(config)]
         model = load_model(original)
         result = Pipeline(stages).run(model, run, log=log)
         report["stages"] = result.report()
+        final = result.model
+        if config.normalize:
+            from .stages.normalize import cleanup
+
+            final, report["cleanup"] = cleanup(final)
         compressed = run.artifact("model.onnx")
-        save_model(result.model, compressed)
+        save_model(final, compressed)
 
         log(f"comparing on {config.data}")
         source = _data_factory(config)(model_inputs(original))
@@ -159,6 +165,16 @@ def _data_factory(config: CompressConfig):
         shapes={s.name: s.concrete_shape(config.batch or 1) for s in config.export.specs()} or None,
     )
     return lambda inputs: open_source(config.data, inputs, options)
+
+
+def _with_normalize(config: CompressConfig) -> list[Config]:
+    """The stages, with ``normalize`` first unless disabled or already named in the list."""
+    from .stages.normalize import NormalizeConfig
+
+    stages = list(config.stages)
+    if config.normalize and not any(isinstance(s, NormalizeConfig) for s in stages):
+        stages.insert(0, NormalizeConfig())
+    return stages
 
 
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:

@@ -41,3 +41,30 @@ def reader_options(args: argparse.Namespace) -> ReaderOptions:
         preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
         shapes={s.name: s.concrete_shape(args.batch or 1) for s in specs} or None,
     )
+
+
+def add_normalize_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-normalize", action="store_true",
+                   help="take the graph as it is: no normalize stage first (constant/shape folding, Pad and BatchNorm folds, no-op removal) and no cleanup after")
+
+
+def run_normalized(stage, model, config, args: argparse.Namespace):
+    """Run one stage the way the single-stage verbs do: normalize first, cleanup after (unless
+    ``--no-normalize``); the normalize and cleanup reports land in the stage's report."""
+    from ..stages.normalize import cleanup, normalize_for_stage
+
+    enabled = not getattr(args, "no_normalize", False)
+    model, norm = normalize_for_stage(model, enabled)
+    result = stage(model, config)
+    if enabled:
+        result.model, result.report["cleanup"] = cleanup(result.model)
+        result.report["normalize"] = norm
+    return result
+
+
+def normalize_line(report: dict) -> str | None:
+    n = report.get("normalize")
+    if not n:
+        return None
+    done = ", ".join(f"{k} {v}" for k, v in sorted(n["ops_removed"].items())) or "nothing to remove"
+    return f"normalized: {n['nodes_before']} -> {n['nodes_after']} nodes ({done})"

@@ -31,6 +31,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--batch-sizes", default=None, help="benchmark batch sizes, comma-separated (default: 1)")
     p.add_argument("--iterations", type=int, default=None, help="benchmark iterations per model and batch size")
     p.add_argument("--no-bench", action="store_true", help="skip the latency benchmark")
+    p.add_argument("--no-normalize", action="store_true", help="do not run the normalize stage first (constant/shape folding, Pad and BatchNorm folds) nor the cleanup after the last stage")
     p.add_argument("--min-cosine", type=float, default=None, help="fail the run below this cosine similarity to FP32")
     p.add_argument("--min-top1", type=float, default=None, help="fail the run below this top-1 agreement with FP32")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
@@ -80,6 +81,8 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     d["compare"] = cmp
     if args.no_bench:
         d["skip_bench"] = True
+    if args.no_normalize:
+        d["normalize"] = False
     d["backend"] = args.backend
     d["runner"] = runner_options(args).to_dict()
     if args.stages:
@@ -108,7 +111,8 @@ def format_report(result) -> str:
         checks = ", ".join(f"{k} max abs err {v['max_abs']:.2g}" for k, v in e["check"].items())
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
-        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s")
+        nodes = f" ({s['report']['nodes_before']} -> {s['report']['nodes_after']} nodes)" if s["name"] == "normalize" else ""
+        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s{nodes}")
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
     lines.append(f"pruning rate: {m['pruning_rate']['percent']:.2f}% ({m['pruning_rate']['pruned']:,} of {m['pruning_rate']['total']:,} parameters)")
     if m["quantization_error"]:

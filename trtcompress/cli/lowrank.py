@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_data_args, reader_options
+from .common import add_data_args, add_normalize_arg, normalize_line, reader_options, run_normalized
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -24,6 +24,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_data_args(p, default=None)
+    add_normalize_arg(p)
     return p
 
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude), rank_multiple=args.rank_multiple,
         calib=args.data, preprocess=args.preprocess, limit=args.limit or LowRankConfig().limit, batch=opts.batch_size or LowRankConfig().batch,
     )
-    result = lowrank(load_model(args.model), config)
+    result = run_normalized(lowrank, load_model(args.model), config, args)
     save_model(result.model, args.output)
     r = result.report
     if args.report:
@@ -47,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0
+    if normalize_line(r):
+        print(normalize_line(r))
     print(f"factorised {r['factorised']} layers ({len(r['skipped'])} left dense) with rule {r['rule']}")
     print(f"parameters {r['params_before']:,} -> {r['params_after']:,}; FLOPs per sample {r['flops_before']:,} -> {r['flops_after']:,} ({r['flop_reduction']:.2f}x fewer)")
     print(f"wrote {args.output}")

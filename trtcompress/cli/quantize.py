@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..fileio import write_json, write_text
+from .common import add_normalize_arg, normalize_line, run_normalized
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: default)")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
     return p
 
 
@@ -76,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         center_inputs=not args.no_center_inputs,
         threads=args.threads,
     )
-    result = quantize(load_model(args.model), config)
+    result = run_normalized(quantize, load_model(args.model), config, args)
     out = Path(args.output)
     save_model(result.model, out)
     written = [str(out)]
@@ -104,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_report(report: dict) -> str:
     plan = report["plan"]
-    lines = [
+    lines = [line for line in (normalize_line(report),) if line] + [
         f"INT8 for {report['target']} ({report['method']} calibration on {report['calibration_samples']} samples): "
         f"{plan['quantized_nodes']} layers quantized, {plan['float_nodes']} nodes float"
     ]

@@ -8,6 +8,7 @@ import json
 from ..fileio import write_json
 from ..model_io import load_model, save_model
 from ..stages.sparsify import SparsifyConfig, sparsify
+from .common import add_normalize_arg, normalize_line, run_normalized
 
 __all__ = ["add_parser", "run"]
 
@@ -24,6 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the permutation search")
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
     return p
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     model = load_model(args.model)
-    result = sparsify(model, config)
+    result = run_normalized(sparsify, model, config, args)
     save_model(result.model, args.output)
     report = result.report
     if args.report:
@@ -45,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
+    if normalize_line(report):
+        print(normalize_line(report))
     print(
         f"pruned {report['layers_pruned']} layers to 2:4 ({report['zeros_added']} weights zeroed, "
         f"{100 * report['pruning_rate']:.1f}% of compute-layer weights); {report['layers_dense']} left dense"

@@ -1,0 +1,93 @@
+"""Normalisation: the rewrites every stage relies on, as one onnx-ir pass pipeline, reported.
+
+Order matters: Constant nodes become initializers and shapes are inferred, so constant folding
+sees the static dimensions; no-ops go next (a Cast or Reshape between a Conv and its
+BatchNormalization would hide the pair); then BatchNormalization and Pad folds; then duplicate
+initializers are shared and whatever became dead is removed.
+
+Weights stay lazy (onnx-ir keeps external tensors unread): a pass reads a tensor only to fold
+it, and deduplication compares only tensors up to ``DEDUP_LIMIT`` elements.
+"""
+from __future__ import annotations
+
+import collections
+import time
+from typing import Any, Callable
+
+import onnx
+import onnx_ir as ir
+from onnx_ir.passes import common as common_passes
+
+from .fold_batchnorm import FoldBatchNormPass
+from .fold_constants import FoldConstantsPass
+from .fold_pad import FoldPadPass
+from .remove_noops import RemoveNoOpsPass
+
+__all__ = ["REWRITES", "normalize", "cleanup", "DEDUP_LIMIT"]
+
+DEDUP_LIMIT = 1 << 20  # elements; larger tensors are not read to look for duplicates
+
+
+def _counted(p: ir.passes.PassBase, count: Callable[[Any], Any]):
+    return p, count
+
+
+# rewrite name (a switch of NormalizeConfig) -> factory of (pass, what it did)
+REWRITES: dict[str, Callable[[], list[tuple[ir.passes.PassBase, Callable[[Any], Any] | None]]]] = {
+    "fold_constants": lambda: [
+        (common_passes.ShapeInferencePass(strict_mode=False), None),
+        _counted(FoldConstantsPass(), lambda p: {"nodes": p.folded, "shapes": p.shapes}),
+    ],
+    "remove_noops": lambda: [
+        _counted(RemoveNoOpsPass(), lambda p: dict(p.removed)),
+        (common_passes.IdentityEliminationPass(), None),
+    ],
+    "fold_batchnorm": lambda: [_counted(FoldBatchNormPass(), lambda p: dict(p.folded))],
+    "fold_pad": lambda: [_counted(FoldPadPass(), lambda p: dict(p.folded))],
+    "dedup_initializers": lambda: [(common_passes.DeduplicateInitializersPass(size_limit=DEDUP_LIMIT), None)],
+    "remove_dead": lambda: [(common_passes.RemoveUnusedNodesPass(), None)],
+}
+
+
+def normalize(model: onnx.ModelProto, switches: dict[str, bool]) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Run the enabled rewrites, in :data:`REWRITES` order; return the model and the report."""
+    t0 = time.perf_counter()
+    graph_ir = ir.from_proto(model)
+    before = _census(graph_ir)
+    rewrites: dict[str, Any] = {}
+    for name, make in REWRITES.items():
+        if not switches.get(name, True):
+            continue
+        n0, i0 = len(graph_ir.graph), len(graph_ir.graph.initializers)
+        counts: dict[str, Any] = {}
+        for p, count in make():
+            p(graph_ir)
+            if count is not None:
+                counts.update(count(p))
+        entry = {"nodes_removed": n0 - len(graph_ir.graph), "initializers_removed": i0 - len(graph_ir.graph.initializers)}
+        entry.update({k: v for k, v in counts.items() if v})
+        rewrites[name] = entry
+    after = _census(graph_ir)
+    report = {
+        "nodes_before": before["nodes"], "nodes_after": after["nodes"],
+        "initializers_before": before["initializers"], "initializers_after": after["initializers"],
+        "rewrites": rewrites,
+        "ops_removed": {op: n - after["ops"].get(op, 0) for op, n in before["ops"].items() if n > after["ops"].get(op, 0)},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return ir.to_proto(graph_ir), report
+
+
+def cleanup(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
+    """After the last stage: remove dead nodes and initializers (none ships)."""
+    m = ir.from_proto(model)
+    n0, i0 = len(m.graph), len(m.graph.initializers)
+    common_passes.RemoveUnusedNodesPass()(m)
+    report = {"nodes_removed": n0 - len(m.graph), "initializers_removed": i0 - len(m.graph.initializers)}
+    if not any(report.values()):
+        return model, report
+    return ir.to_proto(m), report
+
+
+def _census(m: ir.Model) -> dict[str, Any]:
+    return {"nodes": len(m.graph), "initializers": len(m.graph.initializers), "ops": collections.Counter(n.op_type for n in m.graph)}
