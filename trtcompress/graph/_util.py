@@ -56,10 +56,23 @@ def replace_with_constant(graph: ir.Graph, node: ir.Node, arrays: list[np.ndarra
 
 
 def bypass(graph: ir.Graph, node: ir.Node, source: ir.Value) -> bool:
-    """Remove a node whose first output equals ``source``; False (nothing done) when it feeds a graph output."""
+    """Remove a node whose first output equals ``source``.
+
+    When that output is a graph output, ``source`` takes its name, so the model's signature
+    stays; that is impossible (False, nothing done) when ``source`` is a graph input, an
+    initializer or already an output.
+    """
     out = node.outputs[0]
-    if out.is_graph_output() or any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+    if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
         return False
+    if out.is_graph_output():
+        if source.is_graph_input() or source.is_initializer() or source.is_graph_output():
+            return False
+        name = out.name
+        ir.convenience.replace_all_uses_with(out, source, replace_graph_outputs=True)
+        graph.remove(node, safe=True)
+        source.name = name
+        return True
     ir.convenience.replace_all_uses_with(out, source)
     graph.remove(node, safe=True)
     return True

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import onnx_ir as ir
 
-from ._util import add_initializer, const_array, int_attr, single_use
+from ._util import add_initializer, bypass, const_array, int_attr, single_use
 
 __all__ = ["FoldBatchNormPass"]
 
@@ -29,7 +29,7 @@ class FoldBatchNormPass(ir.passes.InPlacePass):
         for bn in list(graph):
             if bn.op_type != "BatchNormalization" or bn.domain not in ("", "ai.onnx") or int_attr(bn, "training_mode", 0):
                 continue
-            if bn.outputs[0].is_graph_output() or any(o.uses() or o.is_graph_output() for o in bn.outputs[1:]):
+            if any(o.uses() or o.is_graph_output() for o in bn.outputs[1:]):
                 continue
             x = bn.inputs[0]
             producer = x.producer()
@@ -53,8 +53,7 @@ class FoldBatchNormPass(ir.passes.InPlacePass):
             else:
                 producer.resize_inputs(3)
                 producer.replace_input_with(2, b)
-            ir.convenience.replace_all_uses_with(bn.outputs[0], x)
-            graph.remove(bn, safe=True)
+            bypass(graph, bn, x)  # x is read by the BatchNormalization alone: this cannot refuse
             self.folded[producer.op_type] = self.folded.get(producer.op_type, 0) + 1
         return ir.passes.PassResult(model, modified=bool(self.folded))
 
