@@ -49,17 +49,10 @@ def add_normalize_arg(p: argparse.ArgumentParser) -> None:
 
 
 def run_normalized(stage, model, config, args: argparse.Namespace):
-    """Run one stage the way the single-stage verbs do: normalize first, cleanup after (unless
-    ``--no-normalize``); the normalize and cleanup reports land in the stage's report."""
-    from ..stages.normalize import cleanup, normalize_for_stage
+    """Normalize first and clean up after, unless ``--no-normalize``."""
+    from ..stages.normalize import with_normalize
 
-    enabled = not getattr(args, "no_normalize", False)
-    model, norm = normalize_for_stage(model, enabled)
-    result = stage(model, config)
-    if enabled:
-        result.model, result.report["cleanup"] = cleanup(result.model)
-        result.report["normalize"] = norm
-    return result
+    return with_normalize(stage, model, config, enabled=not getattr(args, "no_normalize", False))
 
 
 def normalize_line(report: dict) -> str | None:

@@ -64,6 +64,12 @@ class FoldConstantsPass(ir.passes.InPlacePass):
                     replace_with_constant(graph, node, [arr])
                     self.shapes += 1
                 continue
+            if node.op_type in ("Gather", "Slice") and not node.outputs[0].is_graph_output():
+                arr = _static_part_of_shape(node)
+                if arr is not None:
+                    replace_with_constant(graph, node, [arr])
+                    self.shapes += 1
+                    continue
             if node.op_type in _NEVER or any(a.type in (ir.AttributeType.GRAPH, ir.AttributeType.GRAPHS) for a in node.attributes.values()):
                 continue
             if any(o.is_graph_output() or not o.name for o in node.outputs):
@@ -91,6 +97,37 @@ def _static_shape(node: ir.Node) -> np.ndarray | None:
     if not all(isinstance(d, int) for d in dims):
         return None
     return np.array(dims, dtype=np.int64)
+
+
+def _static_part_of_shape(node: ir.Node) -> np.ndarray | None:
+    """Gather or Slice of a dynamic tensor's Shape that picks only static dims (H, W of a
+    dynamic-batch image), or None."""
+    src = node.inputs[0]
+    shape_node = src.producer() if src is not None else None
+    if shape_node is None or shape_node.op_type != "Shape" or not shape_node.inputs or shape_node.inputs[0].shape is None:
+        return None
+    dims = list(shape_node.inputs[0].shape.dims)
+    end = shape_node.attributes.get("end")
+    dims = dims[int_attr(shape_node, "start", 0):end.as_int() if end is not None else None]
+    picked = np.array([d if isinstance(d, int) else -1 for d in dims], dtype=np.int64)
+    index = np.arange(len(dims))
+    if node.op_type == "Gather":
+        idx = const_array(node.inputs[1])
+        if idx is None or int_attr(node, "axis", 0) != 0:
+            return None
+        sel = index[idx.astype(np.int64)]
+    else:
+        if len(node.inputs) < 3:
+            return None
+        args = [const_array(v) if v is not None else None for v in node.inputs[1:5]] + [None] * (5 - len(node.inputs))
+        starts, ends, axes, steps = args
+        if starts is None or ends is None or (axes is not None and list(axes) not in ([0], [-1])) or (len(node.inputs) > 3 and node.inputs[3] is not None and axes is None) or (len(node.inputs) > 4 and node.inputs[4] is not None and steps is None):
+            return None
+        step = int(steps[0]) if steps is not None else 1
+        sel = index[slice(*[max(min(int(v), 2**62), -2**62) for v in (starts[0], ends[0])], step)]
+    if np.any(picked[sel] < 0):
+        return None
+    return picked[sel]
 
 
 def _evaluate(node: ir.Node, opset: int) -> list[np.ndarray] | None:

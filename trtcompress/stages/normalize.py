@@ -12,7 +12,7 @@ Each has a switch. With ``verify``, the model runs once before and once after on
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -21,7 +21,7 @@ from ..config import Config
 from ..errors import ConfigError, ModelError
 from ..stage import StageResult, register_stage
 
-__all__ = ["NormalizeConfig", "normalize", "cleanup", "normalize_for_stage"]
+__all__ = ["NormalizeConfig", "REWRITE_SWITCHES", "normalize", "cleanup", "with_normalize"]
 
 
 REWRITE_SWITCHES = ("fold_constants", "remove_noops", "fold_batchnorm", "fold_pad", "dedup_initializers", "remove_dead")
@@ -69,12 +69,16 @@ def cleanup(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     return run(model)
 
 
-def normalize_for_stage(model: onnx.ModelProto, enabled: bool = True) -> tuple[onnx.ModelProto, dict[str, Any] | None]:
-    """What single-stage verbs run first: the default normalisation, or nothing when disabled."""
+def with_normalize(stage: Callable[[Any, Any], StageResult], model: onnx.ModelProto, config: Config, enabled: bool = True) -> StageResult:
+    """Run one stage as the single-stage verbs do: the default normalisation first, the cleanup
+    after; their reports land in the stage's report (``normalize``, ``cleanup``)."""
     if not enabled:
-        return model, None
-    result = normalize(model, NormalizeConfig())
-    return result.model, result.report
+        return stage(model, config)
+    norm = normalize(model, NormalizeConfig())
+    result = stage(norm.model, config)
+    result.model, result.report["cleanup"] = cleanup(result.model)
+    result.report["normalize"] = norm.report
+    return result
 
 
 def _verify(before: onnx.ModelProto, after: onnx.ModelProto, config: NormalizeConfig) -> dict[str, Any]:

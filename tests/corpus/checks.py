@@ -1,0 +1,34 @@
+"""What the corpus tests measure: real ONNX Runtime runs of two models on the same held-out data."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+
+def run(model: onnx.ModelProto, feed: dict, exact_qdq: bool = False) -> list[np.ndarray]:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 2
+    if exact_qdq:  # TensorRT-form Q/DQ computed as TensorRT does (see trtcompress.comparison)
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"]).run(None, feed)
+
+
+def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
+    return float(np.max(np.abs(ref.astype(np.float64) - got)) / max(float(np.max(np.abs(ref))), 1e-12))
+
+
+def cosine(ref: np.ndarray, got: np.ndarray) -> float:
+    """Mean cosine similarity per sample."""
+    a, b = ref.reshape(len(ref), -1).astype(np.float64), got.reshape(len(got), -1).astype(np.float64)
+    return float(np.mean(np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-30)))
+
+
+def top1(ref: np.ndarray, got: np.ndarray) -> float:
+    return float(np.mean(ref.reshape(len(ref), -1).argmax(1) == got.reshape(len(got), -1).argmax(1)))
+
+
+def dead_initializers(model: onnx.ModelProto) -> list[str]:
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    return [t.name for t in model.graph.initializer if t.name not in used]

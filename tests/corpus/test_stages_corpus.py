@@ -1,0 +1,86 @@
+"""Every stage on every corpus graph, normalised first and cleaned up after as the verbs do: the
+TensorRT form passes the Q/DQ rules, INT8 outputs stay within the usual error of FP32 on held-out
+real data, no dead initializer ships, and ``compress`` runs the whole job on each."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from trtcompress.job import CompressConfig, compress
+from trtcompress.lowrank import LowRankConfig
+from trtcompress.quant.trt_rules import trt_qdq_violations
+from trtcompress.stages.lowrank import lowrank
+from trtcompress.stages.normalize import with_normalize
+from trtcompress.stages.quantize import QuantizeConfig, quantize
+from trtcompress.stages.sparsify import SparsifyConfig, sparsify
+
+from .builders import FAST, SLOW
+from .checks import cosine, dead_initializers, relative_error, run, top1
+
+pytestmark = pytest.mark.torch
+
+CASES = [pytest.param(n) for n in FAST] + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW]
+# the usual INT8 error against FP32: per-sample cosine of the outputs, top-1 agreement on classifiers
+MIN_COSINE = 0.98
+MIN_TOP1 = 0.8
+
+
+def _quantize_config(case, root, target: str) -> QuantizeConfig:
+    return QuantizeConfig(target=target, calib=str(case.calib_dir(root)), inputs=case.inputs, sensitivity_samples=4, progress=False, threads=2)
+
+
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+@pytest.mark.parametrize("name", CASES)
+def test_quantize(corpus, name, target):
+    case = corpus(name)
+    model = onnx.load(case.path)
+    result = with_normalize(quantize, model, _quantize_config(case, corpus.root, target))
+    out = result.model
+    assert result.report["normalize"]["nodes_after"] <= result.report["normalize"]["nodes_before"]
+    assert not dead_initializers(out)
+    if target == "tensorrt":
+        assert trt_qdq_violations(out) == []
+    assert sum(n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in out.graph.node) > 0
+    for feed in case.eval:
+        ref, got = run(model, feed)[0], run(out, feed, exact_qdq=target == "tensorrt")[0]
+        assert cosine(ref, got) >= MIN_COSINE
+        if case.classifier:
+            assert top1(ref, got) >= MIN_TOP1
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_sparsify_and_lowrank(corpus, name):
+    case = corpus(name)
+    model = onnx.load(case.path)
+    for stage, config in ((sparsify, SparsifyConfig()), (lowrank, LowRankConfig(energy=0.999, calib=str(case.calib_dir(corpus.root))))):
+        result = with_normalize(stage, model, config)
+        out = result.model
+        onnx.checker.check_model(out)
+        assert not dead_initializers(out)
+        for feed in case.eval:
+            ref, got = run(model, feed)[0], run(out, feed)[0]
+            assert ref.shape == got.shape
+            if stage is lowrank:  # 99.9% of the energy kept: close to the original
+                assert cosine(ref, got) > 0.95
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compress(corpus, name, tmp_path):
+    case = corpus(name)
+    data = tmp_path / "eval"
+    data.mkdir()
+    import numpy as np
+
+    for i, feed in enumerate(case.eval):
+        np.savez(data / f"{i}.npz", **feed)
+    config = CompressConfig(model=str(case.path), runs_dir=str(tmp_path / "runs"), name="run", data=str(data),
+                            calib=str(case.calib_dir(corpus.root)), skip_bench=True,
+                            stages=(SparsifyConfig(), QuantizeConfig(target="cpu", inputs=case.inputs, sensitivity_samples=0, progress=False)))
+    result = compress(config)
+    report = json.loads((result.run_dir / "report.json").read_text())
+    assert [s["name"] for s in report["stages"]] == ["normalize", "sparsify", "quantize"]
+    assert not dead_initializers(onnx.load(result.model_path))
+    for out in report["compare"]["outputs"].values():
+        assert out["cosine_mean"] >= MIN_COSINE
