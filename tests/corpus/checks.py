@@ -16,7 +16,9 @@ def run(model: onnx.ModelProto, feed: dict, exact_qdq: bool = False) -> list[np.
 
 
 def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
-    return float(np.max(np.abs(ref.astype(np.float64) - got)) / max(float(np.max(np.abs(ref))), 1e-12))
+    """Largest difference over the largest reference magnitude (at least 0.01: a text detector's
+    map is near 0 on most photos, where float rounding alone would look large)."""
+    return float(np.max(np.abs(ref.astype(np.float64) - got)) / max(float(np.max(np.abs(ref))), 1e-2))
 
 
 def cosine(ref: np.ndarray, got: np.ndarray) -> float:

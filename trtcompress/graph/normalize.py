@@ -49,9 +49,17 @@ REWRITES: dict[str, Callable[[], list[tuple[ir.passes.PassBase, Callable[[Any], 
 }
 
 
-def normalize(model: onnx.ModelProto, switches: dict[str, bool]) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """Run the enabled rewrites, in :data:`REWRITES` order; return the model and the report."""
+def normalize(model: onnx.ModelProto, switches: dict[str, bool], min_opset: int = 0) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """Run the enabled rewrites, in :data:`REWRITES` order; return the model and the report.
+
+    ``min_opset``: first convert a model on an older default-domain opset to this one (per-channel
+    Q/DQ needs 13); the report says from which.
+    """
     t0 = time.perf_counter()
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    upgraded = None
+    if opset and opset < min_opset:
+        model, upgraded = _upgrade(model, min_opset), {"from": opset, "to": min_opset}
     graph_ir = ir.from_proto(model)
     before = _census(graph_ir)
     rewrites: dict[str, Any] = {}
@@ -75,6 +83,8 @@ def normalize(model: onnx.ModelProto, switches: dict[str, bool]) -> tuple[onnx.M
         "ops_removed": {op: n - after["ops"].get(op, 0) for op, n in before["ops"].items() if n > after["ops"].get(op, 0)},
         "seconds": round(time.perf_counter() - t0, 3),
     }
+    if upgraded:
+        report["opset"] = upgraded
     return ir.to_proto(graph_ir), report
 
 
@@ -87,6 +97,18 @@ def cleanup(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     if not any(report.values()):
         return model, report
     return ir.to_proto(m), report
+
+
+def _upgrade(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    from onnx import version_converter
+
+    from ..errors import ModelError
+
+    try:
+        return version_converter.convert_version(model, opset)
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"cannot convert the model to opset {opset} ({msg}); re-export it with opset_version={opset} or set normalize min_opset=0") from e
 
 
 def _census(m: ir.Model) -> dict[str, Any]:

@@ -37,11 +37,14 @@ class NormalizeConfig(Config):
     fold_pad: bool = True
     dedup_initializers: bool = True
     remove_dead: bool = True
+    min_opset: int = 13  # convert older models first (per-channel Q/DQ needs 13); 0: leave the opset
     verify: bool = False
     verify_data: str = "random:1"
     verify_tolerance: float = 1e-3  # relative to the largest output magnitude
 
     def validate(self) -> None:
+        if self.min_opset and not 13 <= self.min_opset <= 21:
+            raise ConfigError(f"normalize: min_opset={self.min_opset} must be 0 (leave) or 13..21")
         if not self.verify_tolerance > 0:
             raise ConfigError(f"normalize: verify_tolerance={self.verify_tolerance} must be > 0")
 
@@ -56,7 +59,7 @@ def normalize(model: onnx.ModelProto, config: NormalizeConfig) -> StageResult:
         raise ModelError(f"normalize works on ONNX models, got {type(model).__name__}; export the model to ONNX first")
     from ..graph.normalize import normalize as run
 
-    out, report = run(model, config.switches())
+    out, report = run(model, config.switches(), config.min_opset)
     if config.verify:
         report["verify"] = _verify(model, out, config)
     return StageResult(out, report)
