@@ -60,7 +60,7 @@ def test_pads_and_batchnorms_fold_everywhere_they_may(corpus):
     model = onnx.load(case.path)
     assert _ops(model)["Pad"] == 5 and _ops(model)["BatchNormalization"] == 4
     report = normalize(model, NormalizeConfig()).report
-    assert report["rewrites"]["fold_pad"] == {"nodes_removed": 5, "initializers_removed": 0, "Conv": 3, "MaxPool": 1, "AveragePool": 1}
+    assert report["rewrites"]["fold_pad"] == {"nodes_removed": 5, "initializers_change": 0, "Conv": 3, "MaxPool": 1, "AveragePool": 1}
     assert report["rewrites"]["fold_batchnorm"]["Conv"] == 3 and report["rewrites"]["fold_batchnorm"]["Gemm"] == 1
     assert report["ops_removed"]["Pad"] == 5 and report["ops_removed"]["BatchNormalization"] == 4
 

@@ -28,22 +28,18 @@ __all__ = ["REWRITES", "normalize", "cleanup", "DEDUP_LIMIT"]
 DEDUP_LIMIT = 1 << 20  # elements; larger tensors are not read to look for duplicates
 
 
-def _counted(p: ir.passes.PassBase, count: Callable[[Any], Any]):
-    return p, count
-
-
-# rewrite name (a switch of NormalizeConfig) -> factory of (pass, what it did)
+# rewrite name (a switch of NormalizeConfig) -> factory of (pass, how to read what it did or None)
 REWRITES: dict[str, Callable[[], list[tuple[ir.passes.PassBase, Callable[[Any], Any] | None]]]] = {
     "fold_constants": lambda: [
         (common_passes.ShapeInferencePass(strict_mode=False), None),
-        _counted(FoldConstantsPass(), lambda p: {"nodes": p.folded, "shapes": p.shapes}),
+        (FoldConstantsPass(), lambda p: {"nodes": p.folded, "shapes": p.shapes}),
     ],
     "remove_noops": lambda: [
-        _counted(RemoveNoOpsPass(), lambda p: dict(p.removed)),
+        (RemoveNoOpsPass(), lambda p: dict(p.removed)),
         (common_passes.IdentityEliminationPass(), None),
     ],
-    "fold_batchnorm": lambda: [_counted(FoldBatchNormPass(), lambda p: dict(p.folded))],
-    "fold_pad": lambda: [_counted(FoldPadPass(), lambda p: dict(p.folded))],
+    "fold_batchnorm": lambda: [(FoldBatchNormPass(), lambda p: dict(p.folded))],
+    "fold_pad": lambda: [(FoldPadPass(), lambda p: dict(p.folded))],
     "dedup_initializers": lambda: [(common_passes.DeduplicateInitializersPass(size_limit=DEDUP_LIMIT), None)],
     "remove_dead": lambda: [(common_passes.RemoveUnusedNodesPass(), None)],
 }
@@ -72,7 +68,7 @@ def normalize(model: onnx.ModelProto, switches: dict[str, bool], min_opset: int 
             p(graph_ir)
             if count is not None:
                 counts.update(count(p))
-        entry = {"nodes_removed": n0 - len(graph_ir.graph), "initializers_removed": i0 - len(graph_ir.graph.initializers)}
+        entry = {"nodes_removed": n0 - len(graph_ir.graph), "initializers_change": len(graph_ir.graph.initializers) - i0}
         entry.update({k: v for k, v in counts.items() if v})
         rewrites[name] = entry
     after = _census(graph_ir)
