@@ -31,6 +31,9 @@ class Case:
     # INT8 output cosine to FP32: trained weights keep 0.98; random weights (nothing learned to
     # protect, near-tied logits) and the CPU form's chained uint8 requantisation lose more
     min_cosine: float = 0.98
+    # how INT8 outputs are judged: "cosine" (+ top-1 on classifiers), "sequence" (per-position
+    # argmax, what a CTC text decoder reads), "mask" (IoU of the >0.3 text mask a DB detector thresholds)
+    metric: str = "cosine"
 
     def calib_dir(self, root: Path) -> Path:
         d = root / f"{self.name}-calib"
@@ -260,9 +263,9 @@ def build(name: str, root: Path) -> Case:
         path = RAPIDOCR / src
         if kind == "det":
             calib, ev = photos(160, "imagenet", n=16, augment=False)  # whole photos: some hold text
-            return Case(name, path, calib, ev, inputs=("x:1x3x160x160",), classifier=False)
+            return Case(name, path, calib, ev, inputs=("x:1x3x160x160",), classifier=False, metric="mask")
         calib, ev = photos(48, "imagenet", width=192, n=8)
-        return Case(name, path, calib, ev, inputs=("x:1x3x48x192",), classifier=kind == "cls")
+        return Case(name, path, calib, ev, inputs=("x:1x3x48x192",), classifier=kind == "cls", metric="sequence" if kind == "rec" else "cosine")
     raise KeyError(name)
 
 

@@ -34,3 +34,16 @@ def top1(ref: np.ndarray, got: np.ndarray) -> float:
 def dead_initializers(model: onnx.ModelProto) -> list[str]:
     used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
     return [t.name for t in model.graph.initializer if t.name not in used]
+
+
+def int8_close(case, ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """The case's INT8 measures, each with the bound it must meet: {name: (value, bound)}."""
+    if case.metric == "sequence":
+        return {"position_argmax_agreement": (float(np.mean(ref.argmax(-1) == got.argmax(-1))), 0.9)}
+    if case.metric == "mask":
+        a, b = ref > 0.3, got > 0.3
+        return {"text_mask_iou": (float((a & b).sum() / max((a | b).sum(), 1)), 0.8)}
+    out = {"cosine": (cosine(ref, got), case.min_cosine)}
+    if case.classifier:
+        out["top1"] = (top1(ref, got), 0.8)
+    return out

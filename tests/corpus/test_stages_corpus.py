@@ -17,7 +17,7 @@ from trtcompress.stages.quantize import QuantizeConfig, quantize
 from trtcompress.stages.sparsify import SparsifyConfig, sparsify
 
 from .builders import FAST, SLOW
-from .checks import cosine, dead_initializers, run, top1
+from .checks import cosine, dead_initializers, int8_close, run
 
 pytestmark = pytest.mark.torch
 
@@ -26,7 +26,10 @@ CASES = [pytest.param(n) for n in FAST] + [pytest.param(n, marks=pytest.mark.slo
 # with every normalize rewrite on or off, where the TensorRT form keeps 0.993 / 100%): a fault of
 # the CPU lowering, recorded here until it is fixed.
 CPU_LOWERING_FAULT = pytest.mark.xfail(strict=True, reason="CPU lowering loses PP-OCR cls (cosine 0.67); the TensorRT form is fine")
-MIN_TOP1 = 0.8  # the usual INT8 error against FP32: top-1 agreement on classifiers, cosine per case
+# PP-OCR's text detector loses its text mask in INT8 (IoU 0.55 TensorRT form, 0.41 CPU form against
+# FP32 on the eval photos; 0.57 with every normalize rewrite off): its DB head needs to stay float,
+# which the quantizer does not decide yet. Recorded until it does.
+DET_HEAD_FAULT = pytest.mark.xfail(strict=True, reason="INT8 PP-OCR det: text-mask IoU 0.55 / 0.41, with or without normalize")
 
 
 def _quantize_config(case, root, target: str) -> QuantizeConfig:
@@ -38,6 +41,8 @@ def _quantize_config(case, root, target: str) -> QuantizeConfig:
 def test_quantize(corpus, name, target, request):
     if name == "rapidocr-cls" and target == "cpu":
         request.applymarker(CPU_LOWERING_FAULT)
+    if name == "rapidocr-det":
+        request.applymarker(DET_HEAD_FAULT)
     case = corpus(name)
     model = onnx.load(case.path)
     result = with_normalize(quantize, model, _quantize_config(case, corpus.root, target))
@@ -49,9 +54,8 @@ def test_quantize(corpus, name, target, request):
     assert sum(n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger", "MatMulInteger") for n in out.graph.node) > 0
     for feed in case.eval:
         ref, got = run(model, feed)[0], run(out, feed, exact_qdq=target == "tensorrt")[0]
-        assert cosine(ref, got) >= case.min_cosine
-        if case.classifier:
-            assert top1(ref, got) >= MIN_TOP1
+        for measure, (value, bound) in int8_close(case, ref, got).items():
+            assert value >= bound, measure
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -88,5 +92,6 @@ def test_compress(corpus, name, tmp_path, request):
     report = json.loads((result.run_dir / "report.json").read_text())
     assert [s["name"] for s in report["stages"]] == ["normalize", "quantize"]
     assert not dead_initializers(onnx.load(result.model_path))
-    for out in report["compare"]["outputs"].values():
-        assert out["cosine_mean"] >= case.min_cosine
+    if case.metric == "cosine":  # the job's compare reports cosine; det/rec are judged in test_quantize
+        for out in report["compare"]["outputs"].values():
+            assert out["cosine_mean"] >= case.min_cosine
