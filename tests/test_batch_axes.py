@@ -114,3 +114,13 @@ def test_a_named_dimension_in_input_marks_the_batch_axis():
     assert specs[0].concrete_shape() == (2, 1, 128) and specs[0].concrete_shape(4) == (2, 4, 128)
     with pytest.raises(Exception, match="give numbers for all but the batch"):
         parse_input_specs(["y:NxT"])[0].concrete_shape()
+
+
+def test_unknown_dimension_placeholders_are_not_names():
+    """paddle2onnx writes "?" for every unknown dimension and ONNX shape inference "unk__N": they
+    are not one shared symbol (PP-OCR's classifier [None, 3, ?, ?] was batched along its height)."""
+    from trtcompress.data.base import batch_axes
+
+    assert batch_axes([(None, 3, "?", "?")], [(None, 2)]) == [0]
+    assert batch_axes([("unk__1", 3, "unk__2")]) == [0]
+    assert batch_axes([(2, "batch", 128), ("batch", 512)]) == [1, 0]

@@ -34,7 +34,7 @@ def test_split_calibrates_and_evaluates_on_disjoint_files(tmp_path):
     files = sorted(p.name for p in FASHION.glob("*.npz"))
     assert split["mode"] == "split" and not set(split["calibration"]) & set(split["evaluation"])
     assert sorted(split["calibration"] + split["evaluation"]) == files and split["calibration"] == files[0::2]
-    assert report["stages"][0]["report"]["calibration_samples"] == 64 * len(split["calibration"])
+    assert report["stages"][-1]["report"]["calibration_samples"] == 64 * len(split["calibration"])
     assert report["compare"]["samples"] == 64 * len(split["evaluation"]) and report["passed"]
     assert json.loads((tmp_path / "split" / "report.json").read_text())["data_split"] == split
 

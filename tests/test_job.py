@@ -84,7 +84,7 @@ def test_a_run_that_fails_late_keeps_what_finished(tmp_path):
     report = json.loads((run / "report.json").read_text())
     assert report["status"] == "failed"
     assert report["failure"]["stage"] == "bench" and "fixed batch size" in report["failure"]["message"]
-    assert report["compare"]["samples"] == 2 and [s["name"] for s in report["stages"]] == ["sparsify"]
+    assert report["compare"]["samples"] == 2 and [s["name"] for s in report["stages"]] == ["normalize", "sparsify"]
     assert (run / "artifacts" / "original.onnx").is_file() and (run / "artifacts" / "model.onnx").is_file()
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["late"]  # no temporary directory left
 
@@ -104,7 +104,7 @@ def test_a_run_that_fails_in_a_stage_names_it_and_keeps_earlier_stages(tiny_mode
         compress(cfg)
     report = json.loads((tmp_path / "runs" / "st" / "report.json").read_text())
     assert report["failure"]["stage"] == "quantize"
-    assert [s["name"] for s in report["stages"]] == ["sparsify"]
+    assert [s["name"] for s in report["stages"]] == ["normalize", "sparsify"]
 
 
 def test_a_run_that_fails_before_the_baseline_leaves_nothing(tmp_path):

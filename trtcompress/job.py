@@ -77,6 +77,7 @@ class CompressConfig(Config):
     # write what this TensorRT takes (opset, Q/DQ placement, rank multiples), then build its engine
     target_trt: str | None = None
     calibration_cache: bool = False  # with target_trt <= 10: also the TensorRT calibration cache
+    normalize: bool = True  # run the normalize stage first (unless the stages name it) and clean up after the last
 
     def validate(self) -> None:
         if not self.model:
@@ -171,7 +172,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         progress.keep = True  # from here on, a failure keeps the run directory
 
         progress.phase = "stages"
-        stages = [_with_shared_data(s, config) for s in config.stages]
+        stages = [_with_shared_data(s, config) for s in _with_normalize(config)]
         if target is not None:
             from .trt.target import adapt_stages
 
@@ -181,8 +182,13 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         model = load_model(original)
         result = Pipeline(stages).run(model, run, log=log)
         report["stages"] = result.report()
+        final = result.model
+        if config.normalize:
+            from .stages.normalize import cleanup
+
+            final, report["cleanup"] = cleanup(final)
         compressed = run.artifact("model.onnx")
-        save_model(result.model, compressed)
+        save_model(final, compressed)
 
         progress.phase = "compare"
         log(f"comparing on {config.data}")
@@ -362,6 +368,16 @@ def _split_data(config: CompressConfig, work: Path) -> tuple[CompressConfig, dic
     record = {"mode": "split", "rule": "sorted files: even positions calibrate, odd ones evaluate", "source": config.data,
               **{part: [f.name for f in chosen] for part, chosen in parts.items()}}
     return config.replace(data=str(work / "evaluation"), calib=str(work / "calibration"), calib_from_data=""), record
+
+
+def _with_normalize(config: CompressConfig) -> list[Config]:
+    """The stages, with ``normalize`` first unless disabled or already named in the list."""
+    from .stages.normalize import NormalizeConfig
+
+    stages = list(config.stages)
+    if config.normalize and not any(isinstance(s, NormalizeConfig) for s in stages):
+        stages.insert(0, NormalizeConfig())
+    return stages
 
 
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:

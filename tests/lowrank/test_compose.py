@@ -49,8 +49,8 @@ def test_lowrank_sparsify_quantize_in_one_job(tmp_path):
     cli("compress", str(onnx_path("fashion_cnn")), "--recipe", str(recipe), "--calib", CALIB, "--data", str(Path(CALIB).parent / "fashion_mnist_eval.npz"),
         "--name", "all", "--no-bench", "--no-default-thresholds", cwd=tmp_path, check=True)  # one-shot, no fine-tuning: 74.7% top-1, below the default verdict
     report = json.loads((tmp_path / "runs" / "all" / "report.json").read_text())
-    assert [s["name"] for s in report["stages"]] == ["lowrank", "sparsify", "quantize"]
-    pruned = {r["layer"] for r in report["stages"][1]["report"]["layers"]}
+    assert [s["name"] for s in report["stages"]] == ["normalize", "lowrank", "sparsify", "quantize"]
+    pruned = {r["layer"] for r in report["stages"][2]["report"]["layers"]}
     final = onnx.load(str(tmp_path / "runs" / "all" / "artifacts" / "model.onnx"))
     ready = {l.layer for l in inspect_layers(final) if l.sparse_ready}
     assert pruned and pruned <= ready

@@ -176,8 +176,8 @@ def test_compress_job_runs_the_sparsify_stage_from_a_recipe(tmp_path):
     recipe.write_text(json.dumps({"stages": [{"stage": "sparsify", "permute": True, "exclude": ["head"]}], "data": "random:4", "compare": {"default_thresholds": False}}))
     cli("compress", str(src), "--recipe", str(recipe), "--name", "sp", cwd=tmp_path, check=True)
     report = json.loads((tmp_path / "runs" / "sp" / "report.json").read_text())
-    (stage,) = report["stages"]
-    assert stage["name"] == "sparsify"
+    normalize, stage = report["stages"]
+    assert normalize["name"] == "normalize" and stage["name"] == "sparsify"
     pruned = {r["layer"] for r in stage["report"]["layers"]}
     assert pruned == {"conv2", "fc"}
     model = onnx.load(str(tmp_path / "runs" / "sp" / "artifacts" / "model.onnx"))

@@ -79,11 +79,11 @@ def test_the_run_writes_what_tensorrt_86_takes(run_86):
     model = load_model(run / "artifacts" / "model.onnx")
     assert trt_qdq_violations(model) == []
     assert not any(n.op_type == "ReduceMean" and len(n.input) > 1 for n in model.graph.node)
-    lowrank = report["stages"][0]["report"]
+    lowrank = report["stages"][-2]["report"]
     assert lowrank["layers"] and all(layer["rank"] % 16 == 0 for layer in lowrank["layers"])
-    cache = (run / "artifacts" / "01-quantize-calibration.cache").read_text()
+    cache = next((run / "artifacts").glob("*-quantize-calibration.cache")).read_text()
     assert cache.startswith("TRT-8600-EntropyCalibration2")
-    q = report["stages"][1]["config"]
+    q = report["stages"][-1]["config"]
     assert q["target_trt"] == "8.6.0" and q["trt_version"] == "8.6.0"
     if not available("tensorrt"):
         engine = t["engine"]

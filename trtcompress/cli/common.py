@@ -156,3 +156,23 @@ def _comma_list(conv: Callable[[str], Any]) -> Callable[[str], list]:
 
     items.__name__ = f"comma-separated {conv.__name__}"
     return items
+
+
+def add_normalize_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-normalize", action="store_true",
+                   help="take the graph as it is: no normalize stage first (constant/shape folding, Pad and BatchNorm folds, no-op removal) and no cleanup after")
+
+
+def run_normalized(stage, model, config, args: argparse.Namespace):
+    """Normalize first and clean up after, unless ``--no-normalize``."""
+    from ..stages.normalize import with_normalize
+
+    return with_normalize(stage, model, config, enabled=not getattr(args, "no_normalize", False))
+
+
+def normalize_line(report: dict) -> str | None:
+    n = report.get("normalize")
+    if not n:
+        return None
+    done = ", ".join(f"{k} {v}" for k, v in sorted(n["ops_removed"].items())) or "nothing to remove"
+    return f"normalized: {n['nodes_before']} -> {n['nodes_after']} nodes ({done})"

@@ -30,6 +30,7 @@ HELP = {
     "calib": "calibration data for stages that read data (keep it disjoint from --data)",
     "target_trt": "write what this TensorRT takes (e.g. 8.6, 10.3): its opset, Q/DQ only where it has INT8 kernels, Tensor Core rank multiples; then build the engine where TensorRT is installed",
     "calibration_cache": "with --target-trt <= 10: also write the TensorRT calibration cache (for the FP32 ONNX)",
+    "normalize": "run the normalize stage first (constant/shape folding, Pad and BatchNorm folds, no-op removal) and the cleanup after the last stage",
     "skip_bench": "skip the latency benchmark (also --no-bench)",
     "opset": "ONNX opset for the export",
     "dynamic_batch": "export with a dynamic batch dimension (--static: a fixed one)",
@@ -141,7 +142,8 @@ def format_report(result) -> str:
         checks = ", ".join(f"{k} max abs err {v['max_abs']:.2g}" for k, v in e["check"].items())
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
-        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s")
+        nodes = f" ({s['report']['nodes_before']} -> {s['report']['nodes_after']} nodes)" if s["name"] == "normalize" else ""
+        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s{nodes}")
     if "tensorrt" in r:
         lines += _trt_lines(r)
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")

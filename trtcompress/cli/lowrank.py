@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_config_args, config_from_args
+from .common import add_config_args, add_normalize_arg, config_from_args, normalize_line, run_normalized
 
 
 HELP = {
@@ -45,6 +45,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     metavars={"calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]", "exclude": "PATTERN"})
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
     return p
 
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from ..stages.lowrank import lowrank
 
     config = config_from_args(args, LowRankConfig)
-    result = lowrank(load_model(args.model), config)
+    result = run_normalized(lowrank, load_model(args.model), config, args)
     save_model(result.model, args.output)
     r = result.report
     if args.report:
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0
+    if normalize_line(r):
+        print(normalize_line(r))
     print(f"factorised {r['factorised']} layers ({len(r['skipped'])} left dense) with rule {r['rule']}")
     print(f"parameters {r['params_before']:,} -> {r['params_after']:,}; FLOPs per sample {r['flops_before']:,} -> {r['flops_after']:,} ({r['flop_reduction']:.2f}x fewer)")
     print(f"wrote {args.output}")

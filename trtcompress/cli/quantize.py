@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..fileio import write_json, write_text
+from .common import add_normalize_arg, normalize_line, run_normalized
 
 
 # help of the QuantizeConfig fields; their defaults come from the dataclass (cli.common.add_config_args)
@@ -57,6 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--per-tensor-weights", dest="per_channel", action="store_false", default=None, help="same as --no-per-channel")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
     return p
 
 
@@ -66,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     from .common import config_from_args
 
     config = config_from_args(args, QuantizeConfig)
-    result = quantize(load_model(args.model), config)
+    result = run_normalized(quantize, load_model(args.model), config, args)
     out = Path(args.output)
     save_model(result.model, out)
     written = [str(out)]
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_report(report: dict) -> str:
     plan = report["plan"]
-    lines = [
+    lines = [line for line in (normalize_line(report),) if line] + [
         f"INT8 for {report['target']} ({report['method']} calibration on {report['calibration_samples']} samples): "
         f"{plan['quantized_nodes']} layers quantized, {plan['float_nodes']} nodes float"
     ]

@@ -8,7 +8,7 @@ import json
 from ..fileio import write_json
 from ..model_io import load_model, save_model
 from ..stages.sparsify import SparsifyConfig, sparsify
-from .common import add_config_args, config_from_args
+from .common import add_config_args, add_normalize_arg, config_from_args, normalize_line, run_normalized
 
 __all__ = ["add_parser", "run"]
 
@@ -31,13 +31,14 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_config_args(p, SparsifyConfig, help=HELP, split=("op_types",), metavars={"include": "PATTERN", "exclude": "PATTERN", "op_types": "OPS"})
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, SparsifyConfig)
     model = load_model(args.model)
-    result = sparsify(model, config)
+    result = run_normalized(sparsify, model, config, args)
     save_model(result.model, args.output)
     report = result.report
     if args.report:
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, default=str))
         return 0
+    if normalize_line(report):
+        print(normalize_line(report))
     print(
         f"pruned {report['layers_pruned']} layers to 2:4 ({report['zeros_added']} weights zeroed, "
         f"{100 * report['pruning_rate']:.1f}% of compute-layer weights); {report['layers_dense']} left dense"

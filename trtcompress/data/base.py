@@ -87,6 +87,8 @@ def batch_axes(shapes: Sequence[Sequence[int | str | None]], outputs: Sequence[S
     scalar, or a static input of a model whose batch is named elsewhere, holds none. With no batch
     name anywhere, an input with no unnamed dynamic dimension holds it on axis 0 (a fixed batch).
     """
+    # "?" (paddle2onnx) and "unk__N" (ONNX shape inference) say "unknown", not a shared name
+    shapes, outputs = ([[None if isinstance(d, str) and _UNKNOWN.match(d) else d for d in s] for s in group] for group in (shapes, outputs))
     count: dict[str, list[int]] = {}
     for k, shape in enumerate(list(shapes) + list(outputs)):
         for d in dict.fromkeys(d for d in shape if isinstance(d, str) and not _NOT_BATCH.search(d.lower())):
@@ -112,6 +114,7 @@ def batch_axes(shapes: Sequence[Sequence[int | str | None]], outputs: Sequence[S
 
 
 # dimension names that are never the batch (a model with a fixed batch of 1 and a dynamic sequence)
+_UNKNOWN = re.compile(r"^(\?|unk__\d+|)$")
 _NOT_BATCH = re.compile(r"seq|len|height|width|time|token|frame|channel|pixel|^h$|^w$")
 
 

@@ -1,0 +1,92 @@
+"""Small onnx-ir helpers shared by the passes."""
+from __future__ import annotations
+
+import numpy as np
+import onnx_ir as ir
+
+
+def const_array(value: ir.Value | None) -> np.ndarray | None:
+    """The value's constant content, or None when it is computed or can be overridden at run time.
+
+    An initializer that is also a graph input can be fed by the user: it is not a constant.
+    Reading the content loads it (external data included): call it only on tensors you fold.
+    """
+    if value is None or value.is_graph_input():
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor.numpy()
+
+
+def const_size(value: ir.Value | None) -> int | None:
+    """Element count of a constant without loading it (None when not constant)."""
+    if value is None or value.is_graph_input():
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else int(np.prod(tensor.shape.numpy()))
+
+
+def add_initializer(graph: ir.Graph, array: np.ndarray, name: str) -> ir.Value:
+    """Register ``array`` as a new initializer named after ``name`` (made unique)."""
+    base, i = name, 0
+    while name in graph.initializers:
+        i += 1
+        name = f"{base}_{i}"
+    value = ir.Value(name=name, const_value=ir.tensor(np.array(array, order="C"), name=name))
+    value.shape = ir.Shape(array.shape)
+    value.type = ir.TensorType(ir.DataType.from_numpy(array.dtype))
+    graph.register_initializer(value)
+    return value
+
+
+def replace_with_constant(graph: ir.Graph, node: ir.Node, arrays: list[np.ndarray]) -> None:
+    """Replace ``node`` by initializers holding its outputs (keeping the output names)."""
+    names = [o.name for o in node.outputs]
+    news = []
+    for out, arr in zip(node.outputs, arrays):
+        new = ir.Value(const_value=ir.tensor(np.array(arr, order="C")))
+        new.shape = ir.Shape(arr.shape)
+        new.type = ir.TensorType(ir.DataType.from_numpy(arr.dtype))
+        news.append(new)
+    ir.convenience.replace_all_uses_with(list(node.outputs), news, replace_graph_outputs=True)
+    graph.remove(node, safe=True)
+    for name, new in zip(names, news):
+        new.name = name
+        new.const_value.name = name
+        graph.register_initializer(new)
+
+
+def bypass(graph: ir.Graph, node: ir.Node, source: ir.Value) -> bool:
+    """Remove a node whose first output equals ``source``.
+
+    When that output is a graph output, ``source`` takes its name, so the model's signature
+    stays; that is impossible (False, nothing done) when ``source`` is a graph input, an
+    initializer or already an output.
+    """
+    out = node.outputs[0]
+    if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
+        return False
+    if out.is_graph_output():
+        if source.is_graph_input() or source.is_initializer() or source.is_graph_output():
+            return False
+        name = out.name
+        ir.convenience.replace_all_uses_with(out, source, replace_graph_outputs=True)
+        graph.remove(node, safe=True)
+        source.name = name
+        return True
+    ir.convenience.replace_all_uses_with(out, source)
+    graph.remove(node, safe=True)
+    return True
+
+
+def int_attr(node: ir.Node, name: str, default: int) -> int:
+    attr = node.attributes.get(name)
+    return default if attr is None else attr.as_int()
+
+
+def ints_attr(node: ir.Node, name: str) -> list[int] | None:
+    attr = node.attributes.get(name)
+    return None if attr is None else list(attr.as_ints())
+
+
+def single_use(value: ir.Value) -> bool:
+    return len(value.uses()) == 1 and not value.is_graph_output()
