@@ -20,10 +20,10 @@ def test_demo_passes_with_the_per_kind_defaults(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     report = json.loads(r.stdout)
     out = report["compare"]["outputs"]["output"]
-    assert report["passed"] and out["kind"] == "classification" and out["thresholds"] == {"min_top1": 0.9}
-    assert out["top1_agreement"] >= 0.9 and report["compare"]["samples"] == 192  # measured 94.79%
+    assert report["passed"] and out["kind"] == "classification" and out["thresholds"] == {"min_top1": 0.8}
+    assert out["top1_agreement"] >= 0.8 and report["compare"]["samples"] == 552  # measured 84.8% (heldout, no VNNI)
     assert report["metrics"]["compression"]["ratio_disk"] > 3.5
-    assert report["data_split"] == {"mode": "separate", "calibration": "photos:calib", "evaluation": "photos:eval"}
+    assert report["data_split"] == {"mode": "separate", "calibration": "photos:calib", "evaluation": "photos:heldout"}
     assert (tmp_path / "demo" / "report.json").is_file()
 
 
