@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "atomic_dir", "write_json", "write_text", "publish_mode", "output_errors", "require_file_target"]
+__all__ = ["atomic_path", "atomic_dir", "json_text", "write_json", "write_text", "publish_mode", "output_errors", "require_file_target"]
 
 # errno -> what the user can do about it; other OSErrors are bugs and keep their traceback
 _WRITE_FIXES = {
@@ -19,6 +19,9 @@ _WRITE_FIXES = {
     errno.EROFS: "the file system is read-only: choose another output folder",
     errno.ENOSPC: "the disk is full: free space or choose another output folder",
     errno.EDQUOT: "the disk quota is exhausted: free space or choose another output folder",
+    # a file stands where the path needs a folder (mkdir of the parent, or a path through a file)
+    errno.EEXIST: "a file stands where the output's folder should be: choose another path",
+    errno.ENOTDIR: "a file stands where the output's folder should be: choose another path",
 }
 
 
@@ -103,7 +106,12 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    return write_text(path, json_text(obj))
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as the JSON text :func:`write_json` writes (numpy values and paths as plain JSON)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
 def _json_default(o: Any) -> Any:

@@ -7,10 +7,11 @@ recalibrating) and, with --report, the full report (per-layer error, layers kept
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
-from ..fileio import write_json, write_text
+from ..fileio import atomic_path, json_text
 from .common import add_normalize_arg, normalize_line, run_normalized
 
 
@@ -70,22 +71,18 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, QuantizeConfig)
     result = run_normalized(quantize, load_model(args.model), config, args)
     out = Path(args.output)
-    save_model(result.model, out)
-    written = [str(out)]
     stem = out.with_suffix("")
-    for name, content in result.artifacts.items():
-        path = Path(f"{stem}.{name.replace('calibration.', 'calib.')}")
-        if isinstance(content, bytes):
-            from ..fileio import atomic_path
-
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(content)
-        else:
-            write_text(path, content)
-        written.append(str(path))
+    files = {Path(f"{stem}.{name.replace('calibration.', 'calib.')}"): content for name, content in result.artifacts.items()}
     if args.report:
-        write_json(args.report, result.report)
-        written.append(args.report)
+        files[Path(args.report)] = json_text(result.report)
+    # the model and its calibration files land together: each is written to a temporary name, and
+    # the files are renamed in only after the model is, so a failure leaves none of them
+    with contextlib.ExitStack() as stack:
+        for path, content in files.items():
+            tmp = stack.enter_context(atomic_path(path))
+            tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
+        save_model(result.model, out)
+    written = [str(out)] + [str(p) for p in files]
     if args.json:
         print(json.dumps(result.report, indent=2, default=str))
     else:
