@@ -131,3 +131,27 @@ def test_python_plugins_need_tensorrt_10_6():
     with pytest.raises(ConfigError, match="need TensorRT 10.6"):
         plan(m, V103, plugins=("plugins/scaled_tanh/trt_plugin.py",))
     assert plan(m, V1013, plugins=("x/trt_plugin.py", "libx.so")).plugins == ("x/trt_plugin.py", "libx.so")
+
+
+def test_the_cpu_form_is_refused_and_qdq_expects_int8_when_strongly_typed(tmp_path):
+    """ONNX Runtime's operator form (QLinearConv, ...) has no TensorRT importer: refused in one line
+    for every version; a Q/DQ model built strongly typed still expects INT8 layers (the report's
+    'requested precision not used' warning depends on it)."""
+    import numpy as np
+
+    from trtcompress import zoo
+    from trtcompress.errors import ModelError
+    from trtcompress.model_io import load_model
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+    from trtcompress.trt.config import BuildConfig
+    from trtcompress.trt.plan import make_plan, model_facts
+    from trtcompress.trt.version import parse_version
+
+    np.savez(tmp_path / "0.npz", x=zoo.fashion_mnist("train", limit=16)[0])
+    model = load_model(zoo.onnx_path("fashion_cnn"))
+    forms = {t: quantize(model, QuantizeConfig(calib=str(tmp_path), target=t, sensitivity_samples=0, progress=False)).model for t in ("tensorrt", "cpu")}
+    for v in ("8.6", "10.3", "11.0"):
+        with pytest.raises(ModelError, match="CPU form"):
+            make_plan(model_facts(forms["cpu"]), BuildConfig(), parse_version(v))
+        plan = make_plan(model_facts(forms["tensorrt"]), BuildConfig(), parse_version(v))
+        assert "int8" in plan.precisions and plan.int8 == (v == "8.6")

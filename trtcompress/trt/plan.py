@@ -19,13 +19,17 @@ from typing import Any
 
 import onnx
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelError
 from .config import BuildConfig, ProfileShapes
 from .version import TrtVersion
 
 __all__ = ["ModelFacts", "BuildPlan", "model_facts", "make_plan"]
 
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
+# ONNX Runtime's integer operator form (``quantize --target cpu``): onnx-tensorrt's operator matrix
+# lists QLinearConv and QLinearMatMul as unsupported (docs/operators.md, 8.x to 10.x) and has no
+# importer for the Integer ops or the com.microsoft contrib ops
+_CPU_FORM = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +41,7 @@ class ModelFacts:
     has_fp16: bool  # float16 tensors or initializers: the model carries FP16 precision itself
     sparse_layers: tuple[str, ...]  # layers whose weights follow 2:4 and TensorRT could run sparse
     opset: int
+    cpu_form_ops: tuple[str, ...] = ()  # operators of ONNX Runtime's CPU form, which TensorRT cannot parse
 
 
 def model_facts(model: onnx.ModelProto) -> ModelFacts:
@@ -54,6 +59,7 @@ def model_facts(model: onnx.ModelProto) -> ModelFacts:
         has_fp16=has_fp16,
         sparse_layers=tuple(l.layer for l in inspect_layers(model) if l.sparse_ready),
         opset=opset,
+        cpu_form_ops=tuple(sorted({n.op_type for n in model.graph.node if n.op_type in _CPU_FORM or n.domain == "com.microsoft"})),
     )
 
 
@@ -64,7 +70,7 @@ class BuildPlan:
 
     version: str
     strongly_typed: bool
-    int8: bool
+    int8: bool  # the INT8 builder flag (weak typing)
     fp16: bool
     convert_fp16: bool  # the ONNX is converted to float16 before parsing (strong typing)
     sparse_weights: bool
@@ -79,6 +85,7 @@ class BuildPlan:
     plugins: tuple[str, ...]
     sparse_layers: tuple[str, ...]
     notes: tuple[str, ...]
+    qdq: bool = False  # the model carries INT8 in Q/DQ: int8 layers are expected, typed or not
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -86,7 +93,7 @@ class BuildPlan:
         out = ["fp32"]
         if self.fp16 or self.convert_fp16:
             out.append("fp16")
-        if self.int8:
+        if self.int8 or self.qdq:
             out.append("int8")
         return tuple(out)
 
@@ -137,6 +144,11 @@ def _check_profiles(facts: ModelFacts, profiles: tuple[ProfileShapes, ...]) -> N
 
 def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> BuildPlan:
     """The build for ``version``; raises :class:`ConfigError` for a combination it cannot build."""
+    if facts.cpu_form_ops:  # the model's own fault, whatever the version (ModelError, not ConfigError)
+        raise ModelError(
+            f"the model is ONNX Runtime's CPU form ({', '.join(facts.cpu_form_ops)}), which TensorRT's ONNX parser does not "
+            "import: build the TensorRT form (trtcompress quantize --target tensorrt, or --table to reuse the calibration)"
+        )
     notes: list[str] = []
     if facts.opset > version.max_onnx_opset:
         notes.append(f"the model is opset {facts.opset}; TensorRT {version}'s parser is tested up to opset {version.max_onnx_opset} (export with --opset {version.max_onnx_opset})")
@@ -191,4 +203,5 @@ def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> Bu
         plugins=tuple(config.plugins),
         sparse_layers=ready,
         notes=tuple(notes),
+        qdq=facts.has_qdq,
     )
