@@ -22,10 +22,6 @@ from .checks import cosine, dead_initializers, int8_close, run
 pytestmark = pytest.mark.torch
 
 CASES = [pytest.param(n) for n in FAST] + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW]
-# The CPU form loses this model (PP-OCR's direction classifier: cosine 0.67, top-1 0.63 against FP32,
-# with every normalize rewrite on or off, where the TensorRT form keeps 0.993 / 100%): a fault of
-# the CPU lowering, recorded here until it is fixed.
-CPU_LOWERING_FAULT = pytest.mark.xfail(strict=True, reason="CPU lowering loses PP-OCR cls (cosine 0.67); the TensorRT form is fine")
 # PP-OCR's text detector loses its text mask in INT8 (IoU 0.55 TensorRT form, 0.41 CPU form against
 # FP32 on the eval photos; 0.57 with every normalize rewrite off): its DB head needs to stay float,
 # which the quantizer does not decide yet. Recorded until it does.
@@ -39,8 +35,6 @@ def _quantize_config(case, root, target: str) -> QuantizeConfig:
 @pytest.mark.parametrize("target", ["tensorrt", "cpu"])
 @pytest.mark.parametrize("name", CASES)
 def test_quantize(corpus, name, target, request):
-    if name == "rapidocr-cls" and target == "cpu":
-        request.applymarker(CPU_LOWERING_FAULT)
     if name == "rapidocr-det":
         request.applymarker(DET_HEAD_FAULT)
     case = corpus(name)
@@ -76,8 +70,6 @@ def test_sparsify_and_lowrank(corpus, name):
 
 @pytest.mark.parametrize("name", CASES)
 def test_compress(corpus, name, tmp_path, request):
-    if name == "rapidocr-cls":  # compress runs the CPU form
-        request.applymarker(CPU_LOWERING_FAULT)
     case = corpus(name)
     data = tmp_path / "eval"
     data.mkdir()

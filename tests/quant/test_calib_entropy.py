@@ -164,3 +164,19 @@ def test_zero_spike_drives_kept_zeros_to_the_smallest_candidate():
     dropped = entropy(h, zeros="drop", keep_saturation=False)
     # kept zeros: the level holding bin 0 smears the spike, so the search wants narrow levels
     assert kept.amax < 0.3 * dropped.amax
+
+
+def test_a_sparse_histogram_keeps_its_maximum():
+    """Too few values for the KL search to tell a tail from noise (a squeeze-excite Conv's output: one
+    value per channel and sample): the maximum is kept; with enough values the search clips as before."""
+    from trtcompress.quant.histogram import AbsHistogram
+    from trtcompress.quant.methods.entropy import entropy
+
+    rng = np.random.default_rng(0)
+    few = AbsHistogram()
+    few.add(rng.normal(size=64).astype(np.float32))
+    r = entropy(few)
+    assert r.amax == pytest.approx(float(few.amax)) and r.info["few_values"] == 64
+    many = AbsHistogram()
+    many.add(rng.normal(size=200_000).astype(np.float32))
+    assert entropy(many).amax < 0.95 * float(many.amax)

@@ -143,6 +143,7 @@ def entropy(
     start_bin: int | None = None,
     zeros: str = "drop",
     keep_saturation: bool = True,
+    min_values: int = 2048,
 ) -> MethodResult:
     """TensorRT's entropy threshold on (at most) ``num_bins`` bins over ``[0, max|x|]``.
 
@@ -151,6 +152,10 @@ def entropy(
     to its smallest candidate, 128/2048 of the range), ``damp`` sets bin 0 to bin 1 (Model
     Optimizer). ``keep_saturation``: a tensor whose maximum is a saturation level (ReLU6/Clip
     outputs, see :func:`saturated`) keeps its maximum. The threshold never exceeds max|x|.
+    ``min_values``: a tensor seen with fewer non-zero values keeps its maximum: its histogram is too
+    sparse for the search to tell a tail from noise (a squeeze-excite Conv sees one value per channel
+    and sample; PP-OCR's classifier had one clipped at 0.78 where its values reach 1.9, and the CPU
+    form, which stores that output in 8 bits, lost its top-1: 62% agreement with FP32).
     """
     if zeros not in ZERO_MODES:
         raise ConfigError(f"zeros must be one of {', '.join(ZERO_MODES)}, got {zeros!r}")
@@ -166,6 +171,8 @@ def entropy(
         counts[0] = counts[1]
     if counts.sum() == 0:  # only zeros (dropped) and nothing else
         return MethodResult(hist.amax, {"bin": counts.size, "bins": int(counts.size)})
+    if counts.sum() < min_values:
+        return MethodResult(float(hist.amax), {"few_values": int(counts.sum())})
     i, kl = entropy_clip_bin(counts, num_quantized_bins, start_bin)
     amax = min((i + 0.5) * width, hist.amax)
     return MethodResult(float(amax), {"bin": i, "bins": int(counts.size), "kl": kl})
