@@ -43,10 +43,12 @@ def test_cpu_form_computes_what_the_tensorrt_form_computes(case):
 
 
 def _mbconv_lowered(weights: str = "int7"):
+    """Every planned layer integer ("all"): these tests check the integer arithmetic, the depthwise
+    kernel's included (auto keeps that one float: test_depthwise_conv_stays_float_...)."""
     model = graphs.mbconv()
     plan = plan_quantization(model)
     table = calibrate_for_test(model, plan, graphs.feeds(model))
-    return model, plan, table, lower_cpu(model, plan, table, weights=weights)
+    return model, plan, table, lower_cpu(model, plan, table, weights=weights, layer_rule="all")
 
 
 def _inits(model: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -189,7 +191,7 @@ def test_global_average_pool_runs_on_uint8(graph):
     plan = plan_quantization(model)
     feeds = graphs.feeds(model)
     table = calibrate_for_test(model, plan, feeds)
-    low = lower_cpu(model, plan, table, weights="int7")
+    low = lower_cpu(model, plan, table, weights="int7", layer_rule="all")  # no float depthwise (auto) to dequantize for
     pool = next(n for n in low.model.graph.node if n.op_type == "QLinearGlobalAveragePool")
     assert not {"GlobalAveragePool", "ReduceMean", "DequantizeLinear"} & {n.op_type for n in low.model.graph.node}
     inits = _inits(low.model)
@@ -237,3 +239,34 @@ def test_encoder_folds_linear_biases_and_keeps_attention_products_float():
     assert {"qk", "av"} <= set(plan.quantized_nodes)  # the TensorRT form still quantizes them
     assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
     assert set(low.float_layers) == {"qk", "av"}
+
+
+def _ops_by_node(model: onnx.ModelProto) -> dict[str, str]:
+    return {n.name: n.op_type for n in model.graph.node}
+
+
+def test_depthwise_conv_stays_float_where_int8_does_not_pay():
+    """auto: the depthwise conv runs the float Conv (ONNX Runtime's uint8 depthwise kernel is
+    slower, benchmarks/cpu_int8_layers.py), the dense convs stay integer, and the lowering says why."""
+    model = graphs.mbconv(c=32)
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    table = calibrate_for_test(model, plan, feeds)
+    assert "depthwise" in plan.quantized_nodes  # the plan (and the TensorRT form) still quantize it
+    low = lower_cpu(model, plan, table)
+    ops = _ops_by_node(low.model)
+    assert ops["depthwise"] == "Conv"
+    assert ops["expand"] == "QLinearConv" and ops["head"] == "QLinearConv"
+    assert set(low.kept_float) == {"depthwise"} and "depthwise" in low.kept_float["depthwise"]
+    assert "depthwise" in low.float_layers
+    assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
+    every = lower_cpu(model, plan, table, layer_rule="all")
+    assert _ops_by_node(every.model)["depthwise"] == "QLinearConv" and not every.kept_float
+
+
+def test_cpu_layer_rule_is_checked():
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    table = calibrate_for_test(model, plan, graphs.feeds(model))
+    with pytest.raises(ConfigError, match="layer rule"):
+        lower_cpu(model, plan, table, layer_rule="some")
