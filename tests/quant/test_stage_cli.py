@@ -51,6 +51,7 @@ def test_stage_with_saved_table(mb, target):
         assert trt_qdq_violations(result.model) == []
     else:
         assert result.report["cpu"]["ops"]["QLinearConv"] >= 3
+        assert [k["layer"] for k in result.report["cpu"]["kept_float"]] == ["depthwise"]
     assert result.report["plan"]["quantized_nodes"] == 7
     assert len(result.report["layer_error"]) == 7
     assert json.loads(result.artifacts["calibration.json"])["amax"]
@@ -90,6 +91,7 @@ def test_clip_bounds_restore_the_relu6_range(mb):
         ({"accuracy_target": "top1>=0.9"}, "needs held-out data"),
         ({"batch": 0}, "batch must be"),
         ({"cpu_weights": "int4"}, "cpu_weights"),
+        ({"cpu_layer_rule": "some"}, "cpu_layer_rule"),
     ],
 )
 def test_config_errors(kwargs, match):
@@ -124,6 +126,9 @@ def test_cli_quantize_both_targets_from_one_table(mb):
     proc = cli("quantize", str(tmp / "model.onnx"), "--table", str(tmp / "q.calib.json"), "--target", "cpu", "-o", str(tmp / "c.onnx"), "--sensitivity-samples", "0")
     assert proc.returncode == 0, proc.stderr
     assert any(n.op_type == "QLinearConv" for n in load_model(tmp / "c.onnx").graph.node)
+    assert "CPU form keeps float where INT8 does not pay" in proc.stdout and "depthwise" in proc.stdout
+    # the TensorRT form is unchanged: its depthwise conv reads a Q/DQ pair
+    assert "keeps float" not in cli("quantize", str(tmp / "model.onnx"), "--table", str(tmp / "q.calib.json"), "-o", str(tmp / "t.onnx"), "--sensitivity-samples", "0").stdout
 
 
 def test_cli_errors_are_one_line(mb):
