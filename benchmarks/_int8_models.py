@@ -51,12 +51,13 @@ def calib_spec(name: str) -> tuple[str, str | None]:
     return str(d), None
 
 
-def eval_batches(name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Held-out inputs (disjoint from calibration) and labels where the data has them."""
+def eval_batches(name: str, photos: str = "eval") -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Held-out inputs (disjoint from calibration) and labels where the data has them; ``photos``:
+    the photos' split for EfficientNet-Lite0 (eval = tune, or heldout)."""
     if name == "efficientnet_lite0":
         from trtcompress.zoo import PhotoSource
 
-        return [f["x"] for f in PhotoSource("eval", batch_size=32)], None
+        return [f["x"] for f in PhotoSource(photos, batch_size=32)], None
     x, y = zoo.fashion_mnist("test")
     return [x[i : i + 500] for i in range(0, len(x), 500)], y
 
