@@ -2,9 +2,11 @@
 
     python benchmarks/cpu_int8_layers.py [--threads 2] [--iterations 40]
 
-Each model is one Conv (dense 1x1, dense 3x3 or depthwise 3x3) followed by a ReLU, so its input
-arrives in float and its output leaves in float: the CPU form pays the QuantizeLinear and the
-DequantizeLinear at its boundaries, as a lone int8 layer between float layers does. Calibrated by
+Each model is one Conv (dense 1x1, dense 3x3 or depthwise 3x3) followed by a ReLU and a float Neg,
+so its input arrives in float and its output leaves in float: the CPU form pays the QuantizeLinear
+and the DequantizeLinear at its boundaries, as a lone int8 layer between float layers does, and
+the conv writes uint8 (QLinearConv, as inside a network; a conv whose output is a float graph
+output is a ConvInteger with a float rescale instead, a slower kernel). Calibrated by
 the product (max) on random data and lowered by ``trtcompress.quant.lower_cpu``. Prints one
 Markdown row per shape: MACs per output element, FP32 and INT8 p50 latency, speedup (FP32/INT8).
 """
@@ -30,7 +32,8 @@ def conv_model(c: int, hw: int, k: int, depthwise: bool) -> onnx.ModelProto:
     w = (rng.standard_normal((c, c // group, k, k)) * 0.1).astype(np.float32)
     b = (rng.standard_normal(c) * 0.1).astype(np.float32)
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", group=group, pads=[k // 2] * 4),
-             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Neg", ["r"], ["y"], name="float_reader")]
     g = helper.make_graph(nodes, "one_conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, hw, hw])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, hw, hw])],
                           [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])

@@ -34,7 +34,7 @@ HELP = {
     "sensitivity_samples": "calibration samples for the range choice and the per-layer error report (0: skip both)",
     "weights": "TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)",
     "cpu_weights": "CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)",
-    "cpu_layer_rule": "CPU form: auto keeps float the layers where INT8 is slower there (depthwise convs); all quantizes every planned layer",
+    "cpu_layer_rule": "CPU form: auto keeps float the convs that would run ConvInteger (a float output) where that is slower than float (depthwise, or < 1024 multiply-adds per output); all quantizes every planned layer",
     "trt_version": "also write a TensorRT calibration cache for this version (e.g. 10.3.0)",
     "quantize_outputs": "store the graph's outputs in 8 bits too (default: outputs stay float; a calibrated range clips their rare large values)",
     "target_trt": "TensorRT form: also leave float the layers this version has no INT8 kernel for (8.x: depthwise Convs without ReLU)",

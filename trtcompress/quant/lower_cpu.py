@@ -54,11 +54,16 @@ CPU_WEIGHT_TYPES = ("auto", "uint8", "int7", "int8")
 # (below), "all" lowers every planned layer it has a kernel for.
 CPU_LAYER_RULES = ("auto", "all")
 # Measured by benchmarks/cpu_int8_layers.py (benchmarks/RESULTS.md, "Does INT8 pay per layer"):
-# ONNX Runtime's uint8 depthwise QLinearConv took 2x to 10x the float depthwise conv's time at
-# every shape of the grid (channels 8..256, spatial 14..112, AVX2 without VNNI), so a depthwise
-# conv stays float in the CPU form. A static rule, not a timing at quantize time: the quantized
-# model is byte-identical on every machine and under any load.
-DEPTHWISE_PAYS = False
+# a conv that writes uint8 (QLinearConv) is at least even with float once it reads and writes
+# uint8 neighbours (depthwise 0.87x-1.13x with the Q/DQ of a lone layer around it, dense 3x3 from
+# 16 channels 1.07x-1.92x), and keeping one float between integer layers adds a DequantizeLinear
+# and a QuantizeLinear (EfficientNet-Lite0 with its depthwise convs float: 0.42x FP32 instead of
+# 1.50x). A conv whose output must stay float (a float graph output, or no calibrated range) runs
+# ConvInteger with a float rescale instead, a generic kernel: depthwise 0.10x-0.50x of float, dense
+# 0.47x-1.14x, break-even only from about 1024 multiply-adds per output. Those stay float.
+# A static rule, not a timing at quantize time: the quantized model is byte-identical on every
+# machine and under any load.
+CONV_INTEGER_MIN_MACS = 1024
 
 
 def cpu_has_vnni() -> bool:
@@ -286,13 +291,20 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
 
 
 def _int8_pays(node: onnx.NodeProto, ctx: _Ctx) -> bool:
-    """Whether this planned layer runs faster in integer than in float on CPU; records why not."""
-    if ctx.layer_rule == "all":
+    """Whether this planned conv runs faster in integer than in float on CPU (the rule above);
+    records why not."""
+    if ctx.layer_rule == "all" or ctx.writes_u8(node.output[0]):
         return True
-    if _depthwise(node, ctx) and not DEPTHWISE_PAYS:
-        ctx.kept_float[node.name] = "depthwise conv: ONNX Runtime's uint8 depthwise kernel is 2-10x slower than float (benchmarks/cpu_int8_layers.py)"
-        return False
-    return True
+    w = ctx.g.const_value(node.input[1])
+    macs = int(np.prod(w.shape[1:])) if w is not None else 0  # per output element: in-channels per group x kernel
+    if _depthwise(node, ctx):
+        why = "depthwise conv with a float output: ONNX Runtime's ConvInteger measured 0.10-0.50x the float conv"
+    elif macs < CONV_INTEGER_MIN_MACS:
+        why = f"conv with a float output and {macs} multiply-adds per output (< {CONV_INTEGER_MIN_MACS}): ConvInteger measured slower than float"
+    else:
+        return True
+    ctx.kept_float[node.name] = why
+    return False
 
 
 def _store_outputs_u8(ctx: _Ctx) -> None:

@@ -59,8 +59,9 @@ class QuantizeConfig(Config):
     used for the per-layer error report (0: skip). ``weights``: how the TensorRT form stores
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
     signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu). ``cpu_layer_rule``:
-    "auto" keeps float in the CPU form the layers where INT8 is slower there (depthwise convs,
-    measured by benchmarks/cpu_int8_layers.py); "all" lowers every planned layer.
+    "auto" keeps float in the CPU form the convs where INT8 is slower there (a float output, so
+    ConvInteger: depthwise, or few multiply-adds per output; benchmarks/cpu_int8_layers.py);
+    "all" lowers every planned layer.
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
     ``target_trt``: TensorRT version whose INT8 kernels the TensorRT form's Q/DQ placement respects
     (version-specific rules of quant.trt_kernels; the rules that hold for every version always apply).
