@@ -296,7 +296,9 @@ def _int8_pays(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     if ctx.layer_rule == "all" or ctx.writes_u8(node.output[0]):
         return True
     w = ctx.g.const_value(node.input[1])
-    macs = int(np.prod(w.shape[1:])) if w is not None else 0  # per output element: in-channels per group x kernel
+    if w is None:
+        return True  # no constant weight: the conv rule leaves it float anyway
+    macs = int(np.prod(w.shape[1:]))  # per output element: in-channels per group x kernel
     if _depthwise(node, ctx):
         why = "depthwise conv with a float output: ONNX Runtime's ConvInteger measured 0.10-0.50x the float conv"
     elif macs < CONV_INTEGER_MIN_MACS:
