@@ -51,17 +51,18 @@ def calib_spec(name: str) -> tuple[str, str | None]:
     return str(d), None
 
 
-def eval_batches(name: str) -> tuple[list[np.ndarray], np.ndarray | None]:
-    """Held-out inputs (disjoint from calibration) and labels where the data has them."""
+def eval_batches(name: str, photos: str = "eval") -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Held-out inputs (disjoint from calibration) and labels where the data has them; ``photos``:
+    the photos' split for EfficientNet-Lite0 (eval = tune, or heldout)."""
     if name == "efficientnet_lite0":
         from trtcompress.zoo import PhotoSource
 
-        return [f["x"] for f in PhotoSource("eval", batch_size=32)], None
+        return [f["x"] for f in PhotoSource(photos, batch_size=32)], None
     x, y = zoo.fashion_mnist("test")
     return [x[i : i + 500] for i in range(0, len(x), 500)], y
 
 
-def quantized(name: str, target: str, method: str = "entropy", cpu_weights: str = "auto", clip_bounds: bool = True) -> tuple[Path, dict]:
+def quantized(name: str, target: str, method: str = "entropy", cpu_weights: str = "auto", clip_bounds: bool = True, cpu_layer_rule: str = "auto") -> tuple[Path, dict]:
     """Quantize ``name`` for ``target``; the calibration table is computed once per method and reused."""
     src = fp32_path(name)
     tag = f"{name}-{method}{'' if clip_bounds else '-noclipbound'}"
@@ -69,8 +70,8 @@ def quantized(name: str, target: str, method: str = "entropy", cpu_weights: str 
     # the table is reused only when the model, the data, the options and the code are the same
     data_key = ROOT / "calibration" / "photos" if data.startswith("photos:") else Path(data)
     table = keyed(WORK / f"{tag}.calib.json", src, data, data_key, pre, method, clip_bounds, 32)
-    out = WORK / f"{tag}-{target}{'-' + cpu_weights if target == 'cpu' else ''}.onnx"
-    cfg = QuantizeConfig(method=method, target=target, calib=data, preprocess=pre, batch=32, cpu_weights=cpu_weights,
+    out = WORK / f"{tag}-{target}{'-' + cpu_weights + ('' if cpu_layer_rule == 'auto' else '-' + cpu_layer_rule) if target == 'cpu' else ''}.onnx"
+    cfg = QuantizeConfig(method=method, target=target, calib=data, preprocess=pre, batch=32, cpu_weights=cpu_weights, cpu_layer_rule=cpu_layer_rule,
                          table=str(table) if table.is_file() else None, clip_bounds=clip_bounds, progress=False)
     t0 = time.perf_counter()
     result = quantize(load_model(src), cfg)

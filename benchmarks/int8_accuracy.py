@@ -35,24 +35,28 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--methods", default="entropy")
     ap.add_argument("--no-clip-bounds", action="store_true")
+    ap.add_argument("--photos", default="eval", help="EfficientNet-Lite0's photo split: eval (= tune) or heldout")
     args = ap.parse_args()
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     rows = []
     for name in args.models.split(","):
-        batches, labels = eval_batches(name)
+        batches, labels = eval_batches(name, args.photos)
         ref = _outputs(fp32_path(name), batches)
         for method in args.methods.split(","):
             trt_path, report = quantized(name, "tensorrt", method, clip_bounds=not args.no_clip_bounds)
             cpu_path, cpu_report = quantized(name, "cpu", method, clip_bounds=not args.no_clip_bounds)
+            all_path, all_report = quantized(name, "cpu", method, clip_bounds=not args.no_clip_bounds, cpu_layer_rule="all")
             forms = {
                 "tensorrt (exact Q/DQ)": _outputs(trt_path, batches, optimize=False),
                 "cpu": _outputs(cpu_path, batches),
+                "cpu (every planned layer int8)": _outputs(all_path, batches),
                 "tensorrt form, ORT optimised": _outputs(trt_path, batches),
             }
             for form, out in forms.items():
                 row = {"model": name, "method": method, "form": form, "samples": len(out),
                        "top1_agreement": float(np.mean(out.argmax(1) == ref.argmax(1))),
-                       "layers_int8": cpu_report["cpu"]["int8_layers"] if form == "cpu" else report["plan"]["quantized_nodes"]}
+                       "layers_int8": {"cpu": cpu_report, "cpu (every planned layer int8)": all_report}[form]["cpu"]["int8_layers"]
+                       if form.startswith("cpu") else report["plan"]["quantized_nodes"]}
                 if labels is not None:
                     row["accuracy"] = float(np.mean(out.argmax(1) == labels))
                     row["fp32_accuracy"] = float(np.mean(ref.argmax(1) == labels))

@@ -40,6 +40,7 @@ def main() -> None:
         files = {
             "fp32": fp32_path(name),
             "cpu (auto weights)": quantized(name, "cpu")[0],
+            "cpu (every planned layer int8)": quantized(name, "cpu", cpu_layer_rule="all")[0],
             "cpu (uint8 weights)": quantized(name, "cpu", cpu_weights="uint8")[0],
             "tensorrt Q/DQ in ORT": quantized(name, "tensorrt")[0],
         }

@@ -237,3 +237,55 @@ def test_encoder_folds_linear_biases_and_keeps_attention_products_float():
     assert {"qk", "av"} <= set(plan.quantized_nodes)  # the TensorRT form still quantizes them
     assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
     assert set(low.float_layers) == {"qk", "av"}
+
+
+def _ops_by_node(model: onnx.ModelProto) -> dict[str, str]:
+    return {n.name: n.op_type for n in model.graph.node}
+
+
+def _float_output_convs() -> onnx.ModelProto:
+    """x -> dense 3x3 conv (64 -> 64) -> ReLU, read by a depthwise 3x3 conv and by a small 1x1 conv
+    (64 -> 8), both writing float graph outputs (ConvInteger if lowered)."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    w = {"wd": rng.standard_normal((64, 64, 3, 3)) * 0.05, "bd": rng.standard_normal(64) * 0.1,
+         "wdw": rng.standard_normal((64, 1, 3, 3)) * 0.3, "bdw": rng.standard_normal(64) * 0.1,
+         "ws": rng.standard_normal((8, 64, 1, 1)) * 0.1}
+    nodes = [helper.make_node("Conv", ["x", "wd", "bd"], ["c"], name="dense", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wdw", "bdw"], ["y"], name="depthwise", group=64, pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["r", "ws"], ["z"], name="small")]
+    g = helper.make_graph(nodes, "float_output_convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 64, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None), helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_convs_with_float_outputs_stay_float_where_int8_does_not_pay():
+    """auto: the depthwise conv and the small 1x1 conv, whose float outputs would need ONNX Runtime's
+    slow ConvInteger (benchmarks/cpu_int8_layers.py), run the float Conv and the lowering says why;
+    the large dense conv stays QLinearConv; the output matches FP32; "all" lowers all three."""
+    model = _float_output_convs()
+    plan = plan_quantization(model)
+    feeds = [{"x": np.random.default_rng(i).standard_normal((2, 64, 16, 16)).astype(np.float32)} for i in range(3)]
+    table = calibrate_for_test(model, plan, feeds)
+    assert {"dense", "depthwise", "small"} <= set(plan.quantized_nodes)  # the plan (and the TensorRT form) quantize all three
+    low = lower_cpu(model, plan, table)
+    ops = _ops_by_node(low.model)
+    assert ops["dense"] == "QLinearConv" and ops["depthwise"] == "Conv" and ops["small"] == "Conv"
+    assert set(low.kept_float) == {"depthwise", "small"} and "depthwise" in low.kept_float["depthwise"]
+    assert "64 multiply-adds" in low.kept_float["small"]
+    assert {"depthwise", "small"} <= set(low.float_layers)
+    assert _sqnr(run(model, feeds), run(low.model, feeds)) > 25
+    every = lower_cpu(model, plan, table, layer_rule="all")
+    assert [_ops_by_node(every.model)[n] for n in ("dense", "depthwise", "small")] == ["QLinearConv", "ConvInteger", "ConvInteger"]
+    assert not every.kept_float
+
+
+def test_cpu_layer_rule_is_checked():
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    table = calibrate_for_test(model, plan, graphs.feeds(model))
+    with pytest.raises(ConfigError, match="layer rule"):
+        lower_cpu(model, plan, table, layer_rule="some")

@@ -51,6 +51,7 @@ def test_stage_with_saved_table(mb, target):
         assert trt_qdq_violations(result.model) == []
     else:
         assert result.report["cpu"]["ops"]["QLinearConv"] >= 3
+        assert result.report["cpu"]["kept_float"] == []  # every conv writes uint8: INT8 pays everywhere
     assert result.report["plan"]["quantized_nodes"] == 7
     assert len(result.report["layer_error"]) == 7
     assert json.loads(result.artifacts["calibration.json"])["amax"]
@@ -90,6 +91,7 @@ def test_clip_bounds_restore_the_relu6_range(mb):
         ({"accuracy_target": "top1>=0.9"}, "needs held-out data"),
         ({"batch": 0}, "batch must be"),
         ({"cpu_weights": "int4"}, "cpu_weights"),
+        ({"cpu_layer_rule": "some"}, "cpu_layer_rule"),
     ],
 )
 def test_config_errors(kwargs, match):
@@ -201,3 +203,23 @@ def test_calibration_batch_fits_the_activation_budget():
     assert batch(wide) == ACTIVATION_BUDGET // sum(4 * int(np.prod(shapes[t])) for t in tensors)
     assert batch(infer_shapes(graphs.mbconv(c=1024))) == DEFAULT_BATCH  # 8 MB per sample: never below the old default
     assert batch(graphs.mbconv()) == DEFAULT_BATCH  # no shape inference: sizes unknown
+
+
+def test_report_and_summary_name_the_layers_the_cpu_form_keeps_float(tmp_path):
+    """The quantize report lists each conv the CPU form keeps float and why; the CLI summary says so;
+    the TensorRT form still quantizes them; cpu_layer_rule "all" lowers them."""
+    from test_lower_cpu import _float_output_convs
+
+    from trtcompress.cli.quantize import format_report
+
+    model = _float_output_convs()
+    feeds = [{"x": np.random.default_rng(i).standard_normal((2, 64, 16, 16)).astype(np.float32)} for i in range(3)]
+    calib = _npz_dir(tmp_path, feeds)
+    cpu = quantize(model, QuantizeConfig(target="cpu", calib=str(calib), sensitivity_samples=0, progress=False))
+    kept = {k["layer"]: k["why"] for k in cpu.report["cpu"]["kept_float"]}
+    assert set(kept) == {"depthwise", "small"}
+    assert "CPU form keeps float where INT8 does not pay" in format_report(cpu.report) and "depthwise, small" in format_report(cpu.report)
+    trt = quantize(model, QuantizeConfig(target="tensorrt", calib=str(calib), sensitivity_samples=0))
+    assert trt.report["plan"]["quantized_nodes"] == 3 and "keeps float" not in format_report(trt.report)
+    every = quantize(model, QuantizeConfig(target="cpu", calib=str(calib), sensitivity_samples=0, cpu_layer_rule="all"))
+    assert every.report["cpu"]["kept_float"] == [] and every.report["cpu"]["ops"]["ConvInteger"] == 2

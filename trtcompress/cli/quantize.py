@@ -34,6 +34,7 @@ HELP = {
     "sensitivity_samples": "calibration samples for the range choice and the per-layer error report (0: skip both)",
     "weights": "TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)",
     "cpu_weights": "CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)",
+    "cpu_layer_rule": "CPU form: auto keeps float the convs that would run ConvInteger (a float output) where that is slower than float (depthwise, or < 1024 multiply-adds per output); all quantizes every planned layer",
     "trt_version": "also write a TensorRT calibration cache for this version (e.g. 10.3.0)",
     "quantize_outputs": "store the graph's outputs in 8 bits too (default: outputs stay float; a calibrated range clips their rare large values)",
     "target_trt": "TensorRT form: also leave float the layers this version has no INT8 kernel for (8.x: depthwise Convs without ReLU)",
@@ -46,7 +47,7 @@ HELP = {
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..quant.lower_cpu import CPU_WEIGHT_TYPES
+    from ..quant.lower_cpu import CPU_LAYER_RULES, CPU_WEIGHT_TYPES
     from ..quant.qdq_trt import WEIGHT_FORMATS
     from ..stages.quantize import METHODS, TARGETS, QuantizeConfig
     from .common import add_config_args
@@ -55,7 +56,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", help="FP32 ONNX model")
     p.add_argument("-o", "--output", required=True, help="quantized ONNX file to write")
     add_config_args(p, QuantizeConfig, flags={"inputs": "--input"}, help=HELP, split=(), metavars={"inputs": "NAME:DIMS", "include": "PATTERN", "exclude": "PATTERN"},
-                    choices={"method": METHODS, "target": TARGETS, "weights": WEIGHT_FORMATS, "cpu_weights": CPU_WEIGHT_TYPES})
+                    choices={"method": METHODS, "target": TARGETS, "weights": WEIGHT_FORMATS, "cpu_weights": CPU_WEIGHT_TYPES, "cpu_layer_rule": CPU_LAYER_RULES})
     p.add_argument("--per-tensor-weights", dest="per_channel", action="store_false", default=None, help="same as --no-per-channel")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -115,6 +116,11 @@ def format_report(report: dict) -> str:
     if "cpu" in report:
         cpu = report["cpu"]
         lines.append(f"  CPU form: {cpu['int8_layers']} layers int8, ops {cpu['ops']}; weights {cpu['weight_types']}")
-        if cpu["float_layers"]:
-            lines.append(f"  CPU form runs in float (faster there, or no integer kernel): {', '.join(cpu['float_layers'])}")
+        kept = {k["layer"] for k in cpu.get("kept_float", [])}
+        if cpu.get("kept_float"):
+            why = sorted({k["why"] for k in cpu["kept_float"]})
+            lines.append(f"  CPU form keeps float where INT8 does not pay ({'; '.join(why)}): {', '.join(k['layer'] for k in cpu['kept_float'])}")
+        other = [n for n in cpu["float_layers"] if n not in kept]
+        if other:
+            lines.append(f"  CPU form runs in float (faster there, or no integer kernel): {', '.join(other)}")
     return "\n".join(lines)

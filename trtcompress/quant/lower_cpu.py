@@ -47,9 +47,23 @@ from .qdq_trt import bias_and_input_scale
 from .scales import TINY_AMAX, quantize_weight, weight_scales
 from .table import CalibrationTable
 
-__all__ = ["lower_cpu", "register_cpu_rule", "CPU_WEIGHT_TYPES", "CpuLowering", "cpu_has_vnni"]
+__all__ = ["lower_cpu", "register_cpu_rule", "CPU_WEIGHT_TYPES", "CPU_LAYER_RULES", "CpuLowering", "cpu_has_vnni"]
 
 CPU_WEIGHT_TYPES = ("auto", "uint8", "int7", "int8")
+# Which planned layers the CPU form runs in integer: "auto" keeps float where INT8 does not pay
+# (below), "all" lowers every planned layer it has a kernel for.
+CPU_LAYER_RULES = ("auto", "all")
+# Measured by benchmarks/cpu_int8_layers.py (benchmarks/RESULTS.md, "Does INT8 pay per layer"):
+# a conv that writes uint8 (QLinearConv) is at least even with float once it reads and writes
+# uint8 neighbours (depthwise 0.87x-1.13x with the Q/DQ of a lone layer around it, dense 3x3 from
+# 16 channels 1.07x-1.92x), and keeping one float between integer layers adds a DequantizeLinear
+# and a QuantizeLinear (EfficientNet-Lite0 with its depthwise convs float: 0.42x FP32 instead of
+# 1.50x). A conv whose output must stay float (a float graph output, or no calibrated range) runs
+# ConvInteger with a float rescale instead, a generic kernel: depthwise 0.10x-0.50x of float, dense
+# 0.47x-1.14x, break-even only from about 1024 multiply-adds per output. Those stay float.
+# A static rule, not a timing at quantize time: the quantized model is byte-identical on every
+# machine and under any load.
+CONV_INTEGER_MIN_MACS = 1024
 
 
 def cpu_has_vnni() -> bool:
@@ -98,14 +112,16 @@ class CpuLowering:
     ops: dict[str, int]
     weight_types: dict[str, int]
     float_layers: list[str]  # planned layers this form runs in float (attention products, unsupported shapes)
+    kept_float: dict[str, str] = dataclasses.field(default_factory=dict)  # layer -> why INT8 does not pay for it here
 
 
 class _Ctx:
     """Emission state: which tensors exist as float, which as uint8 (and at which scale)."""
 
-    def __init__(self, model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str):
+    def __init__(self, model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str, layer_rule: str = "auto"):
         self.g = GraphIndex(model)
-        self.plan, self.table, self.weights = plan, table, weights
+        self.plan, self.table, self.weights, self.layer_rule = plan, table, weights, layer_rule
+        self.kept_float: dict[str, str] = {}
         self.wspec: dict[tuple[str, int], WeightSpec] = {(w.node, w.index): w for w in plan.weights}
         self.planned = set(plan.quantized_nodes)
         self.amax: dict[str, float] = {t: float(table.amax[t]) for t in plan.activation_tensors if t in table.amax}
@@ -231,16 +247,20 @@ def register_cpu_rule(*op_types: str) -> Callable[[CpuRule], CpuRule]:
     return deco
 
 
-def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "auto") -> CpuLowering:
+def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, weights: str = "auto", layer_rule: str = "auto") -> CpuLowering:
     """Write the operator-form uint8 model from ``plan`` and ``table``.
 
     ``weights`` is the weight type of layers that read a signed tensor (see the module docstring).
+    ``layer_rule``: "auto" keeps float the layers where INT8 is slower on CPU (``_int8_pays``),
+    "all" lowers every planned layer.
     """
     if weights not in CPU_WEIGHT_TYPES:
         raise ConfigError(f"CPU weight type must be one of {', '.join(CPU_WEIGHT_TYPES)}, got {weights!r}")
+    if layer_rule not in CPU_LAYER_RULES:
+        raise ConfigError(f"CPU layer rule must be one of {', '.join(CPU_LAYER_RULES)}, got {layer_rule!r}")
     weights = resolve_weight_type(weights)
     require_opset(model, 13)
-    ctx = _Ctx(model, plan, table, weights)
+    ctx = _Ctx(model, plan, table, weights, layer_rule)
     _propagate_backward(ctx)
     _find_nonnegative(ctx)
     _find_full_range(ctx)
@@ -267,7 +287,26 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     del out.graph.value_info[:]
     if not any(o.domain == _MS for o in out.opset_import):
         out.opset_import.append(helper.make_opsetid(_MS, 1))
-    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers)
+    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers, ctx.kept_float)
+
+
+def _int8_pays(node: onnx.NodeProto, ctx: _Ctx) -> bool:
+    """Whether this planned conv runs faster in integer than in float on CPU (the rule above);
+    records why not."""
+    if ctx.layer_rule == "all" or ctx.writes_u8(node.output[0]):
+        return True
+    w = ctx.g.const_value(node.input[1])
+    if w is None:
+        return True  # no constant weight: the conv rule leaves it float anyway
+    macs = int(np.prod(w.shape[1:]))  # per output element: in-channels per group x kernel
+    if _depthwise(node, ctx):
+        why = "depthwise conv with a float output: ONNX Runtime's ConvInteger measured 0.10-0.50x the float conv"
+    elif macs < CONV_INTEGER_MIN_MACS:
+        why = f"conv with a float output and {macs} multiply-adds per output (< {CONV_INTEGER_MIN_MACS}): ConvInteger measured slower than float"
+    else:
+        return True
+    ctx.kept_float[node.name] = why
+    return False
 
 
 def _store_outputs_u8(ctx: _Ctx) -> None:
@@ -425,7 +464,7 @@ CHANNEL_ALIGN = 4
 @register_cpu_rule("Conv")
 def _conv(node: onnx.NodeProto, ctx: _Ctx) -> bool:
     x, y = node.input[0], node.output[0]
-    if node.name not in ctx.planned or not ctx.can_u8(x):
+    if node.name not in ctx.planned or not ctx.can_u8(x) or not _int8_pays(node, ctx):
         return False
     w_float = ctx.g.const_value(node.input[1])
     channels = w_float.shape[1] if w_float is not None and w_float.ndim >= 3 else 0

@@ -23,7 +23,7 @@ from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
 from ..quant.centering import center_inputs
 from ..quant.graph import GraphIndex, node_names
-from ..quant.lower_cpu import CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
+from ..quant.lower_cpu import CPU_LAYER_RULES, CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization, subgraph_layers
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
 from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_target
@@ -58,7 +58,10 @@ class QuantizeConfig(Config):
     most sensitive layers stay float until it holds. ``sensitivity_samples``: calibration samples
     used for the per-layer error report (0: skip). ``weights``: how the TensorRT form stores
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
-    signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu).
+    signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu). ``cpu_layer_rule``:
+    "auto" keeps float in the CPU form the convs where INT8 is slower there (a float output, so
+    ConvInteger: depthwise, or few multiply-adds per output; benchmarks/cpu_int8_layers.py);
+    "all" lowers every planned layer.
     ``trt_version``: TensorRT version the calibration cache is written for (e.g. "10.3.0").
     ``target_trt``: TensorRT version whose INT8 kernels the TensorRT form's Q/DQ placement respects
     (version-specific rules of quant.trt_kernels; the rules that hold for every version always apply).
@@ -92,6 +95,7 @@ class QuantizeConfig(Config):
     sensitivity_samples: int = 8
     weights: str = "float"
     cpu_weights: str = "auto"
+    cpu_layer_rule: str = "auto"
     trt_version: str | None = None
     target_trt: str | None = None
     clip_bounds: bool = True
@@ -113,6 +117,8 @@ class QuantizeConfig(Config):
             raise ConfigError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {self.weights!r}")
         if self.cpu_weights not in CPU_WEIGHT_TYPES:
             raise ConfigError(f"cpu_weights must be one of {', '.join(CPU_WEIGHT_TYPES)}, got {self.cpu_weights!r}")
+        if self.cpu_layer_rule not in CPU_LAYER_RULES:
+            raise ConfigError(f"cpu_layer_rule must be one of {', '.join(CPU_LAYER_RULES)}, got {self.cpu_layer_rule!r}")
         if self.batch is not None and self.batch < 1:
             raise ConfigError(f"batch must be at least 1, got {self.batch}")
         for name in ("limit", "eval_limit"):
@@ -323,10 +329,11 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
                 "For a fast CPU model use --target cpu."
             ]
     else:
-        lowered = lower_cpu(work, plan, table, weights=config.cpu_weights)
+        lowered = lower_cpu(work, plan, table, weights=config.cpu_weights, layer_rule=config.cpu_layer_rule)
         out = lowered.model
         report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights,
-                         "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers}
+                         "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers,
+                         "kept_float": [{"layer": n, "why": why} for n, why in lowered.kept_float.items()]}
     del out.graph.value_info[:]
     report["plan"] = plan.to_dict()
     if inside:
