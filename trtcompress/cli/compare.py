@@ -32,8 +32,6 @@ def add_verdict_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..comparison import CompareConfig
-
     p = sub.add_parser("compare", help="compare two models' outputs on the same inputs", description=__doc__)
     p.add_argument("base", help="reference ONNX model (e.g. the FP32 export)")
     p.add_argument("candidate", help="ONNX model, or a TensorRT engine (then run on TensorRT, the base on ONNX Runtime)")

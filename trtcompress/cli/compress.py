@@ -48,7 +48,6 @@ HELP = {
 
 def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> None:
     from ..benchmark import BenchConfig
-    from ..comparison import CompareConfig
     from ..job import CompressConfig
     from ..torch_export.config import EXPORTERS, ExportConfig
 

@@ -5,12 +5,16 @@ import dataclasses
 import hashlib
 import os
 import re
-from typing import Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import onnx
 
 from ..errors import DataError
+
+
+if TYPE_CHECKING:  # only for the annotation of ModelInput.values
+    from .values import IntValues
 
 __all__ = ["FeedSource", "ListSource", "ModelInput", "model_inputs", "with_batch_axes", "batch_size_of", "add_batch_axis", "validate_feed", "rebatch", "SampleKeeper"]
 

@@ -18,7 +18,7 @@ import re
 import struct
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..fileio import write_text
 from ..trt.version import parse_version
 from .table import CalibrationTable

@@ -6,14 +6,14 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import onnx
 
 from .._optional import require
 from ..comparison import OutputStats
-from ..data.base import FeedSource, ModelInput, model_inputs
+from ..data.base import model_inputs
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, ModelError, UserError
 from ..model_io import save_model
