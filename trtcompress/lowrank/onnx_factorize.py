@@ -121,7 +121,7 @@ def _candidates(model: onnx.ModelProto, info: GraphInfo, config: LowRankConfig) 
         if scope and config.rule == "error":
             skipped.append({"name": name, "op": node.op_type, "reason": f"inside {scope}: the error rule cannot read a subgraph's tensors; use the energy or rank rule"})
             continue
-        if excluded(name, config.exclude):
+        if excluded(name, config.exclude, node.op_type):
             skipped.append({"name": name, "op": node.op_type, "reason": "excluded by the config"})
             continue
         reason = rule.skip_reason(node, info)

@@ -9,12 +9,12 @@ position against ``in * out`` dense, so it pays only below ``in * out / (in + ou
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import math
 from typing import Callable, Sequence
 
 import numpy as np
 
+from ..select import Patterns
 from .config import LowRankConfig
 from .svd import Spectrum
 
@@ -31,8 +31,8 @@ def max_useful_rank(out_dim: int, in_dim: int, min_saving: float = 0.0) -> int:
     return min(r, out_dim, in_dim)
 
 
-def excluded(name: str, patterns: Sequence[str]) -> bool:
-    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+def excluded(name: str, patterns: Sequence[str], op_type: str = "") -> bool:
+    return Patterns(tuple(patterns)).match((name, op_type)) is not None
 
 
 @dataclasses.dataclass

@@ -15,14 +15,12 @@ Adding an op is one rule function and one ``@register_rule`` line. A rule return
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
-import re
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import onnx
 
-from ..errors import ConfigError
+from ..select import Patterns, check_all_used
 from ..subgraphs import walk
 from .graph import GraphIndex, node_names
 
@@ -38,7 +36,6 @@ __all__ = [
     "register_rule",
     "registered_rules",
     "plan_quantization",
-    "NodeSelector",
     "apply_bounds",
 ]
 
@@ -169,31 +166,6 @@ class QuantPlan:
 # -- include / exclude -----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class NodeSelector:
-    """Matches a node by exact name, exact op type, glob on the name, or ``re:REGEX`` on the name."""
-
-    patterns: tuple[str, ...]
-
-    def __post_init__(self) -> None:
-        for p in self.patterns:
-            if p.startswith("re:"):
-                try:
-                    re.compile(p[3:])
-                except re.error as e:
-                    raise ConfigError(f"bad regular expression in {p!r}: {e}") from None
-
-    def match(self, node: onnx.NodeProto) -> str | None:
-        """The first pattern that matches ``node``, or None."""
-        for p in self.patterns:
-            if p.startswith("re:"):
-                if re.search(p[3:], node.name):
-                    return p
-            elif p == node.name or p == node.op_type or fnmatch.fnmatchcase(node.name, p):
-                return p
-        return None
-
-
 def plan_quantization(
     model: onnx.ModelProto,
     include: Sequence[str] = (),
@@ -210,7 +182,7 @@ def plan_quantization(
     keep_float = keep_float or {}
     node_names(model)
     g = GraphIndex(model)
-    inc, exc = NodeSelector(tuple(include)), NodeSelector(tuple(exclude))
+    inc, exc = Patterns(tuple(include)), Patterns(tuple(exclude))
     state = PlanState()
     decisions: dict[str, NodeQuant] = {}
     float_nodes: dict[str, str] = {}
@@ -226,10 +198,10 @@ def plan_quantization(
             if node.name in keep_float:
                 float_nodes[node.name] = keep_float[node.name]
                 continue
-            if exc.patterns and (p := exc.match(node)):
+            if exc and (p := exc.match(_names(node))):
                 float_nodes[node.name] = f"excluded by {p!r}"
                 continue
-            if inc.patterns and not inc.match(node):
+            if inc and not inc.match(_names(node)):
                 float_nodes[node.name] = "not matched by the include patterns"
                 continue
             d = entry.fn(node, g, state)
@@ -326,11 +298,14 @@ def apply_bounds(plan: QuantPlan, table: "CalibrationTable") -> list[str]:
     return changed
 
 
-def _check_patterns(g: GraphIndex, inc: NodeSelector, exc: NodeSelector) -> None:
-    for sel, flag in ((inc, "--include"), (exc, "--exclude")):
-        for p in sel.patterns:
-            if not any(NodeSelector((p,)).match(n) for n in g.nodes):
-                raise ConfigError(f"{flag} {p!r} matches no node (give a node name, an op type such as Conv, a glob such as 'blocks.1*', or re:REGEX)")
+def _names(node: onnx.NodeProto) -> tuple[str, str]:
+    return node.name, node.op_type
+
+
+def _check_patterns(g: GraphIndex, inc: Patterns, exc: Patterns) -> None:
+    layers = [_names(n) for n in g.nodes]
+    check_all_used(inc, layers, "--include")
+    check_all_used(exc, layers, "--exclude")
 
 
 _COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")

@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import time
 from typing import Any, Sequence
 
 import numpy as np
 import onnx
 
+from ..select import Patterns
 from .channels import apply_channel_permutation, find_channel_path
 from .graph import GraphIndex, tensor_shapes
 from .layers import SPEEDUP_CHANNELS, LayerView, trt_ineligibility, view_layer
@@ -30,8 +30,7 @@ class PruneOptions:
 
 
 def _matches(view: LayerView, patterns: Sequence[str]) -> bool:
-    names = (view.name, view.node.output[0], view.weight.stored)
-    return any(fnmatch.fnmatchcase(n, p) for p in patterns for n in names)
+    return Patterns(tuple(patterns)).match((view.name, view.node.op_type, view.node.output[0], view.weight.stored)) is not None
 
 
 def select_layers(index: GraphIndex, opts: PruneOptions) -> tuple[list[LayerView], list[dict[str, Any]]]:

@@ -19,7 +19,6 @@ Contract (what a fine-tuning loop can rely on):
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,6 +26,7 @@ import numpy as np
 from .._optional import require
 from ..config import Config
 from ..errors import ConfigError, ModelError
+from ..select import Patterns
 from .masks import GROUP, mask_2to4, retained_magnitude
 
 __all__ = ["SparsityMasks", "Sparse24Config", "apply_2to4", "prunable_layers", "sparse24_student"]
@@ -82,9 +82,9 @@ def prunable_layers(
         groups = getattr(module, "groups", 1)
         c_in = w.shape[axis]
         c_out = w.shape[1 - axis] * (groups if axis == 0 else 1)
-        if include and not any(fnmatch.fnmatchcase(name, p) for p in include):
+        if include and not Patterns(tuple(include)).match((name,)):
             skipped[name] = "not matched by include patterns"
-        elif exclude and any(fnmatch.fnmatchcase(name, p) for p in exclude):
+        elif exclude and Patterns(tuple(exclude)).match((name,)):
             skipped[name] = "matched by an exclude pattern"
         elif groups != 1:
             skipped[name] = f"grouped convolution (groups={groups}): TensorRT has no sparse kernels for it"
