@@ -90,3 +90,37 @@ def ints_attr(node: ir.Node, name: str) -> list[int] | None:
 
 def single_use(value: ir.Value) -> bool:
     return len(value.uses()) == 1 and not value.is_graph_output()
+
+
+def require_opset(model: ir.Model, minimum: int = 13) -> int:
+    """The default-domain opset; per-axis Q/DQ needs 13 or newer."""
+    from ..errors import ModelError
+
+    version = model.opset_imports.get("", model.opset_imports.get("ai.onnx"))
+    if version is None:
+        raise ModelError("the model has no default-domain opset import; re-export it")
+    if version < minimum:
+        raise ModelError(
+            f"the model uses opset {version}; per-channel Q/DQ needs opset {minimum} or newer: "
+            f"convert it with onnx.version_converter or re-export with opset_version={minimum}"
+        )
+    return version
+
+
+def name_nodes(graph: ir.Graph, prefix: str = "") -> None:
+    """Give every unnamed node of ``graph`` a unique name, in place (include/exclude and reports
+    need names): ``Op_i`` by position as before; nodes of If/Loop/Scan bodies get their owner's
+    name and the attribute as a prefix, so the names are stable across runs."""
+    seen: set[str] = set()
+    for i, node in enumerate(graph):
+        name = node.name or f"{prefix}{node.op_type}_{i}"
+        while name in seen:
+            name = f"{name}_{i}"
+        node.name = name
+        seen.add(name)
+        for attr in node.attributes.values():
+            if attr.type == ir.AttributeType.GRAPH:
+                name_nodes(attr.as_graph(), f"{name}/{attr.name}/")
+            elif attr.type == ir.AttributeType.GRAPHS:
+                for k, sub in enumerate(attr.as_graphs()):
+                    name_nodes(sub, f"{name}/{attr.name}[{k}]/")
