@@ -116,7 +116,7 @@ def _parse(*argv):
     ("quantize", "trtcompress.stages.quantize", "QuantizeConfig", set()),
     ("sparsify", "trtcompress.stages.sparsify", "SparsifyConfig", set()),
     ("lowrank", "trtcompress.lowrank", "LowRankConfig", set()),
-    ("bench", "trtcompress.benchmark", "BenchConfig", {"shapes", "batch_axes"}),
+    ("bench", "trtcompress.benchmark", "BenchConfig", set()),
     ("compare", "trtcompress.comparison", "CompareConfig", set()),
     ("finetune", "trtcompress.finetune", "FinetuneConfig", set()),
 ])

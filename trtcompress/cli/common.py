@@ -6,10 +6,8 @@ import dataclasses
 import typing
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..data.preprocess import PreprocessConfig
-from ..data.readers import ReaderOptions
+from ..data.options import DataOptions
 from ..runners import RunnerOptions
-from ..specs import parse_input_specs, spec_batch_axes
 
 
 _RUNNER_HELP = {
@@ -40,16 +38,9 @@ def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
     g.add_argument("--seed", type=int, default=None, help="seed of random inputs (default: 0)")
 
 
-def reader_options(args: argparse.Namespace) -> ReaderOptions:
-    specs = parse_input_specs(args.inputs)
-    return ReaderOptions(
-        batch_size=args.batch,
-        limit=args.limit,
-        **({"seed": args.seed} if args.seed is not None else {}),
-        preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
-        shapes={s.name: s.concrete_shape() for s in specs} or None,
-        batch_axes=spec_batch_axes(specs),
-    )
+def data_options(args: argparse.Namespace) -> DataOptions:
+    """The data group's flags (:func:`add_data_args`) as DataOptions; a flag not given keeps its default."""
+    return config_from_args(args, DataOptions)
 
 
 def add_config_args(

@@ -87,10 +87,10 @@ def with_normalize(stage: Callable[[Any, Any], StageResult], model: onnx.ModelPr
 def _verify(before: onnx.ModelProto, after: onnx.ModelProto, config: NormalizeConfig) -> dict[str, Any]:
     """One ONNX Runtime run of each model on the same inputs; raises ModelError past the tolerance."""
     from ..data.base import model_inputs
-    from ..data.readers import open_source
+    from ..data.options import open_data
     from ..sessions import open_session
 
-    feed = next(iter(open_source(config.verify_data, model_inputs(before))))
+    feed = next(iter(open_data(config.verify_data, model_inputs(before))))
     a = open_session(before).run(None, feed)
     b = open_session(after).run(None, feed)
     worst = 0.0
