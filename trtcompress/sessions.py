@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from ._optional import require
 from .config import Config
@@ -25,7 +25,10 @@ _PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "t
 # this module imports no onnxruntime)
 OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 
-Model = Union[str, "os.PathLike[str]", bytes, Any]  # a path, serialized bytes or an onnx.ModelProto
+if TYPE_CHECKING:
+    import onnx
+
+Model = Union[str, "os.PathLike[str]", bytes, "onnx.ModelProto"]
 
 
 @dataclasses.dataclass(frozen=True)
