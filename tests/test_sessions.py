@@ -89,3 +89,14 @@ def test_errors_are_one_line_user_errors(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if onnxruntime were not installed
     with pytest.raises(MissingDependencyError, match="pip install onnxruntime"):
         open_session(tiny_model)
+
+
+def test_zoo_evaluation_through_the_factory_reproduces_the_shipped_accuracy():
+    import json
+
+    from trtcompress import zoo
+    from trtcompress.zoo.train import WEIGHTS, evaluate_onnx
+
+    x, y = zoo.fashion_mnist("test")
+    shipped = json.loads((WEIGHTS / "metrics.json").read_text())["fashion_cnn"]["test_accuracy_onnxruntime"]
+    assert evaluate_onnx(zoo.onnx_path("fashion_cnn"), x, y) == shipped
