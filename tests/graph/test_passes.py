@@ -194,3 +194,21 @@ def test_duplicate_initializers_are_shared_and_dead_ones_removed():
     out, _ = normalize(m, {})
     assert [t.name for t in out.graph.initializer] == ["w1"]
     _same(m, out, FEED)
+
+
+def test_normalize_leaves_the_callers_model_untouched():
+    """onnx-ir wraps the caller's protobuf lazily: a pass that renamed a Constant's tensor wrote
+    the new name into the user's model (seen on BERT)."""
+    from onnx import TensorProto, helper
+
+    from trtcompress.graph.normalize import REWRITES, normalize
+
+    c = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("t_inner", TensorProto.FLOAT, [2], [1.0, 2.0]))
+    add = helper.make_node("Add", ["x", "c"], ["y"])
+    g = helper.make_graph([c, add], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    before = model.SerializeToString()
+    out, _ = normalize(model, {k: True for k in REWRITES})
+    assert model.SerializeToString() == before
+    assert [n.op_type for n in out.graph.node] == ["Add"]

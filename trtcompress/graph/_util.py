@@ -5,23 +5,35 @@ import numpy as np
 import onnx_ir as ir
 
 
+def const_tensor(value: ir.Value | None) -> ir.TensorProtocol | None:
+    """The constant tensor behind ``value`` (an initializer or a Constant node's output), or None.
+
+    Unlike ``ir.convenience.get_const_tensor`` it never renames the tensor: for a Constant node
+    read from a protobuf that rename writes through into the caller's model."""
+    if value is None or value.is_graph_input():
+        return None
+    if value.const_value is not None:
+        return value.const_value
+    node = value.producer()
+    if node is not None and node.op_type == "Constant" and node.domain == "" and "value" in node.attributes:
+        attr = node.attributes["value"]
+        return None if attr.is_ref() else attr.as_tensor()
+    return ir.convenience.get_const_tensor(value)  # value_float(s)/value_int(s): a new tensor
+
+
 def const_array(value: ir.Value | None) -> np.ndarray | None:
     """The value's constant content, or None when it is computed or can be overridden at run time.
 
     An initializer that is also a graph input can be fed by the user: it is not a constant.
     Reading the content loads it (external data included): call it only on tensors you fold.
     """
-    if value is None or value.is_graph_input():
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
+    tensor = const_tensor(value)
     return None if tensor is None else tensor.numpy()
 
 
 def const_size(value: ir.Value | None) -> int | None:
     """Element count of a constant without loading it (None when not constant)."""
-    if value is None or value.is_graph_input():
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
+    tensor = const_tensor(value)
     return None if tensor is None else int(np.prod(tensor.shape.numpy()))
 
 

@@ -19,7 +19,7 @@ import onnx
 import onnx_ir as ir
 from onnx.reference import ReferenceEvaluator
 
-from ._util import const_array, const_size, int_attr, replace_with_constant
+from ._util import const_array, const_size, const_tensor, int_attr, replace_with_constant
 
 __all__ = ["FoldConstantsPass"]
 
@@ -53,7 +53,7 @@ class FoldConstantsPass(ir.passes.InPlacePass):
             if node.domain not in ("", "ai.onnx"):
                 continue
             if node.op_type == "Constant":
-                tensor = ir.convenience.get_const_tensor(node.outputs[0])
+                tensor = const_tensor(node.outputs[0])
                 if tensor is not None and not node.outputs[0].is_graph_output():
                     replace_with_constant(graph, node, [tensor.numpy()])
                     self.folded += 1
