@@ -11,7 +11,8 @@ list the prunable op types, and ``import trtcompress`` pulls in no onnx-ir.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     import onnx
     import onnx_ir as ir
 
-__all__ = ["Constants", "WeightSource", "resolve_weight", "graph_nodes", "node_input", "attr", "layer_name", "tensor_shapes", "load", "save"]
+__all__ = ["Constants", "WeightSource", "attr", "graph_nodes", "layer_name", "load", "node_input", "resolve_weight", "save", "tensor_shapes"]
 
 
 def load(model: onnx.ModelProto | ir.Model) -> ir.Model:
