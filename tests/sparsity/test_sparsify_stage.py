@@ -10,8 +10,7 @@ import pytest
 from trtc_support import cli
 from .graphs import conv_block, gemm_pair, mlp, qdq_conv, run
 from trtcompress.errors import ConfigError, ModelError
-from trtcompress.model_io import save_model
-from trtcompress.sparsity.graph import GraphIndex
+from trtcompress.model_io import initializer_array, save_model
 from trtcompress.sparsity.inspect import inspect_layers, summarize
 from trtcompress.sparsity.prune import PruneOptions, sparsify_onnx
 from trtcompress.stage import get_stage
@@ -84,9 +83,9 @@ def test_permutation_keeps_the_function_and_more_magnitude(residual):
     (a,), (b,) = run(model, {"x": X}), run(permuted, {"x": X})
     np.testing.assert_allclose(b, a, atol=1e-4, rtol=1e-4)
     # the model only changed where the permutation went: conv1's weight rows are a permutation
-    w_old = GraphIndex(model).const("w1")
+    w_old = initializer_array(model, "w1")
     conv1 = next(n for n in permuted.graph.node if n.name == "conv1")
-    w_new = GraphIndex(permuted).const(conv1.input[1])
+    w_new = initializer_array(permuted, conv1.input[1])
     assert sorted(map(tuple, w_old.reshape(len(w_old), -1))) == sorted(map(tuple, w_new.reshape(len(w_new), -1)))
     # and pruning after the permutation keeps at least as much magnitude as pruning without
     pruned, rep2 = sparsify_onnx(model, PruneOptions(permute=True, min_channels=16))
@@ -98,7 +97,7 @@ def test_permutation_keeps_the_function_and_more_magnitude(residual):
 def test_gemm_layouts_prune_along_the_reduction_axis(trans_b):
     model = gemm_pair(trans_b)
     pruned, rep = sparsify_onnx(model, PruneOptions(min_channels=16, permute=True))
-    w2 = GraphIndex(pruned).const(pruned.graph.node[2].input[1])
+    w2 = initializer_array(pruned, pruned.graph.node[2].input[1])
     # reduction axis K is axis 0 of [K, N] and axis 1 of [N, K]
     groups = (w2 if trans_b else w2.T).reshape(-1, 4)
     assert (np.count_nonzero(groups == 0, axis=1) >= 2).all()
@@ -124,7 +123,7 @@ def test_qdq_models_are_inspected_and_pruned_in_the_quantized_domain(float_weigh
     pruned, rep = sparsify_onnx(model, PruneOptions(min_channels=16))
     after = _by_layer(pruned)["qconv"]
     assert after.follows_2to4 and after.quantized
-    stored = GraphIndex(pruned).const(rep["layers"][0]["weight"] if not float_weights else pruned.graph.node[2].input[0])
+    stored = initializer_array(pruned, rep["layers"][0]["weight"] if not float_weights else pruned.graph.node[2].input[0])
     assert stored.dtype == (np.float32 if float_weights else np.int8)
     x = np.random.default_rng(0).standard_normal((1, 16, 8, 8)).astype(np.float32)
     assert np.isfinite(run(pruned, {"x": x})[0]).all()

@@ -13,12 +13,14 @@ another consumer (a residual Add, a Concat, a graph output) or an op is not know
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import onnx
 
-from .graph import GraphIndex, _attr, resolve_weight
+from .graph import Constants, attr, layer_name, node_input, resolve_weight
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["ChannelPath", "find_channel_path", "apply_channel_permutation", "register_channel_op"]
 
@@ -46,7 +48,7 @@ class Blocked:
 
 
 Step = Pass | Source | Blocked
-ChannelRule = Callable[[GraphIndex, onnx.NodeProto, int, "int | None", dict], Step]
+ChannelRule = Callable[[Constants, "ir.Node", int, "int | None", dict], Step]
 _RULES: dict[str, ChannelRule] = {}
 
 
@@ -63,13 +65,13 @@ def register_channel_op(*op_types: str) -> Callable[[ChannelRule], ChannelRule]:
 class ChannelPath:
     """The nodes between a layer's input and the producer of its channels, and what to permute."""
 
-    edits: list[tuple[onnx.NodeProto, int, int]]  # (node, input index, axis)
+    edits: list[tuple[ir.Node, int, int]]  # (node, input index, axis)
     nodes: list[str]
 
 
 def find_channel_path(
-    index: GraphIndex,
-    consumer: onnx.NodeProto,
+    consts: Constants,
+    consumer: ir.Node,
     data_input: int,
     axis: int,
     rank: int | None,
@@ -77,22 +79,24 @@ def find_channel_path(
     channels: int,
     max_depth: int = 64,
 ) -> ChannelPath | str:
-    """Walk from ``consumer.input[data_input]`` back to the producer; a reason string when blocked."""
-    edits: list[tuple[onnx.NodeProto, int, int]] = []
+    """Walk from ``consumer.inputs[data_input]`` back to the producer; a reason string when blocked."""
+    edits: list[tuple[ir.Node, int, int]] = []
     names: list[str] = []
-    tensor, node_after = consumer.input[data_input], consumer
+    value, node_after = consumer.inputs[data_input], consumer
     if rank is not None and axis < 0:
         axis += rank
     for _ in range(max_depth):
-        users = index.consumers.get(tensor, [])
-        if tensor in index.graph_outputs:
+        assert value is not None
+        tensor = value.name
+        users = value.uses()
+        if value.is_graph_output():
             return f"tensor {tensor!r} is a graph output"
-        if len(users) != 1 or users[0][0] is not node_after:
+        if len(users) != 1 or users[0].node is not node_after:
             return f"tensor {tensor!r} feeds {len(users)} consumers (residual, concat or shared input)"
-        node = index.producer.get(tensor)
+        node = value.producer()
         if node is None:
             return f"tensor {tensor!r} is a graph input or constant"
-        if any(o for o in node.output[1:] if index.consumers.get(o) or o in index.graph_outputs):
+        if any(o.uses() or o.is_graph_output() for o in node.outputs[1:]):
             return f"{node.op_type} {node.name!r} has more than one used output"
         rule = _RULES.get(node.op_type)
         if rule is None:
@@ -102,34 +106,38 @@ def find_channel_path(
             if rank is None:
                 return f"rank of {tensor!r} unknown"
             axis += rank
-        step = rule(index, node, axis, rank, shapes)
+        step = rule(consts, node, axis, rank, shapes)
         if isinstance(step, Blocked):
             return f"{node.op_type} {node.name!r}: {step.reason}"
         for i, ax in step.permute:
-            value = index.const(node.input[i])
-            if value is None:
+            const = consts.get(node_input(node, i))
+            if const is None:
                 return f"{node.op_type} {node.name!r}: input {i} is not a plain constant"
-            if value.shape[ax] != channels:
-                return f"{node.op_type} {node.name!r}: input {i} has {value.shape[ax]} entries on axis {ax}, expected {channels}"
+            if const.shape[ax] != channels:
+                return f"{node.op_type} {node.name!r}: input {i} has {const.shape[ax]} entries on axis {ax}, expected {channels}"
             edits.append((node, i, ax))
-        names.append(node.name or node.output[0])
+        names.append(layer_name(node))
         if isinstance(step, Source):
             return ChannelPath(edits, names)
-        tensor, node_after, axis, rank = node.input[step.data_input], node, step.axis, step.rank
+        value, node_after, axis, rank = node.inputs[step.data_input], node, step.axis, step.rank
     return f"no producer within {max_depth} nodes"
 
 
-def apply_channel_permutation(index: GraphIndex, path: ChannelPath, perm: np.ndarray) -> None:
+def apply_channel_permutation(consts: Constants, path: ChannelPath, perm: np.ndarray) -> None:
     """Permute every constant on ``path`` (new channel i is old channel perm[i])."""
     for node, i, axis in path.edits:
-        value = index.const(node.input[i])
+        value = consts.get(node.inputs[i])
         assert value is not None
-        index.set_node_const(node, i, np.take(value, perm, axis=axis), suffix="perm")
+        consts.set_input(node, i, np.take(value, perm, axis=axis), suffix="perm")
 
 
 def _rank(shapes: dict, name: str) -> int | None:
     s = shapes.get(name)
     return len(s) if s is not None else None
+
+
+def _name(value: ir.Value | None) -> str:
+    return value.name if value is not None else ""
 
 
 def _const_axis(value_ndim: int, axis: int, rank: int | None) -> int | None:
@@ -149,33 +157,33 @@ _UNARY = (
 
 
 @register_channel_op(*_UNARY)
-def _unary(index, node, axis, rank, shapes) -> Step:
+def _unary(consts, node, axis, rank, shapes) -> Step:
     return Pass(0, axis, rank)
 
 
 @register_channel_op("Dropout")
-def _dropout(index, node, axis, rank, shapes) -> Step:
+def _dropout(consts, node, axis, rank, shapes) -> Step:
     return Pass(0, axis, rank)
 
 
 @register_channel_op("Clip")
-def _clip(index, node, axis, rank, shapes) -> Step:
-    for name in node.input[1:]:
-        if name:
-            v = index.const(name)
+def _clip(consts, node, axis, rank, shapes) -> Step:
+    for bound in node.inputs[1:]:
+        if bound is not None:
+            v = consts.get(bound)
             if v is None or v.size != 1:
                 return Blocked("clip bounds are not scalar constants")
     return Pass(0, axis, rank)
 
 
 @register_channel_op("Add", "Sub", "Mul", "Div", "PRelu", "Max", "Min")
-def _binary(index, node, axis, rank, shapes) -> Step:
-    consts = [i for i, n in enumerate(node.input[:2]) if index.const(n) is not None]
-    if len(node.input) != 2 or len(consts) != 1:
+def _binary(consts, node, axis, rank, shapes) -> Step:
+    const_inputs = [i for i, v in enumerate(node.inputs[:2]) if consts.get(v) is not None]
+    if len(node.inputs) != 2 or len(const_inputs) != 1:
         return Blocked("needs exactly one constant operand (two run-time operands: residual or gating)")
-    ci = consts[0]
+    ci = const_inputs[0]
     data = 1 - ci
-    value = index.const(node.input[ci])
+    value = consts.get(node.inputs[ci])
     assert value is not None
     if rank is None:
         return Blocked("rank unknown")
@@ -185,7 +193,7 @@ def _binary(index, node, axis, rank, shapes) -> Step:
     permute: tuple[tuple[int, int], ...] = ()
     if a is not None and value.shape[a] != 1:
         permute = ((ci, a),)
-    data_rank = _rank(shapes, node.input[data]) or rank
+    data_rank = _rank(shapes, _name(node.inputs[data])) or rank
     data_axis = axis - (rank - data_rank)
     if data_axis < 0:
         return Blocked("broadcasting adds the channel axis")
@@ -193,29 +201,29 @@ def _binary(index, node, axis, rank, shapes) -> Step:
 
 
 @register_channel_op("BatchNormalization")
-def _batchnorm(index, node, axis, rank, shapes) -> Step:
+def _batchnorm(consts, node, axis, rank, shapes) -> Step:
     if axis != 1:
         return Blocked(f"channels on axis {axis}, BatchNormalization normalises axis 1")
     return Pass(0, axis, rank, tuple((i, 0) for i in range(1, 5)))
 
 
 @register_channel_op("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "LpPool", "GlobalLpPool")
-def _pool(index, node, axis, rank, shapes) -> Step:
+def _pool(consts, node, axis, rank, shapes) -> Step:
     if axis != 1:
         return Blocked(f"channels on axis {axis}, pooling keeps axis 1")
     return Pass(0, axis, rank)
 
 
 @register_channel_op("Pad")
-def _pad(index, node, axis, rank, shapes) -> Step:
-    pads = index.const(node.input[1]) if len(node.input) > 1 and node.input[1] else None
+def _pad(consts, node, axis, rank, shapes) -> Step:
+    pads = consts.get(node_input(node, 1))
     if pads is None:
-        pads_attr = _attr(node, "pads", None)
+        pads_attr = attr(node, "pads", None)
         pads = np.array(pads_attr) if pads_attr is not None else None
     if pads is None:
         return Blocked("pads are not constant")
-    if len(node.input) > 3 and node.input[3]:
-        axes = index.const(node.input[3])
+    if node_input(node, 3) is not None:
+        axes = consts.get(node.inputs[3])
         if axes is None or rank is None:
             return Blocked("pad axes are not constant")
         padded = {int(a) % rank for a in axes}
@@ -239,9 +247,9 @@ def _strip_ones(shape) -> tuple:
 
 
 @register_channel_op("Flatten", "Reshape", "Squeeze", "Unsqueeze")
-def _reshape(index, node, axis, rank, shapes) -> Step:
+def _reshape(consts, node, axis, rank, shapes) -> Step:
     """Only reshapes that add or drop trailing 1-dims ([N, C, 1, 1] <-> [N, C]) keep channels put."""
-    src, dst = shapes.get(node.input[0]), shapes.get(node.output[0])
+    src, dst = shapes.get(_name(node.inputs[0])), shapes.get(node.outputs[0].name)
     if src is None or dst is None or any(d is None for d in src) or any(d is None for d in dst):
         return Blocked("shapes unknown")
     if _strip_ones(src) != _strip_ones(dst) or axis >= len(_strip_ones(dst)):
@@ -251,14 +259,14 @@ def _reshape(index, node, axis, rank, shapes) -> Step:
 
 # -- convolutions: depthwise passes channels through, the others produce them ------------------
 @register_channel_op("Conv")
-def _conv(index, node, axis, rank, shapes) -> Step:
+def _conv(consts, node, axis, rank, shapes) -> Step:
     if axis != 1:
         return Blocked(f"channels on axis {axis}, Conv writes them on axis 1")
-    w = index.const(node.input[1])
+    w = consts.get(node_input(node, 1))
     if w is None:
-        return Blocked("weights are not plain constants" + (" (quantized)" if resolve_weight(index, node, 1) else ""))
-    group = int(_attr(node, "group", 1))
-    bias = ((2, 0),) if len(node.input) > 2 and node.input[2] else ()
+        return Blocked("weights are not plain constants" + (" (quantized)" if resolve_weight(consts, node, 1) else ""))
+    group = int(attr(node, "group", 1))
+    bias = ((2, 0),) if node_input(node, 2) is not None else ()
     if group == 1:
         return Source(((1, 0),) + bias)
     if w.shape[1] == 1 and group == w.shape[0]:  # depthwise, one filter per channel
@@ -267,25 +275,25 @@ def _conv(index, node, axis, rank, shapes) -> Step:
 
 
 @register_channel_op("ConvTranspose")
-def _deconv(index, node, axis, rank, shapes) -> Step:
-    if axis != 1 or int(_attr(node, "group", 1)) != 1:
+def _deconv(consts, node, axis, rank, shapes) -> Step:
+    if axis != 1 or int(attr(node, "group", 1)) != 1:
         return Blocked("grouped ConvTranspose or channels not on axis 1")
-    if index.const(node.input[1]) is None:
+    if consts.get(node_input(node, 1)) is None:
         return Blocked("weights are not plain constants")
-    bias = ((2, 0),) if len(node.input) > 2 and node.input[2] else ()
+    bias = ((2, 0),) if node_input(node, 2) is not None else ()
     return Source(((1, 1),) + bias)
 
 
 @register_channel_op("Gemm")
-def _gemm(index, node, axis, rank, shapes) -> Step:
+def _gemm(consts, node, axis, rank, shapes) -> Step:
     if axis != 1:
         return Blocked("Gemm writes channels on axis 1")
-    b = index.const(node.input[1])
+    b = consts.get(node_input(node, 1))
     if b is None:
         return Blocked("operand B is not a plain constant")
-    edits = [(1, 0 if int(_attr(node, "transB", 0)) else 1)]
-    if len(node.input) > 2 and node.input[2]:
-        c = index.const(node.input[2])
+    edits = [(1, 0 if int(attr(node, "transB", 0)) else 1)]
+    if node_input(node, 2) is not None:
+        c = consts.get(node.inputs[2])
         if c is None:
             return Blocked("operand C is not constant")
         if c.ndim >= 1 and c.shape[-1] != 1:
@@ -294,8 +302,8 @@ def _gemm(index, node, axis, rank, shapes) -> Step:
 
 
 @register_channel_op("MatMul")
-def _matmul(index, node, axis, rank, shapes) -> Step:
-    b = index.const(node.input[1])
+def _matmul(consts, node, axis, rank, shapes) -> Step:
+    b = consts.get(node_input(node, 1))
     if b is None or b.ndim != 2:
         return Blocked("right operand is not a constant 2-D weight")
     if rank is None or axis != rank - 1:
@@ -304,19 +312,19 @@ def _matmul(index, node, axis, rank, shapes) -> Step:
 
 
 @register_channel_op("ReduceMean", "ReduceMax", "ReduceMin", "ReduceSum", "ReduceL2", "ReduceL1")
-def _reduce(index, node, axis, rank, shapes) -> Step:
+def _reduce(consts, node, axis, rank, shapes) -> Step:
     """A reduction over other axes (global average pooling as ReduceMean over H, W) is per-channel."""
-    axes = _attr(node, "axes", None)
-    if axes is None and len(node.input) > 1 and node.input[1]:
-        v = index.const(node.input[1])
+    axes = attr(node, "axes", None)
+    if axes is None and node_input(node, 1) is not None:
+        v = consts.get(node.inputs[1])
         if v is None:
             return Blocked("reduction axes are not constant")
         axes = v.tolist()
-    in_rank = _rank(shapes, node.input[0])
+    in_rank = _rank(shapes, _name(node.inputs[0]))
     if axes is None or in_rank is None:
         return Blocked("reduction axes or input rank unknown")
     axes = sorted({int(a) % in_rank for a in axes})
-    if int(_attr(node, "keepdims", 1)):
+    if int(attr(node, "keepdims", 1)):
         in_axis = axis
     else:
         kept = [i for i in range(in_rank) if i not in axes]

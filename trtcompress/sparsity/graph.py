@@ -1,174 +1,189 @@
-"""Read and rewrite the constants of an ONNX graph, and find the stored values behind a weight input.
+"""Read and rewrite the constants of an onnx-ir model, and find the stored values behind a weight input.
 
 A weight reaches a compute node as a float initializer or Constant node, as int8 values through
 DequantizeLinear (a Q/DQ model written for TensorRT), or as float values through a
 QuantizeLinear -> DequantizeLinear pair. :func:`resolve_weight` returns one description for all three
 so inspection and pruning treat them alike.
+
+onnx-ir is imported inside the functions that build IR objects: the CLI imports this package to
+list the prunable op types, and ``import trtcompress`` pulls in no onnx-ir.
 """
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from typing import Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
-from ..model_io import infer_shapes
-from ..subgraphs import outer_names, walk
+if TYPE_CHECKING:
+    import onnx
+    import onnx_ir as ir
 
-__all__ = ["GraphIndex", "WeightSource", "resolve_weight", "tensor_shapes"]
+__all__ = ["Constants", "WeightSource", "attr", "graph_nodes", "layer_name", "load", "node_input", "resolve_weight", "save", "tensor_shapes"]
 
 
-class GraphIndex:
-    """Producers, consumers and constants of the main graph and of every If/Loop/Scan body in it,
-    with writes that keep them in sync.
+def load(model: onnx.ModelProto | ir.Model) -> ir.Model:
+    """The stage's one conversion in: tensors stay the protobuf's, read only when asked for."""
+    import onnx_ir as ir
 
-    Subgraph nodes are indexed with the main graph's (``scope`` says where each lives): their
-    weights are read and rewritten like any other. A name defined in more than one graph (two
-    branches reusing a name) is left out of the constants, so no layer reads another's weight.
-    """
+    return model if isinstance(model, ir.Model) else ir.from_proto(model)
 
-    def __init__(self, model: onnx.ModelProto) -> None:
+
+def save(model: ir.Model, like: onnx.ModelProto) -> onnx.ModelProto:
+    """The conversion out. Pruning and permutation change no tensor's type or shape, so the shape
+    annotations are ``like``'s (onnx-ir would write one for every typed value, initializers
+    included, and the shipped file would grow)."""
+    import onnx_ir as ir
+
+    from ..subgraphs import walk
+
+    out = ir.to_proto(model)
+    for (graph, _), (source, _) in zip(walk(out.graph), walk(like.graph)):
+        del graph.value_info[:]
+        graph.value_info.extend(source.value_info)
+    return out
+
+
+def graph_nodes(graph: ir.Graph, scope: str = "") -> Iterator[tuple[ir.Node, str]]:
+    """Every node of ``graph``, then those of each If/Loop/Scan body in it, with a scope naming where
+    (``""`` for ``graph``, ``If_0/then_branch`` for a branch of the node ``If_0``)."""
+    bodies: list[tuple[ir.Graph, str]] = []
+    for i, node in enumerate(graph):
+        yield node, scope
+        for a in node.attributes.values():
+            kind = a.type.name
+            if kind not in ("GRAPH", "GRAPHS"):
+                continue
+            where = f"{node.name or node.op_type + '_' + str(i)}/"
+            subs = [(a.as_graph(), a.name)] if kind == "GRAPH" else [(g, f"{a.name}[{k}]") for k, g in enumerate(a.as_graphs())]
+            for sub, label in subs:
+                bodies.append((sub, f"{scope}/{where}{label}" if scope else f"{where}{label}"))
+    for sub, where in bodies:
+        yield from graph_nodes(sub, where)
+
+
+def node_input(node: ir.Node, index: int) -> ir.Value | None:
+    """Input ``index`` of ``node``; None when absent or omitted."""
+    return node.inputs[index] if index < len(node.inputs) else None
+
+
+def attr(node: ir.Node, name: str, default: Any) -> Any:
+    a = node.attributes.get(name)
+    return default if a is None else a.value
+
+
+def layer_name(node: ir.Node) -> str:
+    return node.name or node.outputs[0].name
+
+
+def _is_const(value: ir.Value) -> bool:
+    """Initializers a user cannot override (not also graph inputs) and Constant node outputs."""
+    if value.is_graph_input():
+        return False
+    producer = value.producer()
+    return value.is_initializer() or (producer is not None and producer.op_type == "Constant" and producer.domain == "")
+
+
+def _read_const(value: ir.Value) -> np.ndarray | None:
+    """Like ``graph._util.const_array``, but a Constant node is read without onnx-ir's
+    ``get_const_tensor``, which names the attribute's tensor after the value: that writes through
+    to the protobuf the model was read from, and the stage's input must stay untouched."""
+    if not _is_const(value):
+        return None
+    if value.const_value is not None:
+        return value.const_value.numpy()
+    node = value.producer()
+    assert node is not None
+    for name, a in node.attributes.items():
+        if name == "value":
+            return a.as_tensor().numpy()
+        if name in ("value_float", "value_floats"):
+            return np.array(a.value, dtype=np.float32)
+        if name in ("value_int", "value_ints"):
+            return np.array(a.value, dtype=np.int64)
+    return None
+
+
+class Constants:
+    """The constant values of a model, each read once, with writes that leave other users alone."""
+
+    def __init__(self, model: ir.Model) -> None:
         self.model = model
-        g = model.graph
-        self.initializers: dict[str, onnx.TensorProto] = {}
-        self.constant_nodes: dict[str, onnx.NodeProto] = {}
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[tuple[onnx.NodeProto | None, int]]] = defaultdict(list)
-        self.scope: dict[int, str] = {}  # id(node) -> "" (main graph) or the subgraph's path
-        self._all: list[onnx.NodeProto] = []
-        defined: dict[str, int] = defaultdict(int)
-        self.graph_outputs = {o.name for o in g.output}
-        for graph, scope in walk(g):
-            for t in graph.initializer:
-                self.initializers[t.name] = t
-                defined[t.name] += 1
-            for node in graph.node:
-                self.scope[id(node)] = scope
-                self._all.append(node)
-                if node.op_type == "Constant" and node.output:
-                    self.constant_nodes[node.output[0]] = node
-                for out in node.output:
-                    if out:
-                        self.producer[out] = node
-                        defined[out] += 1
-                for i, name in enumerate(node.input):
-                    if name:
-                        self.consumers[name].append((node, i))
-                for name in outer_names(node):
-                    self.consumers[name].append((None, -1))  # used inside an If/Loop/Scan body
-            if scope:
-                self.graph_outputs |= {o.name for o in graph.output}
-        for name in [n for n, k in defined.items() if k > 1]:
-            self.initializers.pop(name, None)
-            self.constant_nodes.pop(name, None)
-        self._names = set(defined) | {i.name for i in g.input}
-        self._cache: dict[str, np.ndarray] = {}
+        self._cache: dict[ir.Value, np.ndarray] = {}
+        self._names: set[str] | None = None
 
-    # -- constants -------------------------------------------------------------------------
-    def is_const(self, name: str) -> bool:
-        return name in self.initializers or name in self.constant_nodes
-
-    def const(self, name: str) -> np.ndarray | None:
-        """The value of an initializer or Constant node output, else None."""
-        if name in self._cache:
-            return self._cache[name]
-        if name in self.initializers:
-            arr = numpy_helper.to_array(self.initializers[name])
-        elif name in self.constant_nodes:
-            arr = _constant_value(self.constant_nodes[name])
-            if arr is None:
-                return None
-        else:
+    def get(self, value: ir.Value | None) -> np.ndarray | None:
+        """The value of an initializer (not a graph input) or Constant node output, else None."""
+        if value is None:
             return None
-        self._cache[name] = arr
+        if value in self._cache:
+            return self._cache[value]
+        arr = _read_const(value)
+        if arr is not None:
+            self._cache[value] = arr
         return arr
 
-    def set_const(self, name: str, value: np.ndarray) -> None:
+    def set(self, value: ir.Value, array: np.ndarray) -> None:
         """Overwrite the values of an existing constant in place (same name)."""
-        value = np.ascontiguousarray(value)
-        if name in self.initializers and value.dtype.kind in "biuf":
-            # the bytes alone are swapped in: a new tensor copied over the old would hold a large
-            # weight twice more
-            t = self.initializers[name]
-            for field in ("dims", "float_data", "int32_data", "int64_data", "double_data", "uint64_data", "external_data", "data_location"):
-                t.ClearField(field)
-            t.dims.extend(value.shape)
-            t.data_type = onnx.helper.np_dtype_to_tensor_dtype(value.dtype)
-            t.raw_data = value.astype(value.dtype.newbyteorder("<"), copy=False).tobytes()
-            self._cache[name] = value
-            return
-        tensor = numpy_helper.from_array(value, name)
-        if name in self.initializers:
-            self.initializers[name].CopyFrom(tensor)
-        elif name in self.constant_nodes:
-            node = self.constant_nodes[name]
-            del node.attribute[:]
-            node.attribute.append(onnx.helper.make_attribute("value", tensor))
-        else:
-            raise KeyError(name)
-        self._cache[name] = value
+        import onnx_ir as ir
 
-    def set_node_const(self, node: onnx.NodeProto, index: int, value: np.ndarray, suffix: str = "sparse") -> str:
+        array = np.ascontiguousarray(array)
+        if value.is_initializer():
+            old = value.const_value
+            value.const_value = ir.Tensor(array, name=value.name, doc_string=getattr(old, "doc_string", None))
+        else:
+            node = value.producer()
+            assert node is not None and node.op_type == "Constant", value
+            node.attributes.clear()
+            node.attributes["value"] = ir.AttrTensor("value", ir.Tensor(array, name=value.name))
+        self._cache[value] = array
+
+    def set_input(self, node: ir.Node, index: int, array: np.ndarray, suffix: str = "sparse") -> ir.Value:
         """Give ``node``'s input ``index`` a new constant value without touching other users.
 
         The constant is rewritten in place when ``node`` is its only user; otherwise a copy with a
-        new name is added and only ``node`` is pointed at it. Returns the name now used.
+        new name becomes a main-graph initializer and only ``node`` reads it. Returns the value now used.
         """
-        name = node.input[index]
-        users = self.consumers.get(name, [])
-        if len(users) == 1 and name not in self.graph_outputs and self.is_const(name):
-            self.set_const(name, value)
-            return name
-        new = self.unique_name(f"{name}_{suffix}")
-        self.model.graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), new))
-        self.initializers[new] = self.model.graph.initializer[-1]
-        self._cache[new] = value
-        self.consumers[name] = [(n, i) for n, i in users if not (n is node and i == index)]
-        node.input[index] = new
-        self.consumers[new].append((node, index))
+        import onnx_ir as ir
+
+        value = node.inputs[index]
+        assert value is not None
+        if len(value.uses()) == 1 and not value.is_graph_output() and _is_const(value):
+            self.set(value, array)
+            return value
+        array = np.ascontiguousarray(array)
+        name = self.unique_name(f"{value.name}_{suffix}")
+        new = ir.Value(name=name, shape=ir.Shape(array.shape), type=ir.TensorType(ir.DataType.from_numpy(array.dtype)),
+                       const_value=ir.Tensor(array, name=name))
+        self.model.graph.register_initializer(new)
+        node.replace_input_with(index, new)
+        self._cache[new] = array
         return new
 
     def unique_name(self, base: str) -> str:
+        if self._names is None:
+            self._names = _all_names(self.model.graph)
         name, k = base, 1
         while name in self._names:
             name, k = f"{base}_{k}", k + 1
         self._names.add(name)
         return name
 
-    def single_consumer(self, name: str) -> onnx.NodeProto | None:
-        users = self.consumers.get(name, [])
-        if len(users) == 1 and users[0][0] is not None and name not in self.graph_outputs:
-            return users[0][0]
-        return None
 
-    def nodes(self) -> Iterator[onnx.NodeProto]:
-        """Every node, main graph first, then each subgraph's in walk order."""
-        return iter(self._all)
-
-
-def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
-    for attr in node.attribute:
-        if attr.name == "value":
-            return numpy_helper.to_array(attr.t)
-        if attr.name == "value_float":
-            return np.array(attr.f, dtype=np.float32)
-        if attr.name == "value_floats":
-            return np.array(list(attr.floats), dtype=np.float32)
-        if attr.name == "value_int":
-            return np.array(attr.i, dtype=np.int64)
-        if attr.name == "value_ints":
-            return np.array(list(attr.ints), dtype=np.int64)
-    return None
-
-
-def _attr(node: onnx.NodeProto, name: str, default):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
+def _all_names(graph: ir.Graph) -> set[str]:
+    names = {v.name for v in graph.inputs} | set(graph.initializers)
+    for node, _ in graph_nodes(graph):
+        names.update(o.name for o in node.outputs if o.name)
+        for a in node.attributes.values():
+            if a.type.name == "GRAPH":
+                sub = a.as_graph()
+                names |= {v.name for v in sub.inputs} | set(sub.initializers)
+            elif a.type.name == "GRAPHS":
+                for sub in a.as_graphs():
+                    names |= {v.name for v in sub.inputs} | set(sub.initializers)
+    names.discard(None)
+    return names
 
 
 @dataclasses.dataclass
@@ -177,17 +192,21 @@ class WeightSource:
 
     ``kind`` is ``"float"`` (a plain constant), ``"dq"`` (integer values dequantized by a
     DequantizeLinear: zero is the zero point) or ``"qdq"`` (a float constant quantized and
-    dequantized in the graph). ``stored`` names the constant that holds the values to rewrite.
+    dequantized in the graph). ``stored`` is the constant that holds the values to rewrite.
     """
 
     kind: str
-    stored: str
+    stored: ir.Value
     values: np.ndarray
     scale: np.ndarray | None = None
     zero_point: np.ndarray | None = None
     axis: int = 1
-    owner: onnx.NodeProto | None = None  # the node whose input ``stored`` is (for copy-on-write)
+    owner: ir.Node | None = None  # the node whose input ``stored`` is (for copy-on-write)
     owner_index: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.stored.name or ""
 
     @property
     def quantized(self) -> bool:
@@ -228,38 +247,45 @@ def _int_range(zero_point: np.ndarray | None) -> tuple[int, int]:
     return -128, 127
 
 
-def resolve_weight(index: GraphIndex, node: onnx.NodeProto, input_index: int) -> WeightSource | None:
-    """Describe the constant behind ``node.input[input_index]``; None when it is not constant."""
-    if input_index >= len(node.input) or not node.input[input_index]:
+def resolve_weight(consts: Constants, node: ir.Node, input_index: int) -> WeightSource | None:
+    """Describe the constant behind ``node.inputs[input_index]``; None when it is not constant."""
+    name = node_input(node, input_index)
+    if name is None:
         return None
-    name = node.input[input_index]
-    value = index.const(name)
+    value = consts.get(name)
     if value is not None:
         return WeightSource("float", name, value, owner=node, owner_index=input_index)
-    dq = index.producer.get(name)
-    if dq is None or dq.op_type != "DequantizeLinear" or _attr(dq, "block_size", 0):
+    dq = name.producer()
+    if dq is None or dq.op_type != "DequantizeLinear" or attr(dq, "block_size", 0):
         return None
-    scale = index.const(dq.input[1]) if len(dq.input) > 1 else None
-    zp = index.const(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else None
-    if scale is None or (len(dq.input) > 2 and dq.input[2] and zp is None):
+    scale = consts.get(node_input(dq, 1))
+    zp_value = node_input(dq, 2)
+    zp = consts.get(zp_value)
+    if scale is None or (zp_value is not None and zp is None):
         return None
-    axis = int(_attr(dq, "axis", 1))
-    stored = index.const(dq.input[0])
+    axis = int(attr(dq, "axis", 1))
+    stored = consts.get(dq.inputs[0])
     if stored is not None:
-        return WeightSource("dq", dq.input[0], stored, scale, zp, axis, owner=dq, owner_index=0)
-    q = index.producer.get(dq.input[0])
+        return WeightSource("dq", dq.inputs[0], stored, scale, zp, axis, owner=dq, owner_index=0)
+    q = dq.inputs[0].producer() if dq.inputs[0] is not None else None
     if q is None or q.op_type != "QuantizeLinear":
         return None
-    fw = index.const(q.input[0])
+    fw = consts.get(q.inputs[0])
     if fw is None:
         return None
-    return WeightSource("qdq", q.input[0], fw, scale, zp, axis, owner=q, owner_index=0)
+    return WeightSource("qdq", q.inputs[0], fw, scale, zp, axis, owner=q, owner_index=0)
 
 
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:
-    """Shapes of graph tensors from ONNX shape inference (dims: int, symbol name or None)."""
+    """Shapes of main-graph tensors from ONNX shape inference (dims: int, symbol name or None).
+
+    Inference runs on the stage's input protobuf, before its conversion: ``infer_shapes`` hands a
+    model over 2 GB to ONNX as a weightless copy, and the IR model is left without annotations to
+    strip again."""
+    from ..model_io import infer_shapes
+
     try:
-        inferred = infer_shapes(model)  # on the weightless copy for a model over 2 GB
+        inferred = infer_shapes(model)
     except Exception:
         inferred = model
     out: dict[str, tuple[int | str | None, ...]] = {}

@@ -9,12 +9,17 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING
 
-from .graph import GraphIndex
+import numpy as np
+
+from .graph import Constants, graph_nodes, layer_name, load
 from .layers import LayerView, layer_rules, trt_ineligibility, view_layer
 from .masks import GROUP, groups_violating
+
+if TYPE_CHECKING:
+    import onnx
+    import onnx_ir as ir
 
 __all__ = ["LayerInfo", "inspect_layers", "summarize"]
 
@@ -54,7 +59,7 @@ def _info(view: LayerView, scope: str = "") -> LayerInfo:
     return LayerInfo(
         layer=view.name,
         op=view.node.op_type,
-        weight=view.weight.stored,
+        weight=view.weight.name,
         shape=view.shape,
         params=int(eff.size),
         dtype=str(view.weight.values.dtype),
@@ -68,18 +73,18 @@ def _info(view: LayerView, scope: str = "") -> LayerInfo:
     )
 
 
-def inspect_layers(model: onnx.ModelProto) -> list[LayerInfo]:
+def inspect_layers(model: onnx.ModelProto | ir.Model) -> list[LayerInfo]:
     """One :class:`LayerInfo` per Conv, ConvTranspose, Gemm and MatMul node, in graph order (the
-    main graph's, then those inside If/Loop/Scan bodies)."""
-    index = GraphIndex(model)
+    main graph's, then those inside If/Loop/Scan bodies). Reads, never writes, ``model``."""
+    graph_ir = load(model)
+    consts = Constants(graph_ir)
     out = []
-    for node in index.nodes():
-        view = view_layer(index, node)
+    for node, scope in graph_nodes(graph_ir.graph):
+        view = view_layer(consts, node)
         if view is None:
             continue
-        scope = index.scope[id(node)]
         if isinstance(view, str):
-            out.append(LayerInfo(node.name or node.output[0], node.op_type, None, None, 0, None, False, 0.0, False, -1, False, view, scope))
+            out.append(LayerInfo(layer_name(node), node.op_type, None, None, 0, None, False, 0.0, False, -1, False, view, scope))
         else:
             out.append(_info(view, scope))
     return out

@@ -18,11 +18,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Callable
 
-import numpy as np
-import onnx
+from typing import TYPE_CHECKING
 
-from .graph import GraphIndex, WeightSource, _attr, resolve_weight
+import numpy as np
+
+from .graph import Constants, WeightSource, attr, layer_name, node_input, resolve_weight
 from .masks import GROUP
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["LayerView", "register_layer_rule", "layer_rules", "view_layer", "trt_ineligibility", "SPEEDUP_CHANNELS"]
 
@@ -33,7 +37,7 @@ SPEEDUP_CHANNELS = 256  # below this, TensorRT's dense kernels usually win (see 
 class LayerView:
     """A compute node seen as a weighted layer."""
 
-    node: onnx.NodeProto
+    node: ir.Node
     weight_index: int
     weight: WeightSource
     reduction_axis: int  # axis of the weight grouped 4 by 4 (input channels)
@@ -45,7 +49,7 @@ class LayerView:
 
     @property
     def name(self) -> str:
-        return self.node.name or self.node.output[0]
+        return layer_name(self.node)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -68,7 +72,7 @@ class LayerView:
         return n
 
 
-Rule = Callable[[GraphIndex, onnx.NodeProto], "LayerView | str"]
+Rule = Callable[[Constants, "ir.Node"], "LayerView | str"]
 _RULES: dict[str, Rule] = {}
 _PRUNABLE: list[str] = []
 
@@ -90,46 +94,51 @@ def layer_rules() -> tuple[str, ...]:
     return tuple(_PRUNABLE)
 
 
-def view_layer(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str | None:
+def view_layer(consts: Constants, node: ir.Node) -> LayerView | str | None:
     """A :class:`LayerView`, a reason string when the node has no prunable weight, or None for ops
     that never carry one."""
     rule = _RULES.get(node.op_type)
-    return rule(index, node) if rule else None
+    return rule(consts, node) if rule else None
 
 
-def _weight(index: GraphIndex, node: onnx.NodeProto, i: int) -> WeightSource | str:
-    w = resolve_weight(index, node, i)
-    if w is None:
-        return "weights are not constant (computed at run time)"
-    return w
+def _not_constant(node: ir.Node, i: int) -> str:
+    value = node_input(node, i)
+    if value is not None and value.is_graph_input() and value.is_initializer():
+        return f"weight {value.name!r} is also a graph input, so it can be overridden at run time; export without keep_initializers_as_inputs"
+    return "weights are not constant (computed at run time)"
+
+
+def _weight(consts: Constants, node: ir.Node, i: int) -> WeightSource | str:
+    w = resolve_weight(consts, node, i)
+    return _not_constant(node, i) if w is None else w
 
 
 @register_layer_rule("Conv")
-def _conv(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
-    w = _weight(index, node, 1)
+def _conv(consts: Constants, node: ir.Node) -> LayerView | str:
+    w = _weight(consts, node, 1)
     if isinstance(w, str):
         return w
-    return LayerView(node, 1, w, reduction_axis=1, output_axis=0, groups=int(_attr(node, "group", 1)))
+    return LayerView(node, 1, w, reduction_axis=1, output_axis=0, groups=int(attr(node, "group", 1)))
 
 
 @register_layer_rule("ConvTranspose")
-def _deconv(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
+def _deconv(consts: Constants, node: ir.Node) -> LayerView | str:
     # weight [C_in, K/group, kernel...]: the sum runs over C_in (axis 0) for each output position
-    w = _weight(index, node, 1)
+    w = _weight(consts, node, 1)
     if isinstance(w, str):
         return w
-    return LayerView(node, 1, w, reduction_axis=0, output_axis=1, groups=int(_attr(node, "group", 1)))
+    return LayerView(node, 1, w, reduction_axis=0, output_axis=1, groups=int(attr(node, "group", 1)))
 
 
 @register_layer_rule("Gemm")
-def _gemm(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
-    if resolve_weight(index, node, 0) is not None and resolve_weight(index, node, 1) is None:
+def _gemm(consts: Constants, node: ir.Node) -> LayerView | str:
+    if resolve_weight(consts, node, 0) is not None and resolve_weight(consts, node, 1) is None:
         return "the constant is operand A, not the weight operand B"
-    w = _weight(index, node, 1)
+    w = _weight(consts, node, 1)
     if isinstance(w, str):
         return w
-    trans_b = int(_attr(node, "transB", 0))
-    trans_a = int(_attr(node, "transA", 0))
+    trans_b = int(attr(node, "transB", 0))
+    trans_a = int(attr(node, "transA", 0))
     view = LayerView(node, 1, w, reduction_axis=1 if trans_b else 0, output_axis=0 if trans_b else 1)
     if trans_a:
         view.data_channel_axis, view.note = None, "operand A is transposed (transA=1)"
@@ -137,12 +146,12 @@ def _gemm(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
 
 
 @register_layer_rule("MatMul")
-def _matmul(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
-    if resolve_weight(index, node, 1) is None:
-        if resolve_weight(index, node, 0) is not None:
+def _matmul(consts: Constants, node: ir.Node) -> LayerView | str:
+    if resolve_weight(consts, node, 1) is None:
+        if resolve_weight(consts, node, 0) is not None:
             return "the constant is the left operand, not a weight [K, N]"
-        return "weights are not constant (computed at run time)"
-    w = _weight(index, node, 1)
+        return _not_constant(node, 1)
+    w = _weight(consts, node, 1)
     assert not isinstance(w, str)
     if w.values.ndim != 2:
         return f"constant operand has rank {w.values.ndim}; only 2-D weights [K, N] are pruned"
@@ -162,18 +171,18 @@ _INTEGER_OPS = {
 }
 
 
-def _integer_layer(index: GraphIndex, node: onnx.NodeProto) -> LayerView | str:
+def _integer_layer(consts: Constants, node: ir.Node) -> LayerView | str:
     w_i, scale_i, zp_i, axis = _INTEGER_OPS[node.op_type]
-    values = index.const(node.input[w_i]) if len(node.input) > w_i else None
+    values = consts.get(node_input(node, w_i))
     if values is None:
-        return "weights are not constant (computed at run time)"
-    scale = index.const(node.input[scale_i]) if scale_i is not None else np.float32(1.0)
-    zp = index.const(node.input[zp_i]) if len(node.input) > zp_i and node.input[zp_i] else None
+        return _not_constant(node, w_i)
+    scale = consts.get(node_input(node, scale_i)) if scale_i is not None else np.float32(1.0)
+    zp = consts.get(node_input(node, zp_i))
     if scale is None:
         return "weight scale is not constant"
-    w = WeightSource("dq", node.input[w_i], values, np.asarray(scale), zp, axis, owner=node, owner_index=w_i)
+    w = WeightSource("dq", node.inputs[w_i], values, np.asarray(scale), zp, axis, owner=node, owner_index=w_i)
     if node.op_type.endswith("Conv"):
-        return LayerView(node, w_i, w, reduction_axis=1, output_axis=0, groups=int(_attr(node, "group", 1)), data_channel_axis=None, note="integer CPU form")
+        return LayerView(node, w_i, w, reduction_axis=1, output_axis=0, groups=int(attr(node, "group", 1)), data_channel_axis=None, note="integer CPU form")
     if values.ndim != 2:
         return f"constant operand has rank {values.ndim}; only 2-D weights [K, N] are inspected"
     return LayerView(node, w_i, w, reduction_axis=0, output_axis=1, data_index=0, data_channel_axis=None, note="integer CPU form")

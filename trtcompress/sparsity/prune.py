@@ -10,7 +10,7 @@ import onnx
 
 from ..select import Patterns
 from .channels import apply_channel_permutation, find_channel_path
-from .graph import GraphIndex, tensor_shapes
+from .graph import Constants, graph_nodes, layer_name, load, save, tensor_shapes
 from .layers import SPEEDUP_CHANNELS, LayerView, trt_ineligibility, view_layer
 from .masks import as_rows, mask_2to4, retained_magnitude, zero_fraction
 from .permute import search_permutation
@@ -30,21 +30,21 @@ class PruneOptions:
 
 
 def _matches(view: LayerView, patterns: Sequence[str]) -> bool:
-    return Patterns(tuple(patterns)).match((view.name, view.node.op_type, view.node.output[0], view.weight.stored)) is not None
+    return Patterns(tuple(patterns)).match((view.name, view.node.op_type, view.node.outputs[0].name, view.weight.name)) is not None
 
 
-def select_layers(index: GraphIndex, opts: PruneOptions) -> tuple[list[LayerView], list[dict[str, Any]]]:
+def select_layers(consts: Constants, opts: PruneOptions) -> tuple[list[LayerView], list[dict[str, Any]]]:
     """The layers to prune, and the weighted layers left dense with the reason."""
     chosen: list[LayerView] = []
     skipped: list[dict[str, Any]] = []
-    seen_weights: set[str] = set()
-    for node in index.nodes():
+    seen_weights: set[Any] = set()  # the ir.Values already pruned
+    for node, _ in graph_nodes(consts.model.graph):
         if node.op_type not in opts.op_types:
             continue
-        view = view_layer(index, node)
+        view = view_layer(consts, node)
         if view is None:
             continue
-        name = node.name or node.output[0]
+        name = layer_name(node)
         if isinstance(view, str):
             skipped.append({"layer": name, "op": node.op_type, "reason": view})
             continue
@@ -64,15 +64,15 @@ def select_layers(index: GraphIndex, opts: PruneOptions) -> tuple[list[LayerView
                 f"{opts.min_channels} (dense kernels win and pruning costs accuracy)"
             )
         elif view.weight.stored in seen_weights:
-            skip(f"shares weight {view.weight.stored!r} with a layer already pruned")
+            skip(f"shares weight {view.weight.name!r} with a layer already pruned")
         else:
             seen_weights.add(view.weight.stored)
             chosen.append(view)
     return chosen, skipped
 
 
-def _fresh(index: GraphIndex, view: LayerView) -> LayerView:
-    v = view_layer(index, view.node)
+def _fresh(consts: Constants, view: LayerView) -> LayerView:
+    v = view_layer(consts, view.node)
     assert isinstance(v, LayerView)
     return v
 
@@ -82,7 +82,7 @@ def _start_rank(view: LayerView, shapes: dict) -> int | None:
         return view.weight.values.ndim
     if view.node.op_type == "Gemm":
         return 2
-    s = shapes.get(view.node.input[view.data_index])
+    s = shapes.get(view.node.inputs[view.data_index].name)
     return len(s) if s is not None else None
 
 
@@ -92,11 +92,9 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
     ``apply_masks=False`` stops after the permutation: the model then computes the same function
     as the input (a check that every permutation reached its producer).
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    index = GraphIndex(out)
-    layers, skipped = select_layers(index, opts)
-    shapes = tensor_shapes(out) if opts.permute else {}
+    consts = Constants(load(model))  # its tensors are read from ``model``, never written into it
+    layers, skipped = select_layers(consts, opts)
+    shapes = tensor_shapes(model) if opts.permute else {}
     rows: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
 
@@ -106,7 +104,7 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
         rows[view.name] = {
             "layer": view.name,
             "op": view.node.op_type,
-            "weight": view.weight.stored,
+            "weight": view.weight.name,
             "shape": list(view.shape),
             "params": int(eff.size),
             "quantized": view.weight.quantized,
@@ -121,7 +119,7 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
     if opts.permute:
         for k, view in enumerate(layers):
             row = rows[view.name]
-            view = _fresh(index, view)
+            view = _fresh(consts, view)
             if view.weight.kind != "float":
                 row["permutation"] = "not tried: quantized weights"
                 continue
@@ -129,7 +127,7 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
                 row["permutation"] = f"not tried: {view.note}"
                 continue
             path = find_channel_path(
-                index, view.node, view.data_index, view.data_channel_axis, _start_rank(view, shapes), shapes, view.in_channels
+                consts, view.node, view.data_index, view.data_channel_axis, _start_rank(view, shapes), shapes, view.in_channels
             )
             if isinstance(path, str):
                 row["permutation"] = f"not applied: {path}"
@@ -140,21 +138,21 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
             if not res.improved:
                 row["permutation"] = "not applied: no gain found"
                 continue
-            index.set_node_const(view.node, view.weight_index, np.take(w, res.perm, axis=view.reduction_axis), suffix="perm")
-            apply_channel_permutation(index, path, res.perm)
+            consts.set_input(view.node, view.weight_index, np.take(w, res.perm, axis=view.reduction_axis), suffix="perm")
+            apply_channel_permutation(consts, path, res.perm)
             row["permutation"] = "applied through " + " <- ".join(path.nodes)
             permuted += 1
     t_perm = time.perf_counter() - t0
 
     for view in layers if apply_masks else []:
         row = rows[view.name]
-        view = _fresh(index, view)
+        view = _fresh(consts, view)
         ws = view.weight
         mask = mask_2to4(ws.effective(), view.reduction_axis)
         zero = ws.stored_zero()
         new = np.where(mask, ws.values, np.broadcast_to(np.asarray(zero, dtype=ws.values.dtype), ws.values.shape))
-        index.set_node_const(ws.owner, ws.owner_index, new.astype(ws.values.dtype, copy=False), suffix="sparse")
-        after = _fresh(index, view).weight.effective()
+        consts.set_input(ws.owner, ws.owner_index, new.astype(ws.values.dtype, copy=False), suffix="sparse")
+        after = _fresh(consts, view).weight.effective()
         row["zeros_after"] = zero_fraction(after)
         row.setdefault("retained_magnitude_permuted", row["retained_magnitude"])
 
@@ -163,7 +161,7 @@ def sparsify_onnx(model: onnx.ModelProto, opts: PruneOptions, apply_masks: bool 
         row.setdefault("retained_magnitude_permuted", row["retained_magnitude"])
     report = _summary(list(rows.values()), skipped, permuted, opts)
     report["seconds_permutation_search"] = round(t_perm, 3)
-    return out, report
+    return save(consts.model, model), report
 
 
 def _summary(rows: list[dict], skipped: list[dict], permuted: int, opts: PruneOptions) -> dict[str, Any]:
