@@ -86,23 +86,9 @@ def _is_const(value: ir.Value) -> bool:
 
 
 def _read_const(value: ir.Value) -> np.ndarray | None:
-    """Like ``graph._util.const_array``, but a Constant node is read without onnx-ir's
-    ``get_const_tensor``, which names the attribute's tensor after the value: that writes through
-    to the protobuf the model was read from, and the stage's input must stay untouched."""
-    if not _is_const(value):
-        return None
-    if value.const_value is not None:
-        return value.const_value.numpy()
-    node = value.producer()
-    assert node is not None
-    for name, a in node.attributes.items():
-        if name == "value":
-            return a.as_tensor().numpy()
-        if name in ("value_float", "value_floats"):
-            return np.array(a.value, dtype=np.float32)
-        if name in ("value_int", "value_ints"):
-            return np.array(a.value, dtype=np.int64)
-    return None
+    from ..graph._util import const_array  # imports onnx-ir: only when a stage runs
+
+    return const_array(value) if _is_const(value) else None
 
 
 class Constants:
