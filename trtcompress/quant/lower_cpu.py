@@ -242,15 +242,13 @@ class _Ctx:
         """An initializer named ``name`` holding ``value`` (the same name again replaces its content)."""
         import onnx_ir as ir
 
-        array = np.asarray(value)
-        tensor = ir.tensor(array, name=name)
+        tensor = ir.Tensor(np.asarray(value), name=name)  # (ir.tensor's protocol checks cost a third of the lowering)
         v = self.inits.get(name)
         if v is None:
             v = self.inits[name] = ir.Value(name=name, const_value=tensor)
             self.g.graph.register_initializer(v)
         else:
             v.const_value = tensor
-        v.shape, v.type = ir.Shape(array.shape), ir.TensorType(tensor.dtype)
         return v
 
     def zp(self, zp: int) -> ir.Value:
@@ -449,9 +447,18 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     outputs = [ctx.as_float(t) for t in ctx.g.output_names]
     _rebuild(work, ctx, outputs)
     work.opset_imports.setdefault(_MS, 1)
+    _drop_value_info(work.graph)
     out = ir.to_proto(work)
     del out.graph.value_info[:]
     return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers, ctx.kept_float)
+
+
+def _drop_value_info(graph: ir.Graph) -> None:
+    """The lowered model ships without the main graph's value info (as the stage writes it): its
+    tensors' types and shapes are forgotten rather than serialized and dropped."""
+    for v in [*graph.initializers.values(), *(o for n in graph for o in n.outputs)]:
+        if not (v.is_graph_input() or v.is_graph_output()):
+            v.type = v.shape = None
 
 
 def _rebuild(model: ir.Model, ctx: _Ctx, outputs: list[ir.Value]) -> None:
@@ -666,7 +673,7 @@ def _conv(node: ir.Node, ctx: _Ctx) -> bool:
     if w is None:
         return False
     wq, ws, wz, wscale = w
-    if pad and wq.dtype == ir.DataType.INT8:
+    if pad and wq.const_value.dtype == ir.DataType.INT8:
         xu = _pad_channels(ctx, node, xu, pad, w_float.ndim)
         q = wq.const_value.numpy()
         ctx.const(np.concatenate([q, np.zeros((q.shape[0], pad, *q.shape[2:]), q.dtype)], axis=1), wq.name)
@@ -679,7 +686,7 @@ def _conv(node: ir.Node, ctx: _Ctx) -> bool:
             inputs.append(ctx.const(np.clip(b, -(2**31), 2**31 - 1).astype(np.int32), f"{node.name}__bias_int32"))
         ctx.wrote_u8(y, yu, ctx.emit("QLinearConv", inputs, yu.name, node.name, **_attrs(node)))
         return True
-    if wq.dtype != ir.DataType.UINT8:
+    if wq.const_value.dtype != ir.DataType.UINT8:
         # ConvInteger takes uint8 weights only: requantize them on the same grid
         q = wq.const_value.numpy().astype(np.int16) + 128
         wq = ctx.const(q.astype(np.uint8), wq.name + "_u8")
