@@ -24,9 +24,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .config import Config
-from .data.base import batch_size_of, model_inputs, with_batch_axes
-from .data.preprocess import PreprocessConfig
-from .data.readers import ReaderOptions, open_source
+from .data.base import batch_size_of, model_inputs
+from .data.options import DataOptions, open_data
 from .errors import ConfigError, DataError, MissingDependencyError
 from .runners import RunnerOptions, make_runner
 
@@ -44,9 +43,8 @@ class BenchConfig(Config):
     duration: float | None = None
     rounds: int = 5
     seed: int = 0
-    shapes: dict[str, tuple[int, ...]] | None = None  # non-batch dims for dynamic inputs
+    inputs: tuple[str, ...] = ()  # NAME:DIMS[:DTYPE] shapes of dynamic inputs (the batch axis: a named dimension)
     cuda_graph: bool = False  # GPU timing (TensorRT) replays a CUDA graph of one inference
-    batch_axes: dict[str, int | None] | None = None  # the user's batch axis per input
     data: str | None = None  # a data spec (as compare's); None: random data within the input ranges
     preprocess: str | None = None  # image preprocessing for ``data``
 
@@ -57,6 +55,12 @@ class BenchConfig(Config):
             raise ConfigError("warmup >= 0, iterations >= 1 and rounds >= 1 are required")
         if self.duration is not None and self.duration <= 0:
             raise ConfigError("duration must be > 0 seconds")
+        self.data_options(1)  # refuses a bad --input or --preprocess now
+
+    def data_options(self, batch: int) -> DataOptions:
+        """How the feed of ``batch`` samples is read: the first ``batch`` samples of ``data``, or
+        random values within each input's valid values."""
+        return DataOptions(batch=batch, limit=batch if self.data else None, seed=self.seed, preprocess=self.preprocess, inputs=self.inputs)
 
 
 def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, float]:
@@ -147,10 +151,9 @@ def _feed(model: str | os.PathLike, batch: int, config: BenchConfig) -> dict[str
     or random data within each input's valid values, the batch on each input's batch axis."""
     from .trt.sidecar import input_source
 
-    inputs = with_batch_axes(model_inputs(input_source(model)), config.batch_axes)  # an engine's inputs are its source ONNX's
-    pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
-    options = ReaderOptions(batch_size=batch, limit=batch if config.data else None, seed=config.seed, shapes=config.shapes, batch_axes=config.batch_axes, preprocess=pre)
-    feed = next(iter(open_source(config.data or "random:1", inputs, options)), None)
+    options = config.data_options(batch)
+    inputs = options.with_batch_axes(model_inputs(input_source(model)))  # an engine's inputs are its source ONNX's
+    feed = next(iter(open_data(config.data or "random:1", inputs, options)), None)
     if feed is None:
         raise DataError(f"{config.data} holds no samples to benchmark {model} with")
     got = batch_size_of(feed, inputs)

@@ -22,15 +22,14 @@ from .benchmark import BenchConfig, bench
 from .comparison import CompareConfig, compare
 from .config import Config
 from .data.base import model_inputs
-from .data.preprocess import IMAGE_SUFFIXES, PreprocessConfig
-from .data.readers import ReaderOptions, open_source
+from .data.options import DataOptions, open_data
+from .data.preprocess import IMAGE_SUFFIXES
 from .errors import ConfigError
 from .metrics import summary
 from .model_io import load_model, save_model
 from .pipeline import Pipeline
 from .rundir import RunDir
 from .runners import RunnerOptions
-from .specs import spec_batch_axes
 from .stage import get_stage
 from .torch_export.config import ExportConfig
 from .trt.version import TrtVersion, parse_version
@@ -84,8 +83,7 @@ class CompressConfig(Config):
             raise ConfigError("give a model: an .onnx file or a torch model (pkg.module:factory, file.py:factory, .pt2, TorchScript)")
         if self.batch is not None and self.batch < 1:
             raise ConfigError("batch must be >= 1")
-        if self.preprocess:
-            PreprocessConfig.parse(self.preprocess)
+        self.data_options()  # refuses a bad --preprocess or --input now
         if self.calib_from_data not in CALIB_FROM_DATA:
             raise ConfigError(f"calib_from_data must be split or same (or empty), got {self.calib_from_data!r}")
         if self.calib and self.calib_from_data:
@@ -97,6 +95,10 @@ class CompressConfig(Config):
         elif self.calibration_cache:
             raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
+
+    def data_options(self) -> DataOptions:
+        """How ``data`` is read (the export's ``inputs`` give the shapes of dynamic dimensions)."""
+        return DataOptions(batch=self.batch, limit=self.limit, preprocess=self.preprocess, inputs=self.export.inputs)
 
     @property
     def is_onnx(self) -> bool:
@@ -256,10 +258,9 @@ def _kept_on_failure(run: RunDir, report: dict[str, Any], log: Callable[[str], N
 
 def _bench_config(config: CompressConfig) -> BenchConfig:
     """The bench settings with the job's input shapes (a dynamic sequence needs one to run)."""
-    specs = config.export.specs()
-    if config.bench.shapes is not None or not specs:
+    if config.bench.inputs or not config.export.inputs:
         return config.bench
-    return config.bench.replace(shapes={s.name: s.concrete_shape() for s in specs}, batch_axes=spec_batch_axes(specs))
+    return config.bench.replace(inputs=config.export.inputs)
 
 
 def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVersion, log: Callable[[str], None]) -> dict[str, Any]:
@@ -322,14 +323,8 @@ def no_gain_notes(report: dict[str, Any]) -> list[str]:
 
 
 def _data_factory(config: CompressConfig):
-    options = ReaderOptions(
-        batch_size=config.batch,
-        limit=config.limit,
-        preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape() for s in config.export.specs()} or None,
-        batch_axes=spec_batch_axes(config.export.specs()),
-    )
-    return lambda inputs: open_source(config.data, inputs, options)
+    options = config.data_options()
+    return lambda inputs: open_data(config.data, inputs, options)
 
 
 def reads_calibration_data(stage: Config) -> bool:

@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "held_weights", "tensor_array", "materialize", "check_weightless", "infer_weightless", "add_outputs", "WeightFedSession", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
+__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "fed_copy", "held_weights", "tensor_array", "materialize", "check_weightless", "infer_weightless", "add_outputs", "WeightFedSession", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
 
 # Models whose weights total more than this go through the weightless copy (the margin leaves
 # room for the graph itself under protobuf's 2**31 - 1 bytes).
@@ -176,16 +176,25 @@ def _array(t: onnx.TensorProto) -> np.ndarray:
 
 def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence[str] = ("CPUExecutionProvider",), outputs: Sequence[str] = ()):
     """An ONNX Runtime session on ``model`` held in memory, whatever its size, with the graph
-    tensors ``outputs`` as extra outputs (``model`` itself is not changed)."""
-    import onnxruntime as ort
+    tensors ``outputs`` as extra outputs (``model`` itself is not changed). ``options``: an
+    ``onnxruntime.SessionOptions``; new code calls :func:`trtcompress.sessions.open_session`."""
+    from .sessions import SessionConfig, create_session, session_options
 
-    so = options if options is not None else ort.SessionOptions()
+    so = options if options is not None else session_options(SessionConfig())
+    return create_session(model, so, providers, outputs=outputs)
+
+
+def fed_copy(model: onnx.ModelProto, outputs: Sequence[str] = ()) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """What ONNX Runtime is given for ``model``, with the graph tensors ``outputs`` as extra
+    outputs: under the limit, ``model`` (a copy when outputs are added) and no weights; over it,
+    the weightless copy whose large weights are graph inputs, and those weights, to be fed with
+    every run (:class:`WeightFedSession`). ``model`` itself is not changed."""
     if not is_large(model):
         if outputs:
             copy = onnx.ModelProto()
             copy.CopyFrom(model)
             model = add_outputs(copy, outputs)
-        return ort.InferenceSession(model.SerializeToString(), so, providers=list(providers))
+        return model, {}
     light, names = detach_weights(model)
     add_outputs(light, outputs)
     # The large weights become graph inputs, fed with every run: ONNX Runtime reads a fed array in
@@ -199,8 +208,7 @@ def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence
     del light.graph.initializer[:]
     light.graph.initializer.extend(kept)
     by_name = {t.name: t for t in model.graph.initializer}
-    weights = {n: _array(by_name[n]) for n in names}
-    return WeightFedSession(ort.InferenceSession(light.SerializeToString(), so, providers=list(providers)), weights)
+    return light, {n: _array(by_name[n]) for n in names}
 
 
 class WeightFedSession:

@@ -20,6 +20,7 @@ HELP = {
     "data": "feed the first samples of this data (as compare's --data: .npz/.npy files, an image folder with --preprocess, module:...) instead of random values",
     "preprocess": "image preprocessing for --data (as compare's)",
     "cuda_graph": "TensorRT: time a CUDA graph replay of one inference (GPU time)",
+    "inputs": "shape for dynamic non-batch dims, e.g. ids:1x128:int64; a named dimension marks the batch axis, e.g. state:2xNx128",
 }
 
 
@@ -28,8 +29,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="measure latency percentiles and throughput; ratios between models", description=__doc__)
     p.add_argument("models", nargs="+", help="ONNX models or TensorRT engines (.engine: run on TensorRT); the first is the baseline")
-    add_config_args(p, BenchConfig, help=HELP, metavars={"batch_sizes": "N,N"})
-    p.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="shape for dynamic non-batch dims, e.g. ids:1x128:int64; a named dimension marks the batch axis, e.g. state:2xNx128")
+    add_config_args(p, BenchConfig, help=HELP, flags={"inputs": "--input"}, split=("batch_sizes",), metavars={"batch_sizes": "N,N", "inputs": "NAME:DIMS[:DTYPE]"})
     p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
@@ -37,11 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..benchmark import BenchConfig, bench
-    from ..specs import parse_input_specs, spec_batch_axes
 
-    specs = parse_input_specs(args.inputs)
-    shapes = {s.name: s.concrete_shape() for s in specs} or None
-    config = config_from_args(args, BenchConfig, shapes=shapes, batch_axes=spec_batch_axes(specs))
+    config = config_from_args(args, BenchConfig)
     result = bench(args.models, config, backend=args.backend, options=runner_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

@@ -6,10 +6,8 @@ import dataclasses
 import typing
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..data.preprocess import PreprocessConfig
-from ..data.readers import ReaderOptions
+from ..data.options import DataOptions
 from ..runners import RunnerOptions
-from ..specs import parse_input_specs, spec_batch_axes
 
 
 _RUNNER_HELP = {
@@ -30,26 +28,25 @@ def runner_options(args: argparse.Namespace) -> RunnerOptions:
     return config_from_args(args, RunnerOptions)
 
 
+_DATA_HELP = {
+    "batch": "samples per inference; none: as stored (one file, one yielded feed; 1 for random data)",
+    "limit": "use at most this many samples",
+    "seed": "seed of random inputs",
+    "preprocess": "image preprocessing: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,... (resize, crop, mean, std, order, layout, dtype)",
+    "inputs": "input shape for dynamic dims, e.g. x:1x3x224x224; a named dimension marks the batch axis, e.g. state:2xNx128",
+}
+
+
 def add_data_args(p: argparse.ArgumentParser, default: str = "random") -> None:
+    """``--data`` and the DataOptions flags (``--input`` for its ``inputs``); :func:`data_options` reads them."""
     g = p.add_argument_group("data")
     g.add_argument("--data", default=default, help="random[:N], a directory of .npz/.npy files, or an image folder (default: %(default)s)")
-    g.add_argument("--preprocess", default=None, help="image preprocessing: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,... (resize, crop, mean, std, order, layout, dtype)")
-    g.add_argument("--input", dest="inputs", action="append", metavar="NAME:DIMS[:DTYPE]", help="input shape for dynamic dims, e.g. x:1x3x224x224; a named dimension marks the batch axis, e.g. state:2xNx128 (repeatable)")
-    g.add_argument("--batch", type=int, default=None, help="samples per inference (default: as stored: one file, one yielded feed; 1 for random data)")
-    g.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    g.add_argument("--seed", type=int, default=None, help="seed of random inputs (default: 0)")
+    add_config_args(g, DataOptions, help=_DATA_HELP, flags={"inputs": "--input"}, split=(), metavars={"inputs": "NAME:DIMS[:DTYPE]"})
 
 
-def reader_options(args: argparse.Namespace) -> ReaderOptions:
-    specs = parse_input_specs(args.inputs)
-    return ReaderOptions(
-        batch_size=args.batch,
-        limit=args.limit,
-        **({"seed": args.seed} if args.seed is not None else {}),
-        preprocess=PreprocessConfig.parse(args.preprocess) if args.preprocess else None,
-        shapes={s.name: s.concrete_shape() for s in specs} or None,
-        batch_axes=spec_batch_axes(specs),
-    )
+def data_options(args: argparse.Namespace) -> DataOptions:
+    """The data group's flags (:func:`add_data_args`) as DataOptions; a flag not given keeps its default."""
+    return config_from_args(args, DataOptions)
 
 
 def add_config_args(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_config_args, add_data_args, add_runner_args, config_from_args, reader_options, runner_options
+from .common import add_config_args, add_data_args, add_runner_args, config_from_args, data_options, runner_options
 
 
 COMPARE_HELP = {
@@ -45,10 +45,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..comparison import CompareConfig, compare
     from ..data.base import model_inputs
-    from ..data.readers import open_source
+    from ..data.options import open_data
 
     config = config_from_args(args, CompareConfig)
-    source = open_source(args.data, model_inputs(args.base), reader_options(args))
+    source = open_data(args.data, model_inputs(args.base), data_options(args))
     result = compare(args.base, args.candidate, source, config, backend=args.backend, options=runner_options(args))
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

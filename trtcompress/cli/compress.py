@@ -64,7 +64,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     e.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     add_verdict_args(p)
     b = p.add_argument_group("benchmark")
-    add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess"), help=HELP, metavars={"batch_sizes": "N,N"})
+    add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess", "inputs"), help=HELP, metavars={"batch_sizes": "N,N"})
     add_data_args(p, default=None)
     add_runner_args(p)
     p.set_defaults(backend=None)  # CompressConfig.backend holds the default; a recipe's backend stands unless --backend is given

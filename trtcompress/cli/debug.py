@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from .common import add_data_args, add_runner_args, reader_options, runner_options
+from .common import add_data_args, add_runner_args, data_options, runner_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -30,12 +30,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.base import model_inputs
-    from ..data.readers import open_source
+    from ..data.options import open_data
     from ..model_io import load_model, save_model
     from ..quant.bisect import DebugConfig, find_divergent_layers, make_float
 
     config = DebugConfig(metric=args.metric, threshold=args.threshold, backend=args.backend, runner=runner_options(args), max_runs=args.max_runs)
-    feeds = list(open_source(args.data, model_inputs(args.fp32), reader_options(args)))
+    feeds = list(open_data(args.data, model_inputs(args.fp32), data_options(args)))
     result = find_divergent_layers(args.fp32, args.qdq, feeds, config, log=lambda m: print(m, file=sys.stderr))
     if args.output and result.layers:
         save_model(make_float(load_model(args.qdq), [f.node for f in result.layers], load_model(args.fp32)), args.output)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import add_config_args, add_data_args, config_from_args, reader_options
+from .common import add_config_args, add_data_args, config_from_args, data_options
 
 
 HELP = {
@@ -32,7 +32,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.readers import open_source
+    from ..data.options import open_data
     from ..errors import ConfigError
     from ..torch_export import ExportConfig, export
 
@@ -43,7 +43,10 @@ def run(args: argparse.Namespace) -> int:
         from ..trt.opset import export_opset
 
         config = config.replace(opset=export_opset(args.opset, config.opset, args.target_trt))
-    data = (lambda inputs: open_source(args.data, inputs, reader_options(args))) if args.data else None
+    data = None
+    if args.data:
+        options = data_options(args)
+        data = lambda inputs: open_data(args.data, inputs, options)  # noqa: E731
     result = export(args.model, args.output, config, data)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))

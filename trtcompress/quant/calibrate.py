@@ -26,9 +26,10 @@ import onnx
 from .._optional import require
 from ..config import Config
 from ..data.base import Feed, FeedSource, batch_size_of, model_inputs, rebatch, validate_feed
-from ..errors import ConfigError, DataError, ModelError
+from ..errors import ConfigError, DataError, ModelError, UserError
 from ..model_io import infer_shapes, load_model
-from ..weightless import has_external_data, ort_session
+from ..sessions import SessionConfig, open_session
+from ..weightless import has_external_data
 from . import _kernels
 from ._kernels import KERNELS
 from .histogram import DEFAULT_BINS
@@ -286,15 +287,11 @@ class _session:
         self._tmp: Path | None = None
 
     def __enter__(self):
-        ort = require("onnxruntime", "calibration")
+        require("onnxruntime", "calibration")  # the clear error before the copy is built
         m = _with_outputs(self.proto, self.tensors, self.reduced, self.types)
-        so = ort.SessionOptions()
-        if self.config.threads:
-            so.intra_op_num_threads = self.config.threads
-        so.log_severity_level = 3
         # histograms are counted while ONNX Runtime runs the next batch: workers spinning between
         # ops would take the cores the counting needs
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = SessionConfig(threads=self.config.threads, providers=self.config.providers, spinning=False)
         try:
             if has_external_data(m):
                 # external data is found relative to the model file: write the copy beside it
@@ -302,9 +299,12 @@ class _session:
                 os.close(fd)
                 self._tmp = Path(tmp)
                 onnx.save_model(m, tmp)
-                self.sess = ort.InferenceSession(tmp, so, providers=list(self.config.providers))
+                self.sess = open_session(tmp, session, name="the model for calibration", purpose="calibration")
             else:
-                self.sess = ort_session(m, so, self.config.providers)
+                self.sess = open_session(m, session, name="the model for calibration", purpose="calibration")
+        except UserError:
+            self._cleanup()
+            raise
         except Exception as e:
             self._cleanup()
             raise ModelError(f"ONNX Runtime cannot load the model for calibration: {str(e).strip().splitlines()[0]}") from e

@@ -16,7 +16,8 @@ import numpy as np
 import onnx
 
 from ..errors import ConfigError
-from ..weightless import add_outputs, ort_session
+from ..sessions import SessionConfig, open_session
+from ..weightless import add_outputs
 from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import SharedWeights, write_trt_qdq
 from .table import CalibrationTable
@@ -70,16 +71,9 @@ def sqnr_db(signal: float, error: float) -> float:
 
 
 def _session(model: onnx.ModelProto, threads: int = 0, outputs: Iterable[str] = ()):
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    if threads:
-        so.intra_op_num_threads = threads
-    so.log_severity_level = 3
     # each session runs a few batches between numpy work on the same cores: workers spinning
     # after a run would take those cores
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort_session(model, so, outputs=list(outputs))
+    return open_session(model, SessionConfig(threads=threads, spinning=False), outputs=list(outputs))
 
 
 Setting = tuple[QuantPlan, CalibrationTable]

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from ..config import Config
 from ..errors import ConfigError
+from ..sessions import OPTIMIZATION_LEVELS
 
 __all__ = ["RunnerOptions", "make_runner", "register_backend", "registered_backends", "ENGINE_SUFFIXES"]
 
@@ -28,7 +29,7 @@ class RunnerOptions(Config):
     def validate(self) -> None:
         if self.threads < 0:
             raise ConfigError("threads must be >= 0")
-        if self.optimization not in ("disable", "basic", "extended", "all"):
+        if self.optimization not in OPTIMIZATION_LEVELS:
             raise ConfigError(f"optimization must be disable, basic, extended or all, got {self.optimization!r}")
 
 

@@ -87,14 +87,12 @@ def with_normalize(stage: Callable[[Any, Any], StageResult], model: onnx.ModelPr
 def _verify(before: onnx.ModelProto, after: onnx.ModelProto, config: NormalizeConfig) -> dict[str, Any]:
     """One ONNX Runtime run of each model on the same inputs; raises ModelError past the tolerance."""
     from ..data.base import model_inputs
-    from ..data.readers import open_source
-    from ..runners import RunnerOptions
-    from ..runners.onnxrt import make_session
+    from ..data.options import open_data
+    from ..sessions import open_session
 
-    feed = next(iter(open_source(config.verify_data, model_inputs(before))))
-    options = RunnerOptions()
-    a = make_session(before.SerializeToString(), options).run(None, feed)
-    b = make_session(after.SerializeToString(), options).run(None, feed)
+    feed = next(iter(open_data(config.verify_data, model_inputs(before))))
+    a = open_session(before).run(None, feed)
+    b = open_session(after).run(None, feed)
     worst = 0.0
     for x, y in zip(a, b):
         scale = float(np.max(np.abs(x))) if np.size(x) else 0.0

@@ -17,8 +17,7 @@ import onnx
 
 from ..config import Config
 from ..data.base import SampleKeeper, model_inputs
-from ..data.preprocess import PreprocessConfig
-from ..data.readers import ReaderOptions, open_source
+from ..data.options import DataOptions, open_data
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
 from ..quant.centering import center_inputs
@@ -30,7 +29,6 @@ from ..quant.sensitivity import analyse, fallback_to_target, parse_accuracy_targ
 from ..quant.table import CalibrationTable
 from ..quant.trt_kernels import kernel_exclusions
 from ..quant.trt_rules import check_trt_qdq
-from ..specs import parse_input_specs, spec_batch_axes
 from ..contracts import After
 from ..stage import StageResult, register_stage
 from ..trt.version import parse_version
@@ -131,9 +129,7 @@ class QuantizeConfig(Config):
             parse_accuracy_target(self.accuracy_target)
             if not self.eval:
                 raise ConfigError("an accuracy target needs held-out data: give eval (--eval DATA), disjoint from the calibration data")
-        if self.preprocess:
-            PreprocessConfig.parse(self.preprocess)
-        parse_input_specs(list(self.inputs))
+        DataOptions(preprocess=self.preprocess, inputs=self.inputs)  # refuses a bad --preprocess or --input now
         if self.target_trt:
             parse_version(self.target_trt)
         if self.trt_version:
@@ -172,15 +168,8 @@ def _fixed_batch(model: onnx.ModelProto) -> int | None:
 
 
 def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: int | None):
-    specs = parse_input_specs(list(config.inputs))
-    options = ReaderOptions(
-        batch_size=config.batch,
-        limit=limit,
-        preprocess=PreprocessConfig.parse(config.preprocess) if config.preprocess else None,
-        shapes={s.name: s.concrete_shape() for s in specs} or None,
-        batch_axes=spec_batch_axes(specs),
-    )
-    return open_source(spec, model_inputs(model), options)
+    options = DataOptions(batch=config.batch, limit=limit, preprocess=config.preprocess, inputs=config.inputs)
+    return open_data(spec, model_inputs(model), options)
 
 
 def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig, keeper: SampleKeeper | None = None) -> CalibrationTable:

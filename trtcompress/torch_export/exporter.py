@@ -155,9 +155,9 @@ _EXPORTERS = {"dynamo": _dynamo, "torchscript": _torchscript}
 def _check_against_torch(model: Any, path: Path, specs: Sequence[InputSpec], config: ExportConfig, data: DataArg) -> dict[str, Any]:
     """Largest absolute/relative error of ONNX Runtime against torch, on random and on real inputs."""
     torch = require("torch")
-    import onnxruntime as ort
+    from ..sessions import open_session
 
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_session(path)
     inputs = model_inputs(path)
     batch = specs[0].concrete_shape()[0] if specs[0].shape else 1
     shapes = {s.name: s.concrete_shape(batch) for s in specs}

@@ -148,11 +148,9 @@ def evaluate_torch(model, images: np.ndarray, labels: np.ndarray, batch_size: in
 
 def evaluate_onnx(path: str | Path, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> float:
     """Top-1 accuracy of an ONNX file under ONNX Runtime (CPU)."""
-    import onnxruntime as ort
+    from ..sessions import SessionConfig, open_session
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    sess = open_session(path, SessionConfig(threads=2))
     correct = 0
     for i in range(0, len(images), batch_size):
         (logits,) = sess.run(["logits"], {"x": images[i : i + batch_size]})
