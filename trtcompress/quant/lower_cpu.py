@@ -417,7 +417,8 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
 
     ``weights`` is the weight type of layers that read a signed tensor (see the module docstring).
     ``layer_rule``: "auto" keeps float the layers where INT8 is slower on CPU (``_int8_pays``),
-    "all" lowers every planned layer.
+    "all" lowers every planned layer. The model is read and rewritten on onnx-ir: converted once
+    in, once out; rules receive ``ir.Node`` s and speak tensor names, as the plan and table do.
     """
     import onnx_ir as ir
 
