@@ -289,3 +289,24 @@ def test_cpu_layer_rule_is_checked():
     table = calibrate_for_test(model, plan, graphs.feeds(model))
     with pytest.raises(ConfigError, match="layer rule"):
         lower_cpu(model, plan, table, layer_rule="some")
+
+
+def test_a_layer_left_float_after_its_input_was_quantized_leaves_nothing_behind():
+    """A Gemm with a 2-D bias has no integer kernel here: its rule quantizes the input, then leaves
+    the layer float. Nothing of that ships: no QuantizeLinear nobody reads, no initializer nobody
+    reads, and the output is the float Gemm's."""
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "w"), numpy_helper.from_array(rng.standard_normal((1, 8)).astype(np.float32), "b")]
+    g = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc")], "gemm_2d_bias",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8])], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    feeds = [{"x": rng.standard_normal((4, 16)).astype(np.float32)} for _ in range(2)]
+    plan = plan_quantization(model)
+    assert plan.quantized_nodes == ["fc"]
+    low = lower_cpu(model, plan, calibrate_for_test(model, plan, feeds), weights="uint8")
+    assert [n.op_type for n in low.model.graph.node] == ["Gemm"] and low.float_layers == ["fc"]
+    assert sorted(t.name for t in low.model.graph.initializer) == ["b", "w"]
+    for got, want in zip(run(low.model, feeds), run(model, feeds)):
+        np.testing.assert_array_equal(got, want)

@@ -136,3 +136,24 @@ def name_nodes(graph: ir.Graph, prefix: str = "") -> None:
             elif attr.type == ir.AttributeType.GRAPHS:
                 for k, sub in enumerate(attr.as_graphs()):
                     name_nodes(sub, f"{name}/{attr.name}[{k}]/")
+
+
+def tensor_array(tensor: ir.TensorProtocol) -> np.ndarray:
+    """A tensor's content; a weight held in memory beside the light copy of a large model
+    (``weightless.held_weights``) is read from there, not from its placeholder's location."""
+    if isinstance(tensor, ir.ExternalTensor):
+        from ..weightless import _held_key
+        from ..weightless import tensor_array as proto_array
+
+        proto = ir.serde.serialize_tensor(tensor)  # the placeholder only: no data is read
+        if _held_key(proto) is not None:
+            return proto_array(proto)
+    return tensor.numpy()
+
+
+def read_const(value: ir.Value | None) -> np.ndarray | None:
+    """:func:`const_array` for stages that run on a large model's light copy (held weights)."""
+    if value is None or value.is_graph_input():
+        return None
+    tensor = ir.convenience.get_const_tensor(value)
+    return None if tensor is None else tensor_array(tensor)

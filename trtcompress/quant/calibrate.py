@@ -288,17 +288,7 @@ class _session:
 
     def __enter__(self):
         require("onnxruntime", "calibration")  # the clear error before the copy is built
-        m = onnx.ModelProto()
-        m.CopyFrom(self.proto)
-        have = {o.name for o in m.graph.output}
-        types = self.types
-        for t in self.tensors:
-            if t not in have:
-                m.graph.output.append(onnx.helper.make_tensor_value_info(t, types.get(t, onnx.TensorProto.FLOAT), None))
-        for t in self.reduced:  # appended last: they read only existing tensors
-            for op, out in zip(("ReduceMax", "ReduceMin"), _reductions(t)):
-                m.graph.node.append(onnx.helper.make_node(op, [t], [out], name=out, keepdims=0))
-                m.graph.output.append(onnx.helper.make_tensor_value_info(out, types.get(t, onnx.TensorProto.FLOAT), []))
+        m = _with_outputs(self.proto, self.tensors, self.reduced, self.types)
         # histograms are counted while ONNX Runtime runs the next batch: workers spinning between
         # ops would take the cores the counting needs
         session = SessionConfig(threads=self.config.threads, providers=self.config.providers, spinning=False)
@@ -326,6 +316,32 @@ class _session:
     def _cleanup(self) -> None:
         if self._tmp is not None and self._tmp.exists():
             self._tmp.unlink()
+
+
+def _with_outputs(proto: onnx.ModelProto, tensors: Sequence[str], reduced: Sequence[str], types: dict[str, int]) -> onnx.ModelProto:
+    """A copy of ``proto`` with ``tensors`` as extra graph outputs, then the max and min of each
+    ``reduced`` tensor (appended last: they read only existing tensors)."""
+    import onnx_ir as ir
+
+    model = ir.from_proto(proto)
+    graph = model.graph
+    values = {v.name: v for v in graph.inputs}
+    values.update((o.name, o) for n in graph for o in n.outputs)
+    have = {v.name for v in graph.outputs}
+
+    def tensor_type(t: str) -> ir.TensorType:
+        return ir.TensorType(ir.DataType(types.get(t, onnx.TensorProto.FLOAT)))
+
+    for t in tensors:
+        if t not in have:
+            values[t].type = tensor_type(t)
+            graph.outputs.append(values[t])
+    for t in reduced:
+        for op, out in zip(("ReduceMax", "ReduceMin"), _reductions(t)):
+            y = ir.Value(name=out, type=tensor_type(t), shape=ir.Shape([]))
+            graph.append(ir.node(op, [values[t]], {"keepdims": 0}, name=out, outputs=[y]))
+            graph.outputs.append(y)
+    return ir.to_proto(model)
 
 
 class _Passes:

@@ -81,25 +81,30 @@ Setting = tuple[QuantPlan, CalibrationTable]
 
 def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx.ModelProto, list[dict[str, tuple[str, str]]]]:
     """FP32 model plus, per (plan, table) setting and per quantized node of its plan, a Q/DQ'd
-    shadow reading the FP32 activations: one pass measures every layer under every setting."""
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    by_name = {n.name: n for n in m.graph.node}
+    shadow reading the FP32 activations: one pass measures every layer under every setting.
+
+    Every setting's shadows are added first (on onnx-ir), then each set gets its Q/DQ: a set's
+    Q/DQ nodes go just before its own shadows, so the graph is the one a set-by-set build gives."""
+    import onnx_ir as ir
+
+    work = ir.from_proto(model)
+    by_name = {n.name: n for n in work.graph}
     pairs: list[dict[str, tuple[str, str]]] = []
+    for k, (plan, _) in enumerate(settings):
+        tag = f"{_SHADOW}{k}"
+        own = {}
+        for name in plan.quantized_nodes:
+            n = by_name[name]
+            s = ir.Node(n.domain, n.op_type, list(n.inputs), attributes=list(n.attributes.values()), overload=n.overload,
+                        outputs=[ir.Value(name=o.name + tag if o.name else "") for o in n.outputs], version=n.version, name=name + tag,
+                        doc_string=n.doc_string, metadata_props=dict(n.metadata_props))
+            work.graph.append(s)  # shadows read only existing tensors: appending keeps the order valid
+            own[name] = (n.outputs[0].name, s.outputs[0].name)
+        pairs.append(own)
+    m = ir.to_proto(work)
     shared = SharedWeights()  # a weight's Q/DQ serves every setting whose scale for it is the same
     for k, (plan, table) in enumerate(settings):
         tag = f"{_SHADOW}{k}"
-        shadows, own = [], {}
-        for name in plan.quantized_nodes:
-            n = by_name[name]
-            s = onnx.NodeProto()
-            s.CopyFrom(n)
-            s.name = name + tag
-            del s.output[:]
-            s.output.extend([o + tag if o else "" for o in n.output])
-            shadows.append(s)
-            own[name] = (n.output[0], s.output[0])
-        m.graph.node.extend(shadows)  # shadows read only existing tensors: appending keeps the order valid
         shadow_plan = QuantPlan(
             [QuantInput(a.node + tag, a.index, a.tensor) for a in plan.activations],
             [WeightSpec(w.node + tag, w.index, w.tensor, w.axis) for w in plan.weights],
@@ -108,7 +113,6 @@ def _shadow_model(model: onnx.ModelProto, settings: list[Setting]) -> tuple[onnx
             {},
         )
         m = write_trt_qdq(m, shadow_plan, table, weights=_WEIGHTS, suffix=tag, shared=shared, in_place=True)
-        pairs.append(own)
     return add_outputs(m, [t for own in pairs for pair in own.values() for t in pair]), pairs
 
 
