@@ -28,7 +28,7 @@ def const_array(value: ir.Value | None) -> np.ndarray | None:
     Reading the content loads it (external data included): call it only on tensors you fold.
     """
     tensor = const_tensor(value)
-    return None if tensor is None else tensor.numpy()
+    return None if tensor is None else tensor_array(tensor)
 
 
 def const_size(value: ir.Value | None) -> int | None:
@@ -149,11 +149,3 @@ def tensor_array(tensor: ir.TensorProtocol) -> np.ndarray:
         if _held_key(proto) is not None:
             return proto_array(proto)
     return tensor.numpy()
-
-
-def read_const(value: ir.Value | None) -> np.ndarray | None:
-    """:func:`const_array` for stages that run on a large model's light copy (held weights)."""
-    if value is None or value.is_graph_input():
-        return None
-    tensor = ir.convenience.get_const_tensor(value)
-    return None if tensor is None else tensor_array(tensor)

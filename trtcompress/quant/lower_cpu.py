@@ -171,9 +171,9 @@ class _Graph:
 
     def const_value(self, name: str) -> np.ndarray | None:
         if name not in self._const:
-            from ..graph._util import read_const
+            from ..graph._util import const_array
 
-            self._const[name] = read_const(self.value(name))
+            self._const[name] = const_array(self.value(name))
         return self._const[name]
 
     def is_float(self, name: str) -> bool:
