@@ -11,23 +11,23 @@ import time
 from pathlib import Path
 
 import numpy as np
+import onnx_ir as ir
 from onnx import numpy_helper
 
 from trtcompress import zoo
 from trtcompress.model_io import load_model, save_model
 from trtcompress.quant.bisect import DebugConfig, find_divergent_layers, quantized_layers
-from trtcompress.quant.graph import GraphIndex
 from trtcompress.stages.quantize import QuantizeConfig, quantize
 
 
-def _weight_layers(q, g):
+def _weight_layers(q, by_name):
     out = []
     for name in quantized_layers(q):
-        node = g.by_name[name]
-        p = g.producer.get(node.input[1]) if len(node.input) > 1 else None
+        node = by_name[name]
+        p = node.inputs[1].producer() if len(node.inputs) > 1 else None
         if node.op_type in ("Conv", "Gemm", "MatMul") and p is not None and p.op_type == "DequantizeLinear":
-            q_node = g.producer.get(p.input[0])
-            if q_node is not None and g.is_const(q_node.input[0]):
+            q_node = p.inputs[0].producer()
+            if q_node is not None and q_node.inputs[0].is_initializer():
                 out.append(name)
     return out
 
@@ -45,11 +45,11 @@ def main() -> None:
             t0 = time.perf_counter()
             r = find_divergent_layers(fp32, tmp / "q.onnx", feeds, DebugConfig())
             print(f"{name} as quantized: cosine {r.metric_quantized:.4f}; layers {[f.node for f in r.layers]}; {r.runs} runs, {time.perf_counter() - t0:.1f} s")
-            g = GraphIndex(q)
-            cands = _weight_layers(q, g)
+            by_name = {n.name: n for n in ir.from_proto(q).graph}
+            cands = _weight_layers(q, by_name)
             target = cands[len(cands) // 2]
-            dq = g.producer[g.by_name[target].input[1]]
-            scales = {dq.input[1], g.producer[dq.input[0]].input[1]}
+            dq = by_name[target].inputs[1].producer()
+            scales = {dq.inputs[1].name, dq.inputs[0].producer().inputs[1].name}
             for t in q.graph.initializer:
                 if t.name in scales:
                     t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t) / 100).astype(np.float32), t.name))

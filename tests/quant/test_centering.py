@@ -85,3 +85,25 @@ def test_a_saved_table_follows_the_switch_of_the_run_that_reads_it(cnn, tmp_path
     subs = {c: sum(n.op_type == "Sub" for n in quantize(model, QuantizeConfig(table=str(saved), center_inputs=c, sensitivity_samples=0)).model.graph.node)
             for c in (True, False)}
     assert subs == {True: 1, False: 0}
+
+
+def _dead(model: onnx.ModelProto) -> list[str]:
+    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    return [t.name for t in model.graph.initializer if t.name not in used]
+
+
+@pytest.mark.parametrize("target, weights", [("tensorrt", "float"), ("tensorrt", "int8"), ("cpu", "float")])
+def test_the_replaced_bias_does_not_ship_without_the_cleanup(cnn, tmp_path, target, weights):
+    """The stage alone (no normalize, no cleanup after it, as the Python API runs it) ships no
+    dead initializer: the first Conv's bias that centering replaces goes in both weight formats,
+    and the CPU form (which does not center) ships none either."""
+    model, run, _, _ = cnn
+    saved = tmp_path / "calib.json"
+    saved.write_text(run[True].artifacts["calibration.json"])
+    out = quantize(model, QuantizeConfig(table=str(saved), target=target, weights=weights, sensitivity_samples=0)).model
+    assert _dead(out) == []
+    if target == "tensorrt":
+        conv = next(n for n in model.graph.node if n.op_type == "Conv")
+        assert len(conv.input) == 3 and any(n.op_type == "Sub" for n in out.graph.node)
+        assert conv.input[2] not in {t.name for t in out.graph.initializer}
+        assert next(n for n in out.graph.node if n.name == conv.name).input[2].endswith("_bias")

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnx_ir as ir
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from trtcompress.model_io import infer_shapes, load_model
-from trtcompress.quant.graph import GraphIndex
 from trtcompress.quant.placement import plan_quantization
 from trtcompress.quant.trt_kernels import kernel_exclusions
 from trtcompress.quant.trt_rules import trt_qdq_violations
@@ -78,8 +78,8 @@ def test_quantize_stage_leaves_them_float_and_reports_why(tmp_path):
     table = calibrate_for_test(infer_shapes(model), plan_quantization(infer_shapes(model)), feeds)
     (tmp_path / "t.json").write_text(table.to_json())
     result = quantize(model, QuantizeConfig(table=str(tmp_path / "t.json"), sensitivity_samples=0, target_trt="8.6"))
-    g = GraphIndex(result.model)
-    reads_dq = {n.name for n in g.nodes if any((p := g.producer.get(i)) is not None and p.op_type == "DequantizeLinear" for i in n.input)}
+    reads_dq = {n.name for n in ir.from_proto(result.model).graph
+                if any(v is not None and (p := v.producer()) is not None and p.op_type == "DequantizeLinear" for v in n.inputs)}
     assert reads_dq == {c[0] for c in _CONVS} - _FLOAT_ON_8X
     kept = result.report["plan"]["kept_float"]
     assert sorted(n for reason, ns in kept.items() if "INT8 kernel" in reason for n in ns) == sorted(_FLOAT_ON_8X)
@@ -101,14 +101,14 @@ def test_a_real_mobilenet_v3():
     convs followed by hard-swish): exactly the < 16 channel convs outside the clauses stay float."""
     model = infer_shapes(load_model(_CLS))
     plan = plan_quantization(model)
-    g = GraphIndex(model)
-    shapes = {n: g.const_value(g.by_name[n].input[1]).shape for n in plan.quantized_nodes if g.by_name[n].op_type == "Conv"}
+    by_name = {n.name: n for n in ir.from_proto(model).graph}
+    shapes = {n: ir.convenience.get_const_tensor(by_name[n].inputs[1]).shape for n in plan.quantized_nodes if by_name[n].op_type == "Conv"}
     out = kernel_exclusions(model, plan)
     small = {n for n, s in shapes.items() if min(s[0], s[1]) < 16}
     assert set(out) < small and len(out) == 4
     for n in out:  # each excluded conv fails both clauses
         s = shapes[n]
-        assert g.attr(g.by_name[n], "group", 1) == 1 and (s[0] % 8 and s[1] % 8 or max(s[0], s[1]) < 16)
+        assert by_name[n].attributes.get_int("group", 1) == 1 and (s[0] % 8 and s[1] % 8 or max(s[0], s[1]) < 16)
     on_86 = kernel_exclusions(model, plan, parse_version("8.6"))
     dw = {n for n in on_86 if "depthwise" in on_86[n]}
     assert set(on_86) == set(out) | dw and len(dw) == 8  # depthwise convs followed by hard-swish

@@ -22,18 +22,20 @@ import dataclasses
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..comparison import OutputStats, exact_qdq_options
 from ..config import Config
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import load_model, save_model
 from ..runners import RunnerOptions, make_runner
-from .graph import GraphIndex, node_names
+from ._ir import View, add_tensor, as_ir, attr, const_value, drop_unused_initializers, is_const, name_main_nodes, to_proto
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["DebugConfig", "DebugResult", "LayerFinding", "quantized_layers", "make_float", "find_divergent_layers", "METRICS"]
 
@@ -90,15 +92,16 @@ class DebugResult:
 # -- the Q/DQ model's layers -----------------------------------------------------------------------
 
 
-def quantized_layers(model: onnx.ModelProto) -> dict[str, list[int]]:
-    """Node name -> indices of its inputs that come from a DequantizeLinear, in graph order."""
-    node_names(model)
-    g = GraphIndex(model)
+def quantized_layers(model: "onnx.ModelProto | ir.Model") -> dict[str, list[int]]:
+    """Node name -> indices of its inputs that come from a DequantizeLinear, in graph order
+    (unnamed nodes get names in place, a ModelProto's main-graph nodes the same ones)."""
+    m = as_ir(model)
+    name_main_nodes(m, model if isinstance(model, onnx.ModelProto) else None)
     out: dict[str, list[int]] = {}
-    for n in g.nodes:
+    for n in m.graph:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        idx = [i for i, t in enumerate(n.input) if t and (p := g.producer.get(t)) is not None and p.op_type == "DequantizeLinear"]
+        idx = [i for i, v in enumerate(n.inputs) if v is not None and (p := v.producer()) is not None and p.op_type == "DequantizeLinear"]
         if idx:
             out[n.name] = idx
     return out
@@ -110,61 +113,47 @@ def make_float(model: onnx.ModelProto, layers: Sequence[str], fp32: onnx.ModelPr
     An activation or float weight reads what its QuantizeLinear read. An int8 weight stored with a DQ
     only takes the float weight of the same node in ``fp32`` (the quantizer keeps node names), or
     its dequantized value when there is none. Q/DQ nodes nobody reads any more are removed."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    g = GraphIndex(out)
-    fg = GraphIndex(fp32) if fp32 is not None else None
-    inputs = quantized_layers(out)
+    m = as_ir(model)  # tensors wrapped: ``model`` itself is not changed
+    inputs = quantized_layers(m)
+    g = View(m)
+    fg = View(as_ir(fp32)) if fp32 is not None else None
     for name in layers:
         if name not in inputs:
             raise ModelError(f"{name!r} is not a quantized layer of the Q/DQ model")
         node = g.by_name[name]
         for i in inputs[name]:
-            dq = g.producer[node.input[i]]
-            q = g.producer.get(dq.input[0])
+            dq = node.inputs[i].producer()
+            q = dq.inputs[0].producer()
             if q is not None and q.op_type == "QuantizeLinear":
-                node.input[i] = q.input[0]
+                node.replace_input_with(i, q.inputs[0])
                 continue
-            node.input[i] = _float_weight(out, g, fg, node, i, dq)
-    _drop_dead(out)
-    return out
+            node.replace_input_with(i, _float_weight(m.graph, fg, node, i, dq))
+    _drop_dead(m.graph)
+    return to_proto(m, like=model)
 
 
-def _float_weight(out: onnx.ModelProto, g: GraphIndex, fg: GraphIndex | None, node: onnx.NodeProto, i: int, dq: onnx.NodeProto) -> str:
+def _float_weight(graph: "ir.Graph", fg: View | None, node: "ir.Node", i: int, dq: "ir.Node") -> "ir.Value":
     ref = fg.by_name.get(node.name) if fg is not None else None
-    if ref is not None and ref.op_type == node.op_type and i < len(ref.input) and fg.is_const(ref.input[i]):
-        value = fg.const_value(ref.input[i])
+    if ref is not None and ref.op_type == node.op_type and i < len(ref.inputs) and is_const(ref.inputs[i]):
+        value = const_value(ref.inputs[i])
     else:  # no FP32 twin: the dequantized weight (its quantization stays)
-        q = g.const_value(dq.input[0]).astype(np.float32)
-        scale = g.const_value(dq.input[1]).astype(np.float32)
-        zp = g.const_value(dq.input[2]).astype(np.float32) if len(dq.input) > 2 and dq.input[2] else np.zeros_like(scale)
+        q = const_value(dq.inputs[0]).astype(np.float32)
+        scale = const_value(dq.inputs[1]).astype(np.float32)
+        zp = const_value(dq.inputs[2]).astype(np.float32) if len(dq.inputs) > 2 and dq.inputs[2] is not None else np.zeros_like(scale)
         if scale.ndim == 1 and q.ndim > 1:
-            axis = g.attr(dq, "axis", 1) % q.ndim
+            axis = attr(dq, "axis", 1) % q.ndim
             shape = [1] * q.ndim
             shape[axis] = -1
             scale, zp = scale.reshape(shape), zp.reshape(shape)
         value = (q - zp) * scale
-    name = f"{node.name}_input{i}_float"
-    out.graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
-    return name
+    return add_tensor(graph, np.asarray(value, dtype=np.float32), f"{node.name}_input{i}_float")
 
 
-def _drop_dead(model: onnx.ModelProto) -> None:
+def _drop_dead(graph: "ir.Graph") -> None:
     """Remove Q/DQ nodes whose outputs nobody reads, and initializers left unused."""
-    graph = model.graph
-    outputs = {o.name for o in graph.output}
-    while True:
-        used = {i for n in graph.node for i in n.input} | outputs
-        dead = [k for k, n in enumerate(graph.node) if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o in used for o in n.output)]
-        if not dead:
-            break
-        for k in reversed(dead):
-            del graph.node[k]
-    used = {i for n in graph.node for i in n.input} | outputs
-    keep = [t for t in graph.initializer if t.name in used]
-    if len(keep) != len(graph.initializer):
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+    while dead := [n for n in graph if n.op_type in ("QuantizeLinear", "DequantizeLinear") and not any(o.uses() or o.is_graph_output() for o in n.outputs)]:
+        graph.remove(dead, safe=True)
+    drop_unused_initializers(graph)
 
 
 # -- the search ------------------------------------------------------------------------------------

@@ -14,15 +14,17 @@ need it and ignore it.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from .graph import GraphIndex
+from ._ir import View, add_node, add_tensor, as_ir, attr, const_tensor, const_value, is_const
 from .placement import QuantInput, QuantPlan
 from .table import CalibrationTable
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["MIN_GAIN", "center_inputs", "centered", "write_centered_input"]
 
@@ -30,25 +32,29 @@ __all__ = ["MIN_GAIN", "center_inputs", "centered", "write_centered_input"]
 MIN_GAIN = 1.25
 
 
-def _can_center(g: GraphIndex, node: onnx.NodeProto) -> bool:
+def _can_center(node: "ir.Node") -> bool:
     """A Conv with constant float weights, a constant bias or none, and explicit padding."""
-    if node.op_type != "Conv" or g.attr(node, "auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+    import onnx_ir as ir
+
+    if node.op_type != "Conv" or attr(node, "auto_pad", "NOTSET") != "NOTSET":
         return False
-    w = g.const_value(node.input[1]) if len(node.input) > 1 else None
-    has_bias = len(node.input) > 2 and node.input[2]
-    return w is not None and w.dtype == np.float32 and w.ndim >= 3 and (not has_bias or g.const_value(node.input[2]) is not None)
+    w = const_tensor(node.inputs[1]) if len(node.inputs) > 1 else None
+    bias = node.inputs[2] if len(node.inputs) > 2 else None
+    return w is not None and w.dtype == ir.DataType.FLOAT and len(w.shape) >= 3 and (bias is None or is_const(bias))
 
 
-def center_inputs(g: GraphIndex, plan: QuantPlan, table: CalibrationTable, enabled: bool = True) -> tuple[CalibrationTable, list[dict[str, Any]]]:
+def center_inputs(model: "onnx.ModelProto | ir.Model", plan: QuantPlan, table: CalibrationTable, enabled: bool = True) -> tuple[CalibrationTable, list[dict[str, Any]]]:
     """The table with ``details["centered"]`` naming the graph inputs worth centering (one-sided range
     and at least one Conv that can take it), and one report row per centered input. Decided anew
     for every table, so a saved one never carries an earlier run's choice (nor any when disabled)."""
     tensors = table.details.get("tensors", {}) if isinstance(table.details, dict) else {}
     chosen: dict[str, dict[str, float]] = {}
-    for a in plan.activations if enabled else ():
+    g = View(as_ir(model)) if enabled and plan.activations else None
+    for a in plan.activations if g is not None else ():
         t = a.tensor
         rng = (tensors.get(t) or {}).get("range")
-        if t in chosen or t not in g.graph_inputs or not rng or t not in table.amax or a.index != 0 or not _can_center(g, g.by_name[a.node]):
+        v = g.value(t)
+        if t in chosen or v is None or not v.is_graph_input() or v.is_initializer() or not rng or t not in table.amax or a.index != 0 or not _can_center(g.by_name[a.node]):
             continue
         lo, hi = map(float, rng)
         half = (hi - lo) / 2
@@ -69,38 +75,35 @@ def centered(table: CalibrationTable) -> dict[str, dict[str, float]]:
 
 
 def write_centered_input(
-    g: GraphIndex, a: QuantInput, center: dict[str, float], zp_name: str, suffix: str, new_inits: list, pending: dict
-) -> tuple[str, np.ndarray, float] | None:
-    """Sub, Pad (when the Conv pads), Q and DQ before ``a.node``, whose padding and bias change to
-    match; returns the DQ output, the new bias and the input scale (None: the Conv cannot take it)."""
-    node = g.by_name[a.node]
-    if a.index != 0 or not _can_center(g, node):
+    graph: "ir.Graph", node: "ir.Node", a: QuantInput, center: dict[str, float], zero_point: "ir.Value", suffix: str
+) -> "tuple[ir.Value, np.ndarray, float] | None":
+    """Sub, Pad (when the Conv pads), Q and DQ before ``node`` (``a.node``), whose padding and bias
+    change to match; returns the DQ output, the new bias and the input scale (None: the Conv
+    cannot take it)."""
+    import onnx_ir as ir
+
+    if a.index != 0 or not _can_center(node):
         return None
     c, scale = np.float32(center["center"]), np.float32(center["amax"] / 127.0)
     base = f"{a.tensor}_centered_{node.name}{suffix}"
-    new_inits += [numpy_helper.from_array(np.array(c), f"{base}_center"), numpy_helper.from_array(np.array(scale), f"{base}_scale")]
-    nodes = [helper.make_node("Sub", [a.tensor, f"{base}_center"], [f"{base}_sub"], name=f"{base}_Sub")]
-    x = f"{base}_sub"
-    pads = list(g.attr(node, "pads", []) or [])
+    c_v, s_v = add_tensor(graph, np.array(c), f"{base}_center"), add_tensor(graph, np.array(scale), f"{base}_scale")
+    before = ("before", node)
+    x = add_node(before, "Sub", [node.inputs[0], c_v], f"{base}_sub", f"{base}_Sub").outputs[0]
+    pads = list(attr(node, "pads", []) or [])
     if any(pads):
         n = len(pads) // 2
-        new_inits += [numpy_helper.from_array(np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], np.int64), f"{base}_pads"),
-                      numpy_helper.from_array(np.array(-c), f"{base}_pad_value")]
-        nodes.append(helper.make_node("Pad", [x, f"{base}_pads", f"{base}_pad_value"], [f"{base}_padded"], name=f"{base}_Pad"))
-        x = f"{base}_padded"
-        for attr in node.attribute:
-            if attr.name == "pads":
-                attr.CopyFrom(helper.make_attribute("pads", [0] * len(pads)))
-    q, dq = f"{base}_quantized", f"{base}_dequantized"
-    nodes += [helper.make_node("QuantizeLinear", [x, f"{base}_scale", zp_name], [q], name=f"{base}_QuantizeLinear"),
-              helper.make_node("DequantizeLinear", [q, f"{base}_scale", zp_name], [dq], name=f"{base}_DequantizeLinear")]
-    pending.setdefault(a.node, []).extend(nodes)
-    w = g.const_value(node.input[1])
-    bias = g.const_value(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(w.shape[0], np.float32)
+        p_v = add_tensor(graph, np.array([0, 0, *pads[:n], 0, 0, *pads[n:]], np.int64), f"{base}_pads")
+        fill = add_tensor(graph, np.array(-c), f"{base}_pad_value")
+        x = add_node(before, "Pad", [x, p_v, fill], f"{base}_padded", f"{base}_Pad").outputs[0]
+        node.attributes["pads"] = ir.AttrInt64s("pads", [0] * len(pads))
+    q = add_node(before, "QuantizeLinear", [x, s_v, zero_point], f"{base}_quantized", f"{base}_QuantizeLinear").outputs[0]
+    dq = add_node(before, "DequantizeLinear", [q, s_v, zero_point], f"{base}_dequantized", f"{base}_DequantizeLinear").outputs[0]
+    w = const_value(node.inputs[1])
+    old = node.inputs[2] if len(node.inputs) > 2 else None
+    bias = const_value(old) if old is not None else np.zeros(w.shape[0], np.float32)
     bias = (bias.astype(np.float64) + float(c) * w.sum(axis=tuple(range(1, w.ndim)), dtype=np.float64)).astype(np.float32)
-    new_inits.append(numpy_helper.from_array(bias, f"{base}_bias"))
-    if len(node.input) > 2:
-        node.input[2] = f"{base}_bias"
-    else:
-        node.input.append(f"{base}_bias")
+    b_v = add_tensor(graph, bias, f"{base}_bias")
+    if len(node.inputs) < 3:
+        node.resize_inputs(3)
+    node.replace_input_with(2, b_v)
     return dq, bias, float(scale)

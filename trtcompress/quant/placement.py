@@ -21,10 +21,11 @@ import numpy as np
 import onnx
 
 from ..select import Patterns, check_all_used
-from ..subgraphs import walk
-from .graph import GraphIndex, node_names
+from ._ir import View, as_ir, attr, const_value, is_const, is_float, name_main_nodes, shape_of
 
 if TYPE_CHECKING:
+    import onnx_ir as ir
+
     from .table import CalibrationTable
 
 __all__ = [
@@ -55,7 +56,7 @@ class Skip:
     reason: str
 
 
-Rule = Callable[[onnx.NodeProto, GraphIndex, "PlanState"], "NodeQuant | Skip"]
+Rule = Callable[["ir.Node", View, "PlanState"], "NodeQuant | Skip"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,21 +168,23 @@ class QuantPlan:
 
 
 def plan_quantization(
-    model: onnx.ModelProto,
+    model: "onnx.ModelProto | ir.Model",
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
     keep_float: Mapping[str, str] | None = None,
     quantize_outputs: bool = False,
 ) -> QuantPlan:
-    """Apply the registered rules to every node of ``model`` (unnamed nodes get names in place).
+    """Apply the registered rules to every node of ``model``'s main graph (unnamed nodes get names
+    in place, as ``graph._util.name_nodes`` gives them; a ModelProto's main-graph nodes the same).
 
     ``keep_float``: node name -> reason, nodes left float before the rules run (so a residual Add
     whose Conv is among them is not quantized for it either). Graph outputs stay float unless
     ``quantize_outputs``: a calibrated range clips the rare large values an output exists to show
     (a text detector's scores, a regressor's extremes)."""
     keep_float = keep_float or {}
-    node_names(model)
-    g = GraphIndex(model)
+    m = as_ir(model)
+    name_main_nodes(m, model if isinstance(model, onnx.ModelProto) else None)
+    g = View(m)
     inc, exc = Patterns(tuple(include)), Patterns(tuple(exclude))
     state = PlanState()
     decisions: dict[str, NodeQuant] = {}
@@ -218,20 +221,20 @@ def plan_quantization(
         if d is None:
             continue
         quantized.append(node.name)
-        activations += [QuantInput(node.name, i, node.input[i]) for i in d.activations]
-        weights += [WeightSpec(node.name, i, node.input[i], axis) for i, axis in d.weights]
+        activations += [QuantInput(node.name, i, node.inputs[i].name) for i in d.activations]
+        weights += [WeightSpec(node.name, i, node.inputs[i].name, axis) for i, axis in d.weights]
         extra += d.extra
     # The CPU lowering writes a quantized output for each compute op: it needs the range of the
     # tensor after the op's activation (ReLU/Clip), which TensorRT's placement does not quantize.
     for name in quantized:
         node = g.by_name[name]
         if node.op_type in _COMPUTE_OPS:
-            extra.append(_post_activation(node.output[0], g))
+            extra.append(_post_activation(node.outputs[0], g))
     qdq = {a.tensor for a in activations}
-    outputs = [o.name for o in model.graph.output if o.name in g.producer and g.is_float(o.name)] if quantize_outputs else []
-    extra = [t for t in dict.fromkeys(extra + outputs) if t not in qdq and g.is_float(t)]
-    bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(t, g)) is not None}
-    for name, op, scope in subgraph_layers(model):
+    outputs = [o.name for o in m.graph.outputs if o.producer() is not None and is_float(o)] if quantize_outputs else []
+    extra = [t for t in dict.fromkeys(extra + outputs) if t not in qdq and is_float(g.values[t])]
+    bounds = {t: b for t in list(qdq) + extra if (b := _clip_bound(g.values[t])) is not None}
+    for name, op, scope in subgraph_layers(m):
         float_nodes[name] = f"{op} inside {scope}: quantize does not rewrite If/Loop/Scan bodies; left float"
     return QuantPlan(activations, weights, quantized, float_nodes, {n.name: n.op_type for n in g.nodes}, extra, bounds, outputs)
 
@@ -240,14 +243,26 @@ def plan_quantization(
 _SUBGRAPH_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN")
 
 
-def subgraph_layers(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
+def subgraph_layers(model: "onnx.ModelProto | ir.Model") -> list[tuple[str, str, str]]:
     """(name, op type, scope) of each weighted layer inside an If/Loop/Scan body: placement
-    covers the main graph only, so these stay float and the stage says so per layer."""
+    covers the main graph only, so these stay float and the stage says so per layer. The scope
+    reads ``If_0/then_branch`` (nested: ``If_0/then_branch/Loop_2/body``)."""
+    import onnx_ir as ir
+
+    def bodies(graph, scope: str):
+        for i, node in enumerate(graph):
+            for a in node.attributes.values():
+                subs = [a.as_graph()] if a.type == ir.AttributeType.GRAPH else list(a.as_graphs()) if a.type == ir.AttributeType.GRAPHS else []
+                for sub in subs:
+                    where = f"{node.name or node.op_type + '_' + str(i)}/{a.name}"
+                    inner = f"{scope}/{where}" if scope else where
+                    yield sub, inner
+                    yield from bodies(sub, inner)
+
     return [
-        (n.name or n.output[0], n.op_type, scope)
-        for graph, scope in walk(model.graph)
-        if scope
-        for n in graph.node
+        (n.name or n.outputs[0].name, n.op_type, scope)
+        for sub, scope in bodies(as_ir(model).graph, "")
+        for n in sub
         if n.op_type in _SUBGRAPH_LAYER_OPS
     ]
 
@@ -256,21 +271,25 @@ def subgraph_layers(model: onnx.ModelProto) -> list[tuple[str, str, str]]:
 _BOUND_PRESERVING = ("Pad", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Slice", "DepthToSpace", "SpaceToDepth")
 
 
-def _clip_bound(tensor: str, g: GraphIndex) -> float | None:
-    """max(|min|, |max|) of the Clip (ReLU6) that produces ``tensor`` (through ops that only move,
+def _input(node: "ir.Node", i: int) -> "ir.Value | None":
+    return node.inputs[i] if i < len(node.inputs) else None
+
+
+def _clip_bound(value: "ir.Value") -> float | None:
+    """max(|min|, |max|) of the Clip (ReLU6) that produces ``value`` (through ops that only move,
     drop or pad values, e.g. the Pad before a depthwise conv), when the bounds are constants."""
-    p = g.producer.get(tensor)
+    p = value.producer() if value is not None else None
     if p is not None and p.op_type in _BOUND_PRESERVING:
-        bound = _clip_bound(p.input[0], g)
-        if bound is not None and p.op_type == "Pad" and g.attr(p, "mode", b"constant") == b"constant":
-            fill = g.const_value(p.input[2]) if len(p.input) > 2 and p.input[2] else g.attr(p, "value", 0.0)
+        bound = _clip_bound(p.inputs[0])
+        if bound is not None and p.op_type == "Pad" and attr(p, "mode", "constant") == "constant":
+            fill = const_value(_input(p, 2)) if _input(p, 2) is not None else attr(p, "value", 0.0)
             if fill is None or abs(float(np.ravel(fill)[0])) > bound:
                 return None  # the padding adds values outside the bound
         return bound
     if p is None or p.op_type != "Clip":
         return None
-    lo = g.const_value(p.input[1]) if len(p.input) > 1 and p.input[1] else g.attr(p, "min")
-    hi = g.const_value(p.input[2]) if len(p.input) > 2 and p.input[2] else g.attr(p, "max")
+    lo = const_value(_input(p, 1)) if _input(p, 1) is not None else attr(p, "min")
+    hi = const_value(_input(p, 2)) if _input(p, 2) is not None else attr(p, "max")
     if lo is None or hi is None:
         return None
     return float(max(abs(float(lo)), abs(float(hi))))
@@ -298,11 +317,11 @@ def apply_bounds(plan: QuantPlan, table: "CalibrationTable") -> list[str]:
     return changed
 
 
-def _names(node: onnx.NodeProto) -> tuple[str, str]:
+def _names(node: "ir.Node") -> tuple[str, str]:
     return node.name, node.op_type
 
 
-def _check_patterns(g: GraphIndex, inc: Patterns, exc: Patterns) -> None:
+def _check_patterns(g: View, inc: Patterns, exc: Patterns) -> None:
     layers = [_names(n) for n in g.nodes]
     check_all_used(inc, layers, "--include")
     check_all_used(exc, layers, "--exclude")
@@ -312,81 +331,80 @@ _COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 _POINTWISE_ACT = ("Relu", "Clip")
 
 
-def _post_activation(tensor: str, g: GraphIndex) -> str:
-    """``tensor``, or the output of the ReLU/Clip that is its only consumer."""
-    cons = g.consumers_of(tensor)
-    if len(cons) == 1 and cons[0].op_type in _POINTWISE_ACT and tensor not in g.graph_outputs:
-        return cons[0].output[0]
-    return tensor
+def _post_activation(value: "ir.Value", g: View) -> str:
+    """``value``'s name, or that of the output of the ReLU/Clip that is its only consumer."""
+    cons = g.consumers(value)
+    if len(cons) == 1 and cons[0].op_type in _POINTWISE_ACT and not value.is_graph_output():
+        return cons[0].outputs[0].name
+    return value.name
 
 
 # -- rules -----------------------------------------------------------------------------------------
 
 
-def _activation_ok(g: GraphIndex, name: str) -> bool:
-    return bool(name) and not g.is_const(name) and g.is_float(name)
+def _activation_ok(value: "ir.Value | None") -> bool:
+    return value is not None and not is_const(value) and is_float(value)
 
 
 @register_rule("Conv")
-def _conv(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> NodeQuant | Skip:
-    if not _activation_ok(g, node.input[0]):
+def _conv(node: "ir.Node", g: View, state: PlanState) -> NodeQuant | Skip:
+    if not _activation_ok(node.inputs[0]):
         return Skip("Conv input is not a float activation")
-    if not g.is_const(node.input[1]):
+    if not is_const(_input(node, 1)):
         return Skip("Conv weight is not a constant")
     return NodeQuant(activations=(0,), weights=((1, 0),))  # output channels: axis 0
 
 
 @register_rule("ConvTranspose")
-def _conv_transpose(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> NodeQuant | Skip:
-    if not _activation_ok(g, node.input[0]):
+def _conv_transpose(node: "ir.Node", g: View, state: PlanState) -> NodeQuant | Skip:
+    if not _activation_ok(node.inputs[0]):
         return Skip("ConvTranspose input is not a float activation")
-    if not g.is_const(node.input[1]):
+    if not is_const(_input(node, 1)):
         return Skip("ConvTranspose weight is not a constant")
     # weight [C_in, C_out/group, k...]: output channels on axis 1, per channel only without groups
-    axis = 1 if g.attr(node, "group", 1) == 1 else None
+    axis = 1 if attr(node, "group", 1) == 1 else None
     return NodeQuant(activations=(0,), weights=((1, axis),))
 
 
 @register_rule("Gemm")
-def _gemm(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> NodeQuant | Skip:
-    if g.attr(node, "transA", 0):
+def _gemm(node: "ir.Node", g: View, state: PlanState) -> NodeQuant | Skip:
+    if attr(node, "transA", 0):
         return Skip("Gemm with transA=1 is left float")
-    if not _activation_ok(g, node.input[0]):
+    if not _activation_ok(node.inputs[0]):
         return Skip("Gemm input A is not a float activation")
-    if g.is_const(node.input[1]):
-        axis = 0 if g.attr(node, "transB", 0) else 1  # the N (output) dimension of B
+    if is_const(node.inputs[1]):
+        axis = 0 if attr(node, "transB", 0) else 1  # the N (output) dimension of B
         return NodeQuant(activations=(0,), weights=((1, axis),))
     return NodeQuant(activations=(0, 1))
 
 
 @register_rule("MatMul")
-def _matmul(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> NodeQuant | Skip:
-    a, b = node.input[0], node.input[1]
+def _matmul(node: "ir.Node", g: View, state: PlanState) -> NodeQuant | Skip:
     acts, weights = [], []
-    for i, name in ((0, a), (1, b)):
-        if g.is_const(name):
-            shape = g.shape.get(name, ())
+    for i, value in enumerate(node.inputs[:2]):
+        if is_const(value):
+            shape = shape_of(value) or ()
             # constant B [.., K, N]: per output column (last axis); a constant A per tensor
             axis = len(shape) - 1 if i == 1 and len(shape) >= 2 else None
             weights.append((i, axis))
-        elif _activation_ok(g, name):
+        elif _activation_ok(value):
             acts.append(i)
         else:
-            return Skip(f"MatMul input {name!r} is not float")
+            return Skip(f"MatMul input {value.name if value is not None else ''!r} is not float")
     if not acts:
         return Skip("MatMul of two constants (constant folding removes it)")
     return NodeQuant(activations=tuple(acts), weights=tuple(weights))
 
 
 @register_rule("Add", phase=1)
-def _residual_add(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> NodeQuant | Skip:
+def _residual_add(node: "ir.Node", g: View, state: PlanState) -> NodeQuant | Skip:
     """Quantize the skip input of an Add that joins a quantized Conv branch with a skip."""
     if _is_attention_mask_add(node, g):
         return Skip("attention-mask Add: never quantized (its values sit near the float minimum)")
-    x, y = node.input[0], node.input[1]
-    if g.is_const(x) or g.is_const(y) or not (g.is_float(x) and g.is_float(y)):
+    x, y = node.inputs[0], node.inputs[1]
+    if is_const(x) or is_const(y) or not (is_float(x) and is_float(y)):
         return Skip("Add with a constant input (bias) is left float")
-    px, py = g.producer.get(x), g.producer.get(y)
+    px, py = x.producer(), y.producer()
     conv_x = px is not None and px.op_type in ("Conv", "ConvTranspose") and px.name in state.quantized
     conv_y = py is not None and py.op_type in ("Conv", "ConvTranspose") and py.name in state.quantized
     if not (conv_x or conv_y):
@@ -397,21 +415,21 @@ def _residual_add(node: onnx.NodeProto, g: GraphIndex, state: PlanState) -> Node
         skip = 0 if order[px.name] < order[py.name] else 1
     else:
         skip = 1 if conv_x else 0
-    fused = node.input[1 - skip]
-    return NodeQuant(activations=(skip,), extra=(fused, node.output[0]))
+    fused = node.inputs[1 - skip].name
+    return NodeQuant(activations=(skip,), extra=(fused, node.outputs[0].name))
 
 
-def _is_attention_mask_add(node: onnx.NodeProto, g: GraphIndex) -> bool:
+def _is_attention_mask_add(node: "ir.Node", g: View) -> bool:
     """An Add whose result goes (through shape ops) into a Softmax: scores + mask."""
-    frontier, seen = [node.output[0]], set()
+    frontier, seen = [node.outputs[0]], set()
     for _ in range(4):
         nxt = []
         for t in frontier:
-            for c in g.consumers_of(t):
+            for c in g.consumers(t):
                 if c.op_type == "Softmax":
                     return True
                 if c.op_type in ("Reshape", "Cast", "Transpose", "Identity", "Add", "Where") and c.name not in seen:
                     seen.add(c.name)
-                    nxt += [o for o in c.output if o]
+                    nxt += [o for o in c.outputs if o.name]
         frontier = nxt
     return False

@@ -14,18 +14,20 @@ TensorRT releases), for users who need the smaller artifact.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
 
 from ..errors import ConfigError
-from ..subgraphs import used_names
+from ._ir import View, add_node, add_tensor, as_ir, const_value, drop_unused_initializers, to_proto
 from .centering import centered, write_centered_input
-from .graph import GraphIndex, require_opset
 from .placement import QuantPlan, WeightSpec
 from .scales import activation_scale, quantize_weight, scales_from_amax, weight_amax
 from .table import CalibrationTable
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["write_trt_qdq", "SharedWeights", "WEIGHT_FORMATS"]
 
@@ -44,149 +46,132 @@ class SharedWeights:
 
 
 def write_trt_qdq(
-    model: onnx.ModelProto,
+    model: "onnx.ModelProto | ir.Model",
     plan: QuantPlan,
     table: CalibrationTable,
     weights: str = "float",
     suffix: str = "",
     shared: SharedWeights | None = None,
     in_place: bool = False,
-) -> onnx.ModelProto:
-    """A copy of ``model`` (``model`` itself if ``in_place``) with Q/DQ inserted for TensorRT
-    according to ``plan`` and ``table``.
+) -> "onnx.ModelProto | ir.Model":
+    """``model`` with Q/DQ inserted for TensorRT according to ``plan`` and ``table``; initializers
+    nobody reads any more (a centered Conv's old bias, int8-stored weights' float form) are dropped.
 
+    A ModelProto gives a new ModelProto and is left as it is (onnx-ir wraps its tensors without
+    copying them, so ``in_place`` has nothing left to save and is accepted for the callers that
+    pass it); an onnx-ir model is changed in place and returned.
     ``suffix`` ends every name this adds, so several Q/DQ sets can live in one graph (the
     sensitivity shadows); ``shared`` (the same for every call on that graph) lets a set reuse a
     weight's DQ that an earlier set wrote."""
+    del in_place
     if weights not in WEIGHT_FORMATS:
         raise ConfigError(f"weights must be one of {', '.join(WEIGHT_FORMATS)}, got {weights!r}")
-    if in_place:
-        out = model
-    else:
-        out = onnx.ModelProto()
-        out.CopyFrom(model)
-    require_opset(out, 13)
-    g = GraphIndex(out)
-    new_inits: list[TensorProto] = []
-    zp_name = f"trtcompress_qdq_zero_point_int8{suffix}"
-    new_inits.append(numpy_helper.from_array(np.array(0, np.int8), zp_name))
+    m = as_ir(model)
+    _write(m, plan, table, weights, suffix, shared if shared is not None else SharedWeights())
+    return to_proto(m, like=model) if isinstance(model, onnx.ModelProto) else m
 
-    # (node, input index) -> replacement tensor name; pending Q/DQ nodes to emit before a consumer
-    rewire: dict[tuple[str, int], str] = {}
-    pending: dict[str, list[onnx.NodeProto]] = {}  # consumer node -> nodes to emit before it
 
-    act_dq: dict[str, str] = {}
-    centers = centered(table)
+def _write(m: "ir.Model", plan: QuantPlan, table: CalibrationTable, weights: str, suffix: str, shared: SharedWeights) -> None:
+    from ..graph._util import require_opset
+
+    require_opset(m, 13)
+    g = View(m)
+    graph = m.graph
+    zp = add_tensor(graph, np.array(0, np.int8), f"trtcompress_qdq_zero_point_int8{suffix}")
+
+    # Q/DQ go right before the node that reads them, in plan order (activations, then weights)
+    rewire: list[tuple[ir.Node, int, ir.Value]] = []
+    act_dq: dict[str, ir.Value] = {}
     own_input: dict[str, tuple[np.ndarray, float]] = {}  # a centered Conv's new bias and input scale
+    centers = centered(table)
     for a in plan.activations:
+        node = g.by_name[a.node]
         if a.tensor in centers:
-            done = write_centered_input(g, a, centers[a.tensor], zp_name, suffix, new_inits, pending)
+            done = write_centered_input(graph, node, a, centers[a.tensor], zp, suffix)
             if done is not None:
-                rewire[(a.node, a.index)], own_input[a.node] = done[0], done[1:]
+                rewire.append((node, a.index, done[0]))
+                own_input[a.node] = done[1:]
                 continue
         if a.tensor not in act_dq:
-            s_name = f"{a.tensor}_scale{suffix}"
-            new_inits.append(numpy_helper.from_array(np.array(activation_scale(table, a.tensor), np.float32), s_name))
-            q, dq = f"{a.tensor}_quantized{suffix}", f"{a.tensor}_dequantized{suffix}"
-            pending.setdefault(a.node, []).extend(
-                [
-                    helper.make_node("QuantizeLinear", [a.tensor, s_name, zp_name], [q], name=f"{a.tensor}_QuantizeLinear{suffix}"),
-                    helper.make_node("DequantizeLinear", [q, s_name, zp_name], [dq], name=f"{a.tensor}_DequantizeLinear{suffix}"),
-                ]
-            )
-            act_dq[a.tensor] = dq
-        rewire[(a.node, a.index)] = act_dq[a.tensor]
+            s = add_tensor(graph, np.array(activation_scale(table, a.tensor), np.float32), f"{a.tensor}_scale{suffix}")
+            q = add_node(("before", node), "QuantizeLinear", [g.values[a.tensor], s, zp], f"{a.tensor}_quantized{suffix}", f"{a.tensor}_QuantizeLinear{suffix}")
+            act_dq[a.tensor] = add_node(("before", node), "DequantizeLinear", [q.outputs[0], s, zp], f"{a.tensor}_dequantized{suffix}",
+                                        f"{a.tensor}_DequantizeLinear{suffix}").outputs[0]
+        rewire.append((node, a.index, act_dq[a.tensor]))
 
-    w_dq: dict[tuple[str, int | None], str] = {}
-    shared = shared if shared is not None else SharedWeights()
+    w_dq: dict[tuple[str, int | None], ir.Value] = {}
     for w in plan.weights:
         key = (w.tensor, w.axis)
         if key not in w_dq:
             if key not in shared.amax:
-                value = g.const_value(w.tensor)
+                value = const_value(g.value(w.tensor))
                 if value is None or value.dtype != np.float32:
                     continue  # rules only plan float constants; a non-float weight is left alone
                 shared.amax[key] = weight_amax(value, w.axis)
             scale = scales_from_amax(shared.amax[key], *(own_input.get(w.node) or bias_and_input_scale(g, plan, table, w)))
             known = (*key, np.asarray(scale).tobytes())
             if known in shared.dq:
-                w_dq[key] = shared.dq[known]
+                w_dq[key] = g.values[shared.dq[known]]
             else:
-                w_dq[key] = shared.dq[known] = _weight_qdq(g, w, scale, weights, suffix, w_dq, new_inits, pending)
-        rewire[(w.node, w.index)] = w_dq[key]
-
-    after = _output_qdq(plan, table, zp_name, suffix, new_inits)
-    nodes: list[onnx.NodeProto] = []
-    for n in out.graph.node:
-        nodes.extend(pending.get(n.name, ()))
-        for i in range(len(n.input)):
-            if (n.name, i) in rewire:
-                n.input[i] = rewire[(n.name, i)]
-        for i, o in enumerate(n.output):
-            if o in after:  # the producer writes the float value; Q/DQ writes the graph output
-                n.output[i] = after[o][0].input[0]
-        nodes.append(n)
-        for o in n.output:
-            nodes.extend(after.get(o.removesuffix(f"__float{suffix}"), ()))
-    del out.graph.node[:]
-    out.graph.node.extend(nodes)
-    if weights == "int8":
-        _drop_unused_initializers(out)
-    out.graph.initializer.extend(new_inits)
-    return out
+                w_dq[key] = _weight_qdq(g, w, scale, weights, suffix, w_dq)
+                shared.dq[known] = w_dq[key].name
+                g.values[w_dq[key].name] = w_dq[key]
+        rewire.append((g.by_name[w.node], w.index, w_dq[key]))
+    for node, i, value in rewire:
+        node.replace_input_with(i, value)
+    _output_qdq(g, plan, table, zp, suffix)
+    drop_unused_initializers(graph)  # a centered Conv's old bias; int8-stored weights' float form
 
 
-def _output_qdq(plan: QuantPlan, table: CalibrationTable, zp_name: str, suffix: str, new_inits: list) -> dict[str, list[onnx.NodeProto]]:
-    """Q/DQ writing each graph output the plan stores in 8 bits (opt-in: outputs stay float by default)."""
-    after = {}
+def _output_qdq(g: View, plan: QuantPlan, table: CalibrationTable, zp: "ir.Value", suffix: str) -> None:
+    """Q/DQ writing each graph output the plan stores in 8 bits (opt-in: outputs stay float by
+    default): its producer writes ``<name>__float``, every reader of the name reads the DQ."""
+    import onnx_ir as ir
+
+    last: dict[ir.Node, ir.Node] = {}  # producer -> the last node written after it (outputs in order)
     for t in plan.output_tensors:
         if t not in table.amax:
             continue
-        s_name, raw, q = f"{t}__output_scale{suffix}", f"{t}__float{suffix}", f"{t}__output_quantized{suffix}"
-        new_inits.append(numpy_helper.from_array(np.array(activation_scale(table, t), np.float32), s_name))
-        after[t] = [
-            helper.make_node("QuantizeLinear", [raw, s_name, zp_name], [q], name=f"{t}__output_QuantizeLinear{suffix}"),
-            helper.make_node("DequantizeLinear", [q, s_name, zp_name], [t], name=f"{t}__output_DequantizeLinear{suffix}"),
-        ]
-    return after
+        v = g.values[t]
+        producer = v.producer()
+        s = add_tensor(g.graph, np.array(activation_scale(table, t), np.float32), f"{t}__output_scale{suffix}")
+        v.name = f"{t}__float{suffix}"
+        out = ir.Value(name=t, shape=v.shape, type=v.type)
+        ir.convenience.replace_all_uses_with(v, out, replace_graph_outputs=True)
+        q = add_node(("after", last.get(producer, producer)), "QuantizeLinear", [v, s, zp], f"{t}__output_quantized{suffix}", f"{t}__output_QuantizeLinear{suffix}")
+        dq = ir.node("DequantizeLinear", [q.outputs[0], s, zp], outputs=[out], name=f"{t}__output_DequantizeLinear{suffix}")
+        g.graph.insert_after(q, dq)
+        last[producer] = dq
 
 
-def _weight_qdq(g: GraphIndex, w: WeightSpec, scale: np.ndarray, weights: str, suffix: str, w_dq: dict, new_inits: list, pending: dict) -> str:
+def _weight_qdq(g: View, w: WeightSpec, scale: np.ndarray, weights: str, suffix: str, w_dq: dict) -> "ir.Value":
     """Q/DQ (float weights) or DQ (int8 weights) of ``w`` before its consumer; the DQ output."""
     base = (w.tensor if w.axis is None or sum(k[0] == w.tensor for k in w_dq) == 0 else f"{w.tensor}_axis{w.axis}") + suffix
-    s_name, z_name, dq = f"{base}_scale", f"{base}_zero_point", f"{base}_dequantized"
-    new_inits.append(numpy_helper.from_array(np.asarray(scale, np.float32), s_name))
-    new_inits.append(numpy_helper.from_array(np.zeros(np.shape(scale), np.int8), z_name))
-    axis_attr = {"axis": int(w.axis)} if w.axis is not None else {}
-    if weights == "int8":
-        q = f"{base}_int8"
-        new_inits.append(numpy_helper.from_array(quantize_weight(g.const_value(w.tensor), scale, w.axis), q))
-        nodes = [helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr)]
-    else:
-        q = f"{base}_quantized"
-        nodes = [
-            helper.make_node("QuantizeLinear", [w.tensor, s_name, z_name], [q], name=f"{base}_QuantizeLinear", **axis_attr),
-            helper.make_node("DequantizeLinear", [q, s_name, z_name], [dq], name=f"{base}_DequantizeLinear", **axis_attr),
-        ]
-    pending.setdefault(w.node, []).extend(nodes)
-    return dq
-
-
-def bias_and_input_scale(g: GraphIndex, plan: QuantPlan, table: CalibrationTable, w: WeightSpec) -> tuple[np.ndarray | None, float | None]:
-    """The constant bias of a Conv/ConvTranspose/Gemm and the scale of its quantized input."""
     node = g.by_name[w.node]
-    if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3 or not node.input[2]:
+    s = add_tensor(g.graph, np.asarray(scale, np.float32), f"{base}_scale")
+    z = add_tensor(g.graph, np.zeros(np.shape(scale), np.int8), f"{base}_zero_point")
+    axis: dict[str, Any] = {"axis": int(w.axis)} if w.axis is not None else {}
+    if weights == "int8":
+        q = add_tensor(g.graph, quantize_weight(const_value(g.values[w.tensor]), scale, w.axis), f"{base}_int8")
+    else:
+        q = add_node(("before", node), "QuantizeLinear", [g.values[w.tensor], s, z], f"{base}_quantized", f"{base}_QuantizeLinear", **axis).outputs[0]
+    return add_node(("before", node), "DequantizeLinear", [q, s, z], f"{base}_dequantized", f"{base}_DequantizeLinear", **axis).outputs[0]
+
+
+def bias_and_input_scale(g: Any, plan: QuantPlan, table: CalibrationTable, w: WeightSpec) -> tuple[np.ndarray | None, float | None]:
+    """The constant bias of a Conv/ConvTranspose/Gemm and the scale of its quantized input.
+
+    ``g`` maps node names to nodes (``g.by_name``): a :class:`~._ir.View` (onnx-ir nodes), or an
+    index of protobuf nodes that also answers ``g.const_value(name)``."""
+    node = g.by_name[w.node]
+    if node.op_type not in ("Conv", "ConvTranspose", "Gemm"):
         return None, None
-    bias = g.const_value(node.input[2])
+    if isinstance(node, onnx.NodeProto):
+        name = node.input[2] if len(node.input) > 2 else ""
+        bias = g.const_value(name) if name else None
+    else:
+        bias = const_value(node.inputs[2]) if len(node.inputs) > 2 else None
     act = next((a.tensor for a in plan.activations if a.node == w.node and a.index == 0), None)
     if bias is None or act is None or act not in table.amax:
         return None, None
     return bias, float(activation_scale(table, act))
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    used = used_names(model.graph)
-    inits = model.graph.initializer
-    for i in reversed(range(len(inits))):  # in place: re-adding a tensor over 2 GB would serialise it
-        if inits[i].name not in used:
-            del inits[i]

@@ -12,17 +12,20 @@ for some TensorRT versions asks the :class:`~trtcompress.trt.version.TrtVersion`
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import onnx
 
 from ..trt.version import TrtVersion
-from .graph import GraphIndex
+from ._ir import View, as_ir, attr, const_shape, is_const
 from .placement import QuantPlan
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["register_kernel_rule", "kernel_exclusions", "SMALL_CHANNELS"]
 
-KernelRule = Callable[[onnx.NodeProto, GraphIndex, "TrtVersion | None"], "str | None"]
+KernelRule = Callable[["ir.Node", View, "TrtVersion | None"], "str | None"]
 _KERNEL_RULES: dict[str, list[KernelRule]] = {}
 
 # Model Optimizer's threshold for INT8 Convs (below)
@@ -38,9 +41,9 @@ def register_kernel_rule(*op_types: str) -> Callable[[KernelRule], KernelRule]:
     return deco
 
 
-def kernel_exclusions(model: onnx.ModelProto, plan: QuantPlan, version: TrtVersion | None = None) -> dict[str, str]:
+def kernel_exclusions(model: "onnx.ModelProto | ir.Model", plan: QuantPlan, version: TrtVersion | None = None) -> dict[str, str]:
     """Quantized nodes of ``plan`` that TensorRT (``version``, or any) has no INT8 kernel for -> why."""
-    g = GraphIndex(model)
+    g = View(as_ir(model))
     out: dict[str, str] = {}
     for name in plan.quantized_nodes:
         node = g.by_name[name]
@@ -52,13 +55,13 @@ def kernel_exclusions(model: onnx.ModelProto, plan: QuantPlan, version: TrtVersi
     return out
 
 
-def _conv_weight_shape(node: onnx.NodeProto, g: GraphIndex) -> tuple[int, ...] | None:
-    w = g.const_value(node.input[1]) if len(node.input) > 1 else None
-    return tuple(w.shape) if w is not None else None
+def _conv_weight_shape(node: "ir.Node") -> tuple[int, ...] | None:
+    """The constant weight's shape (read from the tensor's header: the weight is not loaded)."""
+    return const_shape(node.inputs[1]) if len(node.inputs) > 1 else None
 
 
 @register_kernel_rule("Conv")
-def _small_channel_conv(node: onnx.NodeProto, g: GraphIndex, version: TrtVersion | None) -> str | None:
+def _small_channel_conv(node: "ir.Node", g: View, version: TrtVersion | None) -> str | None:
     """Model Optimizer's INT8 rule, ``find_nodes_from_convs_to_exclude`` in
     ``modelopt/onnx/quantization/graph_utils.py`` (NVIDIA/Model-Optimizer a2fbac7, applied by default
     in ``modelopt/onnx/quantization/int8.py`` unless autotuning or targeting DLA), for every TensorRT
@@ -67,16 +70,16 @@ def _small_channel_conv(node: onnx.NodeProto, g: GraphIndex, version: TrtVersion
       - group == 1, OC or IC divisible by 8, it reads a graph input or OC or IC >= 16, and its
         kernel is square (all kernel dimensions equal); or
       - group > 1 (grouped / depthwise), OC divisible by 8 and every kernel dimension >= 3."""
-    shape = _conv_weight_shape(node, g)
+    shape = _conv_weight_shape(node)
     if shape is None or len(shape) < 3:
         return None
     oc, ic = shape[0], shape[1]
     if oc >= SMALL_CHANNELS and ic >= SMALL_CHANNELS:
         return None
-    group = int(g.attr(node, "group", 1))
-    kernel = list(g.attr(node, "kernel_shape", None) or shape[2:])
+    group = int(attr(node, "group", 1))
+    kernel = list(attr(node, "kernel_shape", None) or shape[2:])
     if group == 1:
-        reads_input = any(i in g.graph_inputs for i in node.input)
+        reads_input = any(v is not None and v.is_graph_input() and not v.is_initializer() for v in node.inputs)
         if (oc % 8 == 0 or ic % 8 == 0) and (reads_input or oc >= SMALL_CHANNELS or ic >= SMALL_CHANNELS) and len(set(kernel)) == 1:
             return None
     elif oc % 8 == 0 and all(k >= 3 for k in kernel):
@@ -92,7 +95,7 @@ _DEPTHWISE_OK_ACT = ("Relu", "Clip")
 
 
 @register_kernel_rule("Conv")
-def _depthwise_conv_8x(node: onnx.NodeProto, g: GraphIndex, version: TrtVersion | None) -> str | None:
+def _depthwise_conv_8x(node: "ir.Node", g: View, version: TrtVersion | None) -> str | None:
     """TensorRT 8.x: an INT8 depthwise Conv builds only when ReLU / ReLU6 follows it.
 
     TensorRT#3385 (8.5.2, Jetson AGX Orin): DQ > DwConv > BN > ReLU > Q builds, DQ > DwConv > BN >
@@ -102,33 +105,33 @@ def _depthwise_conv_8x(node: onnx.NodeProto, g: GraphIndex, version: TrtVersion 
     so this applies only when 8.x is the target."""
     if version is None or not version.int8_depthwise_needs_relu:
         return None
-    shape = _conv_weight_shape(node, g)
-    group = int(g.attr(node, "group", 1))
+    shape = _conv_weight_shape(node)
+    group = int(attr(node, "group", 1))
     if shape is None or group == 1 or shape[1] != 1:
         return None
-    act = _following_activation(node.output[0], g)
+    act = _following_activation(node.outputs[0], g)
     if act in _DEPTHWISE_OK_ACT:
         return None
     after = act or "a branch or nothing"
     return f"depthwise Conv not followed by ReLU/ReLU6 (next: {after}): TensorRT {version.major}.x has no INT8 kernel for it (TensorRT#3385, #4060)"
 
 
-def _following_activation(tensor: str, g: GraphIndex) -> str | None:
+def _following_activation(tensor: "ir.Value", g: View) -> str | None:
     """Op type of the first op after ``tensor`` that is not a folded BN or a constant bias/scale
     (along a single-consumer chain), or None when the output branches or ends."""
     for _ in range(3):
-        cons = g.consumers_of(tensor)
+        cons = g.consumers(tensor)
         kinds = sorted(c.op_type for c in cons)
         if kinds in (["Mul", "Sigmoid"], ["HardSigmoid", "Mul"]):  # x * sigmoid(x): Swish, hard-swish
             gate = kinds[1] if kinds[0] == "Mul" else kinds[0]
             return f"{'Swish' if gate == 'Sigmoid' else 'HardSwish'} ({gate}, Mul)"
-        if kinds == ["Add", "Mul"] and any(c.op_type == "Add" and any(g.is_const(i) for i in c.input) for c in cons):
+        if kinds == ["Add", "Mul"] and any(c.op_type == "Add" and any(is_const(i) for i in c.inputs) for c in cons):
             return "HardSwish (x * Clip(x + 3) / 6)"
         if len(cons) != 1:
             return None
         c = cons[0]
-        if c.op_type == "BatchNormalization" or (c.op_type in ("Add", "Mul") and any(g.is_const(i) for i in c.input)):
-            tensor = c.output[0]
+        if c.op_type == "BatchNormalization" or (c.op_type in ("Add", "Mul") and any(is_const(i) for i in c.inputs)):
+            tensor = c.outputs[0]
             continue
         return c.op_type
     return None

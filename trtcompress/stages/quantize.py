@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -20,8 +20,8 @@ from ..data.base import SampleKeeper, model_inputs
 from ..data.options import DataOptions, open_data
 from ..errors import ConfigError, DataError, ModelError
 from ..model_io import check_model, infer_shapes
+from ..quant._ir import View, as_ir, name_main_nodes, shape_of, to_proto
 from ..quant.centering import center_inputs
-from ..quant.graph import GraphIndex, node_names
 from ..quant.lower_cpu import CPU_LAYER_RULES, CPU_WEIGHT_TYPES, cpu_has_vnni, lower_cpu
 from ..quant.placement import QuantPlan, apply_bounds, plan_quantization, subgraph_layers
 from ..quant.qdq_trt import WEIGHT_FORMATS, write_trt_qdq
@@ -33,6 +33,9 @@ from ..contracts import After
 from ..stage import StageResult, register_stage
 from ..trt.version import parse_version
 from ..weightless import held_weights, materialize
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["QuantizeConfig", "quantize", "TARGETS", "METHODS"]
 
@@ -147,14 +150,14 @@ AUTO_BATCH_MAX = 64
 ACTIVATION_BUDGET = 64 << 20
 
 
-def calibration_batch(model: onnx.ModelProto, tensors: list[str], config: QuantizeConfig) -> int:
+def calibration_batch(model: "onnx.ModelProto | ir.Model", tensors: list[str], config: QuantizeConfig) -> int:
     """``config.batch``, or the batch the budget allows for ``tensors`` (``model`` shape-inferred)."""
     if config.batch:
         return config.batch
-    shapes = GraphIndex(model).shape
+    g = View(as_ir(model))
     per_sample = 0
     for name in tensors:
-        shape = shapes.get(name)
+        shape = shape_of(g.value(name))
         if shape is None or not all(shape[1:]):  # unknown, or a dynamic / zero dimension
             return DEFAULT_BATCH
         per_sample += 4 * int(np.prod(shape[1:]))
@@ -221,7 +224,7 @@ def _artifacts(table: CalibrationTable, config: QuantizeConfig) -> dict[str, str
     return out
 
 
-def _plan(work: onnx.ModelProto, config: QuantizeConfig, keep_float: dict[str, str] | None = None) -> QuantPlan:
+def _plan(work: "ir.Model", config: QuantizeConfig, keep_float: dict[str, str] | None = None) -> QuantPlan:
     plan = plan_quantization(work, config.include, config.exclude, keep_float, quantize_outputs=config.quantize_outputs)
     if not config.per_channel:
         plan = dataclasses.replace(plan, weights=[dataclasses.replace(w, axis=None) for w in plan.weights])
@@ -245,9 +248,12 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
 
 def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
     work = infer_shapes(model)  # a new model: the caller's is never changed
-    node_names(work)
-    plan = _plan(work, config)
-    inside = subgraph_layers(work)
+    # one onnx-ir graph for placement, the kernel rules, centering and the TensorRT form; its
+    # tensors wrap work's. Calibration, sensitivity and the CPU form read work, named the same.
+    graph = as_ir(work)
+    name_main_nodes(graph, work)
+    plan = _plan(graph, config)
+    inside = subgraph_layers(graph)
     if not plan.quantized_nodes and inside:
         scopes = sorted({s.split("/")[0] for _, _, s in inside})
         raise ModelError(
@@ -260,7 +266,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     if inside:
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
-    config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
+    config = dataclasses.replace(config, batch=calibration_batch(graph, plan.activation_tensors, config))
     # the layers' error is measured on a few calibration samples chosen by content (SampleKeeper),
     # so the result does not depend on the data's order or batching
     keeper = SampleKeeper(config.sensitivity_samples) if config.sensitivity_samples and (config.calib or config.eval) else None
@@ -268,9 +274,9 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     no_kernel: dict[str, str] = {}
     if config.target == "tensorrt":
         # after calibration: the table keeps every tensor, so it still serves the CPU form
-        no_kernel = kernel_exclusions(work, plan, parse_version(config.target_trt) if config.target_trt else None)
+        no_kernel = kernel_exclusions(graph, plan, parse_version(config.target_trt) if config.target_trt else None)
         if no_kernel:
-            plan = _plan(work, config, no_kernel)
+            plan = _plan(graph, config, no_kernel)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples, "calibration_batch": config.batch}
     if config.target == "tensorrt":
         report["no_int8_kernel"] = no_kernel  # node -> why it stays float (also in plan.kept_float)
@@ -278,7 +284,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
         report["calibration_seconds"] = table.details["seconds"]
-    table, centered_rows = center_inputs(GraphIndex(work), plan, table, enabled=config.center_inputs)
+    table, centered_rows = center_inputs(graph, plan, table, enabled=config.center_inputs)
     if centered_rows and config.target == "tensorrt":
         report["centered_inputs"] = centered_rows
 
@@ -306,9 +312,15 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if not met:
             log.warning("accuracy target %s not met even with every ranked layer float", target)
 
+    from onnx_ir.passes import common as common_passes
+
+    from ..graph.normalize import cleanup
+
     if config.target == "tensorrt":
-        out = write_trt_qdq(work, plan, table, weights=config.weights)
-        check_trt_qdq(out)
+        write_trt_qdq(graph, plan, table, weights=config.weights)  # in place: the graph's last use
+        check_trt_qdq(graph)
+        common_passes.RemoveUnusedNodesPass()(graph)  # no dead node or initializer ships
+        out = to_proto(graph, like=work)
         if not cpu_has_vnni():
             # ONNX Runtime fuses symmetric int8 Q/DQ into uint8 x int8 kernels that saturate on
             # AVX2 without VNNI: measured on EfficientNet-Lite0, 35% top-1 agreement instead of 94%.
@@ -319,7 +331,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
             ]
     else:
         lowered = lower_cpu(work, plan, table, weights=config.cpu_weights, layer_rule=config.cpu_layer_rule)
-        out = lowered.model
+        out, _ = cleanup(lowered.model)  # no dead node or initializer ships
         report["cpu"] = {"ops": lowered.ops, "weight_types": lowered.weight_types, "signed_input_weights": lowered.signed_input_weights,
                          "int8_layers": len(plan.quantized_nodes) - len(lowered.float_layers), "float_layers": lowered.float_layers,
                          "kept_float": [{"layer": n, "why": why} for n, why in lowered.kept_float.items()]}
