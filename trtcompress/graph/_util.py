@@ -142,10 +142,9 @@ def tensor_array(tensor: ir.TensorProtocol) -> np.ndarray:
     """A tensor's content; a weight held in memory beside the light copy of a large model
     (``weightless.held_weights``) is read from there, not from its placeholder's location."""
     if isinstance(tensor, ir.ExternalTensor):
-        from ..weightless import _held_key
+        from ..weightless import _HELD_PREFIX
         from ..weightless import tensor_array as proto_array
 
-        proto = ir.serde.serialize_tensor(tensor)  # the placeholder only: no data is read
-        if _held_key(proto) is not None:
-            return proto_array(proto)
+        if tensor.location.startswith(_HELD_PREFIX):
+            return proto_array(ir.serde.serialize_tensor(tensor))  # the placeholder only: no data is read
     return tensor.numpy()

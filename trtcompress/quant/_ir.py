@@ -58,26 +58,16 @@ def name_main_nodes(model: "ir.Model", proto: onnx.ModelProto | None) -> None:
 def const_value(value: "ir.Value | None") -> np.ndarray | None:
     """The constant content of ``value`` (an initializer that is not a graph input, or a
     Constant's output), weights held by :func:`~trtcompress.weightless.held_weights` included."""
-    tensor = const_tensor(value)
-    if tensor is None:
-        return None
-    import onnx_ir as ir
+    from ..graph._util import const_array
 
-    if isinstance(tensor, ir.ExternalTensor):
-        from ..weightless import _HELD_PREFIX, tensor_array
-
-        if tensor.location.startswith(_HELD_PREFIX):
-            return tensor_array(ir.serde.serialize_tensor(tensor))
-    return tensor.numpy()
+    return const_array(value)
 
 
 def const_tensor(value: "ir.Value | None") -> "ir.TensorProtocol | None":
     """The constant's tensor, unread (dtype and shape come from its header); None when not constant."""
-    if value is None or value.is_graph_input():
-        return None
-    import onnx_ir as ir
+    from ..graph import _util
 
-    return ir.convenience.get_const_tensor(value)
+    return _util.const_tensor(value)
 
 
 def const_shape(value: "ir.Value | None") -> tuple[int, ...] | None:
