@@ -132,12 +132,14 @@ def _share(graph, node, w, k: int, config: ShareConfig) -> dict[str, Any]:
     out.name = name
     err = np.linalg.norm((decoded.astype(np.float64) - weight).ravel())
     norm = np.linalg.norm(weight.astype(np.float64).ravel())
+    share_err = np.linalg.norm((decoded.astype(np.float64) - work).ravel())  # clustering alone, after any pruning
     return {
         "layer": node.name, "op": node.op_type, "weight": name, "shape": list(weight.shape),
         "clusters": k, "codebook_size": int(book.size if config.granularity == "layer" else books.shape[1]),
         "bits": max(1, (k - 1).bit_length()),
         "zeros": float(np.mean(decoded == 0)),
-        "rel_error": float(err / norm) if norm else 0.0,
+        "rel_error": float(err / norm) if norm else 0.0,  # against the weight given (pruning included)
+        "share_rel_error": float(share_err / norm) if norm else 0.0,
         "max_abs_error": float(np.max(np.abs(decoded.astype(np.float64) - weight))),
     }
 
