@@ -51,10 +51,14 @@ def _substituted(fp32: onnx.ModelProto, shared: onnx.ModelProto) -> onnx.ModelPr
     return out
 
 
-@pytest.mark.parametrize("granularity", ["layer", "channel"])
-def test_outputs_equal_the_float_model_with_shared_weights(fp32, images, granularity):
+@pytest.mark.parametrize("name, granularity, layers", [
+    ("fashion_cnn", "layer", 7), ("fashion_cnn", "channel", 7),  # Conv, Gemm transB: channels are rows
+    ("fashion_vit", "channel", 13),  # MatMul [in, out]: channels are columns
+])
+def test_outputs_equal_the_float_model_with_shared_weights(images, name, granularity, layers):
+    fp32 = onnx.load(onnx_path(name))
     result = share(fp32, ShareConfig(bits=4, granularity=granularity))
-    assert result.report["layers_shared"] == 7
+    assert result.report["layers_shared"] == layers
     x = images[0][:64]
     np.testing.assert_allclose(_run(result.model, x), _run(_substituted(fp32, result.model), x), rtol=1e-5, atol=1e-5)
 
