@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/share.py --part kmeans [EFF.onnx]       # k-means time per million weights
 
 Fashion: the pruning fraction and bits are chosen on a validation split (the last 5 000 training
-images), as the smallest packed artifact whose validation accuracy is within 0.5 points of FP32;
+images; the model saw them in training, so they only rank settings against FP32 on the same images),
+as the smallest packed artifact whose validation accuracy is within 0.5 points of FP32 (else the
+most accurate);
 only the chosen setting (and the 2:4 variant, fixed in advance) is measured on the 10 000 test
 images. EfficientNet-Lite0: bits fixed in advance (4 and 5, per layer and per channel), top-1
 agreement with FP32 on every view of the ``heldout`` photos. Sizes are bytes of the serialised
@@ -55,8 +57,9 @@ def fashion() -> dict:
     batches = lambda x: [x[i:i + 1000] for i in range(0, len(x), 1000)]
     acc = lambda m, x, y: float(np.mean(_logits(m, batches(x)).argmax(1) == y))
     ref_val, ref_test = acc(fp32, xv, yv), acc(fp32, xt, yt)
+    print({"fp32_val": ref_val, "fp32_test": ref_test}, flush=True)
     rows = []
-    for prune in (0.5, 0.7, 0.8, 0.9):
+    for prune in (0.3, 0.5, 0.6):  # 0.7 and more, uniform and without fine-tuning, fell to 23-41% (first run)
         for bits in (3, 4, 5):
             t = time.perf_counter()
             m = share(fp32, ShareConfig(bits=bits, prune=prune, min_size=256)).model
@@ -64,7 +67,7 @@ def fashion() -> dict:
                          "onnx": m.ByteSize(), "seconds": time.perf_counter() - t, "model": m})
             print({k: v for k, v in rows[-1].items() if k != "model"}, flush=True)
     ok = [r for r in rows if r["val_acc"] >= ref_val - 0.005]
-    chosen = min(ok, key=lambda r: r["packed"])
+    chosen = min(ok, key=lambda r: r["packed"]) if ok else max(rows, key=lambda r: r["val_acc"])
     out = {"fp32_bytes": fp32_bytes, "fp32_val": ref_val, "fp32_test": ref_test,
            "sweep": [{k: v for k, v in r.items() if k != "model"} for r in rows],
            "chosen": {"prune": chosen["prune"], "bits": chosen["bits"], "packed": chosen["packed"], "onnx": chosen["onnx"],
