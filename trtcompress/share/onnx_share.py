@@ -1,8 +1,10 @@
 """Replace the float weights of Conv/Gemm/MatMul by shared values, in standard ONNX operators.
 
 A shared weight is a uint8 index initializer and a float codebook, decoded by constant operators
-that ONNX Runtime folds at session start (and TensorRT at build time), so the engine runs with
-ordinary weights while the file holds one byte (or, packed, ``bits`` bits) per weight:
+that ONNX Runtime folds at session start (tested), so the session runs with ordinary weights while
+the file holds one byte (packed: about ``bits`` bits or fewer) per weight. TensorRT is expected to
+fold them at build time like any constant subgraph (not tested here: no TensorRT on this machine;
+``polygraphy surgeon sanitize --fold-constants`` gives plain weights if a version does not):
 
 - per layer: ``Gather(codebook[k], Cast(indices, int64))`` -> the weight's shape;
 - per output channel: ``GatherElements(codebooks, Cast(indices, int64), axis)`` on the weight

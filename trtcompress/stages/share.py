@@ -4,7 +4,7 @@ step), written as uint8 indices + float codebooks decoded by constant Gather ope
 The report gives each layer's weight error and three sizes, because weight sharing pays off in
 what is shipped, not in what runs: the FP32 ONNX given, the shared ONNX (indices at one byte per
 weight) and the packed artifact (``trtcompress pack``: entropy-coded indices), which is what a
-fleet downloads. Runtimes fold the decode at load time, so the engine holds ordinary weights.
+fleet downloads. ONNX Runtime folds the decode at load time, so the session holds ordinary weights.
 """
 from __future__ import annotations
 
