@@ -98,13 +98,58 @@ def kmeans_1d(values: np.ndarray, k: int, init: str = "linear", iters: int = 30,
 
 def kmeans_rows(rows: np.ndarray, k: int, init: str = "linear", iters: int = 30, seed: int = 0,
                 keep_zeros: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """k-means of each row of a 2-D array on its own: ``(codebooks [rows, k], indices like rows)``;
-    a row with fewer than k distinct values pads its codebook with its last centroid (never indexed)."""
-    books = np.zeros((rows.shape[0], k))
-    idx = np.zeros(rows.shape, np.uint8 if k <= 256 else np.uint16)
-    for r in range(rows.shape[0]):
-        book, i = kmeans_1d(rows[r], k, init, iters, seed + r, keep_zeros)
-        books[r, :book.size] = book
-        books[r, book.size:] = book[-1]
-        idx[r] = i
+    """k-means of each row of a 2-D array on its own: ``(codebooks [rows, k], indices like rows)``.
+
+    With ``keep_zeros`` and a zero anywhere, every row's ``codebook[0]`` is 0.0 (one layout for the
+    whole layer). ``linear`` and ``density`` run all rows at once: each row is mapped to [0, 1]
+    and shifted by twice its row number, so one sorted array and one ``searchsorted`` serve every
+    row (a Python loop over 1 000 rows took 3.5 s per million weights); ``kmeans++`` loops.
+    """
+    x = np.asarray(rows, dtype=np.float64)
+    n_rows = x.shape[0]
+    zero = (x == 0) if keep_zeros else np.zeros(x.shape, bool)
+    has_zero = bool(zero.any())
+    k_nz = k - 1 if has_zero else k
+    idx = np.zeros(x.shape, np.uint8 if k <= 256 else np.uint16)
+    books = np.zeros((n_rows, k))
+    if k_nz < 1 or zero.all():
+        return books, idx
+    if init not in ("linear", "density"):
+        for r in range(n_rows):
+            book, i = kmeans_1d(x[r], k, init, iters, seed + r, keep_zeros)
+            if has_zero and book[0] != 0.0:  # a row without zeros: keep the layer's layout
+                book, i = np.concatenate(([0.0], book))[:k], np.minimum(i.astype(np.int64) + 1, k - 1).astype(idx.dtype)
+            books[r, :book.size], books[r, book.size:] = book, book[-1]
+            idx[r] = i
+        return books, idx
+    big = np.where(zero, np.inf, x).min(axis=1)
+    lo = np.where(np.isfinite(big), big, 0.0)
+    hi = np.where(zero, -np.inf, x).max(axis=1)
+    span = np.where(hi > lo, hi - lo, 1.0)
+    key = (x - lo[:, None]) / span[:, None] + 2.0 * np.arange(n_rows)[:, None]
+    xs = np.sort(key[~zero])
+    bounds = np.searchsorted(xs, 2.0 * np.arange(n_rows + 1) - 0.5)  # row r is xs[bounds[r]:bounds[r + 1]]
+    csum = np.concatenate(([0.0], np.cumsum(xs)))
+    offs = 2.0 * np.arange(n_rows)[:, None]
+    if init == "linear":
+        c = np.linspace(0.0, 1.0, k_nz)[None, :] + offs
+    else:  # density: the row's quantiles
+        length = np.maximum(bounds[1:] - bounds[:-1], 1)
+        pos = bounds[:-1, None] + ((np.arange(k_nz) + 0.5) / k_nz * (length[:, None] - 1)).astype(np.int64)
+        c = np.where((bounds[1:] > bounds[:-1])[:, None], xs[np.minimum(pos, xs.size - 1)], offs)
+    for _ in range(iters):
+        mids = (c[:, 1:] + c[:, :-1]) / 2
+        cut = np.searchsorted(xs, mids)
+        starts = np.concatenate((bounds[:-1, None], cut), axis=1)
+        ends = np.concatenate((cut, bounds[1:, None]), axis=1)
+        counts = ends - starts
+        new = np.sort(np.where(counts > 0, (csum[ends] - csum[starts]) / np.maximum(counts, 1), c), axis=1)
+        if np.array_equal(new, c):
+            break
+        c = new
+    mids = ((c[:, 1:] + c[:, :-1]) / 2).ravel()
+    pos = np.searchsorted(mids, key) - (k_nz - 1) * np.arange(n_rows)[:, None]
+    first = 1 if has_zero else 0
+    idx[~zero] = (np.clip(pos, 0, k_nz - 1) + first)[~zero]
+    books[:, first:] = (c - offs) * span[:, None] + lo[:, None]
     return books, idx
