@@ -68,3 +68,24 @@ def test_rows_cluster_independently():
     assert np.all(decoded[1] > 90) and np.all(decoded[0] < 10)
     # Lloyd-Max with 4 levels leaves about 0.34 of a unit Gaussian's RMS: each row's own codebook
     assert np.all(np.sqrt(((decoded - rows) ** 2).mean(axis=1)) < 0.4)
+
+
+@pytest.mark.parametrize("init", sorted(INITS))
+def test_rows_keep_zeros_and_count(init):
+    rng = np.random.default_rng(2)
+    rows = rng.standard_normal((6, 300)) * rng.random((6, 1)) * 10
+    rows[rng.random(rows.shape) < 0.5] = 0
+    rows[3] = 0  # a pruned-away channel
+    books, idx = kmeans_rows(rows, 8, init)
+    decoded = np.take_along_axis(books, idx.astype(np.int64), axis=1)
+    np.testing.assert_array_equal(decoded == 0, rows == 0)
+    assert books.shape == (6, 8) and np.all(books[:, 0] == 0) and int(idx.max()) < 8
+
+
+def test_rows_all_at_once_equal_one_row_at_a_time():
+    rng = np.random.default_rng(4)
+    rows = rng.standard_normal((5, 400)) * np.array([[0.01], [0.1], [1], [10], [100]])
+    books, idx = kmeans_rows(rows, 16, "linear")
+    for r in range(5):
+        book, i = kmeans_1d(rows[r], 16, "linear")
+        np.testing.assert_allclose(np.take_along_axis(books, idx.astype(np.int64), axis=1)[r], book[i], rtol=1e-9, atol=1e-12)

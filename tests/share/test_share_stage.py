@@ -117,3 +117,13 @@ def test_cli_share(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "shared 7 layers" in text and "packed" in text
     onnx.checker.check_model(onnx.load(str(out)))
+
+
+def test_a_quantized_model_is_refused(tmp_path):
+    from trtcompress.errors import ModelError
+
+    model = onnx.load(onnx_path("fashion_cnn"))
+    for t in model.graph.initializer:  # an int8 model: no float weight left to share
+        t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.int8), t.name))
+    with pytest.raises(ModelError, match="no float weights"):
+        share(model, ShareConfig())
