@@ -116,6 +116,7 @@ def _parse(*argv):
     ("quantize", "trtcompress.stages.quantize", "QuantizeConfig", set()),
     ("sparsify", "trtcompress.stages.sparsify", "SparsifyConfig", set()),
     ("lowrank", "trtcompress.lowrank", "LowRankConfig", set()),
+    ("share", "trtcompress.share", "ShareConfig", set()),
     ("bench", "trtcompress.benchmark", "BenchConfig", set()),
     ("compare", "trtcompress.comparison", "CompareConfig", set()),
     ("compare", "trtcompress.data", "DataOptions", set()),
@@ -131,7 +132,7 @@ def test_every_config_field_is_a_flag_whose_default_is_the_dataclasses(verb, mod
 
     cls = getattr(importlib.import_module(module), config)
     required = {"quantize": ["m.onnx", "-o", "o.onnx"], "sparsify": ["m.onnx", "-o", "o.onnx"], "lowrank": ["m.onnx", "-o", "o.onnx"],
-                "bench": ["m.onnx"], "compare": ["a.onnx", "b.onnx"], "debug": ["a.onnx", "b.onnx"], "finetune": ["--teacher", "t", "--student", "s", "--data", "d", "-o", "o.onnx"]}[verb]
+                "share": ["m.onnx", "-o", "o.onnx"], "bench": ["m.onnx"], "compare": ["a.onnx", "b.onnx"], "debug": ["a.onnx", "b.onnx"], "finetune": ["--teacher", "t", "--student", "s", "--data", "d", "-o", "o.onnx"]}[verb]
     args = _parse(verb, *required)
     assert {f.name for f in dataclasses.fields(cls)} - skipped <= set(vars(args))
     assert all(getattr(args, f.name) is None for f in dataclasses.fields(cls) if f.name not in skipped)

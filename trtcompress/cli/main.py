@@ -26,6 +26,9 @@ VERBS = {
     "finetune": "finetune",
     "build": "build",
     "debug": "debug",
+    "share": "share",
+    "pack": "pack",
+    "unpack": "unpack",
 }
 
 

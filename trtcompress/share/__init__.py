@@ -1,0 +1,8 @@
+"""Weight sharing: per-layer or per-channel k-means of the weights (``kmeans``), the ONNX form
+with uint8 indices and float codebooks (``onnx_share``) and the packed artifact (``pack``)."""
+from __future__ import annotations
+
+from .config import GRANULARITIES, SHARE_OPS, ShareConfig
+from .kmeans import INITS, kmeans_1d, kmeans_rows
+
+__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS", "INITS", "kmeans_1d", "kmeans_rows"]
