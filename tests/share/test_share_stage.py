@@ -127,3 +127,20 @@ def test_a_quantized_model_is_refused(tmp_path):
         t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t).astype(np.int8), t.name))
     with pytest.raises(ModelError, match="no float weights"):
         share(model, ShareConfig())
+
+
+def test_prune_then_share_keeps_2to4_and_sparsify_leaves_shared_weights_alone(fp32):
+    """Deep Compression's order (prune, then share) in one pipeline: the contract check reads the
+    decoded weights through the codebook, so the 2:4 layers are still counted; sparsify after share
+    does not rewrite a codebook decode, it says why."""
+    from trtcompress.pipeline import Pipeline
+    from trtcompress.sparsity.inspect import inspect_layers
+    from trtcompress.stages.sparsify import SparsifyConfig, sparsify
+
+    result = Pipeline([SparsifyConfig(), ShareConfig(bits=4)]).run(fp32)
+    layers = [lay for lay in inspect_layers(result.model) if lay.shape is not None]
+    assert sum(lay.follows_2to4 for lay in layers) == sum(lay.follows_2to4 for lay in inspect_layers(sparsify(fp32, SparsifyConfig()).model))
+    assert sum(lay.follows_2to4 for lay in layers) > 0
+    again = sparsify(share(fp32, ShareConfig(bits=4)).model, SparsifyConfig())
+    reasons = [s["reason"] for s in again.report["skipped"]]
+    assert any("weight is shared" in r for r in reasons), reasons

@@ -178,7 +178,9 @@ class WeightSource:
 
     ``kind`` is ``"float"`` (a plain constant), ``"dq"`` (integer values dequantized by a
     DequantizeLinear: zero is the zero point) or ``"qdq"`` (a float constant quantized and
-    dequantized in the graph). ``stored`` is the constant that holds the values to rewrite.
+    dequantized in the graph) or ``"shared"`` (codebook values decoded by Gather from indices, as
+    the ``share`` stage writes them: read-only, ``stored`` is the decoded value). ``stored`` is the
+    constant that holds the values to rewrite.
     """
 
     kind: str
@@ -207,7 +209,7 @@ class WeightSource:
 
     def effective(self) -> np.ndarray:
         """The weight as the compute node sees it (float32)."""
-        if self.kind == "float":
+        if self.kind in ("float", "shared"):
             return np.asarray(self.values, dtype=np.float32)
         scale = self._broadcast(np.asarray(self.scale, dtype=np.float32))
         zp = self._broadcast(np.asarray(self.zero_point if self.zero_point is not None else 0).astype(np.float32))
@@ -242,6 +244,9 @@ def resolve_weight(consts: Constants, node: ir.Node, input_index: int) -> Weight
     if value is not None:
         return WeightSource("float", name, value, owner=node, owner_index=input_index)
     dq = name.producer()
+    if dq is not None and dq.op_type in _DECODE:
+        decoded = _decoded(consts, name)
+        return None if decoded is None else WeightSource("shared", name, decoded, owner=node, owner_index=input_index)
     if dq is None or dq.op_type != "DequantizeLinear" or attr(dq, "block_size", 0):
         return None
     scale = consts.get(node_input(dq, 1))
@@ -260,6 +265,35 @@ def resolve_weight(consts: Constants, node: ir.Node, input_index: int) -> Weight
     if fw is None:
         return None
     return WeightSource("qdq", q.inputs[0], fw, scale, zp, axis, owner=q, owner_index=0)
+
+
+_DECODE = ("Gather", "GatherElements", "Reshape")
+
+
+def _decoded(consts: Constants, value: ir.Value | None) -> np.ndarray | None:
+    """The weight a shared layer decodes: ``Gather(codebook, Cast(indices))`` per layer, or
+    ``Reshape(GatherElements(codebooks, Cast(indices)))`` per channel; None for anything else."""
+    if value is None:
+        return None
+    if (array := consts.get(value)) is not None:
+        return array
+    node = value.producer()
+    if node is None:
+        return None
+    if node.op_type == "Cast":
+        return _decoded(consts, node_input(node, 0))
+    if node.op_type == "Reshape":
+        data, shape = _decoded(consts, node_input(node, 0)), consts.get(node_input(node, 1))
+        return None if data is None or shape is None or (shape == 0).any() else data.reshape(shape)
+    if node.op_type in ("Gather", "GatherElements"):
+        table, idx = consts.get(node_input(node, 0)), _decoded(consts, node_input(node, 1))
+        if table is None or idx is None or not np.issubdtype(idx.dtype, np.integer):
+            return None
+        axis = int(attr(node, "axis", 0))
+        if node.op_type == "Gather":
+            return np.take(table, idx, axis=axis)
+        return np.take_along_axis(table, idx.astype(np.int64), axis=axis)
+    return None
 
 
 def tensor_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str | None, ...]]:

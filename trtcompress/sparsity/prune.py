@@ -56,6 +56,8 @@ def select_layers(consts: Constants, opts: PruneOptions) -> tuple[list[LayerView
             skip("not matched by include patterns")
         elif opts.exclude and _matches(view, opts.exclude):
             skip("matched by an exclude pattern")
+        elif view.weight.kind == "shared":
+            skip("weight is shared (a codebook decoded by Gather): prune before share, which keeps the zeros")
         elif (why := trt_ineligibility(view)) is not None:
             skip(why)
         elif view.in_channels < opts.min_channels or view.out_channels < opts.min_channels:
