@@ -41,10 +41,23 @@ def _quantized_nodes(model: Any) -> int:
     return sum(1 for n in model.graph.node if n.op_type in _QUANT_OPS)
 
 
+def _shared_weights(model: Any) -> int:
+    """Codebook decodes as the share stage writes them: Gather/GatherElements of an initializer at
+    indices cast from a uint8 initializer."""
+    inits = {t.name: t.data_type for t in model.graph.initializer}
+    casts = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
+    return sum(
+        1 for n in model.graph.node
+        if n.op_type in ("Gather", "GatherElements") and n.input[0] in inits
+        and inits.get(casts.get(n.input[1], "")) == 2  # TensorProto.UINT8
+    )
+
+
 # property -> (count of where it holds in an ONNX model, what to call it in a message)
 PROPERTIES: dict[str, tuple[Callable[[Any], int], str]] = {
     "2:4": (_layers_2to4, "layers with 2:4 weights"),
     "quantized": (_quantized_nodes, "quantization nodes"),
+    "shared": (_shared_weights, "shared weights"),
 }
 
 

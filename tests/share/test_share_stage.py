@@ -144,3 +144,11 @@ def test_prune_then_share_keeps_2to4_and_sparsify_leaves_shared_weights_alone(fp
     again = sparsify(share(fp32, ShareConfig(bits=4)).model, SparsifyConfig())
     reasons = [s["reason"] for s in again.report["skipped"]]
     assert any("weight is shared" in r for r in reasons), reasons
+
+
+def test_quantize_after_share_is_refused_before_anything_runs(fp32):
+    from trtcompress.pipeline import Pipeline
+    from trtcompress.stages.quantize import QuantizeConfig
+
+    with pytest.raises(ConfigError, match="shared weights are decoded at run time"):
+        Pipeline([ShareConfig(bits=4), QuantizeConfig(calib="unused.npy")]).run(fp32)

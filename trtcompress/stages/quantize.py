@@ -233,6 +233,7 @@ def _plan(work: "ir.Model", config: QuantizeConfig, keep_float: dict[str, str] |
 
 @register_stage("quantize", QuantizeConfig, ensures=("quantized",), after={
     "quantized": After("refuse", "the model is already quantized; quantize the float model once (--table reuses a saved calibration for the other target)"),
+    "shared": After("refuse", "shared weights are decoded at run time and the Q/DQ forms need constant weights; quantize the float model, or ship the shared model (pack) without quantize"),
 })
 def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""

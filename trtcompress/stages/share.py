@@ -19,7 +19,7 @@ from ..stage import StageResult, register_stage
 __all__ = ["ShareConfig", "share"]
 
 
-@register_stage("share", ShareConfig, after={
+@register_stage("share", ShareConfig, ensures=("shared",), after={
     "quantized": After("refuse", "sharing rewrites weights whose int8 ranges were calibrated; run share before quantize"),
 })
 def share(model: onnx.ModelProto, config: ShareConfig) -> StageResult:
