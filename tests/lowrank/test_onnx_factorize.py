@@ -66,6 +66,8 @@ def test_energy_rule_on_low_rank_weights_is_exact_and_skips_depthwise(rng):
     assert len(model.graph.node) == 7 and len(res.model.graph.node) == 11
     names = {t.name for t in res.model.graph.initializer}
     assert not {"W1", "W2", "Wm", "Wg"} & names and {"b1", "b2", "bg", "Wd"} <= names
+    # the shapes inferred to count FLOPs do not ship: no value_info beyond the initialisers'
+    assert {vi.name for vi in res.model.graph.value_info} <= names
 
 
 def test_report_counts_params_and_flops(rng):

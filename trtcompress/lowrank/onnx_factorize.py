@@ -88,7 +88,7 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
             dtype = layer.weight.dtype
             pair = get_rule(node.op_type).rewrite(node, p, q, tuple(layer.weight.shape),
                                                   lambda name, a: add_initializer(m.graph, np.ascontiguousarray(a.astype(dtype)), name))
-            ir.convenience.replace_nodes_and_values(graph, node, [node], pair, [node.outputs[0]], [pair[-1].outputs[0]])
+            _replace(graph, node, pair)
             per_layer.append(_layer_report(layer, choice))
     # the replaced weights (initialisers, Constant nodes in bodies) and anything else dead: none ships
     RemoveUnusedNodesPass()(m)
@@ -115,6 +115,17 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
         "svd_seconds": round(sum(l.cand.spectrum.seconds for l in layers), 4),
     }
     return LowRankResult(out, report)
+
+
+def _replace(graph: ir.Graph, node: ir.Node, pair: list[ir.Node]) -> None:
+    """Put ``pair`` in ``node``'s place; the second node's output takes over the output's name,
+    type, shape and annotations (a graph output keeps the exporter's metadata)."""
+    import onnx_ir as ir
+
+    old, new = node.outputs[0], pair[-1].outputs[0]
+    new.metadata_props.update(old.metadata_props)
+    new.doc_string = old.doc_string
+    ir.convenience.replace_nodes_and_values(graph, node, [node], pair, [old], [new])
 
 
 def _candidates(model: ir.Model, consts: Constants, config: LowRankConfig) -> tuple[list[_Layer], list[dict]]:
