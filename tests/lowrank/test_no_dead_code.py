@@ -1,6 +1,7 @@
 """No dead initialiser or node ships from the low-rank rewrite (issue 14), on real ONNX files: the
-shipped Fashion-MNIST CNN, PP-OCR's text-direction classifier (rapidocr), and silero-vad, whose
-weights are Constant nodes inside the branches of an If."""
+shipped Fashion-MNIST CNN (weights as initialisers), PP-OCR's text-direction classifier (rapidocr:
+weights as Constant nodes of the main graph, which the protobuf version of this stage left behind,
+dead, next to their factors) and silero-vad (weights as Constant nodes inside If branches)."""
 from __future__ import annotations
 
 import importlib.util
