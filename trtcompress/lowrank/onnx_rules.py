@@ -29,9 +29,9 @@ class Constants:
     """The constant tensors of a model: initialisers and Constant nodes of the main graph and of
     every If/Loop/Scan body (silero-vad keeps its weights as Constant nodes inside If branches).
 
-    A name defined in more than one graph (as an initialiser or a node output) is not a constant:
-    which definition a reader meant is a question of scope that exporters do not produce and that
-    is safer left dense."""
+    A name defined in more than one graph (as an initialiser or a node output) is not taken as a
+    constant: no exporter writes one, which definition a reader sees is a matter of scope, and the
+    layer staying dense is the safe answer (as in the protobuf version of this stage)."""
 
     def __init__(self, model: ir.Model):
         from ..graph._util import walk_graphs
