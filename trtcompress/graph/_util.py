@@ -148,3 +148,17 @@ def tensor_array(tensor: ir.TensorProtocol) -> np.ndarray:
         if tensor.location.startswith(_HELD_PREFIX):
             return proto_array(ir.serde.serialize_tensor(tensor))  # the placeholder only: no data is read
     return tensor.numpy()
+
+
+def walk_graphs(graph: ir.Graph, scope: str = ""):
+    """``graph`` and every If/Loop/Scan body nested in it, with a scope naming where (``""`` for
+    ``graph``, ``If_0/then_branch`` for a branch of the node ``If_0``), in the order and with the
+    scopes of :func:`trtcompress.subgraphs.walk` (reports and per-layer seeds depend on them)."""
+    yield graph, scope
+    for i, node in enumerate(graph):
+        for attr in node.attributes.values():
+            subs = [(attr.name, attr.as_graph())] if attr.type == ir.AttributeType.GRAPH else (
+                [(f"{attr.name}[{k}]", g) for k, g in enumerate(attr.as_graphs())] if attr.type == ir.AttributeType.GRAPHS else [])
+            for where, sub in subs:
+                where = f"{node.name or node.op_type + '_' + str(i)}/{where}"
+                yield from walk_graphs(sub, f"{scope}/{where}" if scope else where)

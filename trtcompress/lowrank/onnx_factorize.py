@@ -1,14 +1,17 @@
-"""Factorise the constant weights of an ONNX model by truncated SVD.
+"""Factorise the constant weights of an ONNX model by truncated SVD, on onnx-ir.
 
 Each Conv/Gemm/MatMul whose op has a registered rule becomes two nodes (see ``onnx_rules``). Ranks
 come from ``ranks.choose_ranks``; for the error rule, each layer's output error is measured with
 ONNX Runtime on calibration data, feeding the layer the inputs it sees in the dense model.
+
+The model is converted to onnx-ir once on entry and back once on exit (the stage interface is
+``onnx.ModelProto``); onnx-ir is imported by the functions that use it.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import onnx
@@ -16,14 +19,15 @@ from onnx import helper
 
 from ..errors import ConfigError, DataError
 from ..model_io import parameter_count
-from ..subgraphs import used_names, walk
 from ..weightless import ort_session
 from .config import LowRankConfig
-from .flops import model_macs
-from .graph import GraphInfo
-from .onnx_rules import get_rule
+from .flops import inferred_shapes, model_macs
+from .onnx_rules import Constants, get_rule
 from .ranks import Candidate, choose_ranks, excluded
 from .svd import Spectrum
+
+if TYPE_CHECKING:
+    import onnx_ir as ir
 
 __all__ = ["factorize_onnx", "LowRankResult"]
 
@@ -38,11 +42,12 @@ class LowRankResult:
 
 @dataclasses.dataclass
 class _Layer:
-    node: onnx.NodeProto
+    node: ir.Node
     name: str
     weight: np.ndarray
     cand: Candidate
     positions_known: bool
+    x_type: int  # ONNX element type of the data input (the error rule's probes declare it)
 
 
 def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: Iterable[Feed] | None = None) -> LowRankResult:
@@ -50,43 +55,46 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
 
     ``calibration`` (feed dicts) overrides ``config.calib`` for the error rule.
     """
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    info = GraphInfo.of(out)
-    layers, skipped = _candidates(out, info, config)
+    import onnx_ir as ir
+    from onnx_ir.passes.common import RemoveUnusedNodesPass
+
+    from ..graph._util import add_initializer, walk_graphs
+
+    m = ir.from_proto(model)
+    consts = Constants(m)
+    with inferred_shapes(m):
+        layers, skipped = _candidates(m, consts, config)
+        macs_before = model_macs(m, infer=False)
     if config.rule == "error" and layers:
-        _attach_error_probes(out, info, layers, _calibration_feeds(out, config, calibration))
+        _attach_error_probes(model, consts, layers, _calibration_feeds(model, config, calibration))
     choices = choose_ranks([l.cand for l in layers], config)
 
-    macs_before = model_macs(out, info)
-    new_nodes: list[onnx.NodeProto] = []
     chosen = {c.name: c for c in choices}
     by_node = {id(l.node): l for l in layers}
     per_layer = []
     # a layer inside an If/Loop/Scan body is rewritten in its own graph; its factors are main-graph
-    # initialisers, which every subgraph can read
-    for graph in reversed([g for g, _ in walk(out.graph)]):  # bodies before the nodes holding them
-        new_nodes = []
-        for node in graph.node:
+    # initialisers, which every body can read. Bodies are visited last first (the order of the
+    # factors and of the report as before the move to onnx-ir)
+    for graph, _ in reversed(list(walk_graphs(m.graph))):
+        for node in list(graph):
             layer = by_node.get(id(node))
             choice = chosen.get(layer.name) if layer else None
-            if layer is None or choice is None or choice.rank is None:
-                new_nodes.append(node)
-                if layer is not None and choice is not None:
-                    skipped.append({"name": layer.name, "op": node.op_type, "reason": choice.reason})
+            if choice is None:
                 continue
-            rule = get_rule(node.op_type)
+            if choice.rank is None:
+                skipped.append({"name": layer.name, "op": node.op_type, "reason": choice.reason})
+                continue
             p, q = layer.cand.spectrum.factors(choice.rank)
-            rw = rule.rewrite(node, p, q, tuple(layer.weight.shape), layer.weight.dtype)
-            new_nodes.extend(rw.nodes)
-            out.graph.initializer.extend(rw.initializers)
+            dtype = layer.weight.dtype
+            pair = get_rule(node.op_type).rewrite(node, p, q, tuple(layer.weight.shape),
+                                                  lambda name, a: add_initializer(m.graph, np.ascontiguousarray(a.astype(dtype)), name))
+            _replace(graph, node, pair)
             per_layer.append(_layer_report(layer, choice))
-        if any(n is not m for n, m in zip(new_nodes, graph.node)) or len(new_nodes) != len(graph.node):
-            del graph.node[:]
-            graph.node.extend(new_nodes)
-    _drop_unused_initializers(out)
+    # the replaced weights (initialisers, Constant nodes in bodies) and anything else dead: none ships
+    RemoveUnusedNodesPass()(m)
 
-    macs_after = model_macs(out)
+    macs_after = model_macs(m)
+    out = ir.to_proto(m)
     total_before, total_after = sum(macs_before.values()), sum(macs_after.values())
     fact_before = sum(r["flops_before"] for r in per_layer)
     fact_after = sum(r["flops_after"] for r in per_layer)
@@ -109,12 +117,26 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
     return LowRankResult(out, report)
 
 
-def _candidates(model: onnx.ModelProto, info: GraphInfo, config: LowRankConfig) -> tuple[list[_Layer], list[dict]]:
+def _replace(graph: ir.Graph, node: ir.Node, pair: list[ir.Node]) -> None:
+    """Put ``pair`` in ``node``'s place; the second node's output takes over the output's name,
+    type, shape and annotations (a graph output keeps the exporter's metadata)."""
+    import onnx_ir as ir
+
+    old, new = node.outputs[0], pair[-1].outputs[0]
+    new.metadata_props.update(old.metadata_props)
+    new.doc_string = old.doc_string
+    ir.convenience.replace_nodes_and_values(graph, node, [node], pair, [old], [new])
+
+
+def _candidates(model: ir.Model, consts: Constants, config: LowRankConfig) -> tuple[list[_Layer], list[dict]]:
+    """The layers a rule can factorise (shapes inferred), and the skipped ones with the reason."""
+    from ..graph._util import walk_graphs
+
     layers, skipped = [], []
-    for i, (node, scope) in enumerate((n, s) for g, s in walk(model.graph) for n in g.node):
+    for i, (node, scope) in enumerate((n, s) for g, s in walk_graphs(model.graph) for n in g):
         if node.op_type not in config.ops:
             continue
-        name = node.name or node.output[0]
+        name = node.name or node.outputs[0].name
         rule = get_rule(node.op_type)
         if rule is None:
             continue
@@ -124,16 +146,18 @@ def _candidates(model: onnx.ModelProto, info: GraphInfo, config: LowRankConfig) 
         if excluded(name, config.exclude, node.op_type):
             skipped.append({"name": name, "op": node.op_type, "reason": "excluded by the config"})
             continue
-        reason = rule.skip_reason(node, info)
+        reason = rule.skip_reason(node, consts)
         if reason:
             skipped.append({"name": name, "op": node.op_type, "reason": reason})
             continue
-        w = info.constant(rule.weight_name(node, info))
+        w = consts.array(rule.weight(node))
         m = rule.matrix(node, w)
-        pos = rule.positions(node, info)
+        pos = rule.positions(node)
         spectrum = Spectrum(m, config.svd, config.randomized_min_dim, config.oversample, config.power_iters, config.seed + i)
         cand = Candidate(name, node.op_type, m.shape[0], m.shape[1], pos or 1, spectrum)
-        layers.append(_Layer(node, name, w, cand, pos is not None))
+        x = node.inputs[0]
+        x_type = int(x.dtype) if x is not None and x.dtype is not None else onnx.TensorProto.FLOAT
+        layers.append(_Layer(node, name, w, cand, pos is not None, x_type))
     return layers, skipped
 
 
@@ -161,20 +185,6 @@ def _layer_report(layer: _Layer, choice) -> dict[str, Any]:
     if not layer.positions_known:
         d["note"] = "output shape unknown: FLOPs counted for one position"
     return d
-
-
-def _drop_unused_initializers(model: onnx.ModelProto) -> None:
-    """Drop initialisers and Constant nodes (a factorised weight) that nothing reads any more."""
-    used = used_names(model.graph)
-    keep = [t for t in model.graph.initializer if t.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
-    for graph, scope in walk(model.graph):
-        if scope:
-            used = used_names(graph)
-            dead = [k for k, n in enumerate(graph.node) if n.op_type == "Constant" and n.output and n.output[0] not in used]
-            for k in reversed(dead):
-                del graph.node[k]
 
 
 # -- the error rule: per-layer output error on calibration data -------------------------------------
@@ -208,55 +218,59 @@ def _session(model: onnx.ModelProto):
     return ort_session(model, so)
 
 
-def _attach_error_probes(model: onnx.ModelProto, info: GraphInfo, layers: list[_Layer], feeds: list[Feed]) -> None:
+def _attach_error_probes(model: onnx.ModelProto, consts: Constants, layers: list[_Layer], feeds: list[Feed]) -> None:
     """Record each layer's input on the dense model, then give each candidate an error function
     that runs the layer alone in ONNX Runtime with the rank-r weight ``p @ q``.
 
     The factorised pair computes the layer with weight ``p @ q`` exactly (both ops are linear in the
-    weight), so the probe measures the error of the factorised layer.
+    weight), so the probe measures the error of the factorised layer. The error rule takes main-graph
+    layers only, so every data input is a tensor of the main graph.
     """
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     existing = {o.name for o in probe.graph.output}
     names = []
     for l in layers:
-        x = l.node.input[0]
-        if x not in names:
-            names.append(x)
-        if x not in existing and x not in info.initializers:
-            probe.graph.output.append(helper.make_tensor_value_info(x, info.elem_types.get(x, onnx.TensorProto.FLOAT), None))
+        x = l.node.inputs[0]
+        if x.name not in names:
+            names.append(x.name)
+        if x.name not in existing and consts.tensor(x) is None:
+            probe.graph.output.append(helper.make_tensor_value_info(x.name, l.x_type, None))
     sess = _session(probe)
     inputs = {n: [] for n in names}
     for feed in feeds:
         for n, v in zip(names, sess.run(names, feed)):
             inputs[n].append(v)
     for i, l in enumerate(layers):
-        l.cand.error_fn = _error_fn(model, info, l, inputs[l.node.input[0]], i)
+        l.cand.error_fn = _error_fn(model, consts, l, inputs[l.node.inputs[0].name], i)
 
 
-def _error_fn(model: onnx.ModelProto, info: GraphInfo, layer: _Layer, xs: list[np.ndarray], index: int) -> Callable[[int], float]:
+def _error_fn(model: onnx.ModelProto, consts: Constants, layer: _Layer, xs: list[np.ndarray], index: int) -> Callable[[int], float]:
+    import onnx_ir as ir
+
     node, rule = layer.node, get_rule(layer.node.op_type)
-    w_name = rule.weight_name(node, info)
-    elem = info.elem_types.get(node.input[0], onnx.TensorProto.FLOAT)
-    inputs = [helper.make_tensor_value_info("x", elem, None), helper.make_tensor_value_info("w", info.initializers[w_name].data_type, None)]
+    w = rule.weight(node)
+    inputs = [helper.make_tensor_value_info("x", layer.x_type, None), helper.make_tensor_value_info("w", int(consts.tensor(w).dtype), None)]
     inits = []
     new_inputs = []
-    for j, name in enumerate(node.input):
+    for j, value in enumerate(node.inputs):
         if j == 0:
             new_inputs.append("x")
-        elif name == w_name:
+        elif value is w:
             new_inputs.append("w")
-        elif name:
-            if name not in info.initializers:
-                raise DataError(f"lowrank: layer {layer.name!r} has a non-constant input {name!r} besides its data input")
-            t = onnx.TensorProto()
-            t.CopyFrom(info.initializers[name])
-            inits.append(t)
-            new_inputs.append(name)
+        elif value is not None:
+            t = consts.tensor(value)
+            if t is None:
+                raise DataError(f"lowrank: layer {layer.name!r} has a non-constant input {value.name!r} besides its data input")
+            proto = ir.serde.serialize_tensor(t)
+            proto.name = value.name
+            inits.append(proto)
+            new_inputs.append(value.name)
         else:
             new_inputs.append("")
-    one = helper.make_node(node.op_type, new_inputs, ["y"], **{a.name: helper.get_attribute_value(a) for a in node.attribute})
-    graph = helper.make_graph([one], f"probe{index}", inputs, [helper.make_tensor_value_info("y", elem, None)], inits)
+    one = helper.make_node(node.op_type, new_inputs, ["y"])
+    one.attribute.extend(ir.serde.serialize_attribute(a) for a in node.attributes.values())
+    graph = helper.make_graph([one], f"probe{index}", inputs, [helper.make_tensor_value_info("y", layer.x_type, None)], inits)
     probe = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
     sess = _session(probe)
     ys = [sess.run(None, {"x": x, "w": layer.weight})[0] for x in xs]
