@@ -149,12 +149,16 @@ _FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx
 
 def require_float_weights(model: onnx.ModelProto, action: str) -> None:
     """Refuse a model without floating-point weights (initialisers or Constant nodes): an already
-    quantized or weightless graph, where ``action`` would silently do nothing."""
-    if any(t.data_type in _FLOAT_TYPES for t in model.graph.initializer):
-        return
-    for n in model.graph.node:
-        if n.op_type == "Constant" and any(a.t.data_type in _FLOAT_TYPES and len(a.t.dims) >= 2 for a in n.attribute if a.name == "value"):
+    quantized or weightless graph, where ``action`` would silently do nothing. If/Loop/Scan bodies
+    count (silero-vad keeps every weight inside the branches of an If)."""
+    from .subgraphs import walk
+
+    for graph, _ in walk(model.graph):
+        if any(t.data_type in _FLOAT_TYPES for t in graph.initializer):
             return
+        for n in graph.node:
+            if n.op_type == "Constant" and any(a.t.data_type in _FLOAT_TYPES and len(a.t.dims) >= 2 for a in n.attribute if a.name == "value"):
+                return
     raise ModelError(f"the model has no float weights, so there is nothing to {action}; give the FP32 model (e.g. the output of 'trtcompress export'), not a quantized or weight-free one")
 
 

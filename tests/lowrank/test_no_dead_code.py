@@ -64,3 +64,11 @@ def test_factorised_model_has_no_dead_code(source, config):
     weights = {n.inputs[1].name for g, _ in walk_graphs(before.graph) for n in g if (n.name or n.outputs[0].name) in names}
     left = {v.name for g, _ in walk_graphs(after.graph) for v in [*g.initializers.values(), *(o for n in g for o in n.outputs)]}
     assert weights and not weights & left
+
+
+def test_the_stage_takes_a_model_whose_weights_live_in_if_branches():
+    """silero-vad keeps every weight inside If branches: the float-weight check looks there too."""
+    from trtcompress.stages.lowrank import lowrank
+
+    result = lowrank(onnx.load(str(_silero())), LowRankConfig(rule="energy", energy=0.999))
+    assert result.report["factorised"] > 0

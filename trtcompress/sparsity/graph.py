@@ -48,19 +48,11 @@ def save(model: ir.Model, like: onnx.ModelProto) -> onnx.ModelProto:
 def graph_nodes(graph: ir.Graph, scope: str = "") -> Iterator[tuple[ir.Node, str]]:
     """Every node of ``graph``, then those of each If/Loop/Scan body in it, with a scope naming where
     (``""`` for ``graph``, ``If_0/then_branch`` for a branch of the node ``If_0``)."""
-    bodies: list[tuple[ir.Graph, str]] = []
-    for i, node in enumerate(graph):
-        yield node, scope
-        for a in node.attributes.values():
-            kind = a.type.name
-            if kind not in ("GRAPH", "GRAPHS"):
-                continue
-            where = f"{node.name or node.op_type + '_' + str(i)}/"
-            subs = [(a.as_graph(), a.name)] if kind == "GRAPH" else [(g, f"{a.name}[{k}]") for k, g in enumerate(a.as_graphs())]
-            for sub, label in subs:
-                bodies.append((sub, f"{scope}/{where}{label}" if scope else f"{where}{label}"))
-    for sub, where in bodies:
-        yield from graph_nodes(sub, where)
+    from ..graph._util import walk_graphs
+
+    for sub, where in walk_graphs(graph, scope):
+        for node in sub:
+            yield node, where
 
 
 def node_input(node: ir.Node, index: int) -> ir.Value | None:
