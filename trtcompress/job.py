@@ -46,6 +46,12 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
 }
 CALIB_FROM_DATA = ("", "split", "same")
+# The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
+# models, warm-up included. A small model runs all 50 (EfficientNet-Lite0 at batch 1: about 1 s);
+# a VGG-class detector at 320x320, whose TensorRT-form model takes seconds a run on ONNX Runtime,
+# ran 65 runs a model (15 of them warm-up) and took minutes, longer than its compression. Fewer,
+# longer runs still give a median: one per round at the least, in interleaved rounds.
+BENCH_BUDGET = 30.0
 _SPLIT_SUFFIXES = (".npz", ".npy") + IMAGE_SUFFIXES
 
 
@@ -69,7 +75,7 @@ class CompressConfig(Config):
     batch: int | None = None  # samples per inference; None: as the data stores them (1 for random)
     limit: int | None = None
     compare: CompareConfig = CompareConfig()
-    bench: BenchConfig = BenchConfig(iterations=50)
+    bench: BenchConfig = BenchConfig(iterations=50, budget=BENCH_BUDGET)
     skip_bench: bool = False
     backend: str = "onnxrt"
     runner: RunnerOptions = RunnerOptions()
