@@ -91,6 +91,47 @@ def test_bench_times_each_model_with_only_its_own_session_alive(tiny_model, tmp_
     assert len(seen) == 2 * 3 * (1 + 2) and all(len(v) == 1 for v in seen) and not live
 
 
+def _counting(monkeypatch, name: str) -> dict[str, int]:
+    """A backend ``name`` that is ONNX Runtime's, counting every inference per model."""
+    from trtcompress.runners import onnxrt, registry
+
+    calls: dict[str, int] = {}
+
+    def counting(model_path, options):
+        runner = onnxrt.onnxrt_runner(model_path, options)
+        infer = runner.infer
+        runner.infer = lambda *a, **k: (calls.__setitem__(str(model_path), calls.get(str(model_path), 0) + 1), infer(*a, **k))[1]
+        return runner
+
+    monkeypatch.setitem(registry._BACKENDS, name, counting)
+    return calls
+
+
+def test_bench_warmup_follows_the_iterations(tiny_model, monkeypatch):
+    """Warm-up never outnumbers the timed runs: 4 iterations over (at most) 5 rounds are 4 turns of
+    one warm-up and one timed run, not 5 timed runs and 15 warm-up runs."""
+    calls = _counting(monkeypatch, "count-warmup")
+    r = bench([tiny_model], BenchConfig(batch_sizes=(2,), warmup=3, iterations=4, rounds=5), backend="count-warmup")
+    assert r.results[2][r.models[0]]["iterations"] == 4 and calls[str(tiny_model)] == 8
+    calls.clear()
+    r = bench([tiny_model], BenchConfig(batch_sizes=(2,), warmup=3, iterations=50, rounds=5), backend="count-warmup")
+    assert r.results[2][r.models[0]]["iterations"] == 50 and calls[str(tiny_model)] == 50 + 15
+
+
+@pytest.mark.parametrize("budget, timed", [(1e-9, 3), (1e6, 30)])
+def test_bench_budget_bounds_the_runs(tiny_model, tmp_path, monkeypatch, budget, timed):
+    """Past the budget a model keeps one timed run and one warm-up run per round (the interleaving
+    stays); within it, every iteration runs."""
+    other = tiny_classifier(tmp_path / "other.onnx", seed=1)
+    calls = _counting(monkeypatch, "count-budget")
+    r = bench([tiny_model, other], BenchConfig(batch_sizes=(2,), warmup=3, iterations=30, rounds=3, budget=budget), backend="count-budget")
+    for label, path in zip(r.models, (tiny_model, other)):
+        assert r.results[2][label]["iterations"] == timed
+        assert calls[str(path)] == timed + 3 * min(3, timed // 3)
+    with pytest.raises(ConfigError, match="budget"):
+        BenchConfig(budget=0)
+
+
 def test_bench_static_batch_is_refused(tmp_path):
     m = tiny_classifier(tmp_path / "s.onnx", dynamic=False)
     with pytest.raises(ConfigError, match="fixed batch"):

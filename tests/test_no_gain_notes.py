@@ -42,3 +42,46 @@ def test_notes_reach_the_summary(tmp_path):
             "--limit", "16", "--no-bench", "--runs-dir", str(tmp_path), "--name", "lr")
     assert r.returncode == 0, r.stderr[-2000:]
     assert "note: lowrank: removed only" in r.stdout
+
+
+def _mobile_block(path: Path) -> Path:
+    """dense 3x3 conv -> ReLU -> depthwise 3x3 conv -> ReLU -> 1x1 conv to a float output."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {"wd": rng.standard_normal((32, 16, 3, 3)) * 0.1, "wdw": rng.standard_normal((32, 1, 3, 3)) * 0.3, "wh": rng.standard_normal((8, 32, 1, 1)) * 0.2}
+    nodes = [helper.make_node("Conv", ["x", "wd"], ["c"], name="dense", pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"], name="relu"),
+             helper.make_node("Conv", ["r", "wdw"], ["d"], name="depthwise", group=32, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["d"], ["e"], name="relu2"),
+             helper.make_node("Conv", ["e", "wh"], ["y"], name="head")]
+    g = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 16, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 8, 12, 12])],
+                          [numpy_helper.from_array(v.astype(np.float32), k) for k, v in w.items()])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    np.savez(path.parent / "calib.npz", x=rng.standard_normal((16, 16, 12, 12)).astype(np.float32))
+    return path
+
+
+def test_a_slower_cpu_form_names_its_layers(tmp_path):
+    """When the benchmark finds the CPU form slower than FP32, the note (report and summary) names
+    the layers INT8 does not pay for on CPU: the depthwise convs in INT8, and the float layer between
+    integer ones (auto rule) or the generic integer kernel with a float output (every layer INT8)."""
+    from trtcompress.job import no_gain_notes, slow_cpu_layers
+
+    src = _mobile_block(tmp_path / "block.onnx")
+    named = {}
+    for target, rule in (("cpu", "auto"), ("cpu", "all"), ("tensorrt", "auto")):
+        out = tmp_path / f"{target}-{rule}.onnx"
+        r = cli("quantize", str(src), "--calib", str(tmp_path / "calib.npz"), "--target", target, "--cpu-layer-rule", rule, "-o", str(out))
+        assert r.returncode == 0, r.stderr[-2000:]
+        named[target, rule] = {why.split(" (")[0]: names for why, names in slow_cpu_layers(out).items()}
+    assert named["cpu", "auto"] == {"depthwise convs in INT8": ["depthwise"], "float layers between integer ones": ["head"]}
+    assert named["cpu", "all"] == {"depthwise convs in INT8": ["depthwise"], "generic integer kernels with a float output": ["head"]}
+    assert named["tensorrt", "auto"] == {}
+    report = {"stages": [{"name": "quantize", "report": {}}], "bench": {"speedup_vs_first": {"1": {"original": 1.0, "compressed": 0.8}}},
+              "metrics": {"compression": {"ratio_disk": 1.0}}, "compare": {"outputs": {}}}
+    note = next(n for n in no_gain_notes(report, tmp_path / "cpu-auto.onnx") if "slower" in n)
+    assert "depthwise convs in INT8" in note and "(depthwise)" in note and "(head)" in note
+    assert note in report["stages"][-1]["report"]["notes"]

@@ -5,9 +5,17 @@ machine over every model equally, so the ratios between models are fair. Only th
 it is has a live session: ONNX Runtime's idle worker threads keep spinning after a run, and with
 several sessions alive they take the cores from the one being timed (measured on 2 cores: every
 model of a 4-model round ran 2x slower, and an INT8 model 1.75x faster than FP32 alone read as
-0.9x). Each turn starts a fresh session and runs ``warmup`` untimed inferences first. Latency is
-the backend's own inference time (``runner.last_inference_time()``), without Python-side feed
-handling.
+0.9x). Each turn starts a fresh session and runs ``warmup`` untimed inferences first, never more
+than the turn's timed runs (``--iterations 10`` over 5 rounds: 2 warm-up and 2 timed runs a turn,
+not 3 and 2; the first run of a fresh session is the slow one). Latency is the backend's own
+inference time (``runner.last_inference_time()``), without Python-side feed handling.
+
+A ``budget`` (seconds per batch size, every model's runs together, warm-up included) keeps a slow
+model from taking minutes: each model gets an equal share, and a turn runs as many of its planned
+iterations as the model's measured time per run allows (at least one per round). Its first turn
+estimates that time from its first warm-up run, which overstates it (a fresh session's first run
+is the slowest), so the budget errs towards fewer runs; later turns use the median of its timed
+runs. The compress job sets one (``job.BENCH_BUDGET``); ``bench`` does not unless asked.
 
 On the TensorRT backend that time includes host/device copies, so runners that can
 (``gpu_latency_ms``, the TensorRT runner) also report GPU compute time measured with CUDA events
@@ -34,8 +42,11 @@ __all__ = ["BenchConfig", "BenchResult", "bench", "latency_stats"]
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig(Config):
-    """``iterations`` timed runs per model and batch size (spread over ``rounds`` turns), or
-    ``duration`` seconds each when set; ``warmup`` untimed runs start every turn."""
+    """``iterations`` timed runs per model and batch size (spread over ``rounds`` turns, at most
+    one round per iteration), or ``duration`` seconds each when set; ``warmup`` untimed runs start
+    every turn (no more than the turn's timed runs). ``budget``: seconds per batch size for every
+    model's runs, warm-up included; fewer iterations where they would take longer (see the module
+    docstring)."""
 
     batch_sizes: tuple[int, ...] = (1,)
     warmup: int = 3
@@ -47,6 +58,7 @@ class BenchConfig(Config):
     cuda_graph: bool = False  # GPU timing (TensorRT) replays a CUDA graph of one inference
     data: str | None = None  # a data spec (as compare's); None: random data within the input ranges
     preprocess: str | None = None  # image preprocessing for ``data``
+    budget: float | None = None
 
     def validate(self) -> None:
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
@@ -55,6 +67,8 @@ class BenchConfig(Config):
             raise ConfigError("warmup >= 0, iterations >= 1 and rounds >= 1 are required")
         if self.duration is not None and self.duration <= 0:
             raise ConfigError("duration must be > 0 seconds")
+        if self.budget is not None and self.budget <= 0:
+            raise ConfigError("budget must be > 0 seconds (leave it unset for no budget)")
         self.data_options(1)  # refuses a bad --input or --preprocess now
 
     def data_options(self, batch: int) -> DataOptions:
@@ -111,22 +125,29 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
         times: list[list[float]] = [[] for _ in runners]
         gpu_times: list[list[float]] = [[] for _ in runners]
         gpu_facts: list[dict[str, Any]] = [{} for _ in runners]
-        per_round = max(1, config.iterations // config.rounds)
-        for rnd in range(config.rounds):
+        rounds = config.rounds if config.duration else min(config.rounds, config.iterations)
+        planned = [config.iterations // rounds + (r < config.iterations % rounds) for r in range(rounds)]
+        share = config.budget / len(runners) / rounds if config.budget and not config.duration else None  # seconds a turn
+        for rnd in range(rounds):
             for r, feed, t, gt, gf in zip(runners, feeds, times, gpu_times, gpu_facts):
                 with r:  # one live session at a time (see the module docstring)
-                    for _ in range(config.warmup):
+                    n_turn, warmup = _plan_turn(config, planned[rnd], share, t)
+                    k = 0
+                    while k < warmup:
                         r.infer(feed, check_inputs=False)
-                    deadline = time.perf_counter() + config.duration / config.rounds if config.duration else None
+                        k += 1
+                        if k == 1 and share is not None and not t:  # no timed run yet: this one is the estimate
+                            n_turn, warmup = _within(share, r.last_inference_time(), n_turn, warmup)
+                    deadline = time.perf_counter() + config.duration / rounds if config.duration else None
                     n = 0
-                    while (deadline is None and n < per_round) or (deadline is not None and (n == 0 or time.perf_counter() < deadline)):
+                    while (deadline is None and n < n_turn) or (deadline is not None and (n == 0 or time.perf_counter() < deadline)):
                         r.infer(feed, check_inputs=False)
                         t.append(r.last_inference_time())
                         n += 1
                     gpu_timer = getattr(r, "gpu_latency_ms", None)
                     if gpu_timer is not None and gf.get("skipped") is None:  # as many runs as end-to-end
                         try:
-                            ms, facts = gpu_timer(feed, n, config.warmup, config.cuda_graph)
+                            ms, facts = gpu_timer(feed, n, warmup, config.cuda_graph)
                         except MissingDependencyError as e:  # no cuda-python/torch: end-to-end time only
                             gf["skipped"] = str(e)
                             if log:
@@ -135,7 +156,7 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
                         gt.extend(m / 1e3 for m in ms)
                         gf.update(facts)
             if log:
-                log(f"batch {batch}: round {rnd + 1}/{config.rounds}")
+                log(f"batch {batch}: round {rnd + 1}/{rounds}")
         results[batch] = {label: latency_stats(t, batch) for label, t in zip(labels, times)}
         for label, gt, gf in zip(labels, gpu_times, gpu_facts):
             if gt:
@@ -144,6 +165,25 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
         p50 = {label: (results[batch][label]["gpu"] if on_gpu else results[batch][label])["p50_ms"] for label in labels}
         ratios[batch] = {label: p50[labels[0]] / p50[label] for label in labels}
     return BenchResult([str(m) for m in models], backend, options.threads, results, ratios)
+
+
+def _plan_turn(config: BenchConfig, planned: int, share: float | None, times: list[float]) -> tuple[int, int]:
+    """Timed and warm-up runs of one turn (``times``: the model's timed runs so far)."""
+    if config.duration:
+        return planned, config.warmup
+    warmup = min(config.warmup, planned)
+    if share is None or not times:
+        return planned, warmup
+    return _within(share, sorted(times)[len(times) // 2], planned, warmup)
+
+
+def _within(share: float, seconds: float, planned: int, warmup: int) -> tuple[int, int]:
+    """The most timed runs up to ``planned`` (at least one) that fit ``share`` seconds at
+    ``seconds`` a run with their warm-up, which is never more than them."""
+    n = planned
+    while n > 1 and (n + min(warmup, n)) * seconds > share:
+        n -= 1
+    return n, min(warmup, n)
 
 
 def _feed(model: str | os.PathLike, batch: int, config: BenchConfig) -> dict[str, np.ndarray]:

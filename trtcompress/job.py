@@ -46,6 +46,12 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
 }
 CALIB_FROM_DATA = ("", "split", "same")
+# The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
+# models, warm-up included. A small model runs all 50 (EfficientNet-Lite0 at batch 1: about 1 s);
+# a VGG-class detector at 320x320, whose TensorRT-form model takes seconds a run on ONNX Runtime,
+# ran 65 runs a model (15 of them warm-up) and took minutes, longer than its compression. Fewer,
+# longer runs still give a median: one per round at the least, in interleaved rounds.
+BENCH_BUDGET = 30.0
 _SPLIT_SUFFIXES = (".npz", ".npy") + IMAGE_SUFFIXES
 
 
@@ -69,7 +75,7 @@ class CompressConfig(Config):
     batch: int | None = None  # samples per inference; None: as the data stores them (1 for random)
     limit: int | None = None
     compare: CompareConfig = CompareConfig()
-    bench: BenchConfig = BenchConfig(iterations=50)
+    bench: BenchConfig = BenchConfig(iterations=50, budget=BENCH_BUDGET)
     skip_bench: bool = False
     backend: str = "onnxrt"
     runner: RunnerOptions = RunnerOptions()
@@ -209,7 +215,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         # stages that prune report the weights they zeroed as ``zeros_added``
         pruned = sum(int(s.report.get("zeros_added", 0)) for s in result.stages)
         report["metrics"] = summary(original, compressed, report["compare"], latency, pruned)
-        report["notes"] = no_gain_notes(report)
+        report["notes"] = no_gain_notes(report, compressed)
         report["passed"] = cmp.passed
         report["status"] = "completed"  # the run finished; "passed" is the verdict
         report["artifacts"] = {"original": "artifacts/original.onnx", "model": "artifacts/model.onnx"}
@@ -297,10 +303,11 @@ def _build_engine_if_possible(onnx_path: Path, engine_path: Path, version: TrtVe
 NO_GAIN = 1.02  # a size or speed ratio at or below this is no gain
 
 
-def no_gain_notes(report: dict[str, Any]) -> list[str]:
+def no_gain_notes(report: dict[str, Any], model: str | os.PathLike | None = None) -> list[str]:
     """One line each where the defaults made the model worse for nothing: the stages' own notes
-    (a stage that changed nothing), a compressed model slower than the original in the benchmark,
-    and outputs that changed with no size or speed gain."""
+    (a stage that changed nothing), a compressed model slower than the original in the benchmark
+    (naming, for the CPU form at ``model``, the layers that slow it: :func:`slow_cpu_layers`), and
+    outputs that changed with no size or speed gain."""
     notes = [f"{s['name']}: {n}" for s in report.get("stages", []) for n in s["report"].get("notes", [])]
     bench = report.get("bench")
     speedups = {b: v["compressed"] for b, v in bench["speedup_vs_first"].items()} if bench else {}
@@ -309,6 +316,9 @@ def no_gain_notes(report: dict[str, Any]) -> list[str]:
         which = ", ".join(f"{x:.2f}x at batch {b}" for b, x in slower.items())
         stages = ", ".join(s["name"] for s in report.get("stages", [])) or "no stage"
         line = f"the compressed model is slower than the original on this CPU ({which}) after {stages}: it costs accuracy for no speed"
+        layers = slow_cpu_layers(model) if model is not None else {}
+        if layers:
+            line += "; " + "; ".join(f"{why}: {_names(names)}" for why, names in layers.items())
         notes.append(line)
         if report.get("stages"):  # the benchmarked model is the last stage's output: its report says so too
             report["stages"][-1]["report"].setdefault("notes", []).append(line)
@@ -320,6 +330,44 @@ def no_gain_notes(report: dict[str, Any]) -> list[str]:
         timing = f" on {backend}" if speedups else " (no benchmark run)"
         notes.append(f"the outputs changed (max abs error {max(o['max_abs'] for o in report['compare']['outputs'].values()):.3g}) for {ratio:.2f}x on disk and no speedup{timing}")
     return notes
+
+
+# What each kind of layer of the CPU form (operator-form uint8, quant.lower_cpu) was measured to
+# cost against float on CPU (benchmarks/cpu_int8_layers.py; RESULTS.md, "Does INT8 pay per layer").
+_DEPTHWISE = "depthwise convs in INT8 (measured 0.87-1.13x of float)"
+_FLOAT_OUT = "generic integer kernels with a float output (ConvInteger measured 0.10-1.14x of float)"
+_ISLAND = "float layers between integer ones (each adds a DequantizeLinear and a QuantizeLinear)"
+_FLOAT_OUTPUT_OPS = ("ConvInteger", "MatMulInteger")
+_CPU_FORM_OPS = ("QLinearConv", "QLinearMatMul", "MatMulIntegerToFloat", *_FLOAT_OUTPUT_OPS)
+_LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+def slow_cpu_layers(model: str | os.PathLike) -> dict[str, list[str]]:
+    """The layers of a CPU-form model that INT8 makes slow or that break its integer path, by why
+    (empty for a model without the CPU form's integer ops, e.g. the TensorRT form)."""
+    m = load_model(model, load_external_data=False, check=False)
+    nodes = list(m.graph.node)
+    if not any(n.op_type in _CPU_FORM_OPS for n in nodes):
+        return {}
+    shapes = {t.name: list(t.dims) for t in m.graph.initializer}
+    producer = {o: n for n in nodes for o in n.output}
+    out: dict[str, list[str]] = {}
+    for n in nodes:
+        if n.op_type == "QLinearConv":
+            group = next((a.i for a in n.attribute if a.name == "group"), 1)
+            w = shapes.get(n.input[3], [])
+            if group > 1 and len(w) > 1 and w[1] == 1:
+                out.setdefault(_DEPTHWISE, []).append(n.name)
+        elif n.op_type in _FLOAT_OUTPUT_OPS:
+            out.setdefault(_FLOAT_OUT, []).append(n.name)
+        elif n.op_type in _LAYER_OPS and n.input and getattr(producer.get(n.input[0]), "op_type", "") == "DequantizeLinear":
+            out.setdefault(_ISLAND, []).append(n.name)
+    return out
+
+
+def _names(names: list[str], shown: int = 5) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)} ({', '.join(names[:shown])}{more})"
 
 
 def _data_factory(config: CompressConfig):

@@ -203,3 +203,20 @@ def test_compiled_collection_equals_numpy(small_model, samples):
     a = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="numpy", workers=1))
     b = collect_statistics(small_model, TENSORS, src, CollectConfig(progress=False, kernel="compiled", workers=2))
     assert a == b and (a.kernel, b.kernel) == ("numpy", "compiled")
+
+
+def test_bounded_maxima_are_exact_whichever_batch_reaches_the_bound(small_model, samples, monkeypatch):
+    """A bounded tensor (a ReLU6 output) leaves the pass once its max reaches the bound; the
+    session is rebuilt for the next batch only when that drops enough work, never after the last
+    batch. The maxima are the exact maxima whenever each tensor reaches its bound."""
+    from trtcompress.quant import calibrate as calib
+
+    full = collect_statistics(small_model, TENSORS, ListSource(batches(samples, 1)), QUIET)
+    bounds = {t: full.histograms[t].amax for t in TENSORS[1:]}  # each can never exceed its true max
+    builds = []
+    build = calib._Passes._build
+    monkeypatch.setattr(calib._Passes, "_build", lambda self, reduced: (builds.append(list(reduced)), build(self, reduced))[1])
+    got = collect_statistics(small_model, TENSORS, ListSource(batches(samples, 1)), QUIET, max_only=bounds)
+    assert got.maxima == bounds
+    assert 1 < len(builds) <= 1 + calib._Passes.MAX_REBUILDS and len(builds) < len(samples)
+    assert all(set(b) < set(a) for a, b in zip(builds, builds[1:]))  # each rebuild drops reductions

@@ -125,9 +125,29 @@ def test_shadow_settings_share_each_weight_quantized_once():
     one = int8_weights(_shadow_model(model, settings[:1])[0])
     assert len(one) == len(plan.weights) > 0
     assert int8_weights(_shadow_model(model, settings)[0]) == one
-    together = _local_sqnr(model, settings, feeds, 0)
-    alone = [_local_sqnr(model, [s], feeds, 0)[0] for s in settings]
+    together = _local_sqnr(model, settings, feeds, 0)[0]
+    alone = [_local_sqnr(model, [s], feeds, 0)[0][0] for s in settings]
     for got, want in zip(together, alone):
         assert got.keys() == want.keys()
         for n in got:
             assert got[n] == pytest.approx(want[n], abs=1e-6), n
+
+
+@pytest.mark.parametrize("budget", [None, 0])
+def test_cumulative_error_from_the_shadow_pass_equals_a_fresh_fp32_pass(monkeypatch, budget):
+    """The shadow pass keeps the FP32 outputs for the cumulative pass (one session and one FP32
+    run fewer); past the memory budget, with several batches, they are computed again. Either way
+    the errors are those of a separate FP32 session."""
+    from trtcompress.quant import sensitivity
+    from trtcompress.quant.sensitivity import _cumulative_sqnr, analyse
+
+    model = graphs.mbconv()
+    plan = plan_quantization(model)
+    feeds = graphs.feeds(model)
+    assert len(feeds) > 1
+    table = calibrate_for_test(model, plan, feeds)
+    if budget is not None:
+        monkeypatch.setattr(sensitivity, "REFERENCE_BUDGET", budget)
+    found = analyse(model, plan, table, feeds)
+    fresh = _cumulative_sqnr(model, plan, found.table, feeds, 0)
+    assert {e.node: e.cumulative_sqnr_db for e in found.errors} == fresh

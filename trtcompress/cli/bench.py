@@ -21,6 +21,7 @@ HELP = {
     "preprocess": "image preprocessing for --data (as compare's)",
     "cuda_graph": "TensorRT: time a CUDA graph replay of one inference (GPU time)",
     "inputs": "shape for dynamic non-batch dims, e.g. ids:1x128:int64; a named dimension marks the batch axis, e.g. state:2xNx128",
+    "budget": "seconds per batch size for every model's runs, warm-up included: a slow model gets fewer iterations (at least one per round)",
 }
 
 

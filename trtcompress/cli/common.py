@@ -59,8 +59,12 @@ def add_config_args(
     choices: Mapping[str, Sequence[Any]] | None = None,
     split: Iterable[str] | None = None,
     metavars: Mapping[str, str] | None = None,
+    defaults: Any = None,
 ) -> None:
     """One flag per field of the config dataclass ``config_type``, so a default lives in one place.
+
+    ``defaults``: an instance whose values the help shows instead of the dataclass's (a job that
+    holds the config with other defaults: compress's benchmark).
 
     ``--field-name`` (or ``flags[field]``), typed from the field's hint; the default shown is the
     dataclass's, while the parsed value stays None unless given (:func:`config_from_args` keeps
@@ -80,7 +84,7 @@ def add_config_args(
             continue
         if any(a.dest == f.name for a in p._actions):  # two configs' fields on one parser must not share a name
             raise ValueError(f"flag for {config_type.__name__}.{f.name}: the parser already has a flag for {f.name!r}; skip one")
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = getattr(defaults, f.name) if defaults is not None else f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         text = help.get(f.name) or f.metadata.get("help") or f.name.replace("_", " ")
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         shown = "none" if shown in (None, "") else shown

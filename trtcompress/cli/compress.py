@@ -6,6 +6,7 @@ the FP32 baseline; everything lands in ``runs/<name>/`` with ``report.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -43,6 +44,7 @@ HELP = {
     "iterations": "benchmark iterations per model and batch size",
     "duration": "benchmark: seconds per model and batch size instead of --iterations",
     "rounds": "benchmark: interleaved rounds",
+    "budget": "benchmark: seconds per batch size for both models' runs, warm-up included; a slow model gets fewer iterations (at least one per round)",
 }
 
 
@@ -64,7 +66,8 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     e.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
     add_verdict_args(p)
     b = p.add_argument_group("benchmark")
-    add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess", "inputs"), help=HELP, metavars={"batch_sizes": "N,N"})
+    job_bench = next(f.default for f in dataclasses.fields(CompressConfig) if f.name == "bench")
+    add_config_args(b, BenchConfig, skip=("seed", "data", "preprocess", "inputs"), help=HELP, metavars={"batch_sizes": "N,N"}, defaults=job_bench)
     add_data_args(p, default=None)
     add_runner_args(p)
     p.set_defaults(backend=None)  # CompressConfig.backend holds the default; a recipe's backend stands unless --backend is given
