@@ -177,3 +177,36 @@ def normalize_line(report: dict) -> str | None:
         return None
     done = ", ".join(f"{k} {v}" for k, v in sorted(n["ops_removed"].items())) or "nothing to remove"
     return f"normalized: {n['nodes_before']} -> {n['nodes_after']} nodes ({done})"
+
+
+def add_stage_verb_args(p: argparse.ArgumentParser, what: str) -> None:
+    """The arguments every one-stage verb (sparsify, lowrank, share) takes besides its config."""
+    p.add_argument("model", help="ONNX file")
+    p.add_argument("-o", "--output", required=True, help=f"where to write the {what} ONNX file")
+    p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_normalize_arg(p)
+
+
+def run_stage_verb(args: argparse.Namespace, stage, config_type, summary) -> int:
+    """Run ``stage`` (normalized first unless --no-normalize) on ``args.model`` with the config the
+    flags give, write the model and the report; ``summary(report, config)`` prints the human lines."""
+    import json
+
+    from ..fileio import write_json
+    from ..model_io import load_model, save_model
+
+    config = config_from_args(args, config_type)
+    result = run_normalized(stage, load_model(args.model), config, args)
+    save_model(result.model, args.output)
+    report = result.report
+    if args.report:
+        write_json(args.report, report)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    if normalize_line(report):
+        print(normalize_line(report))
+    summary(report, config)
+    print(f"wrote {args.output}")
+    return 0

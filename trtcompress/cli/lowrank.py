@@ -3,9 +3,8 @@ Conv/Gemm/MatMul weights, ranks chosen per layer, with a per-layer report."""
 from __future__ import annotations
 
 import argparse
-import json
 
-from .common import add_config_args, add_normalize_arg, config_from_args, normalize_line, run_normalized
+from .common import add_config_args, add_stage_verb_args, run_stage_verb
 
 
 HELP = {
@@ -38,35 +37,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from ..lowrank.svd import SVD_METHODS
 
     p = sub.add_parser("lowrank", help="factorise large layers into two low-rank layers", description=__doc__)
-    p.add_argument("model", help="ONNX file")
-    p.add_argument("-o", "--output", required=True, help="where to write the factorised ONNX file")
+    add_stage_verb_args(p, "factorised")
     add_config_args(p, LowRankConfig, help=HELP, flags={"calib": "--data", "inputs": "--input"}, split=("ops",),
                     choices={"rule": RANK_RULES, "allocation": ALLOCATIONS, "svd": SVD_METHODS},
                     metavars={"calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]", "exclude": "PATTERN"})
-    p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_normalize_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fileio import write_json
     from ..lowrank import LowRankConfig
-    from ..model_io import load_model, save_model
     from ..stages.lowrank import lowrank
 
-    config = config_from_args(args, LowRankConfig)
-    result = run_normalized(lowrank, load_model(args.model), config, args)
-    save_model(result.model, args.output)
-    r = result.report
-    if args.report:
-        write_json(args.report, r)
-    if args.json:
-        print(json.dumps(r, indent=2, default=str))
-        return 0
-    if normalize_line(r):
-        print(normalize_line(r))
+    return run_stage_verb(args, lowrank, LowRankConfig, _summary)
+
+
+def _summary(r: dict, config) -> None:
     print(f"factorised {r['factorised']} layers ({len(r['skipped'])} left dense) with rule {r['rule']}")
     print(f"parameters {r['params_before']:,} -> {r['params_after']:,}; FLOPs per sample {r['flops_before']:,} -> {r['flops_after']:,} ({r['flop_reduction']:.2f}x fewer)")
-    print(f"wrote {args.output}")
-    return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .common import add_config_args, add_normalize_arg, config_from_args, normalize_line, run_normalized
+from .common import add_config_args, add_stage_verb_args, run_stage_verb
 
 __all__ = ["add_parser", "run"]
 
@@ -30,34 +29,21 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from ..share import GRANULARITIES, INITS, SHARE_OPS, ShareConfig
 
     p = sub.add_parser("share", help="k-means weight sharing (uint8 indices + codebooks)", description=__doc__)
-    p.add_argument("model", help="ONNX file")
-    p.add_argument("-o", "--output", required=True, help="where to write the shared ONNX file")
+    add_stage_verb_args(p, "shared")
     add_config_args(p, ShareConfig, help=HELP, split=("op_types",),
                     choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS},
                     metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS"})
-    p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_normalize_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..fileio import write_json
-    from ..model_io import load_model, save_model
     from ..share import ShareConfig
     from ..stages.share import share
 
-    config = config_from_args(args, ShareConfig)
-    result = run_normalized(share, load_model(args.model), config, args)
-    save_model(result.model, args.output)
-    r = result.report
-    if args.report:
-        write_json(args.report, r)
-    if args.json:
-        print(json.dumps(r, indent=2, default=str))
-        return 0
-    if normalize_line(r):
-        print(normalize_line(r))
+    return run_stage_verb(args, share, ShareConfig, _summary)
+
+
+def _summary(r: dict, config) -> None:
     print(f"shared {r['layers_shared']} layers ({r['weights_shared']:,} weights, {r['mean_bits']:.2f} bits each, {r['granularity']} codebooks); {len(r['skipped'])} left float")
     for l in r["layers"]:
         print(f"  {l['layer']}: {l['clusters']} clusters, relative error {l['rel_error']:.4f} (clustering alone {l['share_rel_error']:.4f}), zeros {l['zeros']:.1%}")
@@ -65,5 +51,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"size: FP32 ONNX {s['onnx_bytes_before']:,} B -> shared ONNX {s['onnx_bytes_after']:,} B ({s['ratio_onnx']:.1f}x) -> packed {s['packed_bytes']:,} B ({s['ratio_packed']:.1f}x, what 'trtcompress pack' ships)")
     for note in r.get("notes", []):
         print(f"note: {note}")
-    print(f"wrote {args.output}")
-    return 0

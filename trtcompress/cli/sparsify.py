@@ -3,12 +3,9 @@ permutation), with a per-layer report."""
 from __future__ import annotations
 
 import argparse
-import json
 
-from ..fileio import write_json
-from ..model_io import load_model, save_model
 from ..stages.sparsify import SparsifyConfig, sparsify
-from .common import add_config_args, add_normalize_arg, config_from_args, normalize_line, run_normalized
+from .common import add_config_args, add_stage_verb_args, run_stage_verb
 
 __all__ = ["add_parser", "run"]
 
@@ -26,28 +23,16 @@ HELP = {
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("sparsify", help="prune Conv/Gemm/MatMul weights to 2:4 structured sparsity")
-    p.add_argument("model", help="ONNX file")
-    p.add_argument("-o", "--output", required=True, help="where to write the pruned ONNX file")
+    add_stage_verb_args(p, "pruned")
     add_config_args(p, SparsifyConfig, help=HELP, split=("op_types",), metavars={"include": "PATTERN", "exclude": "PATTERN", "op_types": "OPS"})
-    p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    add_normalize_arg(p)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args, SparsifyConfig)
-    model = load_model(args.model)
-    result = run_normalized(sparsify, model, config, args)
-    save_model(result.model, args.output)
-    report = result.report
-    if args.report:
-        write_json(args.report, report)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return 0
-    if normalize_line(report):
-        print(normalize_line(report))
+    return run_stage_verb(args, sparsify, SparsifyConfig, _summary)
+
+
+def _summary(report: dict, config: SparsifyConfig) -> None:
     print(
         f"pruned {report['layers_pruned']} layers to 2:4 ({report['zeros_added']} weights zeroed, "
         f"{100 * report['pruning_rate']:.1f}% of compute-layer weights); {report['layers_dense']} left dense"
@@ -65,5 +50,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"  dense x{n}: {reason}")
     if "warning" in report:
         print(f"warning: {report['warning']}")
-    print(f"wrote {args.output}")
-    return 0
