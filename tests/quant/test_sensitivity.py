@@ -151,3 +151,22 @@ def test_cumulative_error_from_the_shadow_pass_equals_a_fresh_fp32_pass(monkeypa
     found = analyse(model, plan, table, feeds)
     fresh = _cumulative_sqnr(model, plan, found.table, feeds, 0)
     assert {e.node: e.cumulative_sqnr_db for e in found.errors} == fresh
+
+
+def test_the_accuracy_target_scores_the_exact_qdq_arithmetic_tensorrt_runs(efficientnet_onnx):
+    """Candidate plans are scored with exact Q/DQ arithmetic (ONNX Runtime's basic level). The
+    extended level fuses the TensorRT form into uint8 x int8 kernels that saturate on CPUs
+    without VNNI: on EfficientNet-Lite0 they agree with FP32 on 0 of 8 photos where the exact
+    arithmetic agrees on 7, and the target would keep layers float for nothing."""
+    from trtcompress import zoo
+    from trtcompress.model_io import load_model
+
+    model = load_model(efficientnet_onnx)
+    plan = plan_quantization(model)
+    x = next(iter(zoo.photo_batch("calib", "efficientnet-lite", batch_size=8)))
+    feeds = [{model.graph.input[0].name: x}]
+    table = calibrate_for_test(model, plan, feeds)
+    ranking = layer_errors(model, plan, table, feeds)
+    new, history, met = fallback_to_target(model, plan, table, ranking, AccuracyTarget("top1", 0.75), feeds)
+    assert met and history[0]["kept_float"] == 0 and history[0]["top1"] >= 0.75, history
+    assert new.quantized_nodes == plan.quantized_nodes
