@@ -76,6 +76,10 @@ class QuantizeConfig(Config):
     ``quantize_outputs``: store the graph's outputs in 8 bits too (both forms). Off by default: a
     calibrated range clips an output's rare large values, which are often what it is for (a text
     detector's score peaks).
+    ``cle``: cross-layer equalization of Conv/Gemm pairs through ReLU or nothing (not ReLU6) before
+    calibrating; the float function is unchanged (quant.ptq.cle). ``bias_correction``: fold the
+    mean output shift that weight rounding causes, measured on the calibration data for the
+    written form's weight grid, into each layer's bias (quant.ptq.bias_correction).
     """
 
     method: str = "entropy"
@@ -102,6 +106,8 @@ class QuantizeConfig(Config):
     refine_ranges: bool = True
     center_inputs: bool = True
     quantize_outputs: bool = False
+    cle: bool = False
+    bias_correction: bool = False
     threads: int = 0
     progress: bool = True
 
@@ -271,6 +277,13 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     if inside:
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
+    ptq_report = {}
+    if config.cle or config.bias_correction:  # before calibration: ranges, Q/DQ and cache see the new weights
+        from ..quant.ptq import PtqOptions, apply_ptq
+
+        options = PtqOptions(config.cle, config.bias_correction, config.target, config.cpu_weights, threads=config.threads)
+        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
+        plan = _plan(work, config)
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))
     # the layers' error is measured on a few calibration samples chosen by content (SampleKeeper),
     # so the result does not depend on the data's order or batching
@@ -283,6 +296,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if no_kernel:
             plan = _plan(work, config, no_kernel)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples, "calibration_batch": config.batch}
+    report.update(ptq_report)
     if config.target == "tensorrt":
         report["no_int8_kernel"] = no_kernel  # node -> why it stays float (also in plan.kept_float)
     if config.clip_bounds:
