@@ -79,7 +79,9 @@ class QuantizeConfig(Config):
     ``cle``: cross-layer equalization of Conv/Gemm pairs through ReLU or nothing (not ReLU6) before
     calibrating; the float function is unchanged (quant.ptq.cle). ``bias_correction``: fold the
     mean output shift that weight rounding causes, measured on the calibration data for the
-    written form's weight grid, into each layer's bias (quant.ptq.bias_correction).
+    written form's weight grid, into each layer's bias (quant.ptq.bias_correction). ``smoothquant``:
+    alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
+    folded into the LayerNorm or linear layer producing the input (quant.ptq.smoothquant).
     """
 
     method: str = "entropy"
@@ -108,6 +110,7 @@ class QuantizeConfig(Config):
     quantize_outputs: bool = False
     cle: bool = False
     bias_correction: bool = False
+    smoothquant: float | None = None
     threads: int = 0
     progress: bool = True
 
@@ -131,6 +134,8 @@ class QuantizeConfig(Config):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be at least 1, got {v}")
+        if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:
+            raise ConfigError(f"smoothquant is the migration strength alpha in [0, 1], got {self.smoothquant}")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.accuracy_target is not None:
@@ -278,10 +283,10 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     ptq_report = {}
-    if config.cle or config.bias_correction:  # before calibration: ranges, Q/DQ and cache see the new weights
+    if config.cle or config.bias_correction or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
-        options = PtqOptions(config.cle, config.bias_correction, config.target, config.cpu_weights, threads=config.threads)
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, threads=config.threads)
         work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
         plan = _plan(work, config)
     config = dataclasses.replace(config, batch=calibration_batch(work, plan.activation_tensors, config))

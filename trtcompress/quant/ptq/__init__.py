@@ -6,8 +6,11 @@ calibrates, so the TensorRT Q/DQ form, the CPU form and the calibration cache al
 rewritten weights:
 
 1. :mod:`.cle`: cross-layer equalization (data-free; the float function is unchanged).
-2. :mod:`.bias_correction`: empirical bias correction for the weight grid of the written form
-   (changes the float model so the quantized one has the float output means).
+2. :mod:`.smoothquant`: activation outliers of MatMul/Gemm inputs migrated into the weights
+   (calibration data gives max|X|; the float function is unchanged).
+3. :mod:`.bias_correction`: empirical bias correction for the weight grid of the written form
+   (changes the float model so the quantized one has the float output means); last, so it
+   measures the weights the others left.
 
 :func:`apply_ptq` is the stage's one entry point; onnx-ir is imported only when it runs.
 """
@@ -36,13 +39,14 @@ class PtqOptions:
 
     cle: bool = False
     bias_correction: bool = False
+    smoothquant: float | None = None  # alpha
     target: str = "tensorrt"
     cpu_weights: str = "auto"
     bias_samples: int | None = 256
     threads: int = 0
 
     def any(self) -> bool:
-        return self.cle or self.bias_correction
+        return self.cle or self.bias_correction or self.smoothquant is not None
 
 
 _PASS_THROUGH = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Pad")
@@ -109,11 +113,17 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
         cle = CrossLayerEqualizationPass(include=set(plan.quantized_nodes))
         cle(work)
         report["cle"] = {"pairs": cle.pairs, "skipped": cle.skipped, "seconds": round(time.perf_counter() - t0, 3)}
-    if options.bias_correction:
+    if (options.bias_correction or options.smoothquant is not None) and feeds is None:
         from ...errors import ConfigError
 
-        if feeds is None:
-            raise ConfigError("bias correction measures on calibration data: give --calib DATA (a saved --table alone is not enough)")
+        raise ConfigError("bias correction and smoothquant measure on calibration data: give --calib DATA (a saved --table alone is not enough)")
+    if options.smoothquant is not None:
+        from .smoothquant import SmoothQuantConfig, smooth_quant
+
+        t0 = time.perf_counter()
+        found = smooth_quant(work, set(plan.quantized_nodes), feeds(), SmoothQuantConfig(options.smoothquant, options.bias_samples, options.threads))
+        report["smoothquant"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
+    if options.bias_correction:
         t0 = time.perf_counter()
         found = bias_correct(work, weight_grids(work, plan, options), feeds(), BiasCorrectionConfig(options.bias_samples, options.threads))
         report["bias_correction"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
