@@ -146,3 +146,54 @@ def test_stage_flags_write_both_forms_with_the_techniques(tmp_path):
     acc["cpu"] = float(np.mean(_run(cpu.model, t).argmax(1) == y))
     fp32 = float(np.mean(_run(model, t).argmax(1) == y))
     assert acc["ptq"] >= fp32 - 0.02 and acc["cpu"] >= fp32 - 0.02, (acc, fp32)
+
+
+def test_smoothquant_keeps_the_float_function_and_evens_activation_channels():
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.quant.ptq.smoothquant import SmoothQuantConfig, smooth_quant
+
+    model = infer_shapes(onnx.load(zoo.onnx_path("fashion_vit")))
+    plan = plan_quantization(model)
+    work = ir.serde.deserialize_model(model)
+    calib = zoo.fashion_mnist("train", limit=256)[0]
+    report = smooth_quant(work, set(plan.quantized_nodes), [{"x": calib}], SmoothQuantConfig(alpha=0.5))
+    # every LayerNorm feeding a linear layer (qkv, MLP in) takes the scale; the LayerNorm output is
+    # also read by a Shape node, which reads no values
+    assert len(report["activations"]) == 6
+    assert all(r["producer"].endswith("LayerNormalization") for r in report["activations"])
+    for r in report["activations"]:
+        assert r["x_range_spread"][1] < r["x_range_spread"][0]  # the activation's channels even out
+    out = ir.serde.serialize_model(work)
+    x = _fashion(500)
+    ref, got = _run(model, x), _run(out, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    # alpha 0 changes nothing: s = max|X|^0 / max|W|^1 would not; the scale is 1 / max|W|, which
+    # moves the weights' spread into X: the float function still holds
+    work0 = ir.serde.deserialize_model(model)
+    smooth_quant(work0, set(plan.quantized_nodes), [{"x": calib}], SmoothQuantConfig(alpha=0.0))
+    np.testing.assert_allclose(_run(ir.serde.serialize_model(work0), x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_smoothquant_folds_into_a_previous_linear_layer():
+    """Gemm -> Gemm: the first layer's output columns and bias take 1/s."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trtcompress.quant.ptq.smoothquant import SmoothQuantConfig, smooth_quant
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 16)).astype(np.float32) * np.array([1] * 15 + [40], np.float32)  # one outlier channel
+    b1 = rng.standard_normal(16).astype(np.float32)
+    w2 = rng.standard_normal((16, 4)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"), helper.make_node("Gemm", ["h", "w2"], ["y"], name="fc2")],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")])
+    from trtcompress.model_io import infer_shapes
+
+    model = infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    work = ir.serde.deserialize_model(model)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    report = smooth_quant(work, {"fc2"}, [{"x": x}], SmoothQuantConfig(alpha=0.5))
+    assert report["activations"][0]["producer"] == "fc1"
+    assert report["activations"][0]["x_range_spread"][1] < report["activations"][0]["x_range_spread"][0] / 3
+    np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
