@@ -106,6 +106,10 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
     from .bias_correction import BiasCorrectionConfig, bias_correct
     from .cle import CrossLayerEqualizationPass
 
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        from ...errors import ConfigError
+
+        raise ConfigError("--cle, --bias-correction and --smoothquant read and rewrite weights in memory and do not yet take a model over 2 GB; quantize it without them")
     work = ir.serde.deserialize_model(model)
     report: dict[str, Any] = {}
     if options.cle:
