@@ -8,7 +8,10 @@ activation's channels are evened at the weights' cost: ``alpha`` 0 leaves X, 1 m
 spread into W. The division by ``s`` is folded into X's producer, so no op is added and TensorRT
 sees ordinary Q/DQ: a LayerNormalization over the last axis (gamma and beta divided), or a linear
 layer (its weight columns and bias divided). ``s`` is shared by every layer reading X (attention's
-Q, K and V projections read one LayerNorm), and X must be read by such layers only.
+Q, K and V projections read one LayerNorm). Where X is also read by something else (a post-norm
+BERT's LayerNorm output is the residual too) or comes from an op that cannot take the scale, the
+division is one Mul by a constant [K] vector on the quantized layers' side only (``mul_fallback``;
+TensorRT runs it as a pointwise op fused into the QuantizeLinear that follows it).
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class SmoothQuantConfig:
     alpha: float = 0.5
     samples: int | None = 256
     threads: int = 0
+    mul_fallback: bool = True
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -59,8 +63,8 @@ def _weight_rows(node: ir.Node) -> tuple[np.ndarray, bool] | None:
 class _Group:
     x: ir.Value
     layers: list[ir.Node]
-    producer: ir.Node  # LayerNormalization, Gemm, or the Add of a MatMul's bias
-    kind: str  # "layernorm" or "linear"
+    producer: ir.Node | None  # LayerNormalization, Gemm, or the Add of a MatMul's bias
+    kind: str  # "layernorm", "linear", or "mul" (a Mul inserted before the layers)
 
 
 def _producer(x: ir.Value) -> tuple[ir.Node, str] | None:
@@ -84,7 +88,7 @@ def _producer(x: ir.Value) -> tuple[ir.Node, str] | None:
     return None
 
 
-def _groups(graph: ir.Graph, layers: set[str], skipped: dict[str, str]) -> list[_Group]:
+def _groups(graph: ir.Graph, layers: set[str], skipped: dict[str, str], mul_fallback: bool) -> list[_Group]:
     by_x: dict[int, _Group] = {}
     for node in graph:
         if node.name not in layers or _weight_rows(node) is None or node.inputs[0] is None:
@@ -93,15 +97,20 @@ def _groups(graph: ir.Graph, layers: set[str], skipped: dict[str, str]) -> list[
         if id(x) in by_x:
             continue
         readers = [r for r in x.consumers() if r.op_type not in ("Shape", "Size")]  # these read no values
-        if x.is_graph_output() or any(r.name not in layers or _weight_rows(r) is None or r.inputs[0] is not x for r in readers):
-            skipped[node.name] = "its input is also read by something other than a quantized linear layer"
-            continue
-        found = _producer(x)
-        if found is None:
+        linear = [r for r in readers if r.name in layers and _weight_rows(r) is not None and r.inputs[0] is x and r.inputs[1] is not x]
+        if x.is_graph_output() or len(linear) < len(readers):
+            why = "its input is also read by something other than a quantized linear layer"
+        else:
+            found = _producer(x)
+            if found is not None:
+                by_x[id(x)] = _Group(x, readers, *found)
+                continue
             p = x.producer()
-            skipped[node.name] = f"input produced by {p.op_type if p is not None else 'the graph input'}, which cannot absorb a per-channel scale"
-            continue
-        by_x[id(x)] = _Group(x, readers, *found)
+            why = f"input produced by {p.op_type if p is not None else 'the graph input'}, which cannot absorb a per-channel scale"
+        if mul_fallback:
+            by_x[id(x)] = _Group(x, linear, None, "mul")
+        else:
+            skipped[node.name] = why
     return list(by_x.values())
 
 
@@ -158,7 +167,7 @@ def smooth_quant(model: ir.Model, layers: set[str], feeds: Iterable[Mapping[str,
     place; the float function is unchanged. Returns the report: per activation, its producer,
     the layers reading it and the channel-range spread (max/min) of X and W before and after."""
     skipped: dict[str, str] = {}
-    groups = _groups(model.graph, layers, skipped)
+    groups = _groups(model.graph, layers, skipped, config.mul_fallback)
     if not groups:
         return {"activations": [], "skipped": skipped, "samples": 0}
     amax_x, seen = _measure(model, groups, feeds, config)
@@ -175,7 +184,7 @@ def smooth_quant(model: ir.Model, layers: set[str], feeds: Iterable[Mapping[str,
             new = (w * s[:, None]).astype(np.float32)
             _replace(model.graph, node, 1, new.T if transposed else new, "smooth")
         _divide_producer(model.graph, g, s)
-        rows.append({"activation": g.x.name, "producer": g.producer.name, "layers": [n.name for n in g.layers],
+        rows.append({"activation": g.x.name, "producer": g.producer.name if g.producer is not None else "Mul inserted", "fold": g.kind, "layers": [n.name for n in g.layers],
                      "x_range_spread": [_spread(ax), _spread(ax / s)], "w_range_spread": [_spread(aw), _spread(aw * s)],
                      "scale_min": float(s.min()), "scale_max": float(s.max())})
     return {"activations": rows, "skipped": skipped, "samples": seen, "alpha": config.alpha}
@@ -195,6 +204,19 @@ def _replace(graph: ir.Graph, node: ir.Node, index: int, array: np.ndarray, tag:
 
 def _divide_producer(graph: ir.Graph, g: _Group, s: np.ndarray) -> None:
     p = g.producer
+    if g.kind == "mul":
+        inv = add_initializer(graph, (1.0 / s).astype(np.float32), f"{g.x.name}_smooth_inv")
+        mul = ir.Node("", "Mul", [g.x, inv], name=f"{g.x.name}_smooth")
+        mul.outputs[0].name = f"{g.x.name}_smoothed"
+        mul.outputs[0].type, mul.outputs[0].shape = g.x.type, g.x.shape
+        producer = g.x.producer()
+        if producer is not None:
+            graph.insert_after(producer, mul)
+        else:
+            graph.insert_before(next(iter(graph)), mul)
+        for layer in g.layers:
+            layer.replace_input_with(0, mul.outputs[0])
+        return
     if g.kind == "layernorm":
         for i in (1, 2):
             if len(p.inputs) > i and p.inputs[i] is not None:
