@@ -81,7 +81,8 @@ class QuantizeConfig(Config):
     mean output shift that weight rounding causes, measured on the calibration data for the
     written form's weight grid, into each layer's bias (quant.ptq.bias_correction). ``smoothquant``:
     alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
-    folded into the LayerNorm or linear layer producing the input (quant.ptq.smoothquant).
+    folded into the LayerNorm or linear layer producing the input, else a Mul before the layers
+    (quant.ptq.smoothquant). All three are off by default (measured in benchmarks/RESULTS.md).
     """
 
     method: str = "entropy"
