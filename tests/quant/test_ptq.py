@@ -12,7 +12,7 @@ from trtcompress import zoo
 ir = pytest.importorskip("onnx_ir")
 
 from trtcompress.quant.placement import plan_quantization  # noqa: E402
-from trtcompress.quant.ptq import PtqOptions, apply_ptq, weight_grids  # noqa: E402
+from trtcompress.quant.ptq import PtqOptions, weight_grids  # noqa: E402
 from trtcompress.quant.ptq.bias_correction import BiasCorrectionConfig, bias_correct  # noqa: E402
 from trtcompress.quant.ptq.cle import CrossLayerEqualizationPass  # noqa: E402
 

@@ -209,7 +209,7 @@ class CrossLayerEqualizationPass(ir.passes.InPlacePass):
                 worst = max(worst, float(np.max(np.abs(np.log(s)))))
             if worst < np.log1p(self.config.tolerance):
                 break
-        for name, layer in layers.items():
+        for layer in layers.values():
             _store(graph, layer)
         for (a, between, c), (s1, s2), s in zip(pairs, before, total):
             self.pairs.append({
