@@ -41,6 +41,9 @@ HELP = {
     "clip_bounds": "a ReLU6/Clip output keeps min(bound, observed max) as its range (--no-clip-bounds: the method may clip below the bound)",
     "refine_ranges": "per tensor, the candidate range (method, observed max, entropy, MSE, percentile) that gives its layers the least error (--no-refine-ranges: the method's amax everywhere)",
     "center_inputs": "TensorRT form: center a one-sided input (an image in [0, 1]) before the Conv reading it, same function, twice the int8 resolution",
+    "cle": "cross-layer equalization of Conv/Gemm pairs joined by ReLU or nothing (ReLU6 pairs are left alone); same float function",
+    "bias_correction": "fold each layer's mean output shift from weight rounding (measured on --calib data, for the written form's weights) into its bias",
+    "smoothquant": "SmoothQuant alpha in [0, 1]: migrate MatMul/Gemm input outliers into the weights, folded into the LayerNorm or linear layer producing the input, else a Mul before the layers (e.g. 0.5; default: off)",
     "threads": "ONNX Runtime intra-op threads (0: default)",
     "progress": "show calibration progress",
 }

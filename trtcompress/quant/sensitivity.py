@@ -70,12 +70,12 @@ def sqnr_db(signal: float, error: float) -> float:
     return 10.0 * math.log10(signal / error)
 
 
-def _session(model: onnx.ModelProto, threads: int = 0, outputs: Iterable[str] = (), qdq: bool = False):
+def _session(model: onnx.ModelProto, threads: int = 0, outputs: Iterable[str] = (), exact: bool = False):
     """Each session runs a few batches between numpy work on the same cores: workers spinning
-    after a run would take those cores. ``qdq``: the model holds the TensorRT form's signed Q/DQ,
-    run at the basic level, whose arithmetic is TensorRT's (the extended level fuses it into
-    uint8 x int8 kernels that saturate on CPUs without VNNI: see comparison.exact_qdq_options)."""
-    config = SessionConfig(threads=threads, spinning=False, optimization="basic" if qdq else "all")
+    after a run would take those cores. ``exact``: the basic graph-optimisation level, whose Q/DQ
+    arithmetic is TensorRT's (the extended level fuses the TensorRT form's signed Q/DQ into uint8 x
+    int8 kernels that saturate on CPUs without VNNI: see comparison.exact_qdq_options)."""
+    config = SessionConfig(threads=threads, spinning=False, optimization="basic" if exact else "all")
     return open_session(model, config, outputs=list(outputs))
 
 
@@ -150,7 +150,7 @@ def _local_sqnr(model, settings: list[Setting], feeds, threads, keep_reference: 
     if not any(plan.quantized_nodes for plan, _ in settings):
         return [{} for _ in settings], None
     shadow, pairs = _shadow_model(model, settings)
-    sess = _session(shadow, threads, qdq=True)
+    sess = _session(shadow, threads, exact=True)
     acc = [{n: _Acc() for n in own} for own in pairs]
     kept: list[dict[str, np.ndarray]] | None = [] if keep_reference else None
     held = 0
@@ -174,8 +174,9 @@ def _cumulative_sqnr(model, plan, table, feeds, threads, reference: list[dict[st
     by_name = {n.name: n for n in model.graph.node}
     outputs = {n: by_name[n].output[0] for n in plan.quantized_nodes}
     acc = {n: _Acc() for n in outputs}
-    s_ref = _session(model, threads, outputs.values()) if reference is None else None
-    s_q = _session(add_outputs(write_trt_qdq(model, plan, table, weights=_WEIGHTS), outputs.values()), threads, qdq=True)
+    # the basic level, as the shadow pass that otherwise gives these references: same numbers either way
+    s_ref = _session(model, threads, outputs.values(), exact=True) if reference is None else None
+    s_q = _session(add_outputs(write_trt_qdq(model, plan, table, weights=_WEIGHTS), outputs.values()), threads, exact=True)
     for k, feed in enumerate(feeds):
         if reference is None:
             r = _outputs(s_ref, feed)
@@ -393,7 +394,7 @@ def fallback_to_target(
 
     def score(k: int) -> float:
         p = plan.without(order[:k])
-        s = _session(write_trt_qdq(model, p, table, weights=_WEIGHTS), threads, qdq=True)
+        s = _session(write_trt_qdq(model, p, table, weights=_WEIGHTS), threads, exact=True)
         got = [s.run(None, dict(f))[0] for f in feeds]
         value = agreement(target.metric, ref, got)
         history.append({"kept_float": k, target.metric: round(value, 5)})

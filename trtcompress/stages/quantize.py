@@ -77,6 +77,13 @@ class QuantizeConfig(Config):
     ``quantize_outputs``: store the graph's outputs in 8 bits too (both forms). Off by default: a
     calibrated range clips an output's rare large values, which are often what it is for (a text
     detector's score peaks).
+    ``cle``: cross-layer equalization of Conv/Gemm pairs through ReLU or nothing (not ReLU6) before
+    calibrating; the float function is unchanged (quant.ptq.cle). ``bias_correction``: fold the
+    mean output shift that weight rounding causes, measured on the calibration data for the
+    written form's weight grid, into each layer's bias (quant.ptq.bias_correction). ``smoothquant``:
+    alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
+    folded into the LayerNorm or linear layer producing the input, else a Mul before the layers
+    (quant.ptq.smoothquant). All three are off by default (measured in benchmarks/RESULTS.md).
     """
 
     method: str = "entropy"
@@ -103,6 +110,9 @@ class QuantizeConfig(Config):
     refine_ranges: bool = True
     center_inputs: bool = True
     quantize_outputs: bool = False
+    cle: bool = False
+    bias_correction: bool = False
+    smoothquant: float | None = None
     threads: int = 0
     progress: bool = True
 
@@ -126,6 +136,8 @@ class QuantizeConfig(Config):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name} must be at least 1, got {v}")
+        if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:
+            raise ConfigError(f"smoothquant is the migration strength alpha in [0, 1], got {self.smoothquant}")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.accuracy_target is not None:
@@ -267,6 +279,15 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     if inside:
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
+    ptq_report = {}
+    if config.cle or config.bias_correction or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
+        from ..quant.ptq import PtqOptions, apply_ptq
+
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, threads=config.threads)
+        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
+        graph = as_ir(work)  # the rewritten weights, with the same node names
+        name_main_nodes(graph, work)
+        plan = _plan(graph, config)
     config = dataclasses.replace(config, batch=calibration_batch(graph, plan.activation_tensors, config))
     # the layers' error is measured on a few calibration samples chosen by content (SampleKeeper),
     # so the result does not depend on the data's order or batching
@@ -279,6 +300,7 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if no_kernel:
             plan = _plan(graph, config, no_kernel)
     report: dict[str, Any] = {"target": config.target, "method": table.method, "calibration_samples": table.num_samples, "calibration_batch": config.batch}
+    report.update(ptq_report)
     if config.target == "tensorrt":
         report["no_int8_kernel"] = no_kernel  # node -> why it stays float (also in plan.kept_float)
     if config.clip_bounds:

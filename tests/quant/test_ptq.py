@@ -1,0 +1,202 @@
+"""Post-training techniques (quant.ptq) on real models: CLE keeps the float function and evens the
+weight ranges; bias correction removes the output shift of weight rounding; both wired in the stage."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from trtcompress import zoo
+
+ir = pytest.importorskip("onnx_ir")
+
+from trtcompress.quant.placement import plan_quantization  # noqa: E402
+from trtcompress.quant.ptq import PtqOptions, weight_grids  # noqa: E402
+from trtcompress.quant.ptq.bias_correction import BiasCorrectionConfig, bias_correct  # noqa: E402
+from trtcompress.quant.ptq.cle import CrossLayerEqualizationPass  # noqa: E402
+
+
+def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    s = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x})[0]
+
+
+def _fashion(limit: int) -> np.ndarray:
+    return zoo.fashion_mnist("test", limit=limit)[0]
+
+
+def _cle(model: onnx.ModelProto) -> tuple[onnx.ModelProto, CrossLayerEqualizationPass]:
+    work = ir.serde.deserialize_model(model)
+    p = CrossLayerEqualizationPass()
+    p(work)
+    return ir.serde.serialize_model(work), p
+
+
+def test_cle_keeps_the_float_function_and_evens_ranges_on_mobilenet_style_model():
+    model = onnx.load(zoo.onnx_path("fashion_mbv3"))
+    out, p = _cle(model)
+    assert p.pairs, "the ReLU-joined pairs of the MobileNetV3-style model were not equalized"
+    x = _fashion(64)
+    ref, got = _run(model, x), _run(out, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    for pair in p.pairs:
+        before = max(pair["first_out_range_spread"][0], pair["second_in_range_spread"][0])
+        after = max(pair["first_out_range_spread"][1], pair["second_in_range_spread"][1])
+        assert after <= before + 1e-6, pair
+        # equalized: both layers' per-channel ranges are the same after the pass
+        assert pair["first_out_range_spread"][1] == pytest.approx(pair["second_in_range_spread"][1], rel=1e-2)
+    # HardSwish is not positive-homogeneous: those pairs are listed, not changed
+    assert any("HardSwish" in s["why"] for s in p.skipped)
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_cle_stops_at_relu6_and_keeps_efficientnet_outputs(efficientnet_onnx):
+    from trtcompress.data.base import model_inputs
+    from trtcompress.data.readers import ReaderOptions, open_source
+
+    model = onnx.load(efficientnet_onnx)
+    out, p = _cle(model)
+    relu6 = [s for s in p.skipped if "ReLU6" in s["why"]]
+    assert len(relu6) >= 30  # every expand -> dw and dw -> project pair of EfficientNet-Lite0
+    assert p.pairs and all(pair["between"] == [] for pair in p.pairs)  # project -> next expand only
+    feed = next(iter(open_source("photos:heldout", model_inputs(model), ReaderOptions(batch_size=1, limit=4))))
+    ref, got = _run(model, feed["x"]), _run(out, feed["x"])
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    assert (got.argmax(1) == ref.argmax(1)).all()
+
+
+
+
+
+def _weight_rounded(model: onnx.ModelProto, grids) -> onnx.ModelProto:
+    """The model with each graded layer's weight replaced by its dequantized int8 grid values."""
+    work = ir.serde.deserialize_model(model)
+    for node in work.graph:
+        if node.name in grids:
+            v = node.inputs[1]
+            w = v.const_value.numpy()
+            v.const_value = ir.tensor(grids[node.name].dequantized(w), name=v.name)
+    return ir.serde.serialize_model(work)
+
+
+def test_bias_correction_removes_the_mean_shift_of_weight_rounding():
+    # the Fashion CNN: its shifts add up through plain Conv/ReLU/Gemm layers. (On the MobileNetV3-
+    # style model the logits' mean shift is already 0.005 and the squeeze-excite gates, which see
+    # the corrected float inputs, not the rounded model's, leave it there.)
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    plan = plan_quantization(model)
+    grids = weight_grids(ir.serde.deserialize_model(model), plan, PtqOptions(bias_correction=True))
+    calib = zoo.fashion_mnist("train", limit=512)[0]
+    work = ir.serde.deserialize_model(model)
+    report = bias_correct(work, grids, ({"x": calib[i : i + 128]} for i in range(0, 512, 128)), BiasCorrectionConfig(samples=None))
+    assert report["samples"] == 512 and len(report["layers"]) >= 5
+    corrected = ir.serde.serialize_model(work)
+    ref = _run(model, calib)
+    plain = _run(_weight_rounded(model, grids), calib)
+    fixed = _run(_weight_rounded(corrected, grids), calib)
+    # the mean logit shift per class on the calibration data drops (the layers' shifts add up)
+    shift_plain = np.abs((plain - ref).mean(0)).mean()
+    shift_fixed = np.abs((fixed - ref).mean(0)).mean()
+    assert shift_fixed < 0.5 * shift_plain, (shift_plain, shift_fixed)
+    # and on held-out test images too
+    x = _fashion(1000)
+    ref_t = _run(model, x)
+    assert np.abs((_run(_weight_rounded(corrected, grids), x) - ref_t).mean(0)).mean() < np.abs((_run(_weight_rounded(model, grids), x) - ref_t).mean(0)).mean()
+
+
+def test_cpu_int7_layers_get_twice_the_step():
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    plan = plan_quantization(model)
+    work = ir.serde.deserialize_model(model)
+    trt = weight_grids(work, plan, PtqOptions(target="tensorrt"))
+    cpu = weight_grids(work, plan, PtqOptions(target="cpu", cpu_weights="int7"))
+    first = next(n.name for n in work.graph if n.op_type == "Conv")  # reads the graph input
+    assert trt.keys() == cpu.keys() and all(g.step == 1.0 for g in trt.values())
+    steps = {n.name: cpu[n.name].step for n in work.graph if n.name in cpu}
+    # layers reading a ReLU output keep int8 weights in the CPU form; the others (the graph input,
+    # a residual sum) get int7
+    relu_fed = {n.name for n in work.graph if n.name in cpu and n.inputs[0].producer() is not None and n.inputs[0].producer().op_type == "Relu"}
+    assert relu_fed and all(steps[n] == 1.0 for n in relu_fed)
+    assert steps[first] == 2.0
+
+
+def test_stage_flags_write_both_forms_with_the_techniques(tmp_path):
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    x = zoo.fashion_mnist("train", limit=256)[0]
+    np.savez(d / "a.npz", x=x)
+    model = onnx.load(zoo.onnx_path("fashion_mbv3"))
+    base = quantize(model, QuantizeConfig(calib=str(d), progress=False, sensitivity_samples=0))
+    r = quantize(model, QuantizeConfig(calib=str(d), progress=False, cle=True, bias_correction=True, sensitivity_samples=0))
+    assert r.report["cle"]["pairs"] and r.report["bias_correction"]["layers"]
+    cpu = quantize(model, QuantizeConfig(calib=str(d), target="cpu", progress=False, cle=True, bias_correction=True, sensitivity_samples=0))
+    assert cpu.report["bias_correction"]["layers"]
+    t = _fashion(2000)
+    y = zoo.fashion_mnist("test", limit=2000)[1]
+    s = ort.SessionOptions()
+    s.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the exact Q/DQ arithmetic
+    acc = {}
+    for key, m in (("base", base.model), ("ptq", r.model)):
+        sess = ort.InferenceSession(m.SerializeToString(), s, providers=["CPUExecutionProvider"])
+        acc[key] = float(np.mean(sess.run(None, {"x": t})[0].argmax(1) == y))
+    acc["cpu"] = float(np.mean(_run(cpu.model, t).argmax(1) == y))
+    fp32 = float(np.mean(_run(model, t).argmax(1) == y))
+    assert acc["ptq"] >= fp32 - 0.02 and acc["cpu"] >= fp32 - 0.02, (acc, fp32)
+
+
+def test_smoothquant_keeps_the_float_function_and_evens_activation_channels():
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.quant.ptq.smoothquant import SmoothQuantConfig, smooth_quant
+
+    model = infer_shapes(onnx.load(zoo.onnx_path("fashion_vit")))
+    plan = plan_quantization(model)
+    work = ir.serde.deserialize_model(model)
+    calib = zoo.fashion_mnist("train", limit=256)[0]
+    report = smooth_quant(work, set(plan.quantized_nodes), [{"x": calib}], SmoothQuantConfig(alpha=0.5))
+    # every LayerNorm feeding a linear layer (qkv, MLP in) takes the scale; the LayerNorm output is
+    # also read by a Shape node, which reads no values
+    folded = [r for r in report["activations"] if r["fold"] == "layernorm"]
+    assert len(folded) == 6 and all(r["producer"].endswith("LayerNormalization") for r in folded)
+    # the others (attention output, MLP out, head) take a Mul before the layer
+    assert {r["fold"] for r in report["activations"]} == {"layernorm", "mul"}
+    for r in report["activations"]:
+        assert r["x_range_spread"][1] < r["x_range_spread"][0]  # the activation's channels even out
+    out = ir.serde.serialize_model(work)
+    x = _fashion(500)
+    ref, got = _run(model, x), _run(out, x)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+    # alpha 0 changes nothing: s = max|X|^0 / max|W|^1 would not; the scale is 1 / max|W|, which
+    # moves the weights' spread into X: the float function still holds
+    work0 = ir.serde.deserialize_model(model)
+    r0 = smooth_quant(work0, set(plan.quantized_nodes), [{"x": calib}], SmoothQuantConfig(alpha=0.0, mul_fallback=False))
+    assert len(r0["activations"]) == 6
+    np.testing.assert_allclose(_run(ir.serde.serialize_model(work0), x), ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_smoothquant_folds_into_a_previous_linear_layer():
+    """Gemm -> Gemm: the first layer's output columns and bias take 1/s."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trtcompress.quant.ptq.smoothquant import SmoothQuantConfig, smooth_quant
+
+    rng = np.random.default_rng(0)
+    w1 = rng.standard_normal((8, 16)).astype(np.float32) * np.array([1] * 15 + [40], np.float32)  # one outlier channel
+    b1 = rng.standard_normal(16).astype(np.float32)
+    w2 = rng.standard_normal((16, 4)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"), helper.make_node("Gemm", ["h", "w2"], ["y"], name="fc2")],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1, "b1"), numpy_helper.from_array(w2, "w2")])
+    from trtcompress.model_io import infer_shapes
+
+    model = infer_shapes(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    work = ir.serde.deserialize_model(model)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    report = smooth_quant(work, {"fc2"}, [{"x": x}], SmoothQuantConfig(alpha=0.5))
+    assert report["activations"][0]["producer"] == "fc1"
+    assert report["activations"][0]["x_range_spread"][1] < report["activations"][0]["x_range_spread"][0] / 3
+    np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
