@@ -2,7 +2,7 @@
 the dynamo export, both quantized the way ``trtcompress quantize`` does (normalize first, cleanup
 after), measured in one run (ONNX Runtime, 2 threads).
 
-    python benchmarks/exporters.py [--batches 1,32] [--iterations 24] [--rounds 8]
+    python benchmarks/exporters.py [--batches 1,32] [--iterations 24] [--rounds 8] [--photos eval|heldout]
 
 Per exporter: node counts before/after normalisation; the CPU form's and the TensorRT form's
 latency ratio over that exporter's own FP32 file (the user's file as exported), timed interleaved
@@ -79,11 +79,12 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--photos", default="eval", help="photo split the top-1 agreement is measured on: eval (= tune) or heldout")
     args = ap.parse_args()
     batches = tuple(int(b) for b in args.batches.split(","))
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, VNNI: {cpu_has_vnni()}, threads {args.threads}")
     files, rows = {}, {}
-    eval_x, _ = eval_batches("efficientnet_lite0")
+    eval_x, _ = eval_batches("efficientnet_lite0", args.photos)
     for exporter in EXPORTERS:
         src = export(exporter)
         table = WORK / f"efficientnet_lite0-{exporter}.calib.json"

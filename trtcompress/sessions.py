@@ -94,7 +94,7 @@ def open_session(model: Model, config: SessionConfig | None = None, *, outputs: 
 
 def create_session(model: Model, sess_options: Any, providers: Sequence[str], *, outputs: Sequence[str] = (), name: str | None = None) -> Any:
     """:func:`open_session` for a caller holding its own ``onnxruntime.SessionOptions`` and full
-    provider names (:func:`trtcompress.weightless.ort_session`); new code gives a SessionConfig."""
+    provider names (a test that sets its own options); everything else gives a SessionConfig."""
     import onnx
 
     ort = _ort()

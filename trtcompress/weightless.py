@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "ort_session", "fed_copy", "held_weights", "tensor_array", "materialize", "check_weightless", "infer_weightless", "add_outputs", "WeightFedSession", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
+__all__ = ["is_large", "model_nbytes", "has_external_data", "detach_weights", "attach_weights", "fed_copy", "held_weights", "tensor_array", "materialize", "check_weightless", "infer_weightless", "add_outputs", "WeightFedSession", "LARGE_MODEL_BYTES", "DETACH_BYTES"]
 
 # Models whose weights total more than this go through the weightless copy (the margin leaves
 # room for the graph itself under protobuf's 2**31 - 1 bytes).
@@ -172,16 +172,6 @@ def _array(t: onnx.TensorProto) -> np.ndarray:
     if _held_key(t) is not None or not t.HasField("raw_data"):
         return tensor_array(t)
     return np.frombuffer(t.raw_data, dtype=onnx.helper.tensor_dtype_to_np_dtype(t.data_type)).reshape(tuple(t.dims))
-
-
-def ort_session(model: onnx.ModelProto, options: Any = None, providers: Sequence[str] = ("CPUExecutionProvider",), outputs: Sequence[str] = ()):
-    """An ONNX Runtime session on ``model`` held in memory, whatever its size, with the graph
-    tensors ``outputs`` as extra outputs (``model`` itself is not changed). ``options``: an
-    ``onnxruntime.SessionOptions``; new code calls :func:`trtcompress.sessions.open_session`."""
-    from .sessions import SessionConfig, create_session, session_options
-
-    so = options if options is not None else session_options(SessionConfig())
-    return create_session(model, so, providers, outputs=outputs)
 
 
 def fed_copy(model: onnx.ModelProto, outputs: Sequence[str] = ()) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:

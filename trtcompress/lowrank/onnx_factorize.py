@@ -19,7 +19,6 @@ from onnx import helper
 
 from ..errors import ConfigError, DataError
 from ..model_io import parameter_count
-from ..weightless import ort_session
 from .config import LowRankConfig
 from .flops import inferred_shapes, model_macs
 from .onnx_rules import Constants, get_rule
@@ -196,26 +195,20 @@ def _calibration_feeds(model: onnx.ModelProto, config: LowRankConfig, given: Ite
     else:
         if not config.calib:
             raise ConfigError("lowrank rule 'error' needs calibration data: set calib to a data spec (a .npz folder, an image folder with preprocess, or random:N)")
-        from ..data import PreprocessConfig, model_inputs, open_source
-        from ..data.readers import ReaderOptions
+        from ..data import model_inputs
+        from ..data.options import DataOptions, open_data
 
-        pre = PreprocessConfig.parse(config.preprocess) if config.preprocess else None
-        from ..specs import parse_input_specs
-
-        shapes = {s.name: s.concrete_shape(config.batch) for s in parse_input_specs(config.inputs)} or None
-        opts = ReaderOptions(batch_size=config.batch, limit=config.limit, seed=config.seed, preprocess=pre, shapes=shapes, batches=max(1, math.ceil((config.limit or 32) / config.batch)))
-        feeds = list(open_source(config.calib, model_inputs(model), opts))
+        options = DataOptions(batch=config.batch, limit=config.limit, seed=config.seed, preprocess=config.preprocess, inputs=config.inputs)
+        feeds = list(open_data(config.calib, model_inputs(model), options))
     if not feeds:
         raise DataError("lowrank: the calibration data holds no samples")
     return feeds
 
 
 def _session(model: onnx.ModelProto):
-    import onnxruntime as ort
+    from ..sessions import open_session
 
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    return ort_session(model, so)
+    return open_session(model)
 
 
 def _attach_error_probes(model: onnx.ModelProto, consts: Constants, layers: list[_Layer], feeds: list[Feed]) -> None:

@@ -148,18 +148,14 @@ def _measuring_model(model: ir.Model, targets: list[_Target]) -> tuple[ir.Model,
 def bias_correct(model: ir.Model, grids: Mapping[str, WeightGrid], feeds: Iterable[Mapping[str, np.ndarray]], config: BiasCorrectionConfig = BiasCorrectionConfig()) -> dict[str, Any]:
     """Fold the mean output shift of each layer in ``grids`` (node name -> its weight grid) into
     its bias, in place; returns the report (per layer: mean |shift| over channels, max |shift|)."""
-    import onnxruntime as ort
+    from ...sessions import SessionConfig, open_session
 
     skipped: dict[str, str] = {}
     targets = _targets(model.graph, grids, skipped)
     if not targets:
         return {"layers": [], "skipped": skipped, "samples": 0}
     measuring, names = _measuring_model(model, targets)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if config.threads:
-        so.intra_op_num_threads = config.threads
-    session = ort.InferenceSession(ir.serde.serialize_model(measuring).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    session = open_session(ir.serde.serialize_model(measuring), SessionConfig(threads=config.threads))
     inputs = {i.name for i in session.get_inputs()}
     sums: list[np.ndarray | None] = [None] * len(targets)
     seen = 0

@@ -116,7 +116,7 @@ def _groups(graph: ir.Graph, layers: set[str], skipped: dict[str, str], mul_fall
 
 def _measure(model: ir.Model, groups: list[_Group], feeds: Iterable[Mapping[str, np.ndarray]], config: SmoothQuantConfig) -> tuple[list[np.ndarray], int]:
     """max |X| per last-axis channel of each group's X on the data (one ONNX Runtime pass)."""
-    import onnxruntime as ort
+    from ...sessions import SessionConfig, open_session
 
     copy = ir.serde.deserialize_model(ir.serde.serialize_model(model))
     values = {v.name: v for n in copy.graph for v in n.outputs}
@@ -139,11 +139,7 @@ def _measure(model: ir.Model, groups: list[_Group], feeds: Iterable[Mapping[str,
         red.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
         copy.graph.outputs.append(red.outputs[0])
         names.append(red.outputs[0].name)
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if config.threads:
-        so.intra_op_num_threads = config.threads
-    session = ort.InferenceSession(ir.serde.serialize_model(copy).SerializeToString(), so, providers=["CPUExecutionProvider"])
+    session = open_session(ir.serde.serialize_model(copy), SessionConfig(threads=config.threads))
     inputs = {i.name for i in session.get_inputs()}
     amax: list[np.ndarray] = [np.zeros(0)] * len(groups)
     seen = 0
