@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from large_model import measured  # noqa: E402  (wall time and peak memory of a whole command)
+
 WORK = ROOT / "benchmarks" / "_work" / "detector"
 
 
@@ -104,15 +106,6 @@ def prepare(size: int, samples: int) -> dict:
         np.savez(npz_dir / f"{k // 8:04d}.npz", input=cal[k : k + 8])
     np.savez(d / "calib_all.npz", input=cal)
     return {"dir": d, "fp32": fp32, "calib": cal}
-
-
-def measured(cmd: list[str], log: Path) -> tuple[float, float, int]:
-    """Wall seconds, peak resident GB and exit status of ``cmd``."""
-    t = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-    return time.perf_counter() - t, usage.ru_maxrss / (1 << 20), os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:
