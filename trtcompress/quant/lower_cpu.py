@@ -40,7 +40,8 @@ import onnx
 
 from ..errors import ConfigError
 from .placement import QuantPlan, WeightSpec
-from .scales import TINY_AMAX, activation_scale, quantize_weight, weight_scales
+from .qdq_trt import bias_and_input_scale
+from .scales import TINY_AMAX, quantize_weight, weight_scales
 from .table import CalibrationTable
 
 if TYPE_CHECKING:  # onnx-ir is imported when a model is lowered, not with the package
@@ -316,7 +317,7 @@ class _Ctx:
         if w is None or w.dtype != np.float32:
             return None
         mode = self.weight_type(node, x)
-        scale = np.asarray(weight_scales(w, spec.axis, *_bias_and_input_scale(self, spec)), np.float32)
+        scale = np.asarray(weight_scales(w, spec.axis, *bias_and_input_scale(self.g, self.plan, self.table, spec)), np.float32)
         if mode == "int7":
             scale = (scale * 2).astype(np.float32)  # |q| <= 64: a pair of products fits int16
         q = quantize_weight(w, scale, spec.axis)
@@ -382,19 +383,6 @@ def _walk(graph: ir.Graph) -> list[ir.Node]:
     import onnx_ir as ir
 
     return list(ir.traversal.RecursiveGraphIterator(graph))
-
-
-def _bias_and_input_scale(ctx: _Ctx, w: WeightSpec) -> tuple[np.ndarray | None, float | None]:
-    """The constant bias of a Conv/ConvTranspose/Gemm and the scale of its quantized input (the
-    TensorRT form's, so both forms share the weight scales)."""
-    node = ctx.g.by_name[w.node]
-    if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or not _in(node, 2):
-        return None, None
-    bias = ctx.g.const_value(_in(node, 2))
-    act = next((a.tensor for a in ctx.plan.activations if a.node == w.node and a.index == 0), None)
-    if bias is None or act is None or act not in ctx.table.amax:
-        return None, None
-    return bias, float(activation_scale(ctx.table, act))
 
 
 CpuRule = Callable[["ir.Node", _Ctx], bool]

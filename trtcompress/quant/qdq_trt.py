@@ -159,18 +159,13 @@ def _weight_qdq(g: View, w: WeightSpec, scale: np.ndarray, weights: str, suffix:
 
 
 def bias_and_input_scale(g: Any, plan: QuantPlan, table: CalibrationTable, w: WeightSpec) -> tuple[np.ndarray | None, float | None]:
-    """The constant bias of a Conv/ConvTranspose/Gemm and the scale of its quantized input.
-
-    ``g`` maps node names to nodes (``g.by_name``): a :class:`~._ir.View` (onnx-ir nodes), or an
-    index of protobuf nodes that also answers ``g.const_value(name)``."""
+    """The constant bias of a Conv/ConvTranspose/Gemm and the scale of its quantized input (both
+    forms take the weight scales from here, so they share them). ``g.by_name`` maps node names to
+    onnx-ir nodes."""
     node = g.by_name[w.node]
     if node.op_type not in ("Conv", "ConvTranspose", "Gemm"):
         return None, None
-    if isinstance(node, onnx.NodeProto):
-        name = node.input[2] if len(node.input) > 2 else ""
-        bias = g.const_value(name) if name else None
-    else:
-        bias = const_value(node.inputs[2]) if len(node.inputs) > 2 else None
+    bias = const_value(node.inputs[2]) if len(node.inputs) > 2 else None
     act = next((a.tensor for a in plan.activations if a.node == w.node and a.index == 0), None)
     if bias is None or act is None or act not in table.amax:
         return None, None
