@@ -10,14 +10,11 @@ The model is converted to onnx-ir once on entry and back once on exit (the stage
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 import onnx
-from onnx import helper
 
-from ..errors import ConfigError, DataError
 from ..model_io import parameter_count
 from .config import LowRankConfig
 from .flops import inferred_shapes, model_macs
@@ -58,6 +55,7 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
     from onnx_ir.passes.common import RemoveUnusedNodesPass
 
     from ..graph._util import add_initializer, walk_graphs
+    from ..graph.layer_probe import calibration_feeds
 
     m = ir.from_proto(model)
     consts = Constants(m)
@@ -65,7 +63,7 @@ def factorize_onnx(model: onnx.ModelProto, config: LowRankConfig, calibration: I
         layers, skipped = _candidates(m, consts, config)
         macs_before = model_macs(m, infer=False)
     if config.rule == "error" and layers:
-        _attach_error_probes(model, consts, layers, _calibration_feeds(model, config, calibration))
+        _attach_error_probes(model, consts, layers, calibration_feeds(model, config, calibration, "lowrank rule 'error'"))
     choices = choose_ranks([l.cand for l in layers], config)
 
     chosen = {c.name: c for c in choices}
@@ -189,94 +187,25 @@ def _layer_report(layer: _Layer, choice) -> dict[str, Any]:
 # -- the error rule: per-layer output error on calibration data -------------------------------------
 
 
-def _calibration_feeds(model: onnx.ModelProto, config: LowRankConfig, given: Iterable[Feed] | None) -> list[Feed]:
-    if given is not None:
-        feeds = list(given)
-    else:
-        if not config.calib:
-            raise ConfigError("lowrank rule 'error' needs calibration data: set calib to a data spec (a .npz folder, an image folder with preprocess, or random:N)")
-        from ..data import model_inputs
-        from ..data.options import DataOptions, open_data
-
-        options = DataOptions(batch=config.batch, limit=config.limit, seed=config.seed, preprocess=config.preprocess, inputs=config.inputs)
-        feeds = list(open_data(config.calib, model_inputs(model), options))
-    if not feeds:
-        raise DataError("lowrank: the calibration data holds no samples")
-    return feeds
-
-
-def _session(model: onnx.ModelProto):
-    from ..sessions import open_session
-
-    return open_session(model)
-
-
 def _attach_error_probes(model: onnx.ModelProto, consts: Constants, layers: list[_Layer], feeds: list[Feed]) -> None:
-    """Record each layer's input on the dense model, then give each candidate an error function
-    that runs the layer alone in ONNX Runtime with the rank-r weight ``p @ q``.
+    """Give each candidate an error function: the layer run alone with the rank-r weight ``p @ q``.
 
     The factorised pair computes the layer with weight ``p @ q`` exactly (both ops are linear in the
     weight), so the probe measures the error of the factorised layer. The error rule takes main-graph
     layers only, so every data input is a tensor of the main graph.
     """
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    existing = {o.name for o in probe.graph.output}
-    names = []
-    for l in layers:
-        x = l.node.inputs[0]
-        if x.name not in names:
-            names.append(x.name)
-        if x.name not in existing and consts.tensor(x) is None:
-            probe.graph.output.append(helper.make_tensor_value_info(x.name, l.x_type, None))
-    sess = _session(probe)
-    inputs = {n: [] for n in names}
-    for feed in feeds:
-        for n, v in zip(names, sess.run(names, feed)):
-            inputs[n].append(v)
-    for i, l in enumerate(layers):
-        l.cand.error_fn = _error_fn(model, consts, l, inputs[l.node.inputs[0].name], i)
+    from ..graph.layer_probe import ProbeLayer, layer_probes
+
+    rules = [get_rule(l.node.op_type) for l in layers]
+    probes = layer_probes(model, [ProbeLayer(l.node, r.weight(l.node), l.weight, l.x_type) for l, r in zip(layers, rules)],
+                          feeds, consts.tensor, "lowrank")
+    for l, rule, probe in zip(layers, rules, probes):
+        l.cand.error_fn = _rank_error(l, rule, probe)
 
 
-def _error_fn(model: onnx.ModelProto, consts: Constants, layer: _Layer, xs: list[np.ndarray], index: int) -> Callable[[int], float]:
-    import onnx_ir as ir
-
-    node, rule = layer.node, get_rule(layer.node.op_type)
-    w = rule.weight(node)
-    inputs = [helper.make_tensor_value_info("x", layer.x_type, None), helper.make_tensor_value_info("w", int(consts.tensor(w).dtype), None)]
-    inits = []
-    new_inputs = []
-    for j, value in enumerate(node.inputs):
-        if j == 0:
-            new_inputs.append("x")
-        elif value is w:
-            new_inputs.append("w")
-        elif value is not None:
-            t = consts.tensor(value)
-            if t is None:
-                raise DataError(f"lowrank: layer {layer.name!r} has a non-constant input {value.name!r} besides its data input")
-            proto = ir.serde.serialize_tensor(t)
-            proto.name = value.name
-            inits.append(proto)
-            new_inputs.append(value.name)
-        else:
-            new_inputs.append("")
-    one = helper.make_node(node.op_type, new_inputs, ["y"])
-    one.attribute.extend(ir.serde.serialize_attribute(a) for a in node.attributes.values())
-    graph = helper.make_graph([one], f"probe{index}", inputs, [helper.make_tensor_value_info("y", layer.x_type, None)], inits)
-    probe = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
-    sess = _session(probe)
-    ys = [sess.run(None, {"x": x, "w": layer.weight})[0] for x in xs]
-    den = sum(float(np.sum(y.astype(np.float64) ** 2)) for y in ys) or 1.0
-    spectrum = layer.cand.spectrum
-
+def _rank_error(layer: _Layer, rule, probe: Callable[[np.ndarray], float]) -> Callable[[int], float]:
     def error(r: int) -> float:
-        p, q = spectrum.factors(r)
-        w_r = rule.from_matrix(node, p @ q, layer.weight).astype(layer.weight.dtype)
-        num = 0.0
-        for x, y in zip(xs, ys):
-            yr = sess.run(None, {"x": x, "w": w_r})[0]
-            num += float(np.sum((yr.astype(np.float64) - y) ** 2))
-        return math.sqrt(num / den)
+        p, q = layer.cand.spectrum.factors(r)
+        return probe(rule.from_matrix(layer.node, p @ q, layer.weight))
 
     return error
