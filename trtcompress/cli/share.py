@@ -22,17 +22,26 @@ HELP = {
     "keep_zeros": "keep exact zeros as their own centroid, so pruning survives",
     "iters": "k-means iterations at most",
     "seed": "seed of the kmeans++ initialisation",
+    "rule": "how each layer's count is chosen: bits (fixed), error (fewest bits within --error on --calib), size (--mean-bits budget spent where it removes most error)",
+    "error": "rule error: relative output error allowed per layer on the calibration data",
+    "mean_bits": "rule size: bits per shared weight, codebooks included",
+    "min_bits": "rules error and size: fewest bits a layer gets",
+    "calib": "calibration data for the error rule (and the size rule's output error): a data spec",
+    "preprocess": "preprocessing of image calibration data",
+    "limit": "calibration samples used",
+    "batch": "calibration batch size",
+    "inputs": "shapes of dynamic calibration inputs, e.g. x:1x3x224x224",
 }
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..share import GRANULARITIES, INITS, SHARE_OPS, ShareConfig
+    from ..share import GRANULARITIES, INITS, SHARE_OPS, SHARE_RULES, ShareConfig
 
     p = sub.add_parser("share", help="k-means weight sharing (uint8 indices + codebooks)", description=__doc__)
     add_stage_verb_args(p, "shared")
-    add_config_args(p, ShareConfig, help=HELP, split=("op_types",),
-                    choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS},
-                    metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS"})
+    add_config_args(p, ShareConfig, help=HELP, split=("op_types",), flags={"calib": "--data", "inputs": "--input"},
+                    choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS, "rule": SHARE_RULES},
+                    metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS", "calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]"})
     return p
 
 
@@ -44,9 +53,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(r: dict, config) -> None:
+    if r["rule"] != "bits":
+        print(f"rule {r['rule']}: error measured on {r['error_measured_on']}")
     print(f"shared {r['layers_shared']} layers ({r['weights_shared']:,} weights, {r['mean_bits']:.2f} bits each, {r['granularity']} codebooks); {len(r['skipped'])} left float")
     for l in r["layers"]:
-        print(f"  {l['layer']}: {l['clusters']} clusters, relative error {l['rel_error']:.4f} (clustering alone {l['share_rel_error']:.4f}), zeros {l['zeros']:.1%}")
+        print(f"  {l['layer']}: {l['clusters']} clusters, relative error {l['rel_error']:.4f} (clustering alone {l['share_rel_error']:.4f}), zeros {l['zeros']:.1%}"
+              + (f", output error {l['output_rel_error']:.4f}" if "output_rel_error" in l else ""))
     s = r["sizes"]
     print(f"size: FP32 ONNX {s['onnx_bytes_before']:,} B -> shared ONNX {s['onnx_bytes_after']:,} B ({s['ratio_onnx']:.1f}x) -> packed {s['packed_bytes']:,} B ({s['ratio_packed']:.1f}x, what 'trtcompress pack' ships)")
     for note in r.get("notes", []):

@@ -5,11 +5,13 @@ import dataclasses
 
 from ..config import Config
 from ..errors import ConfigError
+from ..specs import parse_input_specs
 from .kmeans import INITS
 
-__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS"]
+__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS", "SHARE_RULES"]
 
 GRANULARITIES = ("layer", "channel")
+SHARE_RULES = ("bits", "error", "size")
 SHARE_OPS = ("Conv", "Gemm", "MatMul")
 
 
@@ -23,6 +25,13 @@ class ShareConfig(Config):
     first zeroes that fraction of each layer's smallest-magnitude weights (unstructured pruning,
     no fine-tuning). ``granularity`` ``channel`` gives each output channel its own codebook.
     Weights with fewer than ``min_size`` elements stay float: their codebook would cost as much.
+
+    ``rule`` picks each layer's count (``layer_bits`` entries still fix theirs): ``bits`` uses
+    ``bits``/``clusters``; ``error`` the fewest bits in ``min_bits``..8 whose layer output on
+    calibration data (``calib``) is within ``error`` relative error of the float layer (a layer
+    that misses it at 8 bits stays float); ``size`` spends a budget of ``mean_bits`` bits per
+    shared weight, codebooks included, greedily where a bit removes the most squared relative
+    error: output error on ``calib`` when given, weight error otherwise.
     """
 
     bits: int = 4
@@ -38,6 +47,19 @@ class ShareConfig(Config):
     keep_zeros: bool = True
     iters: int = 30
     seed: int = 0
+    rule: str = "bits"
+    error: float = 0.05
+    mean_bits: float = 4.0
+    min_bits: int = 1
+    # calibration data of the data-driven rules: a trtcompress.data spec; compress fills it from --calib
+    calib: str | None = None
+    preprocess: str | None = None
+    limit: int | None = 32
+    batch: int = 8
+    inputs: tuple[str, ...] = ()  # shapes of dynamic calibration inputs, e.g. "ids:1x128:int64"
+
+    def reads_calib_data(self) -> bool:
+        return self.rule == "error"
 
     def validate(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -54,6 +76,17 @@ class ShareConfig(Config):
             raise ConfigError(f"share op_types {', '.join(bad) or '(none)'} not supported; choose from {', '.join(SHARE_OPS)}")
         if self.min_size < 1 or self.iters < 1:
             raise ConfigError("share min_size and iters must be at least 1")
+        if self.rule not in SHARE_RULES:
+            raise ConfigError(f"share rule {self.rule!r} is not one of {', '.join(SHARE_RULES)}")
+        if not 1 <= self.min_bits <= 8:
+            raise ConfigError(f"share min_bits must be 1..8, got {self.min_bits}")
+        if not self.error > 0.0:
+            raise ConfigError(f"share error budget must be > 0, got {self.error}")
+        if not self.min_bits <= self.mean_bits <= 40.0:
+            raise ConfigError(f"share mean_bits must be between min_bits ({self.min_bits}) and 40 (8-bit indices plus codebooks), got {self.mean_bits}")
+        if (self.limit is not None and self.limit < 1) or self.batch < 1:
+            raise ConfigError("share limit and batch must be at least 1")
+        parse_input_specs(self.inputs)
         if not 0.0 <= self.prune < 1.0:
             raise ConfigError(f"share prune must be a fraction in [0, 1), got {self.prune}")
 

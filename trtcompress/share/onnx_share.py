@@ -14,16 +14,19 @@ Gather takes only int32/int64 indices, hence the Cast. The decoded value keeps t
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import onnx
 
 from ..select import Patterns, check_all_used
 from .config import ShareConfig
+from .budget import MIN_ROW_PER_CLUSTER, Clustered, Layer, Measure, choose_counts
 from .kmeans import kmeans_1d, kmeans_rows
 
-__all__ = ["share_onnx"]
+__all__ = ["share_onnx", "cluster"]
+
+Feed = dict[str, np.ndarray]
 
 
 def _channel_axis(node, rank: int) -> int:
@@ -36,8 +39,10 @@ def _channel_axis(node, rank: int) -> int:
     return rank - 1
 
 
-def share_onnx(model: onnx.ModelProto, config: ShareConfig) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """A copy of ``model`` with the chosen weights shared, and the per-layer report."""
+def share_onnx(model: onnx.ModelProto, config: ShareConfig, calibration: Iterable[Feed] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """A copy of ``model`` with the chosen weights shared, and the per-layer report.
+
+    ``calibration`` (feed dicts) overrides ``config.calib`` for the data-driven rules."""
     import onnx_ir as ir
 
     from ..graph._util import name_nodes
@@ -62,28 +67,58 @@ def share_onnx(model: onnx.ModelProto, config: ShareConfig) -> tuple[onnx.ModelP
         if why is not None:
             skipped.append({"layer": node.name, "weight": getattr(w, "name", None), "reason": why})
             continue
-        k = next((k for p, k in counts if p.match(names) is not None), config.default_clusters())
-        row = _row_length(node, w) if config.granularity == "channel" else None
-        if row is not None and row < _MIN_ROW_PER_CLUSTER * k:
-            skipped.append({"layer": node.name, "weight": w.name, "reason": f"per-channel codebooks of {k} values for rows of {row} weights would cost about what they save; use --granularity layer or fewer clusters"})
-            continue
-        layers.append(_share(graph, node, w, k, config))
+        fixed = next((k for p, k in counts if p.match(names) is not None), None)
+        if fixed is None and config.rule == "bits":
+            fixed = config.default_clusters()
+        layers.append(Layer(node, w, w.const_value.numpy(), fixed, _row_length(node, w) if config.granularity == "channel" else None))
         done.add(w.name)
     check_all_used(include, candidates, "--include")
     check_all_used(exclude, candidates, "--exclude")
     for p, _ in counts:
         check_all_used(p, candidates, "--layer-bits")
+    layers = [l for l in layers if not _too_short(l, l.fixed or 2 ** config.min_bits, skipped)]
+    measure = _measure(model, layers, config, calibration)
+    chosen = choose_counts(layers, config, measure, lambda layer, k: cluster(layer, k, config))
+    reports = []
+    for layer in layers:
+        k, reason = chosen[layer.name]
+        if k is None:
+            skipped.append({"layer": layer.name, "weight": layer.w.name, "reason": reason})
+        else:
+            reports.append(_write(graph, layer, cluster(layer, k, config), config, measure))
     out = ir.to_proto(ir_model)
-    return out, _summary(layers, skipped, config)
+    return out, _summary(reports, skipped, config, measure)
 
 
-# per channel, a row shorter than this many weights per cluster stays float: its float codebook
-# costs 4k bytes against the row's 3 bytes per weight saved (EfficientNet-Lite0's depthwise rows of
-# 9 or 25 weights made the packed model 3.6x smaller instead of more, measured 2026-12-03)
-_MIN_ROW_PER_CLUSTER = 4
+def _too_short(layer: Layer, k: int, skipped: list[dict]) -> bool:
+    if layer.row is None or layer.row >= MIN_ROW_PER_CLUSTER * k:
+        return False
+    skipped.append({"layer": layer.node.name, "weight": layer.w.name, "reason": f"per-channel codebooks of {k} values for rows of {layer.row} weights would cost about what they save; use --granularity layer or fewer clusters"})
+    return True
+
+
+def _measure(model: onnx.ModelProto, layers: list[Layer], config: ShareConfig, calibration: Iterable[Feed] | None) -> Measure:
+    """How a layer's error is measured: its output on calibration data where the rule reads data and
+    some is given, else the weight itself."""
+    wants_data = config.rule == "error" or (config.rule == "size" and (config.calib or calibration is not None))
+    if not wants_data or not layers:
+        return Measure(None)
+    from ..graph._util import const_tensor
+    from ..graph.layer_probe import ProbeLayer, calibration_feeds, layer_probes
+
+    feeds = calibration_feeds(model, config, calibration, f"share rule {config.rule!r}")
+    probes = layer_probes(model, [ProbeLayer(l.node, l.w, l.weight, _x_type(l)) for l in layers], feeds, const_tensor, "share")
+    return Measure({l.node.name: p for l, p in zip(layers, probes)})
+
+
+def _x_type(layer: Layer) -> int:
+    x = layer.node.inputs[0]
+    dtype = x.dtype if x is not None else None
+    return int(dtype) if dtype is not None else onnx.helper.np_dtype_to_tensor_dtype(layer.weight.dtype)
 
 
 def _row_length(node, w) -> int:
+    """Weights per output channel (one per-channel codebook's row)."""
     shape = list(w.const_value.shape.numpy())
     axis = _channel_axis(node, len(shape))
     return int(np.prod(shape)) // int(shape[axis])
@@ -104,43 +139,45 @@ def _unshareable(w, config: ShareConfig, done: set[str]) -> str | None:
     return None
 
 
-def _share(graph, node, w, k: int, config: ShareConfig) -> dict[str, Any]:
-    import onnx_ir as ir
-
-    from ..graph._util import add_initializer
-
-    weight = w.const_value.numpy()
+def cluster(layer: Layer, k: int, config: ShareConfig) -> Clustered:
+    """``layer``'s weight clustered into at most ``k`` values (after any pruning)."""
+    weight = layer.weight
     work = weight.astype(np.float64)
     if config.prune > 0:
         cut = np.quantile(np.abs(work), config.prune)
         work = np.where(np.abs(work) <= cut, 0.0, work)
-    first = next(iter(graph))
     if config.granularity == "layer":
         book, idx = kmeans_1d(work, k, config.init, config.iters, config.seed, config.keep_zeros)
         book = book.astype(weight.dtype)
-        decoded = book[idx]
-        b = add_initializer(graph, book, f"{w.name}_codebook")
-        i = add_initializer(graph, idx, f"{w.name}_indices")
-        cast = ir.node("Cast", [i], {"to": ir.DataType.INT64}, name=f"{w.name}_share_cast")
-        gather = ir.node("Gather", [b, cast.outputs[0]], {"axis": 0}, name=f"{w.name}_share_gather")
-        nodes = [cast, gather]
+        return Clustered(k, book, idx, book[idx], work)
+    axis = _channel_axis(layer.node, weight.ndim)
+    last = axis == weight.ndim - 1 and axis != 0
+    rows = work.reshape(-1, weight.shape[-1]).T if last else work.reshape(weight.shape[0], -1)
+    books, idx = kmeans_rows(rows, k, config.init, config.iters, config.seed, config.keep_zeros)
+    books = books.astype(weight.dtype)
+    decoded_rows = np.take_along_axis(books, idx.astype(np.int64), axis=1)
+    decoded = (decoded_rows.T if last else decoded_rows).reshape(weight.shape)
+    # stored as the weight viewed as 2-D, channel axis first or last
+    return Clustered(k, np.ascontiguousarray(books.T if last else books), np.ascontiguousarray(idx.T if last else idx), decoded, work, last)
+
+
+def _write(graph, layer: Layer, c: Clustered, config: ShareConfig, measure: Measure) -> dict[str, Any]:
+    """Put ``c`` in the graph in place of the layer's weight; the layer's report."""
+    import onnx_ir as ir
+
+    from ..graph._util import add_initializer
+
+    w, weight = layer.w, layer.weight
+    first = next(iter(graph))
+    b = add_initializer(graph, c.book, f"{w.name}_codebook")
+    i = add_initializer(graph, c.idx, f"{w.name}_indices")
+    cast = ir.node("Cast", [i], {"to": ir.DataType.INT64}, name=f"{w.name}_share_cast")
+    if config.granularity == "layer":
+        nodes = [cast, ir.node("Gather", [b, cast.outputs[0]], {"axis": 0}, name=f"{w.name}_share_gather")]
     else:
-        axis = _channel_axis(node, weight.ndim)
-        last = axis == weight.ndim - 1 and axis != 0
-        rows = work.reshape(-1, weight.shape[-1]).T if last else work.reshape(weight.shape[0], -1)
-        books, idx = kmeans_rows(rows, k, config.init, config.iters, config.seed, config.keep_zeros)
-        books = books.astype(weight.dtype)
-        decoded_rows = np.take_along_axis(books, idx.astype(np.int64), axis=1)
-        decoded = (decoded_rows.T if last else decoded_rows).reshape(weight.shape)
-        idx2 = np.ascontiguousarray(idx.T if last else idx)  # the weight viewed as 2-D
-        books2 = np.ascontiguousarray(books.T if last else books)
-        b = add_initializer(graph, books2, f"{w.name}_codebook")
-        i = add_initializer(graph, idx2, f"{w.name}_indices")
         s = add_initializer(graph, np.array(weight.shape, np.int64), f"{w.name}_shape")
-        cast = ir.node("Cast", [i], {"to": ir.DataType.INT64}, name=f"{w.name}_share_cast")
-        gather = ir.node("GatherElements", [b, cast.outputs[0]], {"axis": 0 if last else 1}, name=f"{w.name}_share_gather")
-        reshape = ir.node("Reshape", [gather.outputs[0], s], name=f"{w.name}_share_reshape")
-        nodes = [cast, gather, reshape]
+        gather = ir.node("GatherElements", [b, cast.outputs[0]], {"axis": 0 if c.last else 1}, name=f"{w.name}_share_gather")
+        nodes = [cast, gather, ir.node("Reshape", [gather.outputs[0], s], name=f"{w.name}_share_reshape")]
     graph.insert_before(first, nodes)
     out = nodes[-1].outputs[0]
     out.shape, out.type = ir.Shape(weight.shape), ir.TensorType(w.const_value.dtype)
@@ -148,23 +185,31 @@ def _share(graph, node, w, k: int, config: ShareConfig) -> dict[str, Any]:
     ir.convenience.replace_all_uses_with(w, out)
     graph.initializers.pop(name)
     out.name = name
-    err = np.linalg.norm((decoded.astype(np.float64) - weight).ravel())
+    decoded = c.decoded.astype(np.float64)
     norm = np.linalg.norm(weight.astype(np.float64).ravel())
-    share_err = np.linalg.norm((decoded.astype(np.float64) - work).ravel())  # clustering alone, after any pruning
-    return {
-        "layer": node.name, "op": node.op_type, "weight": name, "shape": list(weight.shape),
-        "clusters": k, "codebook_size": int(book.size if config.granularity == "layer" else books.shape[1]),
-        "bits": max(1, (k - 1).bit_length()),
-        "zeros": float(np.mean(decoded == 0)),
+    err = np.linalg.norm((decoded - weight).ravel())
+    share_err = np.linalg.norm((decoded - c.work).ravel())  # clustering alone, after any pruning
+    report = {
+        "layer": layer.node.name, "op": layer.node.op_type, "weight": name, "shape": list(weight.shape),
+        "clusters": c.k, "codebook_size": int(c.book.size if config.granularity == "layer" else c.book.shape[0 if c.last else 1]),
+        "bits": max(1, (c.k - 1).bit_length()),
+        "zeros": float(np.mean(c.decoded == 0)),
         "rel_error": float(err / norm) if norm else 0.0,  # against the weight given (pruning included)
         "share_rel_error": float(share_err / norm) if norm else 0.0,
-        "max_abs_error": float(np.max(np.abs(decoded.astype(np.float64) - weight))),
+        "max_abs_error": float(np.max(np.abs(decoded - weight))),
     }
+    if measure.data:
+        report["output_rel_error"] = measure.error(layer, c)
+    return report
 
 
-def _summary(layers: list[dict], skipped: list[dict], config: ShareConfig) -> dict[str, Any]:
+def _summary(layers: list[dict], skipped: list[dict], config: ShareConfig, measure: Measure) -> dict[str, Any]:
     n = sum(int(np.prod(l["shape"])) for l in layers)
     return {
+        "rule": config.rule,
+        **({"error_budget": config.error} if config.rule == "error" else {}),
+        **({"mean_bits_budget": config.mean_bits} if config.rule == "size" else {}),
+        **({"error_measured_on": "layer outputs on calibration data" if measure.data else "weights"} if config.rule != "bits" else {}),
         "layers_shared": len(layers),
         "weights_shared": n,
         "mean_bits": float(sum(l["bits"] * np.prod(l["shape"]) for l in layers) / n) if n else 0.0,
