@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/share.py --part fashion        # Fashion CNN: pruned + shared + packed
     .venv/bin/python benchmarks/share.py --part efficientnet EFF.onnx   # 4 and 5 bits + packed
     .venv/bin/python benchmarks/share.py --part kmeans [EFF.onnx]       # k-means time per million weights
+    .venv/bin/python benchmarks/share.py --part peers [EFF.onnx]        # TF-MOT's one-shot clustering beside ours
 
 Fashion: the pruning fraction and bits are chosen on a validation split (the last 5 000 training
 images; the model saw them in training, so they only rank settings against FP32 on the same images),
@@ -25,6 +26,7 @@ import onnx
 
 from trtcompress.sessions import SessionConfig, open_session
 from trtcompress.share import ShareConfig, kmeans_1d, kmeans_rows
+from trtcompress.share.onnx_share import share_onnx
 from trtcompress.share.pack import pack_bytes, unpack_bytes
 from trtcompress.stages.share import share
 from trtcompress.stages.sparsify import SparsifyConfig, sparsify
@@ -126,15 +128,61 @@ def kmeans_time(path: str | None) -> dict:
             "s_per_million": {k: float(np.median(v)) / n * 1e6 for k, v in times.items()}}
 
 
+# TF-MOT's clustering (tensorflow_model_optimization clustering_centroids.py) initialises centroids
+# (linear: linspace(min, max, k); kmeans++) and then trains them by gradient during fine-tuning; with
+# no fine-tuning the weights are pulled to the nearest initial centroid: iters=0 here. Per tensor, 16.
+PEERS = {
+    "tfmot linear 16 (one-shot)": ShareConfig(clusters=16, init="linear", iters=0),
+    "tfmot kmeans++ 16 (one-shot)": ShareConfig(clusters=16, init="kmeans++", iters=0),
+    "ours k-means linear 16": ShareConfig(clusters=16, init="linear"),
+    "ours size rule 4.0 bits/weight": ShareConfig(rule="size", mean_bits=4.0),
+}
+
+
+def peers(path: str | None) -> dict:
+    """Top-1 of each clustering against FP32 on held-out data: the Fashion CNN on its 10 000 test
+    images (accuracy), EfficientNet-Lite0 on the heldout photos (agreement with FP32). The size
+    rule measures layer outputs on calibration data: Fashion training images, the calib photos."""
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.data.readers import ReaderOptions
+    from trtcompress.zoo.fashion_mnist import fashion_mnist
+    from trtcompress.zoo.models import onnx_path
+
+    out = {}
+    xt, yt = fashion_mnist("test")
+    xc, _ = fashion_mnist("train", limit=64)
+    models = {"fashion_cnn": (onnx.load(onnx_path("fashion_cnn")), [xt[i:i + 1000] for i in range(0, len(xt), 1000)], yt,
+                              [{"x": xc[:32]}, {"x": xc[32:]}], 256)}
+    if path:
+        eff = onnx.load(path)
+        opts = ReaderOptions(batch_size=12)
+        held = [f["x"] for f in open_source("photos:heldout", model_inputs(eff), opts)]
+        calib = list(open_source("photos:calib", model_inputs(eff), ReaderOptions(batch_size=8, limit=32)))
+        models["efficientnet_lite0"] = (eff, held, None, calib, 1024)
+    for name, (fp32, feeds, labels, calib, min_size) in models.items():
+        ref = _logits(fp32, feeds).argmax(1)
+        rows = {"fp32_top1": float(np.mean(ref == labels)) if labels is not None else 1.0}
+        for what, cfg in PEERS.items():
+            t = time.perf_counter()
+            shared, report = share_onnx(fp32, cfg.replace(min_size=min_size), calibration=calib if cfg.rule != "bits" else None)
+            secs = time.perf_counter() - t
+            pred = _logits(shared, feeds).argmax(1)
+            rows[what] = {"top1": float(np.mean(pred == (labels if labels is not None else ref))), "mean_bits": report["mean_bits"],
+                          "mean_rel_error": report["mean_rel_error"], "packed": _packed(shared), "seconds": secs}
+            print(name, what, rows[what], flush=True)
+        out[name] = rows
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans"), required=True)
+    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers"), required=True)
     p.add_argument("model", nargs="?")
     p.add_argument("--grid", default="0.3:3,0.3:4,0.3:5,0.5:3,0.5:4,0.5:5,0.7:3,0.7:4,0.7:5,0.8:3,0.8:4", help="fashion: PRUNE:BITS,...")
     p.add_argument("--configs", default="layer:5,layer:4,channel:5,channel:4", help="efficientnet: GRANULARITY:BITS,...")
     a = p.parse_args()
     grid = [(float(g.split(":")[0]), int(g.split(":")[1])) for g in a.grid.split(",")]
-    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model)}[a.part]()
+    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model)}[a.part]()
     WORK.mkdir(exist_ok=True)
     (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))

@@ -224,6 +224,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
             report["tensorrt"]["engine"] = engine
             if engine["built"]:
                 report["artifacts"]["engine"] = "artifacts/model.engine"
+                report["metrics"]["compression"]["bytes_engine"] = run.artifact("model.engine").stat().st_size
         report = run.public(report)
         run.write_report(report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)

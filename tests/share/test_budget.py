@@ -118,3 +118,28 @@ def test_cli_error_rule(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "error measured on layer outputs on calibration data" in text and "output error" in text
     assert out.exists()
+
+
+def test_report_counts_what_is_shipped_and_what_is_held(fp32, tmp_path):
+    """The job's compression metrics: the packed artifact against the FP32 file for a shared model,
+    and the weights a runtime holds (decoded shared weights, int8 behind QuantizeLinear)."""
+    from trtcompress.metrics import compression_ratio
+    from trtcompress.model_io import save_model
+    from trtcompress.share.pack import pack_bytes
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+    from trtcompress.stages.share import share
+
+    x, _ = fashion_mnist("train", limit=32)
+    np.savez(tmp_path / "calib.npz", x=x)
+    paths = {}
+    for name, model in {"fp32": fp32, "shared": share(fp32, ShareConfig(bits=4)).model,
+                        "int8": quantize(fp32, QuantizeConfig(calib=str(tmp_path / "calib.npz"))).model}.items():
+        paths[name] = tmp_path / f"{name}.onnx"
+        save_model(model, paths[name])
+    shared = compression_ratio(paths["fp32"], paths["shared"])
+    assert shared["bytes_packed"] == pack_bytes(paths["shared"].read_bytes())[1]["artifact_bytes"]
+    assert shared["ratio_packed"] == pytest.approx(paths["fp32"].stat().st_size / shared["bytes_packed"])
+    assert shared["ratio_packed"] > 6 and shared["ratio_in_memory"] == pytest.approx(1.0)  # decoded at load: float again
+    int8 = compression_ratio(paths["fp32"], paths["int8"])
+    assert "bytes_packed" not in int8
+    assert 3.5 < int8["ratio_in_memory"] < 4.0  # int8 weights, float biases

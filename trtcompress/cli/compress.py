@@ -149,6 +149,11 @@ def format_report(result) -> str:
     if "tensorrt" in r:
         lines += _trt_lines(r)
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
+    shipped = [f"packed for shipping {_x(c['ratio_packed'])} ({c['bytes_packed']:,} bytes, 'trtcompress pack')"] if "bytes_packed" in c else []
+    shipped.append(f"weights in memory {_x(c['ratio_in_memory'])} ({c['weight_bytes_in_memory_original']:,} -> {c['weight_bytes_in_memory_compressed']:,} bytes)")
+    if "bytes_engine" in c:
+        shipped.append(f"engine {c['bytes_engine']:,} bytes")
+    lines.append("  " + "; ".join(shipped))
     lines.append(f"pruning rate: {m['pruning_rate']['percent']:.2f}% ({m['pruning_rate']['pruned']:,} of {m['pruning_rate']['total']:,} parameters)")
     if m["quantization_error"]:
         q = m["quantization_error"]

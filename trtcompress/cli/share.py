@@ -20,7 +20,7 @@ HELP = {
     "min_size": "leave weights with fewer elements float",
     "prune": "first zero this fraction of each layer's smallest weights (unstructured, no fine-tuning)",
     "keep_zeros": "keep exact zeros as their own centroid, so pruning survives",
-    "iters": "k-means iterations at most",
+    "iters": "k-means iterations at most (0: the initial centroids, as TF-MOT has them before fine-tuning)",
     "seed": "seed of the kmeans++ initialisation",
     "rule": "how each layer's count is chosen: bits (fixed), error (fewest bits within --error on --calib), size (--mean-bits budget spent where it removes most error)",
     "error": "rule error: relative output error allowed per layer on the calibration data",

@@ -45,7 +45,7 @@ class ShareConfig(Config):
     min_size: int = 1024
     prune: float = 0.0
     keep_zeros: bool = True
-    iters: int = 30
+    iters: int = 30  # Lloyd iterations; 0 keeps the initial centroids (TF-MOT before its fine-tuning)
     seed: int = 0
     rule: str = "bits"
     error: float = 0.05
@@ -74,8 +74,8 @@ class ShareConfig(Config):
         bad = [o for o in self.op_types if o not in SHARE_OPS]
         if bad or not self.op_types:
             raise ConfigError(f"share op_types {', '.join(bad) or '(none)'} not supported; choose from {', '.join(SHARE_OPS)}")
-        if self.min_size < 1 or self.iters < 1:
-            raise ConfigError("share min_size and iters must be at least 1")
+        if self.min_size < 1 or self.iters < 0:
+            raise ConfigError("share min_size must be at least 1 and iters at least 0")
         if self.rule not in SHARE_RULES:
             raise ConfigError(f"share rule {self.rule!r} is not one of {', '.join(SHARE_RULES)}")
         if not 1 <= self.min_bits <= 8:
