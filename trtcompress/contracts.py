@@ -14,7 +14,9 @@ gain from that order, is refused and the message names the order that works (low
 the factors are dense; anything that rewrites weights after quantize: the calibrated ranges no
 longer fit them). One that still gives a usable model in that order is warned about (pruning
 after quantize: the zeros stay zeros, but the per-channel scales were fitted to the dense
-weights, so accuracy is lower than pruning first).
+weights, so accuracy is lower than pruning first). A stage that turns a property into another
+form on purpose consumes it (quantize decodes shared weights into int8 weights): no message, and
+the property is no longer checked after that stage.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["After", "PROPERTIES", "measure", "check_sequence", "check_after"]
+__all__ = ["After", "PROPERTIES", "measure", "check_sequence", "check_after", "consumed"]
 
 _QUANT_OPS = frozenset({
     "QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger",
@@ -42,15 +44,9 @@ def _quantized_nodes(model: Any) -> int:
 
 
 def _shared_weights(model: Any) -> int:
-    """Codebook decodes as the share stage writes them: Gather/GatherElements of an initializer at
-    indices cast from a uint8 initializer."""
-    inits = {t.name: t.data_type for t in model.graph.initializer}
-    casts = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Cast"}
-    return sum(
-        1 for n in model.graph.node
-        if n.op_type in ("Gather", "GatherElements") and n.input[0] in inits
-        and inits.get(casts.get(n.input[1], "")) == 2  # TensorProto.UINT8
-    )
+    from .metrics import shared_weights
+
+    return len(shared_weights(model))
 
 
 # property -> (count of where it holds in an ONNX model, what to call it in a message)
@@ -65,7 +61,7 @@ PROPERTIES: dict[str, tuple[Callable[[Any], int], str]] = {
 class After:
     """What a stage does when an earlier stage established ``property``."""
 
-    action: Literal["refuse", "warn"]
+    action: Literal["refuse", "warn", "consume"]
     reason: str
 
 
@@ -87,15 +83,22 @@ def check_sequence(stages: Sequence[tuple[str, Any]]) -> list[tuple[int, str]]:
         after: Mapping[str, After] = getattr(entry, "after", {}) or {}
         for prop, by in established.items():
             rule = after.get(prop)
-            if rule is None:
+            if rule is None or rule.action == "consume":
                 continue
             msg = f"stage {name!r} after {by!r}: {rule.reason}"
             if rule.action == "refuse":
                 raise ConfigError(msg)
             warnings.append((i, msg))
+        for prop in consumed(entry):
+            established.pop(prop, None)
         for prop in getattr(entry, "ensures", ()) or ():
             established.setdefault(prop, name)
     return warnings
+
+
+def consumed(entry: Any) -> list[str]:
+    """The properties a stage turns into another form on purpose."""
+    return [p for p, rule in (getattr(entry, "after", {}) or {}).items() if rule.action == "consume"]
 
 
 def check_after(name: str, before: Mapping[str, int], after: Mapping[str, int], established: Mapping[str, str]) -> str | None:

@@ -44,11 +44,11 @@ def shared_weights(model: onnx.ModelProto) -> dict[str, str]:
     """Codebook -> index initializer of each weight decoded as ``Gather(codebook, Cast(indices))``
     (the share stage's form, per layer or per channel)."""
     producers = {o: n for n in model.graph.node for o in n.output}
-    inits = {t.name for t in model.graph.initializer}
+    inits = {t.name: t.data_type for t in model.graph.initializer}
     out = {}
     for n in model.graph.node:
         cast = producers.get(n.input[1]) if n.op_type in ("Gather", "GatherElements") and n.input[0] in inits else None
-        if cast is not None and cast.op_type == "Cast" and cast.input[0] in inits:
+        if cast is not None and cast.op_type == "Cast" and inits.get(cast.input[0]) == onnx.TensorProto.UINT8:
             out[n.input[0]] = cast.input[0]
     return out
 

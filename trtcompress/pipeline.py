@@ -11,7 +11,7 @@ import time
 from typing import Any, Sequence, Union
 
 from .config import Config
-from .contracts import PROPERTIES, check_after, check_sequence, measure
+from .contracts import PROPERTIES, check_after, check_sequence, consumed, measure
 from .errors import StageError, UserError
 from .rundir import RunDir
 from .stage import StageFn, StageResult, get_stage
@@ -85,6 +85,8 @@ class Pipeline:
             if not isinstance(result, StageResult):
                 raise TypeError(f"stage {name!r} returned {type(result).__name__}, not StageResult")
             ensures = getattr(self.entries[i], "ensures", ())
+            for prop in consumed(self.entries[i]):
+                established.pop(prop, None)
             after = measure(result.model, sorted(set(established) | set(ensures)))
             broken = check_after(name, counts, after, established)
             if broken:

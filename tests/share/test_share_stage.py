@@ -146,9 +146,12 @@ def test_prune_then_share_keeps_2to4_and_sparsify_leaves_shared_weights_alone(fp
     assert any("weight is shared" in r for r in reasons), reasons
 
 
-def test_quantize_after_share_is_refused_before_anything_runs(fp32):
+def test_quantize_after_share_consumes_the_shared_weights(fp32):
+    """quantize decodes shared weights (tests/share/test_int8_grid.py runs it): no warning, and the
+    property is not checked after it; sharing a quantized model is still refused."""
     from trtcompress.pipeline import Pipeline
     from trtcompress.stages.quantize import QuantizeConfig
 
-    with pytest.raises(ConfigError, match="shared weights are decoded at run time"):
-        Pipeline([ShareConfig(bits=4), QuantizeConfig(calib="unused.npy")]).run(fp32)
+    assert Pipeline([ShareConfig(bits=4), QuantizeConfig(calib="unused.npy")]).warnings == []
+    with pytest.raises(ConfigError, match="run share before quantize"):
+        Pipeline([QuantizeConfig(calib="unused.npy"), ShareConfig(bits=4)])

@@ -58,6 +58,7 @@ class Clustered:
     decoded: np.ndarray  # the shared weight, in the weight's shape and dtype
     work: np.ndarray  # the weight clustered (after any pruning), float64
     last: bool = False  # per channel: channel axis last (MatMul, Gemm without transB)
+    scale: np.ndarray | None = None  # int8 grid: the per-channel scale, shaped to broadcast over the weight
 
 
 @dataclasses.dataclass

@@ -26,6 +26,12 @@ class ShareConfig(Config):
     no fine-tuning). ``granularity`` ``channel`` gives each output channel its own codebook.
     Weights with fewer than ``min_size`` elements stay float: their codebook would cost as much.
 
+    ``int8_grid`` puts the shared values on each output channel's INT8 grid: the weight is divided
+    by the per-channel scale the quantizer will give it (max |w| / 127), clustered per layer into
+    integer levels (±127 kept, so the scale stays) and decoded as ``level * scale``. A later
+    ``quantize`` then finds exactly those levels as the int8 weights, and ``--weights int8`` ships
+    them as int8 tensors that ``pack`` entropy-codes.
+
     ``rule`` picks each layer's count (``layer_bits`` entries still fix theirs): ``bits`` uses
     ``bits``/``clusters``; ``error`` the fewest bits in ``min_bits``..8 whose layer output on
     calibration data (``calib``) is within ``error`` relative error of the float layer (a layer
@@ -47,6 +53,7 @@ class ShareConfig(Config):
     keep_zeros: bool = True
     iters: int = 30  # Lloyd iterations; 0 keeps the initial centroids (TF-MOT before its fine-tuning)
     seed: int = 0
+    int8_grid: bool = False
     rule: str = "bits"
     error: float = 0.05
     mean_bits: float = 4.0
@@ -76,6 +83,8 @@ class ShareConfig(Config):
             raise ConfigError(f"share op_types {', '.join(bad) or '(none)'} not supported; choose from {', '.join(SHARE_OPS)}")
         if self.min_size < 1 or self.iters < 0:
             raise ConfigError("share min_size must be at least 1 and iters at least 0")
+        if self.int8_grid and self.granularity != "layer":
+            raise ConfigError("share int8_grid takes per-layer codebooks (the per-channel INT8 scale already adapts each channel); use granularity layer")
         if self.rule not in SHARE_RULES:
             raise ConfigError(f"share rule {self.rule!r} is not one of {', '.join(SHARE_RULES)}")
         if not 1 <= self.min_bits <= 8:

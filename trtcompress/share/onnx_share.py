@@ -146,6 +146,8 @@ def cluster(layer: Layer, k: int, config: ShareConfig) -> Clustered:
     if config.prune > 0:
         cut = np.quantile(np.abs(work), config.prune)
         work = np.where(np.abs(work) <= cut, 0.0, work)
+    if config.int8_grid:
+        return _int8_grid(layer, k, work, config)
     if config.granularity == "layer":
         book, idx = kmeans_1d(work, k, config.init, config.iters, config.seed, config.keep_zeros)
         book = book.astype(weight.dtype)
@@ -161,6 +163,34 @@ def cluster(layer: Layer, k: int, config: ShareConfig) -> Clustered:
     return Clustered(k, np.ascontiguousarray(books.T if last else books), np.ascontiguousarray(idx.T if last else idx), decoded, work, last)
 
 
+def _int8_grid(layer: Layer, k: int, work: np.ndarray, config: ShareConfig) -> Clustered:
+    """Integer levels shared by the layer, times each output channel's INT8 scale.
+
+    The scale is the quantizer's own (``weight_amax / 127``, float32), and each channel's largest
+    |w| is exactly ±127 in its units, so ±127 stay levels: the decoded channel keeps its max |w| and
+    quantize recomputes the same scale, rounding the decoded weight back to exactly these levels.
+    """
+    from ..quant.scales import scales_from_amax, weight_amax
+
+    weight = layer.weight
+    axis = _channel_axis(layer.node, weight.ndim)
+    scale = scales_from_amax(weight_amax(work.astype(np.float32), axis))
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    scale = scale.reshape(shape)
+    units = work / scale.astype(np.float64)
+    book, _ = kmeans_1d(units, k, config.init, config.iters, config.seed, config.keep_zeros)
+    book = np.clip(np.round(book), -127, 127)
+    if units.min() <= -126.5:
+        book[np.argmin(book)] = -127
+    if units.max() >= 126.5:
+        book[np.argmax(book)] = 127
+    book = np.unique(book)
+    idx = np.searchsorted((book[1:] + book[:-1]) / 2, units).astype(np.uint8)  # nearest level; exact zeros stay 0
+    levels = book.astype(weight.dtype)
+    return Clustered(k, levels, idx, levels[idx] * scale.astype(weight.dtype), work, scale=scale.astype(weight.dtype))
+
+
 def _write(graph, layer: Layer, c: Clustered, config: ShareConfig, measure: Measure) -> dict[str, Any]:
     """Put ``c`` in the graph in place of the layer's weight; the layer's report."""
     import onnx_ir as ir
@@ -174,6 +204,9 @@ def _write(graph, layer: Layer, c: Clustered, config: ShareConfig, measure: Meas
     cast = ir.node("Cast", [i], {"to": ir.DataType.INT64}, name=f"{w.name}_share_cast")
     if config.granularity == "layer":
         nodes = [cast, ir.node("Gather", [b, cast.outputs[0]], {"axis": 0}, name=f"{w.name}_share_gather")]
+        if c.scale is not None:  # levels times the channel's INT8 scale: the float32 product numpy computes
+            s = add_initializer(graph, c.scale, f"{w.name}_share_scale")
+            nodes.append(ir.node("Mul", [nodes[-1].outputs[0], s], name=f"{w.name}_share_scale_mul"))
     else:
         s = add_initializer(graph, np.array(weight.shape, np.int64), f"{w.name}_shape")
         gather = ir.node("GatherElements", [b, cast.outputs[0]], {"axis": 0 if c.last else 1}, name=f"{w.name}_share_gather")
@@ -197,6 +230,7 @@ def _write(graph, layer: Layer, c: Clustered, config: ShareConfig, measure: Meas
         "rel_error": float(err / norm) if norm else 0.0,  # against the weight given (pruning included)
         "share_rel_error": float(share_err / norm) if norm else 0.0,
         "max_abs_error": float(np.max(np.abs(decoded - weight))),
+        **({"int8_levels": int(c.book.size)} if c.scale is not None else {}),
     }
     if measure.data:
         report["output_rel_error"] = measure.error(layer, c)

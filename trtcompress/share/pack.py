@@ -1,11 +1,14 @@
 """``pack``/``unpack``: a compact artifact for shipping an ONNX model, restored bit-exactly.
 
 The artifact is a zip (entries stored, each already compressed) holding ``manifest.json``, every
-uint8 initializer's bytes entropy-coded on their own, and the rest of the ONNX file LZMA-coded.
+one-byte initializer's bytes (shared weights' uint8 indices, int8 weights) entropy-coded on their
+own, and the rest of the ONNX file LZMA-coded.
 Index tensors are cut out of the file's bytes at recorded offsets and spliced back on unpack, so
 the restored file is the original byte for byte, by construction (no protobuf re-serialisation).
 Each index tensor is coded either as LZMA of its bytes or LZMA of its values bit-packed to the
-bits they need, whichever is smaller: LZMA's literal coder models skewed byte streams (mostly the
+bits they need, or LZMA of a table of the distinct byte values and each byte's position in it,
+bit-packed (an int8 weight quantized from shared levels holds few distinct values, scattered over
+the byte range): whichever is smallest. LZMA's literal coder models skewed byte streams (mostly the
 zero index after pruning) well, while near-uniform indices gain from the bit packing.
 
 Every entry carries the SHA-256 of its stored and of its decoded bytes, and the manifest the
@@ -29,7 +32,8 @@ from ..errors import ModelError
 __all__ = ["ArtifactError", "pack_bytes", "unpack_bytes", "pack_file", "unpack_file", "FORMAT"]
 
 FORMAT = "trtcompress-pack"
-VERSION = 1
+VERSION = 2  # 2 added the "levels" codec
+READS = (1, 2)
 _MIN_CUT = 64  # smaller uint8 tensors stay in the rest: an entry costs more than it saves
 _LZMA = {"format": lzma.FORMAT_XZ, "preset": 9}
 
@@ -61,7 +65,36 @@ def _uint8_slices(model_bytes: bytes) -> list[tuple[str, bytes]]:
         raise ModelError(f"not an ONNX model ({type(e).__name__}); give the .onnx file to pack") from None
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise ModelError("the model keeps weights in an external data file; pack takes a single-file ONNX (save it without external data)")
-    return [(t.name, t.raw_data) for t in model.graph.initializer if t.data_type == onnx.TensorProto.UINT8 and len(t.raw_data) >= _MIN_CUT]
+    one_byte = (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
+    return [(t.name, t.raw_data) for t in model.graph.initializer if t.data_type in one_byte and len(t.raw_data) >= _MIN_CUT]
+
+
+def _levels(values: np.ndarray) -> tuple[bytes, int]:
+    """The distinct bytes (count - 1, then the table) and each value's position, bit-packed."""
+    table, index = np.unique(values, return_inverse=True)
+    bits = max(1, (table.size - 1).bit_length())
+    return bytes([table.size - 1]) + table.tobytes() + _bitpack(index.astype(np.uint8), bits), bits
+
+
+def _unlevels(data: bytes, bits: int, count: int) -> bytes:
+    table = np.frombuffer(data[1:data[0] + 2], np.uint8)
+    index = np.frombuffer(_bitunpack(data[data[0] + 2:], bits, count), np.uint8)
+    return table[index].tobytes()
+
+
+def _encode(values: np.ndarray) -> tuple[str, int, bytes]:
+    """The smallest of the codecs: (codec, bits, stored bytes)."""
+    bits = max(1, int(values.max()).bit_length())
+    levels, level_bits = _levels(values)
+    options = [("u8", 8, values.tobytes()), ("bits", bits, _bitpack(values, bits)), ("levels", level_bits, levels)]
+    return min(((codec, b, lzma.compress(data, **_LZMA)) for codec, b, data in options), key=lambda c: len(c[2]))
+
+
+_DECODE = {
+    "u8": lambda data, bits, count: data,
+    "bits": _bitunpack,
+    "levels": _unlevels,
+}
 
 
 def pack_bytes(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
@@ -78,10 +111,7 @@ def pack_bytes(model_bytes: bytes) -> tuple[bytes, dict[str, Any]]:
     entries, tensors, rest, pos = {}, [], [], 0
     for n, (off, size, name) in enumerate(cuts):
         raw = model_bytes[off:off + size]
-        values = np.frombuffer(raw, np.uint8)
-        bits = max(1, int(values.max()).bit_length())
-        plain, packed = lzma.compress(raw, **_LZMA), lzma.compress(_bitpack(values, bits), **_LZMA)
-        codec, stored = ("u8", plain) if len(plain) <= len(packed) else ("bits", packed)
+        codec, bits, stored = _encode(np.frombuffer(raw, np.uint8))
         file = f"tensors/{n}.xz"
         entries[file] = stored
         tensors.append({"name": name, "offset": off, "size": size, "bits": bits, "codec": codec, "file": file,
@@ -135,8 +165,8 @@ def unpack_bytes(art: bytes, where: str = "artifact") -> bytes:
         raise ArtifactError(f"{where} is not a readable trtcompress pack ({type(e).__name__}: {e}); it is truncated or not made by 'trtcompress pack'") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ArtifactError(f"{where} is a zip but not a trtcompress pack (no {FORMAT} manifest)")
-    if manifest.get("version") != VERSION:
-        raise ArtifactError(f"{where} is pack format version {manifest.get('version')}; this trtcompress reads version {VERSION}: upgrade it")
+    if manifest.get("version") not in READS:
+        raise ArtifactError(f"{where} is pack format version {manifest.get('version')}; this trtcompress reads versions {', '.join(map(str, READS))}: upgrade it")
     try:
         with z:
             rest = _entry(z, manifest["rest"]["file"], manifest["rest"]["stored_sha256"], where)
@@ -145,7 +175,7 @@ def unpack_bytes(art: bytes, where: str = "artifact") -> bytes:
             parts, pos, removed = [], 0, 0  # pos: read position in rest; removed: bytes cut before it
             for t in manifest["tensors"]:
                 data = _entry(z, t["file"], t["stored_sha256"], where)
-                raw = data if t["codec"] == "u8" else _bitunpack(data, t["bits"], t["size"])
+                raw = _DECODE[t["codec"]](data, t["bits"], t["size"])
                 if len(raw) != t["size"] or _sha(raw) != t["sha256"]:
                     raise ArtifactError(f"{where}: checksum mismatch in the indices of {t['name']}; the artifact is corrupt")
                 at = t["offset"] - removed

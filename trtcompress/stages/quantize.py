@@ -245,17 +245,24 @@ def _plan(work: "ir.Model", config: QuantizeConfig, keep_float: dict[str, str] |
 
 @register_stage("quantize", QuantizeConfig, ensures=("quantized",), after={
     "quantized": After("refuse", "the model is already quantized; quantize the float model once (--table reuses a saved calibration for the other target)"),
-    "shared": After("refuse", "shared weights are decoded at run time and the Q/DQ forms need constant weights; quantize the float model, or ship the shared model (pack) without quantize"),
+    # the Q/DQ forms need constant weights: shared ones are decoded first; on the int8 grid
+    # (share --int8-grid) they quantize back to exactly their levels
+    "shared": After("consume", "quantize decodes shared weights into its int8 weights"),
 })
 def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     """Plan, calibrate, measure per-layer error, meet the accuracy target, write the target form."""
     if not isinstance(model, onnx.ModelProto):
         raise ModelError(f"the quantize stage takes an ONNX model, got {type(model).__name__}; export it first")
+    from ..share.decode import decode_shared
+
+    model, decoded = decode_shared(model)
     # a model over 2 GB is worked on with its weights held once, beside a light copy
     with held_weights(model) as base:
         out, report, artifacts = _quantize(base, config)
         materialize(out)
     check_model(out)
+    if decoded:
+        report["shared_weights_decoded"] = decoded
     return StageResult(out, report, artifacts)
 
 
