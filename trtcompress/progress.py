@@ -2,9 +2,9 @@
 
 On a terminal a :class:`Progress` redraws one line in place (``\\r``: count/total, percent, rate,
 ETA), at most every 0.1 s. Anywhere else (a log file, a CI job, a pipe) it prints plain lines at a
-bounded rate: one at the start, one each time another quarter of the total is done, one every
-``interval`` seconds (10 by default) in between, and one at the end; a log then grows by a handful
-of lines per task, never one per step. :func:`task` is a start and an end line with the elapsed
+bounded rate: one at the start, one each time another quarter of the total is done (a second or
+more after the line before), one every ``interval`` seconds (10 by default) in between, and one at
+the end; a log then grows by a handful of lines per task, never one per step. :func:`task` is a start and an end line with the elapsed
 time, for work without steps (an export, an engine build); :func:`note` prints a line without
 tearing a bar that is being drawn (the job's log goes through it).
 
@@ -24,7 +24,8 @@ from typing import Any, Callable, Iterator, TextIO
 __all__ = ["Progress", "configured", "enabled", "known_length", "note", "task"]
 
 _REDRAW = 0.1  # seconds between redraws on a terminal
-_QUARTERS = 4  # plain lines at each quarter of a known total
+_QUARTERS = 4  # plain lines at each quarter of a known total...
+_MIN_GAP = 1.0  # ...at least this many seconds after the line before (fast work: start and end only)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +163,7 @@ class Progress:
             return
         now = self._clock()
         quarter = self._quarter_of(self.n)
-        if quarter > self._quarter or now - self._last >= self.interval:
+        if (quarter > self._quarter and now - self._last >= _MIN_GAP) or now - self._last >= self.interval:
             self._quarter = quarter
             self._line(self._status())
 
@@ -188,7 +189,8 @@ class Progress:
     # -- formatting
 
     def _quarter_of(self, n: int) -> int:
-        return min(_QUARTERS, n * _QUARTERS // self.total) if self.total else 0
+        # the last quarter's line is the end line
+        return min(_QUARTERS - 1, n * _QUARTERS // self.total) if self.total else 0
 
     def _count(self) -> str:
         return f"{self.n}/{self.total} {self.unit}" if self.total is not None else f"{self.n} {self.unit}"
