@@ -2,9 +2,11 @@
 
 On a terminal a :class:`Progress` redraws one line in place (``\\r``: count/total, percent, rate,
 ETA), at most every 0.1 s. Anywhere else (a log file, a CI job, a pipe) it prints plain lines at a
-bounded rate: one at the start, one each time another quarter of the total is done (a second or
-more after the line before), one every ``interval`` seconds (10 by default) in between, and one at
-the end; a log then grows by a handful of lines per task, never one per step. :func:`task` is a start and an end line with the elapsed
+bounded rate: one when the first step is done (with a rate and an ETA to show), one each time
+another quarter of the total is done (a second or more after the line before), one every
+``interval`` seconds (10 by default) in between, and one at the end; a log then grows by a handful
+of lines per task, never one per step. Work that fails before its first step adds no line: the
+error is the one line a bad input gets. :func:`task` is a start and an end line with the elapsed
 time, for work without steps (an export, an engine build); :func:`note` prints a line without
 tearing a bar that is being drawn (the job's log goes through it).
 
@@ -136,6 +138,7 @@ class Progress:
         self._start = self._last = clock()
         self._info: dict[str, Any] = {}
         self._drawn = 0  # characters of the line drawn last on a terminal
+        self._lines = 0  # plain lines printed
         self._quarter = self._quarter_of(initial)
         self._closed = False
         if not self.enabled:
@@ -143,8 +146,6 @@ class Progress:
         if self.tty:
             _active.append(self)
             self._draw(force=True)
-        else:
-            self._line(self._status())
 
     def __enter__(self) -> "Progress":
         return self
@@ -163,7 +164,8 @@ class Progress:
             return
         now = self._clock()
         quarter = self._quarter_of(self.n)
-        if (quarter > self._quarter and now - self._last >= _MIN_GAP) or now - self._last >= self.interval:
+        first = self._lines == 0 and (self.total is None or self.n < self.total)
+        if first or (quarter > self._quarter and now - self._last >= _MIN_GAP) or now - self._last >= self.interval:
             self._quarter = quarter
             self._line(self._status())
 
@@ -183,7 +185,7 @@ class Progress:
             _write(self.stream, "\n")
             if self in _active:
                 _active.remove(self)
-        else:
+        elif self._lines or not failed:
             self._line(text)
 
     # -- formatting
@@ -215,6 +217,7 @@ class Progress:
 
     def _line(self, text: str) -> None:
         self._last = self._clock()
+        self._lines += 1
         if not _write(self.stream, text + "\n"):
             self.enabled = False
 
@@ -243,16 +246,12 @@ def _fmt(v: Any) -> str:
 
 @contextlib.contextmanager
 def task(desc: str, enabled: bool = True) -> Iterator[None]:
-    """``desc ...`` when the work starts and ``desc: done in 3.2 s`` (or ``failed after``) when it ends."""
+    """``desc ...`` when the work starts and ``desc: done in 3.2 s`` when it ends (a failure says
+    nothing more: its error follows)."""
     show = enabled and _settings.enabled
     if show:
         note(f"{desc} ...")
     start = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        if show:
-            note(f"{desc}: failed after {_duration(time.monotonic() - start)}")
-        raise
+    yield
     if show:
         note(f"{desc}: done in {_duration(time.monotonic() - start)}")
