@@ -117,3 +117,12 @@ def test_task_prints_start_and_end_with_elapsed_time():
             pass
     lines = out.getvalue().splitlines()
     assert lines[0] == "exporting net to ONNX ..." and lines[1].startswith("exporting net to ONNX: done in 0.")
+
+
+def test_a_bar_left_open_by_an_error_is_ended_before_the_error_line():
+    term = Terminal()
+    bar = Progress("work", 10, stream=term)  # as a loop that raised past its bar leaves it
+    bar.update(1)
+    progress.end_all()
+    assert not progress._active and term.getvalue().endswith("\n")
+    assert term.getvalue().split("\r")[-1].startswith("work: stopped at 1/10 step")

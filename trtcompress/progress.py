@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Any, Callable, Iterator, TextIO
 
-__all__ = ["Progress", "configured", "enabled", "known_length", "note", "task"]
+__all__ = ["Progress", "configured", "enabled", "end_all", "known_length", "note", "task"]
 
 _REDRAW = 0.1  # seconds between redraws on a terminal
 _QUARTERS = 4  # plain lines at each quarter of a known total...
@@ -53,6 +53,13 @@ def configured(enabled: bool | None = None, stream: TextIO | None = None, interv
         yield
     finally:
         _settings = before
+
+
+def end_all() -> None:
+    """End every bar still being drawn as stopped (work that raised past its bar), so what is
+    printed next, an error, starts on a line of its own."""
+    while _active:
+        _active[-1].close(failed=True)
 
 
 def enabled() -> bool:
@@ -174,6 +181,8 @@ class Progress:
         if self._closed:
             return
         self._closed = True
+        if self in _active:
+            _active.remove(self)
         if not self.enabled:
             return
         elapsed = self._clock() - self._start
@@ -183,8 +192,6 @@ class Progress:
         if self.tty:
             self._draw(text=text, force=True)
             _write(self.stream, "\n")
-            if self in _active:
-                _active.remove(self)
         elif self._lines or not failed:
             self._line(text)
 

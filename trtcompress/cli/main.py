@@ -129,6 +129,7 @@ def _streams(quiet: bool, as_json: bool) -> Iterator[None]:
             stack.enter_context(contextlib.redirect_stderr(sink))
         elif as_json:
             stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+        stack.callback(progress.end_all)
         yield
 
 
