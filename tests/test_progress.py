@@ -126,3 +126,11 @@ def test_a_bar_left_open_by_an_error_is_ended_before_the_error_line():
     progress.end_all()
     assert not progress._active and term.getvalue().endswith("\n")
     assert term.getvalue().split("\r")[-1].startswith("work: stopped at 1/10 step")
+
+
+def test_terminal_line_is_cut_to_the_width_so_it_never_wraps(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "30")
+    term = Terminal()
+    _run(term, 5, 5, 1.0)
+    frames = term.getvalue().rstrip("\n").split("\r")[1:]
+    assert frames and all(len(f) <= 29 for f in frames)

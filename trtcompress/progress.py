@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import shutil
+import io
+import os
 import sys
 import time
 from typing import Any, Callable, Iterator, TextIO
@@ -86,6 +87,18 @@ def _isatty(stream: TextIO) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def _columns(stream: TextIO) -> int:
+    """The width of the terminal ``stream`` is on (COLUMNS wins, as for shutil); 80 when unknown."""
+    try:
+        return int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(stream.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError, io.UnsupportedOperation):
+        return 80
 
 
 def _write(stream: TextIO, text: str) -> bool:
@@ -234,7 +247,7 @@ class Progress:
             return
         self._last = now
         text = text if text is not None else self._status()
-        width = shutil.get_terminal_size((80, 24)).columns - 1
+        width = _columns(self.stream) - 1
         text = text[:width]  # a wrapped line could not be redrawn in place
         # pad over the longer line drawn before instead of an escape sequence (TERM=dumb has none)
         if not _write(self.stream, "\r" + text.ljust(self._drawn)):
