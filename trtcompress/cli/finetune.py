@@ -26,7 +26,7 @@ FIELD_HELP = {
     "checkpoint_dir": "write checkpoints here",
     "checkpoint_every": "steps between checkpoints",
     "resume": "continue from the last checkpoint in --checkpoint-dir",
-    "progress": "progress bar",
+    "progress": "training progress on stderr (one redrawn line on a terminal, plain lines otherwise)",
     "threads": "torch threads (0: default)",
 }
 
