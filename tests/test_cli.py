@@ -82,8 +82,9 @@ def test_export_cli(tmp_path):
         "def make():\n    torch.manual_seed(0)\n    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))\n"
     )
     r = cli("export", "net.py:make", "--input", "x:1x3x8x8", "-o", "net.onnx", "--json", cwd=tmp_path, check=True)
-    out = json.loads(r.stdout)
+    out = json.loads(r.stdout)  # the whole of stdout: the exporter's own chatter goes to stderr
     assert out["exporter"] in ("dynamo", "torchscript") and out["check"]["random"]["max_abs"] < 1e-5
+    assert "exporting net.py:make to ONNX ..." in r.stderr and "exporting net.py:make to ONNX: done in" in r.stderr
     assert (tmp_path / "net.onnx").exists()
 
 

@@ -19,7 +19,6 @@ _EXTRAS = {
     "tensorrt": "trt",
     "cuda": "trt",  # cuda-python>=12: cuda.bindings.runtime (12.6+) or cuda.cudart
     "pycuda": "trt",
-    "tqdm": "core",
     "PIL": "core",
 }
 

@@ -35,6 +35,7 @@ from .config import Config
 from .data.base import batch_size_of, model_inputs
 from .data.options import DataOptions, open_data
 from .errors import ConfigError, DataError, MissingDependencyError
+from .progress import Progress
 from .runners import RunnerOptions, make_runner
 
 __all__ = ["BenchConfig", "BenchResult", "bench", "latency_stats"]
@@ -120,51 +121,64 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
     results: dict[int, dict[str, dict[str, float]]] = {}
     ratios: dict[int, dict[str, float]] = {}
     runners = [make_runner(m, backend, options, name=label) for m, label in zip(models, labels)]
-    for batch in config.batch_sizes:
-        feeds = [_feed(m, batch, config) for m in models]
-        times: list[list[float]] = [[] for _ in runners]
-        gpu_times: list[list[float]] = [[] for _ in runners]
-        gpu_facts: list[dict[str, Any]] = [{} for _ in runners]
-        rounds = config.rounds if config.duration else min(config.rounds, config.iterations)
-        planned = [config.iterations // rounds + (r < config.iterations % rounds) for r in range(rounds)]
-        share = config.budget / len(runners) / rounds if config.budget and not config.duration else None  # seconds a turn
-        for rnd in range(rounds):
-            for r, feed, t, gt, gf in zip(runners, feeds, times, gpu_times, gpu_facts):
-                with r:  # one live session at a time (see the module docstring)
-                    n_turn, warmup = _plan_turn(config, planned[rnd], share, t)
-                    k = 0
-                    while k < warmup:
-                        r.infer(feed, check_inputs=False)
-                        k += 1
-                        if k == 1 and share is not None and not t:  # no timed run yet: this one is the estimate
-                            n_turn, warmup = _within(share, r.last_inference_time(), n_turn, warmup)
-                    deadline = time.perf_counter() + config.duration / rounds if config.duration else None
-                    n = 0
-                    while (deadline is None and n < n_turn) or (deadline is not None and (n == 0 or time.perf_counter() < deadline)):
-                        r.infer(feed, check_inputs=False)
-                        t.append(r.last_inference_time())
-                        n += 1
-                    gpu_timer = getattr(r, "gpu_latency_ms", None)
-                    if gpu_timer is not None and gf.get("skipped") is None:  # as many runs as end-to-end
-                        try:
-                            ms, facts = gpu_timer(feed, n, warmup, config.cuda_graph)
-                        except MissingDependencyError as e:  # no cuda-python/torch: end-to-end time only
-                            gf["skipped"] = str(e)
-                            if log:
-                                log(f"no GPU compute time for {r.name}: {e}")
-                            continue
-                        gt.extend(m / 1e3 for m in ms)
-                        gf.update(facts)
-            if log:
-                log(f"batch {batch}: round {rnd + 1}/{rounds}")
-        results[batch] = {label: latency_stats(t, batch) for label, t in zip(labels, times)}
-        for label, gt, gf in zip(labels, gpu_times, gpu_facts):
-            if gt:
-                results[batch][label]["gpu"] = {**latency_stats(gt, batch), **gf}
-        on_gpu = all("gpu" in results[batch][label] for label in labels)
-        p50 = {label: (results[batch][label]["gpu"] if on_gpu else results[batch][label])["p50_ms"] for label in labels}
-        ratios[batch] = {label: p50[labels[0]] / p50[label] for label in labels}
+    turns = _rounds(config) * len(config.batch_sizes) * len(runners)
+    with Progress("benchmarking", turns, unit="turn") as bar:
+        for batch in config.batch_sizes:
+            _bench_batch(batch, models, labels, runners, config, results, ratios, bar, log)
     return BenchResult([str(m) for m in models], backend, options.threads, results, ratios)
+
+
+def _bench_batch(batch: int, models, labels: list[str], runners, config: BenchConfig, results, ratios, bar: Progress, log) -> None:
+    """Measure every model at ``batch`` in interleaved rounds into ``results`` and ``ratios``."""
+    feeds = [_feed(m, batch, config) for m in models]
+    times: list[list[float]] = [[] for _ in runners]
+    gpu_times: list[list[float]] = [[] for _ in runners]
+    gpu_facts: list[dict[str, Any]] = [{} for _ in runners]
+    rounds = _rounds(config)
+    planned = [config.iterations // rounds + (r < config.iterations % rounds) for r in range(rounds)]
+    share = config.budget / len(runners) / rounds if config.budget and not config.duration else None  # seconds a turn
+    for rnd in range(rounds):
+        for r, feed, t, gt, gf in zip(runners, feeds, times, gpu_times, gpu_facts):
+            with r:  # one live session at a time (see the module docstring)
+                n_turn, warmup = _plan_turn(config, planned[rnd], share, t)
+                k = 0
+                while k < warmup:
+                    r.infer(feed, check_inputs=False)
+                    k += 1
+                    if k == 1 and share is not None and not t:  # no timed run yet: this one is the estimate
+                        n_turn, warmup = _within(share, r.last_inference_time(), n_turn, warmup)
+                deadline = time.perf_counter() + config.duration / rounds if config.duration else None
+                n = 0
+                while (deadline is None and n < n_turn) or (deadline is not None and (n == 0 or time.perf_counter() < deadline)):
+                    r.infer(feed, check_inputs=False)
+                    t.append(r.last_inference_time())
+                    n += 1
+                bar.update(1, batch=batch)
+                gpu_timer = getattr(r, "gpu_latency_ms", None)
+                if gpu_timer is not None and gf.get("skipped") is None:  # as many runs as end-to-end
+                    try:
+                        ms, facts = gpu_timer(feed, n, warmup, config.cuda_graph)
+                    except MissingDependencyError as e:  # no cuda-python/torch: end-to-end time only
+                        gf["skipped"] = str(e)
+                        if log:
+                            log(f"no GPU compute time for {r.name}: {e}")
+                        continue
+                    gt.extend(m / 1e3 for m in ms)
+                    gf.update(facts)
+        if log:
+            log(f"batch {batch}: round {rnd + 1}/{rounds}")
+    results[batch] = {label: latency_stats(t, batch) for label, t in zip(labels, times)}
+    for label, gt, gf in zip(labels, gpu_times, gpu_facts):
+        if gt:
+            results[batch][label]["gpu"] = {**latency_stats(gt, batch), **gf}
+    on_gpu = all("gpu" in results[batch][label] for label in labels)
+    p50 = {label: (results[batch][label]["gpu"] if on_gpu else results[batch][label])["p50_ms"] for label in labels}
+    ratios[batch] = {label: p50[labels[0]] / p50[label] for label in labels}
+
+
+def _rounds(config: BenchConfig) -> int:
+    """Interleaved rounds per batch size (no more than one per iteration)."""
+    return config.rounds if config.duration else min(config.rounds, config.iterations)
 
 
 def _plan_turn(config: BenchConfig, planned: int, share: float | None, times: list[float]) -> tuple[int, int]:

@@ -22,6 +22,7 @@ from .data.base import FeedSource, batch_size_of, model_inputs
 from .errors import ConfigError, DataError, ModelError
 from .model_io import load_model
 from .output_kinds import DEFAULT_THRESHOLDS, DENSE_CHANGE, detect_kind, find_mask, is_probability_rows, parse_output_kinds
+from .progress import Progress, known_length
 from .runners import RunnerOptions, make_runner
 from .runners.registry import ENGINE_SUFFIXES
 
@@ -236,7 +237,11 @@ def compare(base: str | os.PathLike, candidate: str | os.PathLike, source: FeedS
         options = exact_qdq_options(candidate, options)
     rb = make_runner(base, base_backend, options if base_backend == backend else base_options, name=str(base))
     rc = make_runner(candidate, backend, options, name=str(candidate))
-    result = compare_runners(rb, rc, source, config, progress)
+    if progress is not None:
+        result = compare_runners(rb, rc, source, config, progress)
+    else:
+        with Progress("comparing", known_length(source), unit="feed") as bar:
+            result = compare_runners(rb, rc, source, config, lambda n: bar.update(1))
     result.runner = options.to_dict()
     return result
 

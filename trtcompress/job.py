@@ -168,7 +168,6 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
         else:
             from .torch_export import export
 
-            log(f"exporting {config.model}")
             data = _data_factory(config)
             export_config = config.export
             if target is not None:

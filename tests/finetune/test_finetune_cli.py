@@ -19,7 +19,7 @@ from trtcompress.finetune import open_training_data  # noqa: E402
 def _cli(argv):
     p = argparse.ArgumentParser()
     verb.add_parser(p.add_subparsers())
-    return verb.run(p.parse_args(["finetune", *argv]))
+    return verb.run(p.parse_args(["finetune", *argv])).code
 
 
 @pytest.fixture
@@ -71,3 +71,19 @@ def test_registered_verb_reports_user_errors_in_one_line(tmp_path, teacher_file,
     rc = main(["finetune", "--teacher", f"{teacher_file}:teacher", "--transform", "svd", "--data", "digits", "-o", str(tmp_path / "x.onnx"), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "unknown student transform 'svd'" in err and len(err.splitlines()) == 1
+
+
+def test_finetune_json_and_progress_lines(tmp_path, teacher_file, capfd):
+    """--json: the report on stdout, the training progress as plain lines on stderr (not a terminal)."""
+    from trtcompress.cli.main import main
+
+    out = tmp_path / "s.onnx"
+    capfd.readouterr()
+    rc = main(["finetune", "--teacher", f"{teacher_file}:teacher", "--transform", "lowrank:rule=energy,energy=0.9", "--data", "digits",
+               "--steps", "5", "--threads", "1", "-o", str(out), "--json"])
+    stdout, err = capfd.readouterr()
+    assert rc == 0, err
+    doc = json.loads(stdout)
+    assert doc["finetune"]["steps"] == 5 and doc["written"] == [str(out), str(out.with_suffix(".json"))]
+    assert "\r" not in err and "finetune: done, 5/5 step in" in err and "loss=" in err
+    assert "to ONNX" not in stdout

@@ -5,9 +5,8 @@ Models are measured in interleaved rounds in one run; ratios are against the fir
 from __future__ import annotations
 
 import argparse
-import json
 
-from .common import add_config_args, add_runner_args, config_from_args, runner_options
+from .common import Output, add_config_args, add_runner_args, config_from_args, runner_options
 
 
 HELP = {
@@ -31,21 +30,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="measure latency percentiles and throughput; ratios between models", description=__doc__)
     p.add_argument("models", nargs="+", help="ONNX models or TensorRT engines (.engine: run on TensorRT); the first is the baseline")
     add_config_args(p, BenchConfig, help=HELP, flags={"inputs": "--input"}, split=("batch_sizes",), metavars={"batch_sizes": "N,N", "inputs": "NAME:DIMS[:DTYPE]"})
-    p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..benchmark import BenchConfig, bench
 
     config = config_from_args(args, BenchConfig)
     result = bench(args.models, config, backend=args.backend, options=runner_options(args))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(format_bench(result))
-    return 0
+    return Output(result.to_dict(), lambda: format_bench(result))
 
 
 def format_bench(result) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
+
+from .common import Output
 
 HELP = "build a TensorRT engine from an ONNX model (--dry-run: show the configuration and trtexec line)"
 
@@ -43,7 +44,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX model (FP32, FP16 or explicit Q/DQ)")
     p.add_argument("-o", "--output", help="engine path (default: MODEL with .engine)")
     p.add_argument("--dry-run", action="store_true", help="print the builder configuration and trtexec command; needs no TensorRT")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     g = p.add_argument_group("build options")
     hints = typing.get_type_hints(BuildConfig)
     for f in dataclasses.fields(BuildConfig):
@@ -72,7 +72,7 @@ def config_from_args(args: argparse.Namespace):
     return BuildConfig(**changes)
 
 
-def _dry_run(args, config) -> int:
+def _dry_run(args, config) -> Output:
     from ..errors import ConfigError
     from ..model_io import save_model, load_model
     from ..trt.build import DRY_RUN_VERSIONS, plan_build
@@ -109,9 +109,10 @@ def _dry_run(args, config) -> int:
             out = fp16_onnx_path(args.model)
             save_model(convert_to_fp16(load_model(args.model)).model, out)
             results[-1]["fp16_onnx"] = out
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
+    return Output(results, lambda: _show_plans(results))
+
+
+def _show_plans(results: list[dict]) -> None:
     for r in results:
         print(f"== TensorRT {r['tensorrt']}")
         if "error" in r:
@@ -132,10 +133,9 @@ def _dry_run(args, config) -> int:
         if r.get("fp16_onnx"):
             print(f"   wrote the float16 ONNX {r['fp16_onnx']}")
         print("   " + r["trtexec"].replace("\n", "\n   "))
-    return 0
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from pathlib import Path
 
     config = config_from_args(args)
@@ -146,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
     from ..trt.build import build_engine
 
     result = build_engine(args.model, args.output, config)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, default=str))
-        return 0
+    return Output(result.to_dict(), lambda: _show_build(result))
+
+
+def _show_build(result) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in result.report.get("precision_counts", {}).items())
     sp = result.report.get("sparsity", {})
     print(f"built {result.engine_path} with TensorRT {result.tensorrt_version} on {result.gpu['name']} in {result.seconds:.1f} s")
@@ -156,4 +157,3 @@ def run(args: argparse.Namespace) -> int:
     for w in result.warnings:
         print(f"WARNING: {w}")
     print(f"wrote {result.engine_path} and {result.sidecar_path}")
-    return 0

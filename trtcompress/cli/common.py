@@ -1,4 +1,4 @@
-"""Argument groups shared by verbs; each maps onto one API object."""
+"""Argument groups shared by verbs; each maps onto one API object. :class:`Output` is what a verb returns."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,29 @@ import typing
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..data.options import DataOptions
+from ..progress import note
 from ..runners import RunnerOptions
+
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """A verb's outcome, printed by ``cli.main`` for every verb alike: ``data`` is the JSON document
+    ``--json`` prints; ``text`` the human summary (a string, or a function returning one or
+    printing it) printed otherwise, never under ``--quiet``; ``code`` the exit status."""
+
+    data: Any
+    text: str | Callable[[], str | None] | None = None
+    code: int = 0
+
+    def show(self) -> None:
+        text = self.text() if callable(self.text) else self.text
+        if text:
+            print(text)
+
+
+def log(message: str) -> None:
+    """A verb's log line (on stderr; off under --quiet; a progress line being drawn is kept whole)."""
+    note(message)
 
 
 _RUNNER_HELP = {
@@ -184,15 +206,12 @@ def add_stage_verb_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("model", help="ONNX file")
     p.add_argument("-o", "--output", required=True, help=f"where to write the {what} ONNX file")
     p.add_argument("--report", default=None, metavar="JSON", help="write the full report to this file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_normalize_arg(p)
 
 
-def run_stage_verb(args: argparse.Namespace, stage, config_type, summary) -> int:
+def run_stage_verb(args: argparse.Namespace, stage, config_type, summary) -> Output:
     """Run ``stage`` (normalized first unless --no-normalize) on ``args.model`` with the config the
     flags give, write the model and the report; ``summary(report, config)`` prints the human lines."""
-    import json
-
     from ..fileio import write_json
     from ..model_io import load_model, save_model
 
@@ -202,11 +221,11 @@ def run_stage_verb(args: argparse.Namespace, stage, config_type, summary) -> int
     report = result.report
     if args.report:
         write_json(args.report, report)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return 0
-    if normalize_line(report):
-        print(normalize_line(report))
-    summary(report, config)
-    print(f"wrote {args.output}")
-    return 0
+
+    def show() -> None:
+        if normalize_line(report):
+            print(normalize_line(report))
+        summary(report, config)
+        print(f"wrote {args.output}")
+
+    return Output({**report, "written": [str(args.output)] + ([str(args.report)] if args.report else [])}, show)

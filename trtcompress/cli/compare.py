@@ -5,9 +5,8 @@ Exit status: 0 when every tolerance holds, 1 when one fails, 2 on a usage or inp
 from __future__ import annotations
 
 import argparse
-import json
 
-from .common import add_config_args, add_data_args, add_runner_args, config_from_args, data_options, runner_options
+from .common import Output, add_config_args, add_data_args, add_runner_args, config_from_args, data_options, runner_options
 
 
 COMPARE_HELP = {
@@ -38,11 +37,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_data_args(p, default="random:4")
     add_runner_args(p)
     add_verdict_args(p)
-    p.add_argument("--json", action="store_true", help="print the full result as JSON")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..comparison import CompareConfig, compare
     from ..data.base import model_inputs
     from ..data.options import open_data
@@ -50,11 +48,7 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args, CompareConfig)
     source = open_data(args.data, model_inputs(args.base), data_options(args))
     result = compare(args.base, args.candidate, source, config, backend=args.backend, options=runner_options(args))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        print(format_compare(result))
-    return 0 if result.passed else 1
+    return Output(result.to_dict(), lambda: format_compare(result), 0 if result.passed else 1)
 
 
 def format_compare(result) -> str:

@@ -8,10 +8,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
-from .common import add_config_args, add_data_args, add_runner_args, given_args
+from .common import Output, add_config_args, add_data_args, add_runner_args, given_args, log
 from .compare import add_verdict_args, kind_metrics, verdict_lines
 
 
@@ -57,7 +56,6 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
         p.add_argument("model", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript")
     p.add_argument("--stages", default=None, help="comma-separated stages with default options, in order")
     p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances); flags override it")
-    p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
     add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP, choices={"calib_from_data": ("split", "same")})
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
@@ -118,15 +116,11 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     return CompressConfig.from_dict(d)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..job import compress
 
-    result = compress(build_config(args), log=lambda m: print(m, file=sys.stderr))
-    if args.json:
-        print(json.dumps(result.report, indent=2))
-    else:
-        print(format_report(result))
-    return exit_status(result.report)
+    result = compress(build_config(args), log=log)
+    return Output(result.report, lambda: format_report(result), exit_status(result.report))
 
 
 def exit_status(report: dict) -> int:

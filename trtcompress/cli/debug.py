@@ -8,10 +8,8 @@ bisection over the layers (each candidate runs through the runner: ONNX Runtime 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from .common import add_data_args, add_runner_args, data_options, runner_options
+from .common import Output, add_data_args, add_runner_args, data_options, log, runner_options
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -22,13 +20,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--metric", choices=("cosine", "top1"), default="cosine", help="worst output's mean cosine to FP32, or top-1 agreement (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.99, help="the model diverges below this (default: %(default)s)")
     p.add_argument("--max-runs", type=int, default=200, help="at most this many model runs")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_args(p, default="random:8")
     add_runner_args(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..data.base import model_inputs
     from ..data.options import open_data
     from ..model_io import load_model, save_model
@@ -36,21 +33,22 @@ def run(args: argparse.Namespace) -> int:
 
     config = DebugConfig(metric=args.metric, threshold=args.threshold, backend=args.backend, runner=runner_options(args), max_runs=args.max_runs)
     feeds = list(open_data(args.data, model_inputs(args.fp32), data_options(args)))
-    result = find_divergent_layers(args.fp32, args.qdq, feeds, config, log=lambda m: print(m, file=sys.stderr))
-    if args.output and result.layers:
+    result = find_divergent_layers(args.fp32, args.qdq, feeds, config, log=log)
+    written = bool(args.output and result.layers)
+    if written:
         save_model(make_float(load_model(args.qdq), [f.node for f in result.layers], load_model(args.fp32)), args.output)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
+    return Output({**result.to_dict(), "written": [str(args.output)] if written else []}, lambda: _show(result, args.output if written else None))
+
+
+def _show(result, written: str | None) -> None:
     m = result.metric
     if not result.diverges:
         print(f"no divergence: {m} {result.metric_quantized:.6f} >= {result.threshold} over {result.quantized_layers} quantized layers ({result.runs} run)")
-        return 0
+        return
     print(f"Q/DQ model: {m} {result.metric_quantized:.6f} < {result.threshold}; every layer float: {result.metric_all_float:.6f}")
     print(f"{len(result.layers)} layer(s) cause it, found in {result.runs} runs over {result.quantized_layers} quantized layers:")
     for f in result.layers:
         print(f"  {f.node} ({f.op}): {m} {f.metric_alone_float:.6f} with only this layer float")
     print(f"with all of them float: {m} {result.metric_fixed:.6f}")
-    if args.output and result.layers:
-        print(f"wrote {args.output}")
-    return 0
+    if written:
+        print(f"wrote {written}")

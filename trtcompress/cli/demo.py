@@ -9,10 +9,8 @@ on the held-out photos; the demo exits 1 when the compressed model falls below i
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 
-from .common import add_runner_args, runner_options
+from .common import Output, add_runner_args, log, runner_options
 from .compress import exit_status, format_report
 
 MODEL = "trtcompress.zoo:efficientnet_lite0"
@@ -34,12 +32,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stages", default=None, help="comma-separated stages with default options (default: quantize for the CPU)")
     p.add_argument("--batch-sizes", default="1,32", help="benchmark batch sizes (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=40)
-    p.add_argument("--json", action="store_true")
     add_runner_args(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..benchmark import BenchConfig
     from ..comparison import CompareConfig
     from ..job import CompressConfig, compress, stage_config
@@ -65,6 +62,5 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         runner=runner_options(args),
     )
-    result = compress(config, log=lambda m: print(m, file=sys.stderr))
-    print(json.dumps(result.report, indent=2) if args.json else format_report(result))
-    return exit_status(result.report)
+    result = compress(config, log=log)
+    return Output(result.report, lambda: format_report(result), exit_status(result.report))

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .common import add_config_args, add_data_args, config_from_args, data_options
+from .common import Output, add_config_args, add_data_args, config_from_args, data_options
 
 
 HELP = {
@@ -26,12 +25,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_config_args(p, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})
     p.add_argument("--target-trt", default=None, metavar="VERSION", help="export at an opset this TensorRT parses (17 for 8.6)")
     p.add_argument("--static", dest="dynamic_batch", action="store_false", default=None, help="same as --no-dynamic-batch")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
     add_data_args(p, default=None)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..data.options import open_data
     from ..errors import ConfigError
     from ..torch_export import ExportConfig, export
@@ -48,11 +46,12 @@ def run(args: argparse.Namespace) -> int:
         options = data_options(args)
         data = lambda inputs: open_data(args.data, inputs, options)  # noqa: E731
     result = export(args.model, args.output, config, data)
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-        return 0
+    return Output(result.to_dict(), lambda: _summary(result))
+
+
+def _summary(result) -> str:
     note = f" (fallback: {result.fallback_reason})" if result.fallback_reason else ""
-    print(f"wrote {result.path} with the {result.exporter} exporter{note}")
+    lines = [f"wrote {result.path} with the {result.exporter} exporter{note}"]
     for kind, c in result.check.items():
-        print(f"  check on {kind} inputs ({c['batches']} batches): max abs error {c['max_abs']:.3g}, max rel error {c['max_rel']:.3g}")
-    return 0
+        lines.append(f"  check on {kind} inputs ({c['batches']} batches): max abs error {c['max_abs']:.3g}, max rel error {c['max_rel']:.3g}")
+    return "\n".join(lines)

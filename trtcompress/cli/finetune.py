@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..errors import ConfigError
-from .common import add_config_args, config_from_args
+from .common import Output, add_config_args, config_from_args, log
 
 HELP = "distil a compressed student from its dense teacher, then export it to ONNX"
 
@@ -26,7 +26,7 @@ FIELD_HELP = {
     "checkpoint_dir": "write checkpoints here",
     "checkpoint_every": "steps between checkpoints",
     "resume": "continue from the last checkpoint in --checkpoint-dir",
-    "progress": "progress bar",
+    "progress": "training progress on stderr (one redrawn line on a terminal, plain lines otherwise)",
     "threads": "torch threads (0: default)",
 }
 
@@ -64,7 +64,7 @@ def _config(args: argparse.Namespace):
     return config_from_args(args, FinetuneConfig, base=base)
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..fileio import write_json
     from ..finetune import apply_transform, finetune, open_training_data
     from ..finetune.export import export_student_result
@@ -79,16 +79,17 @@ def run(args: argparse.Namespace) -> int:
         student, transform_report = apply_transform(args.transform, teacher, example)
     else:
         student, transform_report = load_module(args.student, "student", teacher), None
-    result = finetune(student, teacher, data, config, eval_data=eval_data, log=print)
+    result = finetune(student, teacher, data, config, eval_data=eval_data, log=log)
     exported = export_student_result(result.student, example, args.output)
     out = Path(exported.path)
     report = {"config": config.to_dict(), "teacher": args.teacher, "student": args.student or args.transform, "transform": transform_report, "finetune": result.report, "onnx": str(out), "export": exported.to_dict()}
     report_path = Path(args.report) if args.report else out.with_suffix(".json")
     write_json(report_path, report)
-    r = result.report
+    return Output({**report, "written": [str(out), str(report_path)]}, lambda: _summary(result.report, out, report_path))
+
+
+def _summary(r: dict, out: Path, report_path: Path) -> str:
     acc = ""
     if "student_accuracy_after" in r:
         acc = f"; accuracy teacher {r['teacher_accuracy']:.4f}, student {r['student_accuracy_before']:.4f} -> {r['student_accuracy_after']:.4f}"
-    print(f"finetuned {r['steps']} steps in {r['seconds']:.1f} s{acc}")
-    print(f"wrote {out} and {report_path}")
-    return 0
+    return f"finetuned {r['steps']} steps in {r['seconds']:.1f} s{acc}\nwrote {out} and {report_path}"

@@ -3,10 +3,10 @@ whether TensorRT could run it with sparse kernels. Works on float and Q/DQ model
 from __future__ import annotations
 
 import argparse
-import json
 
 from ..model_io import load_model
 from ..sparsity.inspect import inspect_layers, summarize
+from .common import Output
 
 __all__ = ["add_parser", "run"]
 
@@ -14,7 +14,6 @@ __all__ = ["add_parser", "run"]
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-layer weights: 2:4 pattern, sparsity, TensorRT sparse eligibility")
     p.add_argument("model", help="ONNX file")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--all", action="store_true", help="also list layers without constant weights")
     return p
 
@@ -23,14 +22,15 @@ def _yn(b: bool) -> str:
     return "yes" if b else "no"
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     model = load_model(args.model)
     layers = inspect_layers(model)
     summary = summarize(layers)
-    if args.json:
-        print(json.dumps({"model": str(args.model), "summary": summary, "layers": [l.to_dict() for l in layers]}, indent=2))
-        return 0
-    shown = layers if args.all else [l for l in layers if l.shape is not None]
+    return Output({"model": str(args.model), "summary": summary, "layers": [l.to_dict() for l in layers]}, lambda: _table(layers, summary, args.all))
+
+
+def _table(layers, summary: dict, all_layers: bool) -> None:
+    shown = layers if all_layers else [l for l in layers if l.shape is not None]
     header = ("layer", "op", "weight shape", "params", "dtype", "sparsity", "2:4", "TRT sparse", "note")
     rows = []
     for l in shown:
@@ -48,4 +48,3 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['layers_trt_eligible']} TensorRT-eligible, {summary['layers_sparse_ready']} ready for sparse kernels; "
         f"{100 * summary['sparsity']:.1f}% of {summary['params']} weights are zero"
     )
-    return 0

@@ -3,7 +3,8 @@ indices, LZMA-coded rest, manifest with SHA-256 checksums); ``trtcompress unpack
 from __future__ import annotations
 
 import argparse
-import json
+
+from .common import Output
 
 __all__ = ["add_parser", "run"]
 
@@ -13,11 +14,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX file (single file, no external data)")
     p.add_argument("-o", "--output", required=True, help="where to write the artifact")
     p.add_argument("--reference", default=None, metavar="ONNX", help="the FP32 ONNX to state the shipped ratio against")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..model_io import require_model_file
     from ..share.pack import pack_file
 
@@ -25,12 +25,12 @@ def run(args: argparse.Namespace) -> int:
     if args.reference:
         r["reference_bytes"] = require_model_file(args.reference).stat().st_size
         r["ratio_vs_reference"] = r["reference_bytes"] / r["artifact_bytes"]
-    if args.json:
-        print(json.dumps(r, indent=2))
-        return 0
+    return Output({**r, "written": [str(args.output)]}, lambda: _summary(r, args))
+
+
+def _summary(r: dict, args: argparse.Namespace) -> None:
     print(f"packed {r['onnx_bytes']:,} B of ONNX into {r['artifact_bytes']:,} B ({r['ratio_vs_onnx']:.2f}x): "
           f"{r['index_tensors']} index tensors {r['index_bytes_raw']:,} -> {r['index_bytes_stored']:,} B, rest {r['rest_bytes_raw']:,} -> {r['rest_bytes_stored']:,} B")
     if args.reference:
         print(f"shipped size vs the FP32 ONNX {args.reference}: {r['reference_bytes']:,} B -> {r['artifact_bytes']:,} B ({r['ratio_vs_reference']:.1f}x smaller)")
     print(f"wrote {args.output}")
-    return 0

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 from pathlib import Path
 
 from ..fileio import atomic_path, json_text
-from .common import add_normalize_arg, normalize_line, run_normalized
+from .common import Output, add_normalize_arg, normalize_line, run_normalized
 
 
 # help of the QuantizeConfig fields; their defaults come from the dataclass (cli.common.add_config_args)
@@ -62,12 +61,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     choices={"method": METHODS, "target": TARGETS, "weights": WEIGHT_FORMATS, "cpu_weights": CPU_WEIGHT_TYPES, "cpu_layer_rule": CPU_LAYER_RULES})
     p.add_argument("--per-tensor-weights", dest="per_channel", action="store_false", default=None, help="same as --no-per-channel")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     add_normalize_arg(p)
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..model_io import load_model, save_model
     from ..stages.quantize import QuantizeConfig, quantize
     from .common import config_from_args
@@ -87,12 +85,7 @@ def run(args: argparse.Namespace) -> int:
             tmp.write_bytes(content) if isinstance(content, bytes) else tmp.write_text(content)
         save_model(result.model, out)
     written = [str(out)] + [str(p) for p in files]
-    if args.json:
-        print(json.dumps(result.report, indent=2, default=str))
-    else:
-        print(format_report(result.report))
-        print("wrote " + ", ".join(written))
-    return 0
+    return Output({**result.report, "written": written}, lambda: format_report(result.report) + "\nwrote " + ", ".join(written))
 
 
 def format_report(report: dict) -> str:

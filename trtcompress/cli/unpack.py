@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import Output
+
 __all__ = ["add_parser", "run"]
 
 
@@ -14,9 +16,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> Output:
     from ..share.pack import unpack_file
 
     size = unpack_file(args.artifact, args.output)
-    print(f"restored {size:,} B (checksums verified); wrote {args.output}")
-    return 0
+    data = {"artifact": str(args.artifact), "onnx_bytes": size, "checksums_verified": True, "written": [str(args.output)]}
+    return Output(data, f"restored {size:,} B (checksums verified); wrote {args.output}")

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterable
 
 from .._optional import require
 from ..errors import ConfigError, DataError
+from ..progress import Progress
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import TRAJECTORY_FIELDS, FinetuneConfig
 from .loss import distillation_loss
@@ -67,7 +68,6 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
     number, which fixes the data order of a shuffling loader and the dropout masks.
     """
     torch = require("torch", "fine-tuning")
-    tqdm = require("tqdm").tqdm
     if config.threads:
         torch.set_num_threads(config.threads)
     teacher.eval()
@@ -120,7 +120,7 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
         }
 
     t0 = time.perf_counter()
-    bar = tqdm(total=total, initial=step, desc="finetune", unit="step", disable=not config.progress, dynamic_ncols=True)
+    bar = Progress("finetune", total, unit="step", initial=step, enabled=config.progress)
     student.train()
     done = total is not None and step >= total
     while not done and (config.steps is not None or epoch < config.epochs):
@@ -145,8 +145,7 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
             if len(window) == _WINDOW:
                 history.append([step, sum(window) / len(window)])
                 window = []
-            bar.update(1)
-            bar.set_postfix(loss=f"{value:.4f}", epoch=epoch)
+            bar.update(1, loss=round(value, 4), epoch=epoch)
             if config.checkpoint_dir and step % config.checkpoint_every == 0:
                 save_checkpoint(config.checkpoint_dir, state())
             if total is not None and step >= total:

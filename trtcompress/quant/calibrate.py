@@ -28,6 +28,7 @@ from ..config import Config
 from ..data.base import Feed, FeedSource, batch_size_of, model_inputs, rebatch, validate_feed
 from ..errors import ConfigError, DataError, ModelError, UserError
 from ..model_io import infer_shapes, load_model
+from ..progress import Progress
 from ..sessions import SessionConfig, open_session
 from ..weightless import has_external_data
 from . import _kernels
@@ -101,11 +102,10 @@ def collect_statistics(
     if fixed_batch is not None:
         source = rebatch(source, fixed_batch, inputs=inputs)
     total = _length(source)
-    tqdm = require("tqdm").tqdm
     kernel = _kernels.resolve(config.kernel)
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(config.workers) as pool:
         passes = _Passes(proto, counted, {t: bounds[t] for t in tensors if t in bounds}, base_dir, config, stack)
-        bar = tqdm(total=total, unit="batch", desc="calibrating", disable=not config.progress, leave=False)
+        bar = Progress("calibrating", total, unit="batch", enabled=config.progress)
         scratch = threading.local()  # per counting thread: a float buffer the numpy passes reuse
         try:
             for n, reduced, got in _run(passes.current, _validated(source, inputs), config.overlap):
@@ -132,10 +132,11 @@ def collect_statistics(
                 passes.update(stats.maxima)
                 stats.num_samples += n
                 stats.num_batches += 1
-                bar.update(1)
-                bar.set_postfix(samples=stats.num_samples, refresh=False)
-        finally:
-            bar.close()
+                bar.update(1, samples=stats.num_samples)
+        except BaseException:
+            bar.close(failed=True)
+            raise
+        bar.close()
     if stats.num_batches == 0:
         raise DataError("the calibration data is empty; give at least one sample")
     stats.kernel = kernel

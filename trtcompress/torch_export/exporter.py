@@ -17,6 +17,7 @@ from ..data.base import model_inputs
 from ..data.readers import ReaderOptions, open_source
 from ..errors import ConfigError, ModelError, UserError
 from ..model_io import save_model
+from ..progress import task
 from ..specs import InputSpec
 from ..trt.opset import convert_down, default_opset
 from .config import ExportConfig, ExportResult
@@ -34,8 +35,10 @@ def export(model_ref: str | Any, out_path: str | os.PathLike, config: ExportConf
     ``data`` (real inputs for the check) may be a source, or a function that opens one for the
     exported model's inputs.
     """
-    model = load_torch_model(model_ref) if isinstance(model_ref, str) else model_ref
-    return export_module(model, out_path, config, data)
+    name = model_ref if isinstance(model_ref, str) else type(model_ref).__name__
+    with task(f"exporting {name} to ONNX"):
+        model = load_torch_model(model_ref) if isinstance(model_ref, str) else model_ref
+        return export_module(model, out_path, config, data)
 
 
 def export_module(model: Any, out_path: str | os.PathLike, config: ExportConfig, data: DataArg = None) -> ExportResult:

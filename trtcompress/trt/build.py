@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from ..errors import ConfigError, ModelError
 from ..fileio import atomic_path, write_json
+from ..progress import task
 from .config import BuildConfig
 from .plan import BuildPlan, make_plan, model_facts
 from .plugins import load_plugins, resolve_plugins, split_plugins
@@ -164,7 +165,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
         load_plugins(python_plugins)
         cache_out = plan.timing_cache
         loaders = build_loaders(plan, source, save_timing_cache=cache_out)
-        engine, trt_log = run_with_trt_log(loaders.engine, f"TensorRT {version} could not build {onnx_path}")
+        with task(f"building the TensorRT {version} engine {engine_path.name}"):
+            engine, trt_log = run_with_trt_log(loaders.engine, f"TensorRT {version} could not build {onnx_path}")
         report = engine_report(_inspect(engine), trt_log, plan.precisions, plan.sparse_weights)
         for w in report["warnings"]:
             log.warning("%s: %s", engine_path.name, w)
