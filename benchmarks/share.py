@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/share.py --part efficientnet EFF.onnx   # 4 and 5 bits + packed
     .venv/bin/python benchmarks/share.py --part kmeans [EFF.onnx]       # k-means time per million weights
     .venv/bin/python benchmarks/share.py --part peers [EFF.onnx]        # TF-MOT's one-shot clustering beside ours
+    .venv/bin/python benchmarks/share.py --part int8grid [EFF.onnx]     # shared levels on the INT8 grid + quantize, packed
 
 Fashion: the pruning fraction and bits are chosen on a validation split (the last 5 000 training
 images; the model saw them in training, so they only rank settings against FP32 on the same images),
@@ -174,15 +175,60 @@ def peers(path: str | None) -> dict:
     return out
 
 
+def int8grid(path: str | None, bits_list=(4, 5)) -> dict:
+    """share --int8-grid then quantize (TensorRT form, int8-stored weights), packed: what a fleet
+    downloads, against the FP32 ONNX file and against INT8 alone packed the same way; top-1 against
+    FP32 on held-out data (Fashion test images; EfficientNet heldout photos), calibration on
+    training images / the calib photos."""
+    import tempfile
+
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.data.readers import ReaderOptions
+    from trtcompress.pipeline import Pipeline
+    from trtcompress.stages.quantize import QuantizeConfig
+    from trtcompress.zoo.fashion_mnist import fashion_mnist
+    from trtcompress.zoo.models import onnx_path
+
+    tmp = Path(tempfile.mkdtemp())
+    xt, yt = fashion_mnist("test")
+    xc, _ = fashion_mnist("train", limit=64)
+    np.savez(tmp / "fashion_calib.npz", x=xc)
+    models = {"fashion_cnn": (str(onnx_path("fashion_cnn")), [xt[i:i + 1000] for i in range(0, len(xt), 1000)], yt, str(tmp / "fashion_calib.npz"), None, 256)}
+    if path:
+        eff = onnx.load(path)
+        held = [f["x"] for f in open_source("photos:heldout", model_inputs(eff), ReaderOptions(batch_size=12))]
+        models["efficientnet_lite0"] = (path, held, None, "photos:calib", "efficientnet-lite", 1024)
+    out = {}
+    for name, (file, feeds, labels, calib, pre, min_size) in models.items():
+        fp32, fp32_bytes = onnx.load(file), Path(file).stat().st_size
+        ref = _logits(fp32, feeds).argmax(1)
+        truth = labels if labels is not None else ref
+        q = QuantizeConfig(calib=calib, preprocess=pre, limit=32, weights="int8")
+        rows = {"fp32_bytes": fp32_bytes, "fp32_top1": float(np.mean(ref == truth))}
+        variants = {"int8 alone": [q]}
+        for bits in bits_list:
+            variants[f"int8 grid {bits} bits + int8"] = [ShareConfig(bits=bits, int8_grid=True, min_size=min_size), q]
+        for what, stages in variants.items():
+            t = time.perf_counter()
+            model = Pipeline(stages).run(fp32).model
+            secs = time.perf_counter() - t
+            packed = _packed(model)
+            rows[what] = {"top1": float(np.mean(_logits(model, feeds).argmax(1) == truth)), "onnx": model.ByteSize(),
+                          "packed": packed, "ratio_packed": fp32_bytes / packed, "seconds": secs}
+            print(name, what, rows[what], flush=True)
+        out[name] = rows
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers"), required=True)
+    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid"), required=True)
     p.add_argument("model", nargs="?")
     p.add_argument("--grid", default="0.3:3,0.3:4,0.3:5,0.5:3,0.5:4,0.5:5,0.7:3,0.7:4,0.7:5,0.8:3,0.8:4", help="fashion: PRUNE:BITS,...")
     p.add_argument("--configs", default="layer:5,layer:4,channel:5,channel:4", help="efficientnet: GRANULARITY:BITS,...")
     a = p.parse_args()
     grid = [(float(g.split(":")[0]), int(g.split(":")[1])) for g in a.grid.split(",")]
-    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model)}[a.part]()
+    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model)}[a.part]()
     WORK.mkdir(exist_ok=True)
     (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))

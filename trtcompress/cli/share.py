@@ -22,6 +22,7 @@ HELP = {
     "keep_zeros": "keep exact zeros as their own centroid, so pruning survives",
     "iters": "k-means iterations at most (0: the initial centroids, as TF-MOT has them before fine-tuning)",
     "seed": "seed of the kmeans++ initialisation",
+    "int8_grid": "shared values on each output channel's INT8 grid (integer levels x the channel's scale): a later quantize keeps exactly them as int8 weights",
     "rule": "how each layer's count is chosen: bits (fixed), error (fewest bits within --error on --calib), size (--mean-bits budget spent where it removes most error)",
     "error": "rule error: relative output error allowed per layer on the calibration data",
     "mean_bits": "rule size: bits per shared weight, codebooks included",
