@@ -121,7 +121,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
 def run(args: argparse.Namespace) -> int:
     from ..job import compress
 
-    result = compress(build_config(args), log=lambda m: print(m, file=sys.stderr))
+    result = compress(build_config(args), log=lambda m: print(m, file=sys.stderr), command=getattr(args, "command_line", None))
     if args.json:
         print(json.dumps(result.report, indent=2))
     else:

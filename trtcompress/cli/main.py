@@ -29,6 +29,7 @@ VERBS = {
     "share": "share",
     "pack": "pack",
     "unpack": "unpack",
+    "report": "report",
 }
 
 
@@ -65,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     verb = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(verb if verb in VERBS else None)
     args = parser.parse_args(argv)
+    args.command_line = ["trtcompress", *argv]  # as typed, for reports that say how to reproduce a run
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
