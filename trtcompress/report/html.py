@@ -36,8 +36,8 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.2em;margin:1.6em 0 .5em;border-b
 table{border-collapse:collapse;background:#fff;font-size:.9em;margin:6px 0}
 th,td{border:1px solid #d8dce3;padding:4px 9px;text-align:left}td.n{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#eef0f4}
-figure{background:#fff;border:1px solid #d8dce3;border-radius:8px;margin:12px 12px 0 0;padding:10px;display:inline-table;vertical-align:top}
-figcaption{display:table-caption;caption-side:bottom;background:#fff;color:#5b6475;font-size:.85em;padding:4px 10px 8px}
+figure{background:#fff;border:1px solid #d8dce3;border-radius:8px;margin:12px 12px 0 0;padding:10px;display:inline-block;vertical-align:top;width:min-content;max-width:100%;overflow-x:auto}
+figcaption{color:#5b6475;font-size:.85em;margin-top:4px}
 .notes li{margin:3px 0}.failure{background:#ffebe9;border:1px solid #cf222e;border-radius:8px;padding:10px 14px}
 pre{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:8px 10px;overflow-x:auto;font-size:.82em;white-space:pre-wrap;word-break:break-all}
 details{margin:4px 0}summary{cursor:pointer}
@@ -119,16 +119,14 @@ def _failure(r: dict[str, Any]) -> str:
 
 
 def _headline(r: dict[str, Any]) -> str:
-    m = r.get("metrics")
-    if not isinstance(m, dict):
-        return ""
+    m = r.get("metrics") if isinstance(r.get("metrics"), dict) else {}
     c = m.get("compression") or {}
     pr = m.get("pruning_rate") or {}
     q = m.get("quantization_error") or {}
     acc, metric, output = accuracy_of(r)
     bench = (r.get("bench") or {}).get("speedup_vs_first") or {}
     first = next(iter(bench), None)
-    cards = [
+    cards = [] if not m else [
         _card("compression ratio (disk)", _f(c.get("ratio_disk"), ".2f", "x"), f"{_f(c.get('bytes_original'), ',')} → {_f(c.get('bytes_compressed'), ',')} bytes"),
         _card("compression (non-zero params)", _f(c.get("ratio_nonzero_parameters"), ".2f", "x"), f"parameters {_f(c.get('ratio_parameters'), '.2f', 'x')}"),
         _card("speedup ratio", _f(m.get("speedup"), ".2f", "x"), f"p50 latency, batch {first}, same run" if first else "no benchmark run"),
@@ -139,6 +137,8 @@ def _headline(r: dict[str, Any]) -> str:
     losses = [(name, c.ys[-1]) for name, rep in plots.stage_reports(r) for c in plots.loss_curves(rep)[:1] if c.ys]
     if losses:
         cards.append(_card("final distillation loss", _f(losses[-1][1], ".4g"), f"stage {losses[-1][0]}"))
+    if not cards:
+        return ""
     return "<h2>Headline</h2><div class=\"cards\">" + "".join(cards) + "</div>"
 
 

@@ -1,0 +1,95 @@
+"""report.html: written by every compress run, self-contained, re-rendered by ``trtcompress report``,
+and shown by a real browser (headless Chromium, Debian's package) with every plot and no console message."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from trtcompress.report import render
+
+# the plots the fashion run's report supports (batch sizes 1 and 4; low-rank, 2:4, INT8)
+EXPECTED_PLOTS = {"latency-batch-1", "latency-batch-4", "tradeoff-size", "tradeoff-speed", "quant-sqnr", "layer-sparsity", "layer-rank"}
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _plots(html: str) -> set[str]:
+    return set(re.findall(r'<svg [^>]*data-plot="([^"]+)"', html))
+
+
+def test_every_run_writes_a_self_contained_page(fashion_run, fashion_report):
+    page = (fashion_run / "report.html").read_text()
+    assert page == render(fashion_report)  # from the report as written, nothing else
+    assert _plots(page) == EXPECTED_PLOTS
+    # nothing to fetch: no script, style sheet, image, frame or font from anywhere
+    assert not re.search(r"<script|<link|<img|<iframe|<object|@import|url\(", page, re.I)
+    assert set(re.findall(r"https?://[^\s\"'<>]+", page)) <= {"http://www.w3.org/2000/svg"}  # the SVG namespace, never fetched
+    assert "default-src 'none'" in page  # and the browser is told to refuse any fetch
+    # the seed's metrics and the reproduction details are on the page
+    m = fashion_report["metrics"]
+    assert f"{m['compression']['ratio_disk']:.2f}x" in page and f"{m['pruning_rate']['percent']:.2f}%" in page
+    assert f"{fashion_report['compare']['outputs']['logits']['top1_agreement']:.2%}" in page
+    assert "trtcompress compress " in page and fashion_report["versions"]["onnxruntime"] in page
+
+
+def test_report_verb_rerenders(fashion_run, fashion_report, tmp_path, capsys):
+    from trtcompress.cli.main import main
+
+    run = tmp_path / "copy"
+    run.mkdir()
+    shutil.copy(fashion_run / "report.json", run / "report.json")
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").read_text() == render(fashion_report)
+    assert main(["report", str(run / "report.json"), "--check"]) == 0
+    newer = dict(fashion_report, schema_version=99)
+    (run / "report.json").write_text(json.dumps(newer))
+    assert main(["report", str(run)]) == 2
+    assert "schema v99" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    broken = dict(fashion_report)
+    del broken["metrics"]
+    (run / "report.json").write_text(json.dumps(broken))
+    assert main(["report", str(run), "--check"]) == 1
+    assert main(["report", str(run), "-o", str(tmp_path / "page.html")]) == 0  # a departing report still renders what it has
+    assert "metrics" in capsys.readouterr().err and (tmp_path / "page.html").is_file()
+
+
+def _chromium(page: Path, *args: str) -> subprocess.CompletedProcess:
+    # --enable-logging=stderr prints every console message (errors, CSP refusals) as INFO:CONSOLE lines
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0", *args, page.as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+
+
+def _console(stderr: str) -> list[str]:
+    return [l for l in stderr.splitlines() if ":CONSOLE" in l]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (scripts/setup.sh installs it)")
+def test_page_in_headless_chromium(fashion_run, tmp_path):
+    from PIL import Image
+
+    page = fashion_run / "report.html"
+    shot = tmp_path / "report.png"
+    r = _chromium(page, f"--screenshot={shot}", "--window-size=1200,3400")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert _console(r.stderr) == []
+    with Image.open(shot) as im:
+        assert im.format == "PNG" and im.size == (1200, 3400)
+        colours = im.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert colours is None or len(colours) > 50  # text and plots, not a blank page
+
+    dom = _chromium(page, "--dump-dom")
+    assert _console(dom.stderr) == []
+    assert _plots(dom.stdout) == EXPECTED_PLOTS  # as the browser parsed it
+    for plot in EXPECTED_PLOTS:  # each plot holds marks, not only axes
+        svg = re.search(rf'<svg [^>]*data-plot="{plot}".*?</svg>', dom.stdout, re.S).group(0)
+        assert len(re.findall(r"<(?:rect|circle|polyline)\b", svg)) >= 2, plot
+
+    # the console check can fail: the same page with one external image is reported
+    leaky = tmp_path / "leaky.html"
+    leaky.write_text(page.read_text().replace("</main>", '<img src="https://example.invalid/x.png"></main>'))
+    assert any("example.invalid" in l for l in _console(_chromium(leaky, "--dump-dom").stderr))
