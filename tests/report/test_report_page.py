@@ -93,3 +93,22 @@ def test_page_in_headless_chromium(fashion_run, tmp_path):
     leaky = tmp_path / "leaky.html"
     leaky.write_text(page.read_text().replace("</main>", '<img src="https://example.invalid/x.png"></main>'))
     assert any("example.invalid" in l for l in _console(_chromium(leaky, "--dump-dom").stderr))
+
+
+def test_a_failed_run_has_its_page(tmp_path):
+    from trtc_support import tiny_classifier
+    from trtcompress.benchmark import BenchConfig
+    from trtcompress.errors import ConfigError
+    from trtcompress.job import CompressConfig, compress, stage_config
+    from trtcompress.report import validate
+
+    fixed = tiny_classifier(tmp_path / "fixed.onnx", dynamic=False)  # batch 1 only: the benchmark at 2 fails
+    cfg = CompressConfig(model=str(fixed), runs_dir=str(tmp_path / "runs"), name="late", data="random:2",
+                         stages=(stage_config("sparsify", {"min_channels": 4}),), bench=BenchConfig(batch_sizes=(2,), iterations=2, rounds=1))
+    with pytest.raises(ConfigError, match="fixed batch size"):
+        compress(cfg)
+    run = tmp_path / "runs" / "late"
+    report = json.loads((run / "report.json").read_text())
+    assert report["status"] == "failed" and validate(report) == []
+    page = (run / "report.html").read_text()
+    assert page == render(report) and "FAILED TO RUN" in page and "fixed batch size" in page

@@ -54,9 +54,8 @@ def render(report: dict[str, Any], variants: Sequence[Variant] | None = None) ->
     config = report.get("config") or {}
     name = config.get("name") or Path(str(config.get("model", "run"))).stem
     variants = list(variants) if variants is not None else run_variants(report)
-    body = [_header(report, name)]
-    for section in (_failure, _headline, _notes, _accuracy, _latency, _tradeoffs, _layers, _finetune, _stages, _reproduce):
-        body.append(section(report, variants) if section is _tradeoffs else section(report))
+    body = [_header(report, name), _failure(report), _headline(report), _notes(report), _accuracy(report), _latency(report),
+            _tradeoffs(variants), _layers(report), _finetune(report), _stages(report), _reproduce(report)]
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -185,7 +184,7 @@ def _latency(r: dict[str, Any]) -> str:
             "both models measured in interleaved rounds in the same run.</p>" + table + _figures(plots.latency_figures(r)))
 
 
-def _tradeoffs(r: dict[str, Any], variants: Sequence[Variant]) -> str:
+def _tradeoffs(variants: Sequence[Variant]) -> str:
     figs = plots.tradeoff_figures(variants)
     return "<h2>Trade-offs</h2>" + _figures(figs) if figs else ""
 
