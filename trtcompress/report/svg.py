@@ -17,6 +17,7 @@ __all__ = ["Series", "Point", "bars", "lines", "scatter", "distribution", "PALET
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
 _FONT = 12
 _LABEL_CHARS = 44  # layer names are long: keep their tail, the full name is in the mark's title
+_CHAR_PX = 7.2  # width of a label character at _FONT, generous: a label cut at the left edge is unreadable
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +37,9 @@ class Point:
 
 
 def _fmt(v: float) -> str:
-    if v == 0 or not math.isfinite(v):
+    if v == 0:
+        return "0"
+    if not math.isfinite(v):
         return str(v)
     a = abs(v)
     if a >= 1e5 or a < 1e-3:
@@ -125,7 +128,7 @@ def _y_axis(ax: _Axis, x: float, right: float, label: str) -> list[str]:
 def bars(plot: str, title: str, categories: Sequence[str], series: Sequence[Series], x_label: str, width: int = 760) -> str:
     """Horizontal bars, one row per category, one bar per series in each row (missing values: no bar)."""
     row = 6 + 12 * len(series)
-    left, top, right = 16 + 6.4 * min(_LABEL_CHARS, max((len(c) for c in categories), default=4)), 28 + 16 * len(series), width - 20
+    left, top, right = 16 + _CHAR_PX * min(_LABEL_CHARS, max((len(c) for c in categories), default=4)), 28 + 16 * len(series), width - 20
     height = int(top + row * len(categories) + 48)
     values = [v for s in series for v in s.ys if v is not None]
     lo, hi = min([0.0, *values]), max([0.0, *values]) or 1.0
@@ -191,7 +194,7 @@ def distribution(plot: str, title: str, groups: Sequence[tuple[str, Sequence[flo
     """One row per group: its samples as dots over a box (quartiles, whiskers at min and max, the
     median as a line). Dots are spread vertically by rank, so the same data draws the same page."""
     row = 34
-    left, top, right = 16 + 6.4 * min(_LABEL_CHARS, max((len(g) for g, _ in groups), default=4)), 28, width - 20
+    left, top, right = 16 + _CHAR_PX * min(_LABEL_CHARS, max((len(g) for g, _ in groups), default=4)), 28, width - 20
     height = int(top + row * len(groups) + 48)
     values = [v for _, s in groups for v in s]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
