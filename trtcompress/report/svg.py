@@ -96,6 +96,14 @@ class _Axis:
         if self.hi == self.lo:
             self.hi = self.lo + 1
         self.p0, self.p1 = p0, p1
+        step = min((b - a for a, b in zip(self.ticks, self.ticks[1:])), default=1.0)
+        # enough decimals to tell neighbouring ticks apart (0.99994 and 0.99996 are not both "1")
+        self.decimals = 0 if self.log or step >= 1 else min(12, -math.floor(math.log10(step) + 1e-9) + (1 if round(step / 10 ** math.floor(math.log10(step)), 6) % 1 else 0))
+
+    def label(self, t: float) -> str:
+        if self.log or abs(t) >= 1e5:
+            return _fmt(t)
+        return f"{t:.{self.decimals}f}"
 
     def _t(self, v: float) -> float:
         return math.log10(v) if self.log else v
@@ -109,7 +117,7 @@ def _x_axis(ax: _Axis, y: float, top: float, label: str) -> list[str]:
     for t in ax.ticks:
         px = ax(t)
         out.append(f'<line x1="{px:.1f}" y1="{top:.1f}" x2="{px:.1f}" y2="{y:.1f}" stroke="#e4e4e4"/>'
-                   f'<text x="{px:.1f}" y="{y + 15:.1f}" text-anchor="middle">{_fmt(t)}</text>')
+                   f'<text x="{px:.1f}" y="{y + 15:.1f}" text-anchor="middle">{ax.label(t)}</text>')
     out.append(f'<text x="{(ax.p0 + ax.p1) / 2:.1f}" y="{y + 32:.1f}" text-anchor="middle">{escape(label)}</text>')
     return out
 
@@ -119,7 +127,7 @@ def _y_axis(ax: _Axis, x: float, right: float, label: str) -> list[str]:
     for t in ax.ticks:
         py = ax(t)
         out.append(f'<line x1="{x:.1f}" y1="{py:.1f}" x2="{right:.1f}" y2="{py:.1f}" stroke="#e4e4e4"/>'
-                   f'<text x="{x - 6:.1f}" y="{py + 4:.1f}" text-anchor="end">{_fmt(t)}</text>')
+                   f'<text x="{x - 6:.1f}" y="{py + 4:.1f}" text-anchor="end">{ax.label(t)}</text>')
     mid = (ax.p0 + ax.p1) / 2
     out.append(f'<text x="14" y="{mid:.1f}" text-anchor="middle" transform="rotate(-90 14 {mid:.1f})">{escape(label)}</text>')
     return out
