@@ -127,3 +127,28 @@ def test_accuracy_target_search_is_drawn(tmp_path):
     evaluations = report["stages"][-1]["report"]["accuracy_target"]["evaluations"]
     svg = re.search(r'<svg [^>]*data-plot="quant-sensitivity".*?</svg>', (tmp_path / "target" / "report.html").read_text(), re.S).group(0)
     assert len(re.search(r'<polyline points="([^"]+)"', svg).group(1).split()) == len({e["kept_float"] for e in evaluations}) >= 2
+
+
+def test_the_page_renders_whatever_a_report_holds(fashion_report):
+    """Older reports, failed runs and other stages' reports may lack any section or hold other types."""
+    for key in fashion_report:
+        page = render({k: v for k, v in fashion_report.items() if k != key})
+        assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    odd = dict(fashion_report, stages=[{"name": "x", "report": None}, "y", {"name": "z", "report": {"layers": [1, {"rank": "low"}], "layer_error": "n/a"}}],
+               bench={"results": {"1": {"original": {"samples_ms": ["a", float("nan"), 2.0]}}}}, metrics=None, compare={"outputs": {"o": None}})
+    assert "Latency at batch 1" in render(odd)
+    assert "<h1>" in render({}) and "<h1>" in render({"status": "failed", "failure": "text"})
+
+
+def test_tradeoff_plots_take_any_number_of_variants(fashion_report):
+    from trtcompress.report.plots import tradeoff_figures
+    from trtcompress.report.variants import run_variants
+
+    fp32, compressed = run_variants(fashion_report)
+    assert fp32.accuracy == 1.0 and compressed.accuracy == fashion_report["compare"]["outputs"]["logits"]["top1_agreement"]
+    assert compressed.size_bytes == fashion_report["metrics"]["compression"]["bytes_compressed"]
+    assert compressed.latency_ms == fashion_report["bench"]["results"]["1"]["compressed"]["p50_ms"]
+    variants = [fp32, compressed, *(v for r in ("a", "b") for v in run_variants(fashion_report, name=f"variant {r}")[1:])]
+    figs = tradeoff_figures(variants)
+    assert [f.plot for f in figs] == ["tradeoff-size", "tradeoff-speed"]
+    assert all(len(re.findall(r"<circle ", f.svg)) == 4 and "variant b" in f.svg for f in figs)

@@ -79,12 +79,22 @@ def quantization_figures(report: dict[str, Any]) -> list[Figure]:
                 xs = [_num(e.get("kept_float")) for e in evals]
                 ys = [_num(e.get(metric)) for e in evals]
                 pts = sorted((x, y) for x, y in zip(xs, ys) if x is not None and y is not None)
+                goal = _num(_target_value(target.get("target")))
                 if pts:
                     out.append(Figure("quant-sensitivity", svg.lines(
                         "quant-sensitivity", f"{name}: accuracy target {target.get('target', '')}",
-                        [svg.Series(metric, [y for _, y in pts], [x for x, _ in pts])], "layers kept float (most sensitive first)", metric),
+                        [svg.Series(metric, [y for _, y in pts], [x for x, _ in pts])], "layers kept float (most sensitive first)", metric,
+                        marks=[("target", goal)] if goal is not None else ()),
                         f"The search for the fewest float layers that meet the target ({'met' if target.get('met') else 'not met'})."))
     return out
+
+
+def _target_value(text: Any) -> float | None:
+    """The value of an accuracy target written as ``metric>=value``."""
+    try:
+        return float(str(text).rpartition(">=")[2])
+    except ValueError:
+        return None
 
 
 def sparsity_figures(report: dict[str, Any]) -> list[Figure]:

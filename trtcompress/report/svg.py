@@ -158,16 +158,21 @@ def bars(plot: str, title: str, categories: Sequence[str], series: Sequence[Seri
     return "\n".join(out)
 
 
-def lines(plot: str, title: str, series: Sequence[Series], x_label: str, y_label: str, width: int = 760, height: int = 300, log_y: bool = False) -> str:
-    """Line chart of each series' ``ys`` against its ``xs`` (their index when absent)."""
+def lines(plot: str, title: str, series: Sequence[Series], x_label: str, y_label: str, width: int = 760, height: int = 300,
+          log_y: bool = False, marks: Sequence[tuple[str, float]] = ()) -> str:
+    """Line chart of each series' ``ys`` against its ``xs`` (their index when absent); ``marks``:
+    labelled horizontal reference lines (a target)."""
     pts = [[(x, y) for x, y in zip(s.xs if s.xs is not None else range(len(s.ys)), s.ys) if y is not None and math.isfinite(y)] for s in series]
     xs = [x for p in pts for x, _ in p] or [0.0, 1.0]
-    ys = [y for p in pts for _, y in p] or [0.0, 1.0]
+    ys = [y for p in pts for _, y in p] + [v for _, v in marks] or [0.0, 1.0]
     left, top, bottom, right = 70, 28 + (16 * len(series) if len(series) > 1 else 0), height - 44, width - 20
     ax = _Axis(min(xs), max(xs), left, right)
     ay = _Axis(min(ys), max(ys), bottom, top, log=log_y and min(ys) > 0)
     out = _open(plot, title, width, height) + _x_axis(ax, bottom, top, x_label) + _y_axis(ay, left, right, y_label)
     out += _legend([s.name for s in series], left + 10, 34) if len(series) > 1 else []
+    for name, v in marks:
+        out.append(f'<line x1="{left}" y1="{ay(v):.1f}" x2="{right}" y2="{ay(v):.1f}" stroke="#cf222e" stroke-dasharray="6 4"/>'
+                   f'<text x="{right - 4}" y="{ay(v) - 5:.1f}" text-anchor="end" fill="#cf222e">{escape(name)}</text>')
     for i, (s, p) in enumerate(zip(series, pts)):
         colour = PALETTE[i % len(PALETTE)]
         path = " ".join(f"{ax(x):.1f},{ay(y):.1f}" for x, y in p)
