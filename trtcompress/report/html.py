@@ -66,7 +66,12 @@ def render(report: dict[str, Any], variants: Sequence[Variant] | None = None) ->
 # -- formatting ------------------------------------------------------------------------------------
 
 def _f(v: Any, spec: str = ".3g", suffix: str = "") -> str:
-    return f"{v:{spec}}{suffix}" if isinstance(v, (int, float)) and not isinstance(v, bool) else "n/a"
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return "n/a"
+    try:
+        return f"{v:{spec}}{suffix}"
+    except ValueError:  # an integer format given a float
+        return f"{v:.4g}{suffix}"
 
 
 def _table(head: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> str:
@@ -133,7 +138,9 @@ def _headline(r: dict[str, Any]) -> str:
         _card("quantization error", _f(q.get("max_abs"), ".3g"), f"max abs at the outputs; mean {_f(q.get('mean_abs'), '.3g')}"),
         _card(metric, _f(acc, ".2%") if acc is not None else "n/a", f"output {output}, {_f((r.get('compare') or {}).get('samples'), 'd')} samples" if output else ""),
     ]
-    losses = [(name, c.ys[-1]) for name, rep in plots.stage_reports(r) for c in plots.loss_curves(rep)[:1] if c.ys]
+    # a stage's own final figure (the trainer's: the mean of the last steps) before its curve's last point
+    losses = [(name, rep["final_loss"] if plots.number(rep.get("final_loss")) is not None else curves[0].ys[-1])
+              for name, rep in plots.stage_reports(r) if (curves := plots.loss_curves(rep))]
     if losses:
         cards.append(_card("final distillation loss", _f(losses[-1][1], ".4g"), f"stage {losses[-1][0]}"))
     if not cards:

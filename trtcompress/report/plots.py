@@ -9,7 +9,7 @@ from typing import Any, Iterator, Sequence
 from . import svg
 from .variants import Variant
 
-__all__ = ["Figure", "stage_reports", "latency_figures", "quantization_figures", "sparsity_figures", "rank_figures",
+__all__ = ["Figure", "stage_reports", "number", "latency_figures", "quantization_figures", "sparsity_figures", "rank_figures",
            "loss_figures", "tradeoff_figures", "loss_curves", "MAX_LAYERS"]
 
 MAX_LAYERS = 120  # rows of a per-layer chart; more are cut, and the caption says how many
@@ -30,7 +30,8 @@ def stage_reports(report: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]
             yield str(s.get("name", "stage")), s["report"]
 
 
-def _num(v: Any) -> float | None:
+def number(v: Any) -> float | None:
+    """``v`` as a finite float, or None (a report read from JSON may hold anything)."""
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
@@ -45,7 +46,7 @@ def latency_figures(report: dict[str, Any]) -> list[Figure]:
     results = ((report.get("bench") or {}).get("results")) or {}
     out = []
     for batch, models in results.items():
-        groups = [(label, [v for v in stats.get("samples_ms") or [] if _num(v) is not None])
+        groups = [(label, [v for v in stats.get("samples_ms") or [] if number(v) is not None])
                   for label, stats in (models or {}).items() if isinstance(stats, dict)]
         if not any(s for _, s in groups):
             continue
@@ -66,8 +67,8 @@ def quantization_figures(report: dict[str, Any]) -> list[Figure]:
         if rows:
             rows, more = _cut(rows, "layers")
             labels = [str(e.get("node", "?")) for e in rows]
-            series = [svg.Series("this layer alone (local)", [_num(e.get("local_sqnr_db")) for e in rows]),
-                      svg.Series("with every layer before it (cumulative)", [_num(e.get("cumulative_sqnr_db")) for e in rows])]
+            series = [svg.Series("this layer alone (local)", [number(e.get("local_sqnr_db")) for e in rows]),
+                      svg.Series("with every layer before it (cumulative)", [number(e.get("cumulative_sqnr_db")) for e in rows])]
             out.append(Figure("quant-sqnr", svg.bars("quant-sqnr", f"{name}: per-layer quantization SQNR", labels, series, "SQNR, dB (higher: less error)"),
                               "Signal-to-quantization-noise ratio of each quantized layer's output on calibration samples, "
                               "most sensitive first (lowest local SQNR): those layers are the first kept float for an accuracy target." + more))
@@ -76,10 +77,10 @@ def quantization_figures(report: dict[str, Any]) -> list[Figure]:
         if evals:
             metric = next((k for k in evals[0] if k != "kept_float"), None)
             if metric is not None:
-                xs = [_num(e.get("kept_float")) for e in evals]
-                ys = [_num(e.get(metric)) for e in evals]
+                xs = [number(e.get("kept_float")) for e in evals]
+                ys = [number(e.get(metric)) for e in evals]
                 pts = sorted((x, y) for x, y in zip(xs, ys) if x is not None and y is not None)
-                goal = _num(_target_value(target.get("target")))
+                goal = number(_target_value(target.get("target")))
                 if pts:
                     out.append(Figure("quant-sensitivity", svg.lines(
                         "quant-sensitivity", f"{name}: accuracy target {target.get('target', '')}",
@@ -101,14 +102,14 @@ def sparsity_figures(report: dict[str, Any]) -> list[Figure]:
     """Per-layer fraction of zero weights after a pruning stage (its ``layers`` with ``zeros_after``)."""
     out = []
     for name, r in stage_reports(report):
-        rows = [l for l in r.get("layers") or [] if isinstance(l, dict) and _num(l.get("zeros_after")) is not None]
+        rows = [l for l in r.get("layers") or [] if isinstance(l, dict) and number(l.get("zeros_after")) is not None]
         if not rows:
             continue
         dense = [l for l in r.get("skipped") or [] if isinstance(l, dict)]
         rows, more = _cut(rows, "layers")
         labels = [str(l.get("layer", l.get("name", "?"))) for l in rows]
-        before = [100 * (_num(l.get("zeros_before")) or 0.0) for l in rows]
-        series = ([svg.Series("zero weights before", before)] if any(before) else []) + [svg.Series("zero weights after", [100 * _num(l["zeros_after"]) for l in rows])]
+        before = [100 * (number(l.get("zeros_before")) or 0.0) for l in rows]
+        series = ([svg.Series("zero weights before", before)] if any(before) else []) + [svg.Series("zero weights after", [100 * number(l["zeros_after"]) for l in rows])]
         skipped = f" {len(dense)} layer(s) were left dense (see the stage's report for why)." if dense else ""
         out.append(Figure("layer-sparsity", svg.bars("layer-sparsity", f"{name}: per-layer sparsity", labels, series, "zero weights, %"),
                           "Share of each pruned layer's weights that are zero (2:4 structured sparsity is 50%)." + skipped + more))
@@ -119,12 +120,12 @@ def rank_figures(report: dict[str, Any]) -> list[Figure]:
     """Per-layer kept rank against the full rank (a low-rank stage's ``layers`` with ``rank``)."""
     out = []
     for name, r in stage_reports(report):
-        rows = [l for l in r.get("layers") or [] if isinstance(l, dict) and _num(l.get("rank")) is not None]
+        rows = [l for l in r.get("layers") or [] if isinstance(l, dict) and number(l.get("rank")) is not None]
         if not rows:
             continue
         rows, more = _cut(rows, "layers")
         labels = [str(l.get("name", l.get("layer", "?"))) for l in rows]
-        series = [svg.Series("full rank", [_num(l.get("full_rank")) for l in rows]), svg.Series("kept rank", [_num(l["rank"]) for l in rows])]
+        series = [svg.Series("full rank", [number(l.get("full_rank")) for l in rows]), svg.Series("kept rank", [number(l["rank"]) for l in rows])]
         out.append(Figure("layer-rank", svg.bars("layer-rank", f"{name}: per-layer rank", labels, series, "rank"),
                           "Each factorised layer's rank against the full rank of its weight matrix." + more))
     return out
@@ -165,12 +166,12 @@ def _curve(name: str, value: Any) -> svg.Series | None:
     pts: list[tuple[float, float]] = []
     for i, v in enumerate(value):
         if isinstance(v, (list, tuple)) and len(v) >= 2:
-            x, y = _num(v[0]), _num(v[-1])
+            x, y = number(v[0]), number(v[-1])
         elif isinstance(v, dict):
-            x = _num(next((v[k] for k in _X_KEYS if k in v), i))
-            y = _num(next((v[k] for k in _Y_KEYS if k in v), None))
+            x = number(next((v[k] for k in _X_KEYS if k in v), i))
+            y = number(next((v[k] for k in _Y_KEYS if k in v), None))
         else:
-            x, y = float(i), _num(v)
+            x, y = float(i), number(v)
         if x is not None and y is not None:
             pts.append((x, y))
     return svg.Series(name, [y for _, y in pts], [x for x, _ in pts]) if pts else None
