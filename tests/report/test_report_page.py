@@ -58,9 +58,11 @@ def test_report_verb_rerenders(fashion_run, fashion_report, tmp_path, capsys):
     assert "metrics" in capsys.readouterr().err and (tmp_path / "page.html").is_file()
 
 
-def _chromium(page: Path, *args: str) -> subprocess.CompletedProcess:
-    # --enable-logging=stderr prints every console message (errors, CSP refusals) as INFO:CONSOLE lines
-    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0", *args, page.as_uri()]
+def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    # --enable-logging=stderr prints every console message (errors, CSP refusals) as INFO:CONSOLE lines;
+    # a profile of its own, so a browser the user has open does not hold its lock
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+           f"--user-data-dir={profile}", *args, page.as_uri()]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=90)
 
 
@@ -74,7 +76,7 @@ def test_page_in_headless_chromium(fashion_run, tmp_path):
 
     page = fashion_run / "report.html"
     shot = tmp_path / "report.png"
-    r = _chromium(page, f"--screenshot={shot}", "--window-size=1200,3400", "--dump-dom")  # one browser run: both
+    r = _chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1200,3400", "--dump-dom")  # one browser run: both
     assert r.returncode == 0, r.stderr[-2000:]
     assert _console(r.stderr) == []
     with Image.open(shot) as im:
@@ -90,7 +92,7 @@ def test_page_in_headless_chromium(fashion_run, tmp_path):
     # the console check can fail: the same page with one external image is reported
     leaky = tmp_path / "leaky.html"
     leaky.write_text(page.read_text().replace("</main>", '<img src="https://example.invalid/x.png"></main>'))
-    assert any("example.invalid" in l for l in _console(_chromium(leaky, "--dump-dom").stderr))
+    assert any("example.invalid" in l for l in _console(_chromium(leaky, tmp_path / "profile", "--dump-dom").stderr))
 
 
 def test_a_failed_run_has_its_page(tmp_path):
