@@ -4,12 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real data the demo and tests read: Fashion-MNIST and OpenCV's sample photos (Debian packages).
-if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/doc/opencv-doc/examples/data ]; then
+# Real data the demo and tests read: Fashion-MNIST and OpenCV's sample photos (Debian packages);
+# Chromium, in which the tests open report.html headless (a screenshot, its plots, its console).
+if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/doc/opencv-doc/examples/data ] || ! command -v chromium > /dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist opencv-doc > /dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist opencv-doc chromium > /dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

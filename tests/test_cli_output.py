@@ -31,6 +31,7 @@ JSON_CASES = {
                  lambda d, p: d["status"] == "completed" and d["passed"] is True and "compression" in d["metrics"]),
     "pack": (["{d}/sh.onnx", "-o", "{d}/m.pack"], lambda d, p: d["artifact_bytes"] > 0 and d["written"] == [f"{p}/m.pack"]),
     "unpack": (["{d}/m.pack", "-o", "{d}/r.onnx"], lambda d, p: d["onnx_bytes"] == Path(f"{p}/sh.onnx").stat().st_size and d["checksums_verified"]),
+    "report": (["{d}/runs/t"], lambda d, p: d["problems"] == [] and d["written"] == [f"{p}/runs/t/report.html"]),
 }
 # covered elsewhere: export and finetune need torch (tests/test_cli.py::test_export_cli,
 # tests/finetune/test_finetune_cli.py); demo exports and runs EfficientNet-Lite0 (tests/test_demo.py,

@@ -78,9 +78,14 @@ class BenchConfig(Config):
         return DataOptions(batch=batch, limit=batch if self.data else None, seed=self.seed, preprocess=self.preprocess, inputs=self.inputs)
 
 
-def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, float]:
+SAMPLES_KEPT = 200  # timed runs a report keeps for its latency distribution (quantiles beyond)
+
+
+def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, Any]:
     ms = np.asarray(seconds, dtype=np.float64) * 1e3
     mean = float(ms.mean())
+    # the distribution itself, bounded: every run sorted, or evenly spaced quantiles of them
+    kept = np.sort(ms) if ms.size <= SAMPLES_KEPT else np.quantile(ms, np.linspace(0.0, 1.0, SAMPLES_KEPT))
     return {
         "iterations": int(ms.size),
         "mean_ms": mean,
@@ -90,6 +95,7 @@ def latency_stats(seconds: Sequence[float], batch: int) -> dict[str, float]:
         "p99_ms": float(np.percentile(ms, 99)),
         "std_ms": float(ms.std()),
         "throughput_per_s": batch * 1e3 / mean,
+        "samples_ms": [float(f"{v:.4g}") for v in kept],
     }
 
 
@@ -98,7 +104,7 @@ class BenchResult:
     models: list[str]
     backend: str
     threads: int
-    results: dict[int, dict[str, dict[str, float]]]  # batch -> model -> stats
+    results: dict[int, dict[str, dict[str, Any]]]  # batch -> model -> stats
     ratios: dict[int, dict[str, float]]  # batch -> model -> speedup against models[0] (p50)
 
     def to_dict(self) -> dict[str, Any]:
@@ -118,7 +124,7 @@ def bench(models: Sequence[str | os.PathLike], config: BenchConfig | None = None
     labels = list(labels or [str(m) for m in models])
     if len(set(labels)) != len(labels):
         labels = [f"{i}:{m}" for i, m in enumerate(labels)]
-    results: dict[int, dict[str, dict[str, float]]] = {}
+    results: dict[int, dict[str, dict[str, Any]]] = {}
     ratios: dict[int, dict[str, float]] = {}
     runners = [make_runner(m, backend, options, name=label) for m, label in zip(models, labels)]
     turns = _rounds(config) * len(config.batch_sizes) * len(runners)

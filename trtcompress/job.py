@@ -2,7 +2,8 @@
 
 ``runs/<name>/`` holds ``artifacts/original.onnx`` (the FP32 baseline), ``artifacts/model.onnx``
 (the compressed model), stage artifacts, and ``report.json`` with every stage's report, the
-comparison, the benchmark and the seed's metrics.
+comparison, the benchmark and the seed's metrics (schema: ``trtcompress/report/schema.json``), and
+``report.html``, the same as a self-contained page with plots.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import os
 import platform
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 
 from . import __version__
@@ -28,6 +29,7 @@ from .errors import ConfigError
 from .metrics import summary
 from .model_io import load_model, save_model
 from .pipeline import Pipeline
+from .report import SCHEMA_VERSION as REPORT_SCHEMA_VERSION, versions, write_html
 from .rundir import RunDir
 from .runners import RunnerOptions
 from .stage import get_stage
@@ -138,8 +140,9 @@ class CompressResult:
     report: dict[str, Any]
 
 
-def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -> CompressResult:
-    """Run the job in ``runs/<name>/`` (see :func:`_kept_on_failure` for a run that fails)."""
+def compress(config: CompressConfig, log: Callable[[str], None] | None = None, command: Sequence[str] | None = None) -> CompressResult:
+    """Run the job in ``runs/<name>/`` (see :func:`_kept_on_failure` for a run that fails);
+    ``command``: the command line that started it, for the report (None from Python)."""
     log = log or (lambda msg: None)
     _require_calibration(config)
     run = RunDir(config.runs_dir, config.name, overwrite=config.overwrite)
@@ -147,9 +150,12 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
     with _kept_on_failure(run, report, log) as progress, tempfile.TemporaryDirectory(prefix="trtcompress-split-") as split_dir:
         progress.phase = "load" if config.is_onnx else "export"
         report.update({
+            "schema_version": REPORT_SCHEMA_VERSION,
             "trtcompress": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()},
+            "versions": versions(),
+            "command": list(command) if command is not None else None,
             "config": config.to_dict(),
         })
         config, report["data_split"] = _split_data(config, Path(split_dir))
@@ -226,6 +232,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None) -
                 report["metrics"]["compression"]["bytes_engine"] = run.artifact("model.engine").stat().st_size
         report = run.public(report)
         run.write_report(report)
+        write_html(run.path, report)
     return CompressResult(run.final, run.final / "artifacts" / "model.onnx", report)
 
 
@@ -253,6 +260,10 @@ def _kept_on_failure(run: RunDir, report: dict[str, Any], log: Callable[[str], N
         if getattr(e, "records", None):
             report["stages"] = [r.to_dict() for r in e.records]
         run.write_report(report)
+        try:
+            write_html(run.path, run.public(report))
+        except Exception as page_error:  # the run's own error is the one to raise
+            log(f"report.html not written: {type(page_error).__name__}: {page_error}")
         run.commit()
         log(f"run directory {run.final} keeps what finished; its report.json holds the error")
         raise

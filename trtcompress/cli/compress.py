@@ -119,7 +119,7 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
 def run(args: argparse.Namespace) -> Output:
     from ..job import compress
 
-    result = compress(build_config(args), log=log)
+    result = compress(build_config(args), log=log, command=getattr(args, "command_line", None))
     return Output(result.report, lambda: format_report(result), exit_status(result.report))
 
 

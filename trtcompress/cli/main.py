@@ -39,6 +39,7 @@ VERBS = {
     "share": "share",
     "pack": "pack",
     "unpack": "unpack",
+    "report": "report",
 }
 
 
@@ -89,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(verb if verb in VERBS else None).parse_args(argv)
     except _UsageError as e:
         return _error(str(e), str(e), "UsageError", 2, verb, "--json" in argv)
+    args.command_line = ["trtcompress", *argv]  # as typed, for reports that say how to reproduce a run
     verbose, quiet, as_json = (getattr(args, k, False) for k in ("verbose", "quiet", "json"))
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
