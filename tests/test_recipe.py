@@ -13,6 +13,7 @@ writes (runs/<name>/recipe.toml) reads back to the same run.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 
 import numpy as np
@@ -109,6 +110,12 @@ def test_the_recipe_a_run_writes_reads_back_to_the_same_run(fashion_dirs, tmp_pa
     assert {**ra["config"], "name": "b"} == rb["config"]
     assert not any(s["cached"] for s in rb["stages"])  # computed again (no --resume), to the same bytes
     assert (a / "artifacts" / "model.onnx").read_bytes() == (b / "artifacts" / "model.onnx").read_bytes()
-    # the written recipe names its run: read back as it is, it refuses to replace it
+    # the written recipe names its run: read back as it is, it refuses to replace it ...
     again = cli("compress", "--recipe", str(a / "recipe.toml"), cwd=tmp_path)
     assert again.returncode == 2 and "runs/a exists" in again.stderr
+    # ... and `--name a --resume` alone resumes it from its recipe, every stage reused from the cache
+    resumed = cli("compress", "--name", "a", "--resume", cwd=tmp_path, check=True)
+    assert "stage sparsify: reused (cached)" in resumed.stderr and re.search(r"stage quantize: [\d.]+ s \(reused from the stage cache\)", resumed.stdout)
+    rr = json.loads((a / "report.json").read_text())
+    assert all(s["cached"] for s in rr["stages"]) and {**rr["config"], "resume": False} == ra["config"]
+    assert (a / "artifacts" / "model.onnx").read_bytes() == (b / "artifacts" / "model.onnx").read_bytes()
