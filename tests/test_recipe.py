@@ -119,3 +119,12 @@ def test_the_recipe_a_run_writes_reads_back_to_the_same_run(fashion_dirs, tmp_pa
     rr = json.loads((a / "report.json").read_text())
     assert all(s["cached"] for s in rr["stages"]) and {**rr["config"], "resume": False} == ra["config"]
     assert (a / "artifacts" / "model.onnx").read_bytes() == (b / "artifacts" / "model.onnx").read_bytes()
+
+
+def test_the_readme_recipe_is_a_valid_config():
+    from pathlib import Path
+
+    text = re.search(r"```toml\n(.*?)```", (Path(__file__).resolve().parents[1] / "README.md").read_text(), re.S).group(1)
+    cfg = CompressConfig.from_dict(tomllib.loads(text))
+    assert [type(s).__name__ for s in cfg.stages] == ["SparsifyConfig", "QuantizeConfig"] and cfg.compare.min_top1 == 0.8
+    assert CompressConfig.from_dict(tomllib.loads(recipe_text(cfg))) == cfg
