@@ -4,7 +4,7 @@ An entry is keyed by the sha256 of what determines a stage's output (:meth:`Stag
 the stage's name, its resolved config, the bytes of its input model, a fingerprint of the data
 its config names, and the code (trtcompress's sources and the versions of the libraries that
 compute). Data is fingerprinted by what it is, not where it is: a file or folder by the relative
-names, sizes and modification times of its files (a temporary ``--calib-from-data split`` folder
+names, sizes and modification times of its files (hidden folders left out; a temporary ``--calib-from-data split`` folder
 holding the same files gives the same key), a ``module:file.py:fn`` reader by its file, a
 ``pymodule:pkg.mod:fn`` reader by its module's file. What a reader's code reads besides its own
 file is not seen: hence reuse is asked for (``--resume``), never implied.
@@ -205,7 +205,8 @@ def _path_fingerprint(path: Path) -> str:
         h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         return "file:" + h.hexdigest()
     for top, dirs, files in os.walk(path, followlinks=True):
-        dirs.sort()
+        # hidden folders are left out: a data folder that is also the working directory holds runs/.cache
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for f in sorted(files):
             p = Path(top) / f
             try:
