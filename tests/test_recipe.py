@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 
 import numpy as np
 import pytest
-
+import tomllib
 from trtc_support import cli
+
 from trtcompress import zoo
 from trtcompress.errors import ConfigError
 from trtcompress.job import CompressConfig, stage_config
@@ -128,3 +128,14 @@ def test_the_readme_recipe_is_a_valid_config():
     cfg = CompressConfig.from_dict(tomllib.loads(text))
     assert [type(s).__name__ for s in cfg.stages] == ["SparsifyConfig", "QuantizeConfig"] and cfg.compare.min_top1 == 0.8
     assert CompressConfig.from_dict(tomllib.loads(recipe_text(cfg))) == cfg
+
+
+def test_resume_by_name_without_a_recipe_says_what_to_give(tmp_path, monkeypatch):
+    from trtcompress.cli.compress import build_config
+    from trtcompress.cli.main import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no recipe to resume in runs/gone .*give MODEL and --recipe or flags again with --resume"):
+        build_config(build_parser("compress").parse_args(["compress", "--name", "gone", "--resume"]))
+    with pytest.raises(ConfigError, match="give a model"):  # no model, no recipe, no --resume
+        build_config(build_parser("compress").parse_args(["compress", "--name", "gone"]))

@@ -142,7 +142,7 @@ def test_data_is_fingerprinted_by_what_it_holds_not_where(tmp_path):
 
 
 def test_a_large_model_is_hashed_tensor_by_tensor_and_keeps_its_weights(monkeypatch):
-    import trtcompress.weightless as weightless
+    from trtcompress import weightless
 
     model = onnx.load(str(zoo.onnx_path("fashion_cnn")))
     small = model_digest(model)

@@ -67,7 +67,7 @@ class Pipeline:
     def names(self) -> list[str]:
         return [n for n, _, _ in self.steps]
 
-    def run(self, model: Any, run_dir: RunDir | None = None, log=None, cache: "StageCache | None" = None) -> PipelineResult:
+    def run(self, model: Any, run_dir: RunDir | None = None, log=None, cache: StageCache | None = None) -> PipelineResult:
         """Run the stages on ``model``. With ``cache``, each finished stage is stored, and a stage
         whose key (name, config, input model, data) is stored is reused when the cache allows it."""
         records: list[StageRecord] = []

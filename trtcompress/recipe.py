@@ -16,13 +16,14 @@ import json
 import math
 import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from .errors import ConfigError
 
-__all__ = ["read_recipe", "recipe_text", "toml_text", "write_run_recipe", "RECIPE_FORMATS"]
+__all__ = ["RECIPE_FORMATS", "read_recipe", "recipe_text", "toml_text", "write_run_recipe"]
 
 RECIPE_FORMATS = (".toml", ".json")
 

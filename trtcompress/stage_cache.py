@@ -37,7 +37,7 @@ from .errors import UserError
 from .fileio import json_text, publish_mode
 from .stage import StageResult
 
-__all__ = ["StageCache", "stage_cache", "model_digest", "data_fingerprint"]
+__all__ = ["StageCache", "data_fingerprint", "model_digest", "stage_cache"]
 
 CACHE_DIR = ".cache"  # under the runs directory; run names start with a letter or digit, so no run is called this
 _KEY_VERSION = 1  # bump when what goes into a key changes

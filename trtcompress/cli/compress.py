@@ -127,6 +127,7 @@ def _resumed_recipe(args: argparse.Namespace, model: str | None) -> str | None:
     """``compress --name RUN --resume`` without a model or recipe: RUN's own recipe file."""
     if model or getattr(args, "model", None) or not getattr(args, "resume", None) or not args.name:
         return None
+    from ..errors import ConfigError
     from ..job import CompressConfig
     from ..recipe import RECIPE_FORMATS
 
