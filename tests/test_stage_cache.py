@@ -3,7 +3,8 @@ is reused, not recomputed, with --resume.
 
 On fashion_cnn with real Fashion-MNIST through normalize, sparsify, quantize:
 - a run interrupted in quantize (Ctrl-C) leaves no run directory but its finished stages in
-  runs/.cache; resumed, normalize and sparsify are reused (the report says so and sparsify's
+  runs/.cache; resumed with a bad quantize option it fails there again and keeps its run directory
+  (report and recipe); resumed right, normalize and sparsify are reused (the report says so and sparsify's
   function is not called) and the model is byte-identical to an uninterrupted run's
 - without --resume nothing is reused
 - a changed quantize config recomputes quantize only; a changed input model recomputes all
@@ -15,15 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 
 import numpy as np
 import onnx
 import pytest
+import tomllib
 from onnx import numpy_helper
 
 from trtcompress import stage as stage_registry
 from trtcompress import zoo
+from trtcompress.errors import StageError
 from trtcompress.job import CompressConfig, compress, stage_config
 from trtcompress.stage_cache import data_fingerprint, model_digest
 
@@ -86,6 +90,13 @@ def test_an_interrupted_run_resumes_where_it_stopped(fashion_dirs, tmp_path, mon
         compress(_config(model, fashion_dirs, runs, "r"))
     assert not (runs / "r").exists()  # an interrupted run leaves no run directory ...
     assert len(list((runs / ".cache").iterdir())) == 2  # ... but normalize and sparsify in the cache
+
+    # resumed with a bad option in quantize: fails there, keeping a run directory with its recipe
+    with pytest.raises(StageError, match="quantize"):
+        compress(_config(model, fashion_dirs, runs, "r", calib=str(tmp_path / "missing")).replace(resume=True))
+    kept = json.loads((runs / "r" / "report.json").read_text())
+    assert kept["failure"]["stage"] == "quantize" and [(s["name"], s["cached"]) for s in kept["stages"]] == [("normalize", True), ("sparsify", True)]
+    assert tomllib.loads((runs / "r" / "recipe.toml").read_text())["stages"][1]["calib"] == str(tmp_path / "missing")
 
     before = dict(calls.count)
     resumed = compress(_config(model, fashion_dirs, runs, "r").replace(resume=True))
