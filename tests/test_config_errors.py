@@ -99,9 +99,9 @@ def test_unknown_recipe_key():
 def test_recipe_type_error_through_the_cli(tiny_model, tmp_path):
     recipe = tmp_path / "recipe.json"
     recipe.write_text(json.dumps({"stages": [{"stage": "sparsify", "permute": "false"}]}))
-    r = cli("compress", str(tiny_model), "--recipe", str(recipe), "--no-bench", cwd=tmp_path)
+    r = cli("compress", str(tiny_model), "--recipe", recipe.name, "--no-bench", cwd=tmp_path)
     assert r.returncode == 2
-    assert r.stderr.strip() == "trtcompress compress: error: SparsifyConfig.permute must be bool, got str 'false'"
+    assert r.stderr.strip() == "trtcompress compress: error: recipe recipe.json: SparsifyConfig.permute must be bool, got str 'false'"
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
@@ -128,7 +128,7 @@ def test_existing_run_directory_without_overwrite(tiny_model, tmp_path):
     assert (first.run_dir / "report.json").read_bytes() == before
     again = _run(tiny_model, tmp_path, overwrite=True)  # the flag the message names replaces it
     assert json.loads((again.run_dir / "report.json").read_text())["created"]
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["r"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [".cache", "r"]  # the stage cache beside the run
 
 
 def test_existing_directory_that_is_not_a_run(tmp_path):

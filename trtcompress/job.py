@@ -29,10 +29,12 @@ from .errors import ConfigError
 from .metrics import summary
 from .model_io import load_model, save_model
 from .pipeline import Pipeline
+from .recipe import write_run_recipe
 from .report import SCHEMA_VERSION as REPORT_SCHEMA_VERSION, versions, write_html
 from .rundir import RunDir
 from .runners import RunnerOptions
 from .stage import get_stage
+from .stage_cache import stage_cache
 from .torch_export.config import ExportConfig
 from .trt.version import TrtVersion, parse_version
 
@@ -85,6 +87,11 @@ class CompressConfig(Config):
     target_trt: str | None = None
     calibration_cache: bool = False  # with target_trt <= 10: also the TensorRT calibration cache
     normalize: bool = True  # run the normalize stage first (unless the stages name it) and clean up after the last
+    # every finished stage is stored in <runs_dir>/.cache (trtcompress.stage_cache); ``resume``
+    # reuses the stored stages whose input, config and data are unchanged (and replaces an earlier
+    # run of the same name): an interrupted run continues where it stopped
+    cache: bool = True
+    resume: bool = False
 
     def validate(self) -> None:
         if not self.model:
@@ -102,6 +109,8 @@ class CompressConfig(Config):
                 version.cache_version_number  # TensorRT 11 has none: the one-line refusal
         elif self.calibration_cache:
             raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
+        if self.resume and not self.cache:
+            raise ConfigError("--resume reuses the stage cache: drop --no-cache")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
 
     def data_options(self) -> DataOptions:
@@ -145,7 +154,8 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None, c
     ``command``: the command line that started it, for the report (None from Python)."""
     log = log or (lambda msg: None)
     _require_calibration(config)
-    run = RunDir(config.runs_dir, config.name, overwrite=config.overwrite)
+    run = RunDir(config.runs_dir, config.name, overwrite=config.overwrite or config.resume)
+    config = config.replace(name=run.name)  # the recipe and report name the run, also when the name was generated
     report: dict[str, Any] = {}
     with _kept_on_failure(run, report, log) as progress, tempfile.TemporaryDirectory(prefix="trtcompress-split-") as split_dir:
         progress.phase = "load" if config.is_onnx else "export"
@@ -158,6 +168,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None, c
             "command": list(command) if command is not None else None,
             "config": config.to_dict(),
         })
+        report["recipe"] = write_run_recipe(run, config)
         config, report["data_split"] = _split_data(config, Path(split_dir))
         target = parse_version(config.target_trt) if config.target_trt else None
         original = run.artifact("original.onnx")
@@ -193,7 +204,7 @@ def compress(config: CompressConfig, log: Callable[[str], None] | None = None, c
             stages = list(adapted)
             report["tensorrt"]["stages"] = notes
         model = load_model(original)
-        result = Pipeline(stages).run(model, run, log=log)
+        result = Pipeline(stages).run(model, run, log=log, cache=stage_cache(config, log))
         report["stages"] = result.report()
         final = result.model
         if config.normalize:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Sequence, Union
+from typing import TYPE_CHECKING, Any, Sequence, Union
 
 from .config import Config
 from .contracts import PROPERTIES, check_after, check_sequence, consumed, measure
@@ -17,6 +17,9 @@ from .rundir import RunDir
 from .stage import StageFn, StageResult, get_stage
 
 __all__ = ["Pipeline", "PipelineResult", "StageRecord"]
+
+if TYPE_CHECKING:
+    from .stage_cache import StageCache
 
 Step = Union[Config, "tuple[StageFn, Config]"]
 
@@ -29,6 +32,7 @@ class StageRecord:
     seconds: float
     artifacts: list[str]
     warnings: list[str] = dataclasses.field(default_factory=list)
+    cached: bool = False  # reused from the stage cache (trtcompress.stage_cache), not recomputed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +67,9 @@ class Pipeline:
     def names(self) -> list[str]:
         return [n for n, _, _ in self.steps]
 
-    def run(self, model: Any, run_dir: RunDir | None = None, log=None) -> PipelineResult:
+    def run(self, model: Any, run_dir: RunDir | None = None, log=None, cache: StageCache | None = None) -> PipelineResult:
+        """Run the stages on ``model``. With ``cache``, each finished stage is stored, and a stage
+        whose key (name, config, input model, data) is stored is reused when the cache allows it."""
         records: list[StageRecord] = []
         established: dict[str, str] = {}  # property -> the stage that established it
         counts: dict[str, int] = {}  # how often each established property holds in ``model``
@@ -75,8 +81,14 @@ class Pipeline:
                 if log:
                     log(f"warning: {msg}")
             t0 = time.perf_counter()
+            key = cache.key(name, cfg, model) if cache is not None else None
+            result = cache.get(key) if cache is not None else None
+            cached = result is not None
+            if cached and log:
+                log(f"stage {name}: reused (cached)")
             try:
-                result = fn(model, cfg)
+                if result is None:
+                    result = fn(model, cfg)
             except UserError as e:
                 before = ", ".join(r.name for r in records) or "none"
                 err = StageError(f"stage {name!r} failed: {e} (stages completed before it: {before})")
@@ -99,11 +111,13 @@ class Pipeline:
                 elif prop in after:
                     notes.append(f"stage {name!r} left no {PROPERTIES[prop][1]} in the model")
             counts = {p: after[p] for p in established if p in after}
+            if cache is not None and not cached:
+                result = cache.put(key, name, cfg, result, time.perf_counter() - t0)
             files = []
             if run_dir is not None:
                 for fname, content in result.artifacts.items():
                     run_dir.write_artifact(f"{i:02d}-{name}-{fname}", content)
                     files.append(f"artifacts/{i:02d}-{name}-{fname}")
-            records.append(StageRecord(name, cfg.to_dict(), result.report, time.perf_counter() - t0, files, notes))
+            records.append(StageRecord(name, cfg.to_dict(), result.report, time.perf_counter() - t0, files, notes, cached))
             model = result.model
         return PipelineResult(model, records)

@@ -1,13 +1,14 @@
-"""``trtcompress compress MODEL [--stages ...|--recipe FILE] [--data ...] [--name RUN]``
+"""``trtcompress compress MODEL [--stages ...|--recipe FILE] [--data ...] [--name RUN] [--resume]``
 
 The main job: export (for a torch model), the compression stages, then compare and bench against
-the FP32 baseline; everything lands in ``runs/<name>/`` with ``report.json``.
+the FP32 baseline; everything lands in ``runs/<name>/`` with ``report.json`` and the run's recipe
+(``recipe.toml``: ``--recipe`` reads it back to the same run). ``--resume`` reuses the stages an
+earlier (interrupted) run finished; ``compress --name RUN --resume`` alone resumes RUN's recipe.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from .common import Output, add_config_args, add_data_args, add_runner_args, given_args, log
@@ -26,6 +27,8 @@ HELP = {
     "name": "run name (none: run-<date>-<time>)",
     "runs_dir": "where run directories go",
     "overwrite": "replace an earlier run of the same --name (never a directory that is not a run)",
+    "cache": "store each finished stage in RUNS_DIR/.cache so a run can be resumed (--no-cache: store nothing)",
+    "resume": "reuse the stored stages whose input model, config and data are unchanged, and replace an earlier run of the same --name; without MODEL and --recipe, resume the run --name with its recipe.toml",
     "calib_from_data": "without --calib: 'split' splits the --data directory by file into disjoint calibration and evaluation halves; 'same' calibrates on the evaluation data (optimistic; the report says so)",
     "calib": "calibration data for stages that read data (keep it disjoint from --data)",
     "target_trt": "write what this TensorRT takes (e.g. 8.6, 10.3): its opset, Q/DQ only where it has INT8 kernels, Tensor Core rank multiples; then build the engine where TensorRT is installed",
@@ -53,9 +56,9 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     from ..torch_export.config import EXPORTERS, ExportConfig
 
     if model_required:
-        p.add_argument("model", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript")
+        p.add_argument("model", nargs="?", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript (default: the recipe's)")
     p.add_argument("--stages", default=None, help="comma-separated stages with default options, in order")
-    p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances); flags override it")
+    p.add_argument("--recipe", default=None, help="TOML or JSON file with a compress config (stages with options, data, targets, thresholds), e.g. a run's recipe.toml; flags override it")
     # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
     add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP, choices={"calib_from_data": ("split", "same")})
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
@@ -80,17 +83,13 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
     from ..runners import RunnerOptions
     from ..torch_export.config import ExportConfig
 
+    from ..recipe import read_recipe
+
     d: dict = dict(defaults or {})
-    if args.recipe:
-        try:
-            d.update(json.loads(Path(args.recipe).read_text()))
-        except FileNotFoundError:
-            raise ConfigError(f"recipe not found: {args.recipe}") from None
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"recipe {args.recipe} is not valid JSON: {e}") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"recipe {args.recipe} must hold a JSON object, got {type(d).__name__}")
-    d["model"] = model or args.model
+    recipe = args.recipe or _resumed_recipe(args, model)
+    if recipe:
+        d.update(read_recipe(recipe))
+    d["model"] = model or getattr(args, "model", None) or d.get("model", "")
     d.update(given_args(args, CompressConfig))
     for key, value in (("data", args.data), ("preprocess", args.preprocess), ("limit", args.limit), ("batch", args.batch)):
         if value is not None:
@@ -113,7 +112,27 @@ def build_config(args: argparse.Namespace, model: str | None = None, defaults: d
         d["backend"] = args.backend
     if args.stages:
         d["stages"] = [{"stage": s.strip()} for s in args.stages.split(",") if s.strip()]
-    return CompressConfig.from_dict(d)
+    if not recipe:
+        return CompressConfig.from_dict(d)
+    try:
+        return CompressConfig.from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"recipe {recipe}: {e}") from e
+
+
+def _resumed_recipe(args: argparse.Namespace, model: str | None) -> str | None:
+    """``compress --name RUN --resume`` without a model or recipe: RUN's own recipe file."""
+    if model or getattr(args, "model", None) or not getattr(args, "resume", None) or not args.name:
+        return None
+    from ..errors import ConfigError
+    from ..job import CompressConfig
+    from ..recipe import RECIPE_FORMATS
+
+    run = Path(args.runs_dir or CompressConfig.runs_dir) / args.name
+    found = [run / f"recipe{s}" for s in RECIPE_FORMATS if (run / f"recipe{s}").is_file()]
+    if not found:
+        raise ConfigError(f"no recipe to resume in {run} (a run stopped by Ctrl-C or killed leaves no run directory; its finished stages are in the stage cache): give MODEL and --recipe or flags again with --resume")
+    return str(found[0])
 
 
 def run(args: argparse.Namespace) -> Output:
@@ -139,7 +158,8 @@ def format_report(result) -> str:
         lines.append(f"export: {e['exporter']} exporter; {checks}")
     for s in r["stages"]:
         nodes = f" ({s['report']['nodes_before']} -> {s['report']['nodes_after']} nodes)" if s["name"] == "normalize" else ""
-        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s{nodes}")
+        reused = " (reused from the stage cache)" if s.get("cached") else ""
+        lines.append(f"stage {s['name']}: {s['seconds']:.1f} s{nodes}{reused}")
     if "tensorrt" in r:
         lines += _trt_lines(r)
     lines.append(f"compression ratio: {_x(c['ratio_disk'])} on disk ({c['bytes_original']:,} -> {c['bytes_compressed']:,} bytes), {_x(c['ratio_parameters'])} in parameters ({c['parameters_original']:,} -> {c['parameters_compressed']:,})")
