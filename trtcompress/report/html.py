@@ -133,6 +133,12 @@ def _headline(r: dict[str, Any]) -> str:
     cards = [] if not m else [
         _card("compression ratio (disk)", _f(c.get("ratio_disk"), ".2f", "x"), f"{_f(c.get('bytes_original'), ',')} → {_f(c.get('bytes_compressed'), ',')} bytes"),
         _card("compression (non-zero params)", _f(c.get("ratio_nonzero_parameters"), ".2f", "x"), f"parameters {_f(c.get('ratio_parameters'), '.2f', 'x')}"),
+        *([_card("compression ratio (shipped)", _f(c.get("ratio_packed"), ".2f", "x"), f"packed artifact {_f(c.get('bytes_packed'), ',')} bytes")]
+          if c.get("bytes_packed") is not None else []),
+        *([_card("weights in memory", _f(c.get("ratio_in_memory"), ".2f", "x"),
+                 f"{_f(c.get('weight_bytes_in_memory_original'), ',')} → {_f(c.get('weight_bytes_in_memory_compressed'), ',')} bytes"
+                 + (f"; engine {_f(c.get('bytes_engine'), ',')} bytes" if c.get("bytes_engine") is not None else ""))]
+          if c.get("ratio_in_memory") is not None else []),
         _card("speedup ratio", _f(m.get("speedup"), ".2f", "x"), f"p50 latency, batch {first}, same run" if first else "no benchmark run"),
         _card("pruning rate", _f(pr.get("percent"), ".2f", "%"), f"{_f(pr.get('pruned'), ',')} of {_f(pr.get('total'), ',')} parameters"),
         _card("quantization error", _f(q.get("max_abs"), ".3g"), f"max abs at the outputs; mean {_f(q.get('mean_abs'), '.3g')}"),
