@@ -74,7 +74,8 @@ def test_outputs_stay_close_to_fp32(fp32, runs):
     shared, _ = runs
     x, _ = fashion_mnist("test", limit=500)
     ref = open_session(fp32, SessionConfig(threads=1)).run(None, {"x": x})[0].argmax(1)
-    got = open_session(shared.model, SessionConfig(threads=1)).run(None, {"x": x})[0].argmax(1)
+    # "basic": the exact Q/DQ arithmetic (ONNX Runtime's fused kernels saturate on CPUs without VNNI)
+    got = open_session(shared.model, SessionConfig(threads=1, optimization="basic")).run(None, {"x": x})[0].argmax(1)
     assert np.mean(ref == got) > 0.9
 
 
