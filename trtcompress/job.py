@@ -44,6 +44,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
+    "ray": lambda c: c.ray,  # calibrate with Ray tasks on this cluster (trtcompress.distributed)
 }
 CALIB_FROM_DATA = ("", "split", "same")
 # The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
@@ -83,6 +84,7 @@ class CompressConfig(Config):
     target_trt: str | None = None
     calibration_cache: bool = False  # with target_trt <= 10: also the TensorRT calibration cache
     normalize: bool = True  # run the normalize stage first (unless the stages name it) and clean up after the last
+    ray: str | None = None  # calibrate with Ray tasks on this cluster address ("local": ray.init()'s choice)
 
     def validate(self) -> None:
         if not self.model:
@@ -101,6 +103,10 @@ class CompressConfig(Config):
         elif self.calibration_cache:
             raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
+        if self.ray is not None:
+            from .distributed import check_ray
+
+            check_ray()
 
     def data_options(self) -> DataOptions:
         """How ``data`` is read (the export's ``inputs`` give the shapes of dynamic dimensions)."""

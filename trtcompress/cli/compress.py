@@ -52,6 +52,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     from ..benchmark import BenchConfig
     from ..job import CompressConfig
     from ..torch_export.config import EXPORTERS, ExportConfig
+    from .ray_arg import add_ray_arg
 
     if model_required:
         p.add_argument("model", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript")
@@ -59,7 +60,8 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True) -> Non
     p.add_argument("--recipe", default=None, help="JSON file with a compress config (stages with options, data, tolerances); flags override it")
     p.add_argument("--json", action="store_true", help="print report.json instead of the summary")
     # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
-    add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend"), help=HELP, choices={"calib_from_data": ("split", "same")})
+    add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend", "ray"), help=HELP, choices={"calib_from_data": ("split", "same")})
+    add_ray_arg(p)
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
     e = p.add_argument_group("export (torch models)")
     add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})
