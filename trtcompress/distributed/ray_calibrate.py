@@ -77,6 +77,7 @@ def _collect_shard(model: bytes, tensors: list[str], shard: Shard, inputs: list[
                    max_only: dict[str, float | None], keep: int) -> tuple[Statistics, SampleKeeper | None, dict[str, Any]]:
     """One task: the shard's statistics, the samples its keeper kept, and where and how it ran."""
     t0 = time.perf_counter()
+    _reset_peak_rss()  # a worker process runs many tasks: its peak is this task's from here
     proto = onnx.load_from_string(model)
     source: Any = open_shard(shard, inputs)
     keeper = SampleKeeper(keep) if keep else None
@@ -85,8 +86,28 @@ def _collect_shard(model: bytes, tensors: list[str], shard: Shard, inputs: list[
     stats = collect_statistics(proto, tensors, source, config, max_only)
     ray = require("ray")
     info = {"start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(),
-            "node": ray.get_runtime_context().get_node_id(), "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "node": ray.get_runtime_context().get_node_id(), "peak_rss_mb": peak_rss_mb()}
     return stats, keeper, info
+
+
+def _reset_peak_rss() -> None:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:  # Linux: "5" resets the peak (VmHWM)
+            f.write("5")
+    except OSError:
+        pass  # elsewhere the peak is the process's since it started
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (since the last reset, on Linux), in MB."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 class RayCollector:
