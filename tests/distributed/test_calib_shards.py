@@ -48,6 +48,17 @@ def test_a_shard_reads_its_samples_and_not_the_files_before_it(tmp_path, monkeyp
     assert np.array_equal(np.concatenate(batches), whole)
 
 
+@pytest.mark.parametrize("spec,batch", [("random:5", 4), ("random:3", None)])
+def test_shards_of_generated_data_are_the_single_reader_samples(spec, batch):
+    inputs = model_inputs(fashion_cnn())
+    options = DataOptions(batch=batch)
+    whole = np.concatenate([f["x"] for f in open_data(spec, inputs, options)])
+    n, _ = count_samples(spec, inputs, options)
+    shards = plan_shards(spec, options, n, 3)
+    assert n == len(whole) and len(shards) > 1
+    assert np.array_equal(np.concatenate([b["x"] for s in shards for b in open_shard(s, inputs)]), whole)
+
+
 def test_shard_keepers_merge_into_one_pass_choice(tmp_path):
     folder = fashion_files(tmp_path / "d", [60, 60, 40])
     inputs = model_inputs(fashion_cnn())

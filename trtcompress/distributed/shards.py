@@ -56,8 +56,9 @@ def absolute_spec(spec: str) -> str:
 
 
 def _raw(spec: str, inputs: Sequence[ModelInput], options: DataOptions):
-    """The reader without batching or limit: one feed per stored item."""
-    return open_data(spec, inputs, options.replace(batch=None, limit=None))
+    """The reader without its limit (the plan applies it). The batch stays: a generated data set
+    (``random``) makes its samples per batch."""
+    return open_data(spec, inputs, options.replace(limit=None))
 
 
 def count_samples(spec: str, inputs: Sequence[ModelInput], options: DataOptions) -> tuple[int, list[ModelInput] | None]:
@@ -116,7 +117,8 @@ class _Range:
 
     def _feeds(self) -> Iterator[Feed | int]:
         src = self.src
-        inner = src.source if isinstance(src, rebatch) and src.batch_size is None and src.limit is None else src
+        # a stored data set's samples are its items' in order, however they are batched: skip items
+        inner = src.source if isinstance(src, rebatch) and src.limit is None else src
         if isinstance(inner, Source) and inner.count is not None:
             from ..data.base import validate_feed
 
