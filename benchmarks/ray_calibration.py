@@ -11,7 +11,9 @@ samples (as a user's shared storage would hold them). Per size, interleaved in r
 
 Only the statistics pass is timed (what --ray distributes); each Ray run's statistics are checked
 equal to the single-process run's. A task's peak RSS is its worker's VmHWM, reset when the task
-starts; the single run's is this process's, reset before it. The cluster is started once (its
+starts; the single run's is this process's, reset before it. CPU seconds (the tasks' processes,
+or this process for the single run) give samples per CPU-second, which the load of other work on
+the shared cores does not inflate as it does wall time. The cluster is started once (its
 start and the first call, which starts the worker processes, are reported apart) on this
 machine's 2 cores. The merge: ``Statistics.merge`` timed on this model's shard statistics, per
 shard and per histogram.
@@ -90,9 +92,9 @@ def main() -> None:
 
     def single(n):
         reset_peak()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         stats = collect_statistics(work, tensors, open_data(str(folders[n]), inputs, options), collect, max_only)
-        return stats, time.perf_counter() - t, {"peak_rss_mb": peak_rss_mb()}
+        return stats, time.perf_counter() - t, {"peak_rss_mb": peak_rss_mb(), "cpu_seconds": time.process_time() - c}
 
     def on_ray(n, tasks):
         c = RayCollector(RayOptions(tasks=tasks))
@@ -109,17 +111,19 @@ def main() -> None:
         runs: dict[str, list] = {"single": [], "ray1": [], "ray2": []}
         for k in range(r):
             ref, s, info = single(n)
-            runs["single"].append((s, info["peak_rss_mb"], 0.0))
+            runs["single"].append((s, info["peak_rss_mb"], 0.0, info["cpu_seconds"]))
             for name, tasks in (("ray1", 1), ("ray2", 2)) if k % 2 == 0 else (("ray2", 2), ("ray1", 1)):
                 got, s, rep = on_ray(n, tasks)
                 if got != ref or got.num_batches != ref.num_batches:
                     raise SystemExit(f"{name} statistics differ from the single-process run at {n} samples")
-                runs[name].append((s, max(t["peak_rss_mb"] for t in rep["tasks"]), rep["merge_seconds"]))
+                runs[name].append((s, max(t["peak_rss_mb"] for t in rep["tasks"]), rep["merge_seconds"], sum(t["cpu_seconds"] for t in rep["tasks"])))
         row = {}
         for name, vals in runs.items():
             sec = pystats.median(v[0] for v in vals)
             row[name] = {"seconds": round(sec, 3), "samples_per_s": round(n / sec), "peak_rss_mb": max(v[1] for v in vals),
-                         "merge_s": round(max(v[2] for v in vals), 4), "runs": len(vals)}
+                         "merge_s": round(max(v[2] for v in vals), 4), "runs": len(vals),
+                         # CPU time of the pass (the tasks' processes for Ray): what the load on the shared cores does not inflate
+                         "samples_per_cpu_s": round(n / pystats.median(v[3] for v in vals))}
         results["sizes"][n] = row
         print(n, json.dumps(row), flush=True)
 

@@ -28,7 +28,7 @@ from .._optional import require
 from ..config import Config
 from ..data.base import ModelInput, SampleKeeper, model_inputs
 from ..data.options import DataOptions
-from ..errors import ConfigError, DataError, ModelError, UserError
+from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, UserError
 from ..quant.calibrate import CollectConfig, _fixed_batch, collect_statistics
 from ..quant.stats import Statistics
 from ..weightless import has_external_data
@@ -76,7 +76,7 @@ class ShardedData:
 def _collect_shard(model: bytes, tensors: list[str], shard: Shard, inputs: list[ModelInput], config: CollectConfig,
                    max_only: dict[str, float | None], keep: int) -> tuple[Statistics, SampleKeeper | None, dict[str, Any]]:
     """One task: the shard's statistics, the samples its keeper kept, and where and how it ran."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     _reset_peak_rss()  # a worker process runs many tasks: its peak is this task's from here
     proto = onnx.load_from_string(model)
     source: Any = open_shard(shard, inputs)
@@ -85,7 +85,8 @@ def _collect_shard(model: bytes, tensors: list[str], shard: Shard, inputs: list[
         source = keeper.watch(source)
     stats = collect_statistics(proto, tensors, source, config, max_only)
     ray = require("ray")
-    info = {"start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid(),
+    info = {"start": shard.start, "stop": shard.stop, "seconds": round(time.perf_counter() - t0, 3),
+            "cpu_seconds": round(time.process_time() - c0, 3), "pid": os.getpid(),
             "node": ray.get_runtime_context().get_node_id(), "peak_rss_mb": peak_rss_mb()}
     return stats, keeper, info
 
@@ -204,6 +205,8 @@ def _result(ray, ref, shard: Shard):
         cause = getattr(e, "cause", None)
         if isinstance(cause, UserError):
             raise cause from None  # the user's one-line error, as a single-process run gives it
+        if isinstance(cause, ImportError):
+            raise MissingDependencyError(f"a Ray node cannot import what calibration needs ({cause}); install trtcompress[ray] on every node of the cluster") from e
         raise
     except ray.exceptions.RayError as e:
         raise DataError(f"the Ray task for calibration samples {shard.start}:{shard.stop} failed ({type(e).__name__}) after its retries; "
