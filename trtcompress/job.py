@@ -48,6 +48,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
+    "ray": lambda c: c.ray,  # calibrate with Ray tasks on this cluster (trtcompress.distributed)
 }
 CALIB_FROM_DATA = ("", "split", "same")
 # The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
@@ -92,6 +93,7 @@ class CompressConfig(Config):
     # run of the same name): an interrupted run continues where it stopped
     cache: bool = True
     resume: bool = False
+    ray: str | None = None  # calibrate with Ray tasks on this cluster address ("local": ray.init()'s choice)
 
     def validate(self) -> None:
         if not self.model:
@@ -112,6 +114,10 @@ class CompressConfig(Config):
         if self.resume and not self.cache:
             raise ConfigError("--resume reuses the stage cache: drop --no-cache")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
+        if self.ray is not None:
+            from .distributed import check_ray
+
+            check_ray()
 
     def data_options(self) -> DataOptions:
         """How ``data`` is read (the export's ``inputs`` give the shapes of dynamic dimensions)."""

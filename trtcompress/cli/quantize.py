@@ -44,6 +44,7 @@ HELP = {
     "bias_correction": "fold each layer's mean output shift from weight rounding (measured on --calib data, for the written form's weights) into its bias",
     "smoothquant": "SmoothQuant alpha in [0, 1]: migrate MatMul/Gemm input outliers into the weights, folded into the LayerNorm or linear layer producing the input, else a Mul before the layers (e.g. 0.5; default: off)",
     "threads": "ONNX Runtime intra-op threads (0: default)",
+    "ray_tasks": "with --ray: shards of the calibration data, one Ray task each (0: one per CPU of the cluster)",
     "progress": "show calibration progress",
 }
 
@@ -53,12 +54,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
     from ..quant.qdq_trt import WEIGHT_FORMATS
     from ..stages.quantize import METHODS, TARGETS, QuantizeConfig
     from .common import add_config_args
+    from .ray_arg import add_ray_arg
 
     p = sub.add_parser("quantize", help="INT8 post-training quantization: calibrate, write Q/DQ for TensorRT or the CPU form", description=__doc__)
     p.add_argument("model", help="FP32 ONNX model")
     p.add_argument("-o", "--output", required=True, help="quantized ONNX file to write")
-    add_config_args(p, QuantizeConfig, flags={"inputs": "--input"}, help=HELP, split=(), metavars={"inputs": "NAME:DIMS", "include": "PATTERN", "exclude": "PATTERN"},
+    add_config_args(p, QuantizeConfig, skip=("ray",), flags={"inputs": "--input"}, help=HELP, split=(), metavars={"inputs": "NAME:DIMS", "include": "PATTERN", "exclude": "PATTERN"},
                     choices={"method": METHODS, "target": TARGETS, "weights": WEIGHT_FORMATS, "cpu_weights": CPU_WEIGHT_TYPES, "cpu_layer_rule": CPU_LAYER_RULES})
+    add_ray_arg(p)
     p.add_argument("--per-tensor-weights", dest="per_channel", action="store_false", default=None, help="same as --no-per-channel")
     p.add_argument("--report", default=None, help="write the full report as JSON here")
     add_normalize_arg(p)

@@ -349,6 +349,19 @@ class SampleKeeper:
             if len(self._kept) > self.k:
                 del self._kept[max(self._kept)]
 
+    def merge(self, other: "SampleKeeper") -> None:
+        """Take in what ``other`` kept from other data (a shard read elsewhere): the ``k`` smallest
+        digests of both are those of the data together, so the choice is the same as one pass's."""
+        self.seen += other.seen
+        if self.inputs is None:
+            self.inputs = other.inputs
+        for d, sample in other._kept.items():
+            if d in self._kept or (len(self._kept) >= self.k and d > max(self._kept)):
+                continue
+            self._kept[d] = sample
+            if len(self._kept) > self.k:
+                del self._kept[max(self._kept)]
+
     def feeds(self, batch_size: int | None = None) -> list[Feed]:
         """The kept samples in digest order, in batches of ``batch_size`` (None: one batch)."""
         if not self._kept:

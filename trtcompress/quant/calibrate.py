@@ -203,18 +203,21 @@ def calibrate(
     config: CollectConfig | None = None,
     max_only: Mapping[str, float | None] | Iterable[str] = (),
     candidates: Sequence[str] = (),
+    collector: Callable[..., Statistics] | None = None,
     **options: Any,
 ) -> CalibrationTable:
     """Collect statistics and compute the table in one call; timings go into ``details``.
 
     ``max_only``: tensors whose amax is their observed max whatever the method (with the max
     method, every tensor), so no histogram is collected for them. ``candidates``: see
-    :func:`compute_amax`."""
+    :func:`compute_amax`. ``collector``: what collects the statistics, called like
+    :func:`collect_statistics` (default: that, in this process; the distributed collector takes
+    shards as ``source`` and merges the statistics of its tasks)."""
     check_options(method, get_method(method), options)  # fail before the data pass
     t0 = time.perf_counter()
     if method == "max":
         max_only = {**dict.fromkeys(tensors), **(max_only if isinstance(max_only, Mapping) else {})}
-    stats = collect_statistics(model, tensors, source, config, max_only)
+    stats = (collector or collect_statistics)(model, tensors, source, config, max_only)
     t1 = time.perf_counter()
     table = compute_amax(stats, method, candidates, **options)
     t2 = time.perf_counter()

@@ -84,6 +84,9 @@ class QuantizeConfig(Config):
     alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
     folded into the LayerNorm or linear layer producing the input, else a Mul before the layers
     (quant.ptq.smoothquant). All three are off by default (measured in benchmarks/RESULTS.md).
+    ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
+    ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
+    the same table and model as in this process (trtcompress.distributed).
     """
 
     method: str = "entropy"
@@ -115,6 +118,8 @@ class QuantizeConfig(Config):
     smoothquant: float | None = None
     threads: int = 0
     progress: bool = True
+    ray: str | None = None
+    ray_tasks: int = 0
 
     def reads_calib_data(self) -> bool:
         return not self.table
@@ -138,6 +143,12 @@ class QuantizeConfig(Config):
                 raise ConfigError(f"{name} must be at least 1, got {v}")
         if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:
             raise ConfigError(f"smoothquant is the migration strength alpha in [0, 1], got {self.smoothquant}")
+        if self.ray is not None:
+            from ..distributed import check_ray
+
+            check_ray()
+        if self.ray_tasks < 0:
+            raise ConfigError(f"ray_tasks must be >= 0 (0: one per CPU of the cluster), got {self.ray_tasks}")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.accuracy_target is not None:
@@ -187,7 +198,7 @@ def _source(model: onnx.ModelProto, spec: str, config: QuantizeConfig, limit: in
     return open_data(spec, model_inputs(model), options)
 
 
-def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig, keeper: SampleKeeper | None = None) -> CalibrationTable:
+def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig, keeper: SampleKeeper | None = None, record: dict | None = None) -> CalibrationTable:
     if config.table:
         path = Path(config.table)
         if not path.is_file():
@@ -199,13 +210,22 @@ def _calibrate(model: onnx.ModelProto, plan: QuantPlan, config: QuantizeConfig, 
         from ..quant.calibrate import CollectConfig, calibrate
     except ImportError as e:  # pragma: no cover - only before the calibration module is installed
         raise ModelError(f"calibration is not available in this installation ({e}); give a saved table with --table") from e
-    source = _source(model, config.calib, config, config.limit)
-    if keeper is not None:
-        source = keeper.watch(source)
     collect = CollectConfig(threads=config.threads, progress=config.progress)
     # a bounded (ReLU6) tensor's range is its observed max whatever the method (apply_bounds)
     max_only = {t: plan.bounds[t] for t in plan.activation_tensors if t in plan.bounds} if config.clip_bounds else {}
     candidates = RANGE_CANDIDATES if config.refine_ranges else ()
+    if config.ray is not None:  # shards read and counted by Ray tasks, merged here: the same table
+        from ..distributed.ray_calibrate import RayCollector, RayOptions, ShardedData
+
+        collector = RayCollector(RayOptions(address=config.ray, tasks=config.ray_tasks))
+        data = ShardedData(config.calib, DataOptions(batch=config.batch, limit=config.limit, preprocess=config.preprocess, inputs=config.inputs), keeper)
+        table = calibrate(model, plan.activation_tensors, data, method=config.method, config=collect, max_only=max_only, candidates=candidates, collector=collector)
+        if record is not None:
+            record.update(collector.report)
+        return table
+    source = _source(model, config.calib, config, config.limit)
+    if keeper is not None:
+        source = keeper.watch(source)
     return calibrate(model, plan.activation_tensors, source, method=config.method, config=collect, max_only=max_only, candidates=candidates)
 
 
@@ -299,7 +319,8 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     # the layers' error is measured on a few calibration samples chosen by content (SampleKeeper),
     # so the result does not depend on the data's order or batching
     keeper = SampleKeeper(config.sensitivity_samples) if config.sensitivity_samples and (config.calib or config.eval) else None
-    table = _calibrate(work, plan, config, keeper)
+    ray_run: dict[str, Any] = {}
+    table = _calibrate(work, plan, config, keeper, ray_run)
     no_kernel: dict[str, str] = {}
     if config.target == "tensorrt":
         # after calibration: the table keeps every tensor, so it still serves the CPU form
@@ -314,6 +335,8 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         report["raised_to_clip_bound"] = apply_bounds(plan, table)
     if "seconds" in table.details:
         report["calibration_seconds"] = table.details["seconds"]
+    if ray_run:
+        report["calibration_ray"] = ray_run
     table, centered_rows = center_inputs(graph, plan, table, enabled=config.center_inputs)
     if centered_rows and config.target == "tensorrt":
         report["centered_inputs"] = centered_rows

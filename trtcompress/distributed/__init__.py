@@ -1,0 +1,25 @@
+"""Calibration over a Ray cluster: the data split into shards of sample indices, one task a shard.
+
+``shards`` (no Ray needed) says which samples a shard holds and opens them where the task runs;
+``ray_calibrate`` runs the tasks and merges their statistics. Ray is the ``ray`` extra and is
+imported only when a run asks for it: ``import trtcompress`` never imports it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+from ..errors import MissingDependencyError
+
+__all__ = ["LOCAL", "check_ray"]
+
+# --ray without an address: ray.init()'s own choice (the cluster RAY_ADDRESS names, else a new
+# one on this machine)
+LOCAL = "local"
+
+
+def check_ray(purpose: str = "--ray") -> None:
+    """Refuse, before any work and without importing Ray (seconds), when the ``ray`` extra is missing."""
+    found = sys.modules["ray"] is not None if "ray" in sys.modules else importlib.util.find_spec("ray") is not None
+    if not found:
+        raise MissingDependencyError(f"ray is needed for {purpose} but is not installed; run: pip install 'trtcompress[ray]'")
