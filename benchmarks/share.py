@@ -177,7 +177,7 @@ def peers(path: str | None) -> dict:
     return out
 
 
-def int8grid(path: str | None, bits_list=(4, 5)) -> dict:
+def int8grid(path: str | None, bits_list=(4, 5), mean_bits=(4.0, 4.5)) -> dict:
     """share --int8-grid then quantize (TensorRT form, int8-stored weights), packed: what a fleet
     downloads, against the FP32 ONNX file and against INT8 alone packed the same way; top-1 against
     FP32 on held-out data (Fashion test images; EfficientNet heldout photos), calibration on
@@ -212,6 +212,9 @@ def int8grid(path: str | None, bits_list=(4, 5)) -> dict:
         variants = {"int8 alone": [norm, q]}
         for bits in bits_list:
             variants[f"int8 grid {bits} bits + int8"] = [norm, ShareConfig(bits=bits, int8_grid=True, min_size=min_size), q]
+        for mean in mean_bits:  # bits per layer from a size budget, layer outputs measured on the calibration data
+            variants[f"int8 grid size rule {mean} bits/weight + int8"] = [
+                norm, ShareConfig(rule="size", mean_bits=mean, int8_grid=True, min_size=min_size, calib=calib, preprocess=pre, limit=32), q]
         for what, stages in variants.items():
             t = time.perf_counter()
             model = Pipeline(stages).run(fp32).model
@@ -224,15 +227,22 @@ def int8grid(path: str | None, bits_list=(4, 5)) -> dict:
     return out
 
 
+def _int8grid_args(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    split = lambda v, t: tuple(t(x) for x in v.split(",") if x)
+    return split(a.bits, int), split(a.mean_bits, float)
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid"), required=True)
     p.add_argument("model", nargs="?")
     p.add_argument("--grid", default="0.3:3,0.3:4,0.3:5,0.5:3,0.5:4,0.5:5,0.7:3,0.7:4,0.7:5,0.8:3,0.8:4", help="fashion: PRUNE:BITS,...")
+    p.add_argument("--bits", default="4,5", help="int8grid: fixed bits per layer to try")
+    p.add_argument("--mean-bits", default="4.0,4.5", help="int8grid: size budgets (bits per weight) to try")
     p.add_argument("--configs", default="layer:5,layer:4,channel:5,channel:4", help="efficientnet: GRANULARITY:BITS,...")
     a = p.parse_args()
     grid = [(float(g.split(":")[0]), int(g.split(":")[1])) for g in a.grid.split(",")]
-    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model)}[a.part]()
+    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model, *_int8grid_args(a))}[a.part]()
     WORK.mkdir(exist_ok=True)
     (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1))
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))
