@@ -44,6 +44,9 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
+    "train": lambda c: (c.calib,) if c.calib else (),  # finetune trains on the calibration data
+    "torch_model": lambda c: "" if c.is_onnx else c.model,  # finetune retrains the torch model
+    "exporter": lambda c: c.export.exporter,  # and exports it as the job did
 }
 CALIB_FROM_DATA = ("", "split", "same")
 # The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
@@ -101,6 +104,7 @@ class CompressConfig(Config):
         elif self.calibration_cache:
             raise ConfigError("a calibration cache is written for one TensorRT version: give --target-trt VERSION (8.5 to 10.x)")
         Pipeline(self.stages)  # refuses an order of stages that breaks a stage's contract
+        _require_torch_model(self)
 
     def data_options(self) -> DataOptions:
         """How ``data`` is read (the export's ``inputs`` give the shapes of dynamic dimensions)."""
@@ -390,6 +394,18 @@ def _require_calibration(config: CompressConfig) -> None:
         raise ConfigError(
             f"stage {', '.join(names)} calibrates on data: give --calib DATA (disjoint from --data), or --calib-from-data split "
             "to split --data into disjoint halves (--calib-from-data same calibrates on the evaluation data)"
+        )
+
+
+def _require_torch_model(config: CompressConfig) -> None:
+    """Refuse, when the job is built, a stage that trains the torch model when MODEL is ONNX."""
+    from .stages.finetune import needs_torch_model
+
+    names = [get_stage(s).name for s in config.stages if needs_torch_model(s) and not getattr(s, "torch_model", "")]
+    if names and config.is_onnx:
+        raise ConfigError(
+            f"stage {', '.join(names)} retrains the torch model, and {config.model} is ONNX: give the torch model "
+            "(pkg.module:factory or file.py:factory; compress exports it) or drop the stage"
         )
 
 
