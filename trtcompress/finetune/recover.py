@@ -19,7 +19,7 @@ torch = require("torch", "the finetune stage")
 nn = torch.nn
 F = torch.nn.functional
 
-__all__ = ["structured_student", "UnlabelledBatches", "Augmented", "HeldNorm", "measure", "logits"]
+__all__ = ["structured_student", "UnlabelledBatches", "Augmented", "HeldNorm", "recalibrate_norm", "measure", "logits"]
 
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
@@ -159,6 +159,40 @@ class HeldNorm(nn.Module):
 
     def forward(self, *args):
         return self.module(*args)
+
+
+def recalibrate_norm(model, data: Iterable, samples: int) -> int:
+    """Re-estimate the BatchNorm statistics of ``model`` on up to ``samples`` inputs of ``data`` (a
+    plain average over batches). Pruning or factorising the layer before a BatchNorm changes its
+    input statistics, so the teacher's no longer normalise it; returns the samples seen (0 when
+    the model has no BatchNorm)."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or samples < 1:
+        return 0
+    momenta = [m.momentum for m in norms]
+    was = model.training
+    model.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    seen = 0
+    try:
+        with torch.no_grad():
+            while seen < samples:
+                before = seen
+                for x, _ in data:
+                    model(x[: samples - seen])
+                    seen += min(len(x), samples - seen)
+                    if seen >= samples:
+                        break
+                if seen == before:
+                    break
+    finally:
+        for m, mom in zip(norms, momenta):
+            m.momentum = mom
+        model.train(was)
+    return seen
 
 
 def logits(model, x):

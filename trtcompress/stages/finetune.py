@@ -43,7 +43,9 @@ class FinetuneStageConfig(Config):
     ``train``: training data specs (default: the job's ``--calib``); ``eval``: held-out data for
     the before/after figures. ``limit``: samples read per training spec. ``alpha``: weight of the
     label loss (None: 0.5 with labels, 0 without). ``augment``: random resized crops (area at least
-    ``crop_scale``) and flips of image inputs. ``hold_norm``: BatchNorm statistics stay the teacher's.
+    ``crop_scale``) and flips of image inputs. ``norm_samples``: training inputs the BatchNorm
+    statistics are re-estimated on before training (0: keep the teacher's); ``hold_norm``: they
+    then stay fixed while training.
     """
 
     torch_model: str = ""
@@ -65,6 +67,7 @@ class FinetuneStageConfig(Config):
     augment: bool = True
     crop_scale: float = 0.35
     hold_norm: bool = True
+    norm_samples: int = 256
     seed: int = 0
     history_every: int = 10
     threads: int = 0
@@ -98,8 +101,8 @@ class FinetuneStageConfig(Config):
             raise ConfigError(f"finetune: alpha={self.alpha} weighs a label loss, but {unlabelled[0]!r} has no labels; set alpha 0 (label-free) or train on labelled data")
         if self.exporter not in ("", "auto", "dynamo", "torchscript"):
             raise ConfigError(f"finetune: exporter must be auto, dynamo or torchscript, got {self.exporter!r}")
-        if self.threads < 0:
-            raise ConfigError("finetune: threads must be >= 0")
+        if self.threads < 0 or self.norm_samples < 0:
+            raise ConfigError("finetune: threads and norm_samples must be >= 0")
 
 
 def needs_torch_model(stage: Config) -> bool:
@@ -127,7 +130,7 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
         raise ConfigError("finetune needs training data: give train (compress uses --calib)")
     from ..data.base import model_inputs
     from ..finetune.config import FinetuneConfig
-    from ..finetune.recover import Augmented, HeldNorm, measure, structured_student
+    from ..finetune.recover import Augmented, HeldNorm, measure, recalibrate_norm, structured_student
     from ..finetune.structure import read_structure
     from ..finetune.trainer import finetune as train
     from ..torch_export import load_torch_model
@@ -155,13 +158,19 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
     report: dict[str, Any] = {"structure": structure, "train": list(config.train), "labelled": labelled, "alpha": alpha}
     if eval_data is not None:
         before = measure(teacher, {"before": student}, eval_data)
+    t0 = time.perf_counter()
+    train_data = Augmented(data, config.crop_scale, True) if config.augment else data
+    report["norm_recalibrated_on"] = recalibrate_norm(student, train_data, config.norm_samples)
+    norm_seconds = time.perf_counter() - t0
+    if eval_data is not None and report["norm_recalibrated_on"]:
+        before.update({k.replace("before", "norm_recalibrated"): v for k, v in measure(teacher, {"before": student}, eval_data).items() if k.startswith("agreement") or k == "accuracy_before"})
     trainee = HeldNorm(student) if config.hold_norm else student
     tc = FinetuneConfig(alpha=alpha, temperature=config.temperature, steps=config.steps, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, schedule=config.schedule, batch_size=config.batch_size, seed=config.seed,
                         progress=config.progress, threads=config.threads, history_every=config.history_every)
     t0 = time.perf_counter()
-    result = train(trainee, teacher, Augmented(data, config.crop_scale, True) if config.augment else data, tc)
-    seconds = time.perf_counter() - t0
+    result = train(trainee, teacher, train_data, tc)
+    seconds = time.perf_counter() - t0 + norm_seconds
     curve = [list(p) for p in result.report["loss_history"]]
     if result.report["final_loss"] is not None and (not curve or curve[-1][0] < result.steps):
         curve.append([result.steps, result.report["final_loss"]])
