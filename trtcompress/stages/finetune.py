@@ -186,7 +186,26 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
         report["eval"] = {"data": config.eval, "samples": after["samples"],
                           **{k: v for k, v in {**before, **after}.items() if k != "samples"}}
     report["export"], out = _export(student, model, config)
+    report["kept"] = _kept(model, out)
     return StageResult(out, report)
+
+
+# the export may differ from the incoming graph by a fold or two, never by a factorisation undone
+_KEPT_TOLERANCE = 1.005
+
+
+def _kept(before: onnx.ModelProto, after: onnx.ModelProto) -> dict[str, Any]:
+    """Parameters and multiply-adds of the incoming and the exported model; a ModelError when the
+    export has more (a factorisation lost). The 2:4 layers are checked by the pipeline's contracts."""
+    from ..lowrank.flops import model_macs
+    from ..model_io import parameter_count
+
+    kept = {"params_before": parameter_count(before), "params_after": parameter_count(after),
+            "macs_before": sum(model_macs(before).values()), "macs_after": sum(model_macs(after).values())}
+    for what in ("params", "macs"):
+        if kept[f"{what}_after"] > kept[f"{what}_before"] * _KEPT_TOLERANCE:
+            raise ModelError(f"finetune: the exported model has more {what} than the one it was given ({kept[f'{what}_before']:,} -> {kept[f'{what}_after']:,}): the structure was lost in the torch model; report this with the model")
+    return kept
 
 
 def _read_all(spec: str, inputs, config: FinetuneStageConfig, limit: int | None) -> np.ndarray:
