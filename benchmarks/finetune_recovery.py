@@ -63,7 +63,7 @@ def top1(models: dict, reference) -> dict:
 def lowrank_at(model, target: float):
     """The energy-per-FLOP allocation whose whole model costs ``target`` of the dense FLOPs (bisection on flop_fraction)."""
     lo, hi, best = 0.05, 0.95, None
-    for _ in range(7):
+    for _ in range(5):
         mid = (lo + hi) / 2
         res = factorize_onnx(model, LowRankConfig(rule="flops", flop_fraction=mid, svd="exact"))
         ratio = res.report["flops_after"] / res.report["flops_before"]

@@ -44,7 +44,7 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "calib": lambda c: c.calib or (c.data if c.calib_from_data == "same" else None),
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
-    "train": lambda c: (c.calib,) if c.calib else (),  # finetune trains on the calibration data
+    "train": lambda c: tuple(filter(None, [_SHARED_DATA_FIELDS["calib"](c)])),  # finetune trains on the calibration data
     "torch_model": lambda c: "" if c.is_onnx else c.model,  # finetune retrains the torch model
     "exporter": lambda c: c.export.exporter,  # and exports it as the job did
 }
