@@ -10,7 +10,7 @@ again; nothing is tuned on or trained on ``heldout``. Measured with ONNX Runtime
 on the ``heldout`` photos and their views: top-1 agreement of the ONNX model after the structural
 stage (one-shot) and after finetune with the FP32 export. The fine-tuning time is the stage's
 (BatchNorm re-estimation and training; not the export). Writes
-``benchmarks/_work/finetune_recovery-<part>.json``.
+``benchmarks/_work/finetune_recovery-<part>-<steps>steps.json``.
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def main() -> None:
     if args.part == "sparse":
         out["structure"]["layers_2to4_after"] = measure(result.model, ["2:4"])["2:4"]
     out["top1_agreement"] = top1({"one_shot": one_shot, "finetuned": result.model}, dense)
-    path = WORK / f"finetune_recovery-{args.part}.json"
+    path = WORK / f"finetune_recovery-{args.part}-{args.steps}steps.json"
     path.write_text(json.dumps(out, indent=1))
     print(json.dumps({k: v for k, v in out.items() if k not in ("config", "loss_curve")}, indent=1))
     print("loss", out["loss_curve"][0], "->", out["loss_curve"][-1])
