@@ -139,7 +139,7 @@ def match(onnx_weight: np.ndarray, weight_name: str, out_axis: int, candidates: 
     return best[1], best[0]
 
 
-def unmatched_error(layer: str, what: str, best: float | None = None) -> ModelError:
+def unmatched_error(layer: str, what: str) -> ModelError:
     return ModelError(
         f"finetune: ONNX layer {layer!r} ({what}) matches no layer of the torch model; the torch model must be the one "
         "the ONNX model was exported from, and sparsify must not reorder channels (permute=false) before finetune"
