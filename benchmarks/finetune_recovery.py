@@ -19,8 +19,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
 from trtcompress.contracts import measure
 from trtcompress.data.base import model_inputs
 from trtcompress.data.options import DataOptions, open_data
