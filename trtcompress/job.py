@@ -49,6 +49,9 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "preprocess": lambda c: c.preprocess,
     "inputs": lambda c: tuple(c.export.inputs),  # shapes for dynamic dimensions (--input)
     "ray": lambda c: c.ray,  # calibrate with Ray tasks on this cluster (trtcompress.distributed)
+    "train": lambda c: tuple(filter(None, [_SHARED_DATA_FIELDS["calib"](c)])),  # finetune trains on the calibration data
+    "torch_model": lambda c: "" if c.is_onnx else c.model,  # finetune retrains the torch model
+    "exporter": lambda c: c.export.exporter,  # and exports it as the job did
 }
 CALIB_FROM_DATA = ("", "split", "same")
 # The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
@@ -118,6 +121,7 @@ class CompressConfig(Config):
             from .distributed import check_ray
 
             check_ray()
+        _require_torch_model(self)
 
     def data_options(self) -> DataOptions:
         """How ``data`` is read (the export's ``inputs`` give the shapes of dynamic dimensions)."""
@@ -418,6 +422,18 @@ def _require_calibration(config: CompressConfig) -> None:
         raise ConfigError(
             f"stage {', '.join(names)} calibrates on data: give --calib DATA (disjoint from --data), or --calib-from-data split "
             "to split --data into disjoint halves (--calib-from-data same calibrates on the evaluation data)"
+        )
+
+
+def _require_torch_model(config: CompressConfig) -> None:
+    """Refuse, when the job is built, a stage that trains the torch model when MODEL is ONNX."""
+    from .stages.finetune import needs_torch_model
+
+    names = [get_stage(s).name for s in config.stages if needs_torch_model(s) and not getattr(s, "torch_model", "")]
+    if names and config.is_onnx:
+        raise ConfigError(
+            f"stage {', '.join(names)} retrains the torch model, and {config.model} is ONNX: give the torch model "
+            "(pkg.module:factory or file.py:factory; compress exports it) or drop the stage"
         )
 
 

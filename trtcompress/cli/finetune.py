@@ -28,6 +28,7 @@ FIELD_HELP = {
     "resume": "continue from the last checkpoint in --checkpoint-dir",
     "progress": "training progress on stderr (one redrawn line on a terminal, plain lines otherwise)",
     "threads": "torch threads (0: default)",
+    "history_every": "steps averaged into one point of the loss history",
 }
 
 

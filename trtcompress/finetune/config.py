@@ -40,6 +40,8 @@ class FinetuneConfig(Config):
     resume: bool = False
     progress: bool = True
     threads: int = 0  # torch intra-op threads (0: leave torch's default)
+    history_every: int = 50  # steps averaged into one point of the loss history
+
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -56,7 +58,7 @@ class FinetuneConfig(Config):
             raise ConfigError(f"finetune optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"finetune schedule {self.schedule!r} is not one of {', '.join(SCHEDULES)}")
-        if self.batch_size < 1 or self.checkpoint_every < 1 or self.threads < 0:
-            raise ConfigError("finetune batch_size and checkpoint_every must be at least 1, threads >= 0")
+        if self.batch_size < 1 or self.checkpoint_every < 1 or self.history_every < 1 or self.threads < 0:
+            raise ConfigError("finetune batch_size, checkpoint_every and history_every must be at least 1, threads >= 0")
         if self.resume and not self.checkpoint_dir:
             raise ConfigError("finetune resume needs checkpoint_dir (where the checkpoints are)")

@@ -11,11 +11,16 @@ def distillation_loss(student_logits, teacher_logits, labels, alpha: float, temp
     """alpha * CE(student, labels) + (1 - alpha) * T^2 * KL(softmax(teacher/T) || softmax(student/T)).
 
     The KL divergence is summed over classes and averaged over the batch (``batchmean``), the
-    definition of KL per sample.
+    definition of KL per sample. ``labels`` None (label-free distillation) needs ``alpha`` 0.
     """
     torch = require("torch", "distillation")
     F = torch.nn.functional
     t = float(temperature)
-    ce = F.cross_entropy(student_logits, labels)
+    if labels is None:
+        if alpha:
+            raise ValueError(f"distillation without labels needs alpha 0, got {alpha}")
+        ce = 0.0
+    else:
+        ce = F.cross_entropy(student_logits, labels)
     kl = F.kl_div(F.log_softmax(student_logits / t, dim=-1), F.log_softmax(teacher_logits.detach() / t, dim=-1), reduction="batchmean", log_target=True)
     return alpha * ce + (1.0 - alpha) * t * t * kl

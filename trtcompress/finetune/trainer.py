@@ -15,8 +15,6 @@ from .loss import distillation_loss
 
 __all__ = ["finetune", "FinetuneResult", "evaluate"]
 
-_WINDOW = 50  # steps averaged into one history point
-
 
 @dataclasses.dataclass
 class FinetuneResult:
@@ -142,7 +140,7 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
             step, batch = step + 1, batch + 1
             value = loss.item()
             window.append(value)
-            if len(window) == _WINDOW:
+            if len(window) == config.history_every:
                 history.append([step, sum(window) / len(window)])
                 window = []
             bar.update(1, loss=round(value, 4), epoch=epoch)

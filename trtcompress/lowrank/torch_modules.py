@@ -22,7 +22,7 @@ torch = require("torch", "factorised torch modules")
 nn = torch.nn
 F = torch.nn.functional
 
-__all__ = ["FactorizedLinear", "FactorizedConv2d", "factorize_module", "FactorizeReport"]
+__all__ = ["FactorizedLinear", "FactorizedConv2d", "factorize_module", "factorize_to_ranks", "FactorizeReport"]
 
 
 class FactorizedLinear(nn.Module):
@@ -258,3 +258,23 @@ def _set_submodule(model, name: str, new) -> None:
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     setattr(parent, child, new)
+
+
+def factorize_to_ranks(model: "nn.Module", ranks: dict[str, int]) -> list[dict[str, Any]]:
+    """Replace each named ``nn.Linear`` / ``nn.Conv2d`` (groups=1) of ``model`` by its rank-``r``
+    truncated SVD, at ranks decided elsewhere (the ONNX ``lowrank`` stage's, for fine-tuning)."""
+    out = []
+    for name, rank in ranks.items():
+        mod = model.get_submodule(name)
+        kind = _kind(mod)
+        if kind is None or (kind == "Conv2d" and mod.groups != 1):
+            raise ConfigError(f"layer {name!r} is {type(mod).__name__}; only nn.Linear and nn.Conv2d with groups=1 are factorised")
+        w = mod.weight.detach().cpu().double().numpy()
+        mat = w.reshape(w.shape[0], -1)
+        if not 1 <= rank <= min(mat.shape):
+            raise ConfigError(f"rank {rank} of layer {name!r} is outside 1..{min(mat.shape)}")
+        p, q = Spectrum(mat, "exact").factors(rank)
+        new = FactorizedLinear.from_linear(mod, p, q) if kind == "Linear" else FactorizedConv2d.from_conv(mod, p, q)
+        _set_submodule(model, name, new)
+        out.append({"name": name, "op": kind, "weight_shape": list(w.shape), "rank": rank})
+    return out

@@ -4,4 +4,4 @@ Adding a stage is one module here and its name in ``BUILTIN``.
 """
 from __future__ import annotations
 
-BUILTIN = ("normalize", "sparsify", "quantize", "lowrank", "share")  # module names under trtcompress.stages, imported by the registry on first lookup
+BUILTIN = ("normalize", "sparsify", "quantize", "lowrank", "share", "finetune")  # module names under trtcompress.stages, imported by the registry on first lookup
