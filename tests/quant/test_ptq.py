@@ -200,3 +200,42 @@ def test_smoothquant_folds_into_a_previous_linear_layer():
     assert report["activations"][0]["producer"] == "fc1"
     assert report["activations"][0]["x_range_spread"][1] < report["activations"][0]["x_range_spread"][0] / 3
     np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
+
+
+def _float_head_model() -> onnx.ModelProto:
+    """Conv 16->12 3x3, ReLU, Conv 12->4 1x1 writing the graph output: the CPU form keeps the last
+    conv float (a float output and 12 multiply-adds per output), TensorRT has no INT8 kernel for it
+    (4 and 12 channels)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((12, 16, 3, 3)) * 0.2).astype(np.float32)
+    w2 = (rng.standard_normal((4, 12, 1, 1)) * 0.3).astype(np.float32)
+    b1, b2 = rng.standard_normal(12).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv1", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="head")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16, 8, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4, 8, 8])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_bias_correction_leaves_layers_the_written_form_keeps_float(tmp_path):
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    model = _float_head_model()
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=np.random.default_rng(1).standard_normal((64, 16, 8, 8)).astype(np.float32))
+    b2 = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "b2"))
+    for target in ("cpu", "tensorrt"):
+        r = quantize(model, QuantizeConfig(calib=str(d), target=target, bias_correction=True, progress=False, sensitivity_samples=0))
+        corrected = [row["layer"] for row in r.report["bias_correction"]["layers"]]
+        assert corrected == ["conv1"], (target, corrected)
+        head = next(n for n in r.model.graph.node if n.name == "head")
+        assert head.op_type == "Conv", target  # float in both forms
+        bias = next(t for t in r.model.graph.initializer if t.name == head.input[2])
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(bias), b2)
+    plan = plan_quantization(model)
+    for target in ("cpu", "tensorrt"):
+        assert set(weight_grids(ir.serde.deserialize_model(model), plan, PtqOptions(target=target))) == {"conv1"}

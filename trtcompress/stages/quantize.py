@@ -283,7 +283,8 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
     if config.cle or config.bias_correction or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
-        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, threads=config.threads)
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule,
+                             config.target_trt, threads=config.threads)
         work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
         graph = as_ir(work)  # the rewritten weights, with the same node names
         name_main_nodes(graph, work)

@@ -29,19 +29,22 @@ if TYPE_CHECKING:
     from ..placement import QuantPlan
     from .bias_correction import WeightGrid
 
-__all__ = ["PtqOptions", "apply_ptq", "weight_grids"]
+__all__ = ["PtqOptions", "apply_ptq", "weight_grids", "written_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
 class PtqOptions:
     """Which techniques run and for which written form (``target``: tensorrt or cpu;
-    ``cpu_weights``: the CPU form's weight type, see quant.lower_cpu)."""
+    ``cpu_weights``, ``cpu_layer_rule``, ``target_trt``: as the quantize stage's, which decide the
+    layers that form runs in integer and their weight grid)."""
 
     cle: bool = False
     bias_correction: bool = False
     smoothquant: float | None = None  # alpha
     target: str = "tensorrt"
     cpu_weights: str = "auto"
+    cpu_layer_rule: str = "auto"
+    target_trt: str | None = None
     bias_samples: int | None = 256
     threads: int = 0
 
@@ -49,51 +52,40 @@ class PtqOptions:
         return self.cle or self.bias_correction or self.smoothquant is not None
 
 
-_PASS_THROUGH = ("MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Pad")
+def written_layers(model: ir.Model, plan: QuantPlan, options: PtqOptions) -> dict[str, str]:
+    """Node name -> the weight type each planned layer gets in the written form (int8; the CPU form:
+    int8, int7 or uint8), for the layers that form really runs in integer. Decided before the
+    techniques change the model, by the writers' own rules: TensorRT's kernel exclusions, and the
+    CPU form's layer rule and weight types, read off a lowering with a stand-in table (they depend
+    on which tensors have a range and on the graph, not on the range values). A layer left out
+    stays float there and must keep its float weights and bias."""
+    import onnx_ir as ir
+
+    from ..table import CalibrationTable
+
+    if options.target == "tensorrt":
+        from ...trt.version import parse_version
+        from ..trt_kernels import kernel_exclusions
+
+        dropped = kernel_exclusions(model, plan, parse_version(options.target_trt) if options.target_trt else None)
+        return {n: "int8" for n in plan.quantized_nodes if n not in dropped}
+    from ..lower_cpu import lower_cpu
+
+    # distinct amax per tensor, as calibration gives: the rules compare ranges only for equality
+    stand_in = CalibrationTable({t: 1.0 + i / 1024 for i, t in enumerate(plan.activation_tensors)}, "stand-in")
+    return lower_cpu(ir.serde.serialize_model(model), plan, stand_in, weights=options.cpu_weights, layer_rule=options.cpu_layer_rule).layer_weights
 
 
-def _nonnegative(value: ir.Value | None, depth: int = 0) -> bool:
-    """ReLU/Clip(lo >= 0) output, or a pass-through op of one: the CPU form stores it with zero
-    point 0 in [0, 127], so its readers keep int8 weights (quant.lower_cpu)."""
-    from ...graph._util import const_array
-
-    p = value.producer() if value is not None else None
-    if p is None or depth > 16:
-        return False
-    if p.op_type == "Relu":
-        return True
-    if p.op_type == "Clip":
-        lo = p.attributes["min"].as_float() if "min" in p.attributes else const_array(p.inputs[1]) if len(p.inputs) > 1 and p.inputs[1] is not None else None
-        return lo is not None and float(lo) >= 0
-    return p.op_type in _PASS_THROUGH and bool(p.inputs) and _nonnegative(p.inputs[0], depth + 1)
-
-
-def _depthwise(node: ir.Node, w: np.ndarray) -> bool:
-    group = node.attributes["group"].as_int() if "group" in node.attributes else 1
-    return node.op_type == "Conv" and w.ndim >= 3 and w.shape[1] == 1 and group == w.shape[0] > 1
-
-
-def weight_grids(model: ir.Model, plan: QuantPlan, options: PtqOptions) -> dict[str, WeightGrid]:
-    """Node name -> the grid its weight (input 1) gets in the written form. The CPU form's int7
-    layers (no VNNI: a dense layer reading a signed tensor) use twice the step; layers its layer
-    rule keeps float are not known here and get the int8 grid."""
-    from ...graph._util import const_array
-    from ..lower_cpu import resolve_weight_type
+def weight_grids(model: ir.Model, plan: QuantPlan, options: PtqOptions, layers: Mapping[str, str] | None = None) -> dict[str, WeightGrid]:
+    """Node name -> the grid its weight (input 1) gets in the written form, for the layers that
+    form runs in integer (``layers``: :func:`written_layers`, computed when not given). The CPU
+    form's int7 layers (no VNNI: a dense layer reading a signed tensor) use twice the step."""
     from .bias_correction import WeightGrid
 
-    cpu_type = resolve_weight_type(options.cpu_weights) if options.target == "cpu" else "int8"
-    nodes = {n.name: n for n in model.graph}
-    grids = {}
-    for spec in plan.weights:
-        node = nodes.get(spec.node)
-        if spec.index != 1 or node is None:
-            continue
-        step = 1.0
-        if cpu_type == "int7" and not _nonnegative(node.inputs[0]):
-            w = const_array(node.inputs[1])
-            step = 1.0 if w is not None and _depthwise(node, w) else 2.0
-        grids[spec.node] = WeightGrid(spec.axis, step)
-    return grids
+    if layers is None:
+        layers = written_layers(model, plan, options)
+    return {spec.node: WeightGrid(spec.axis, 2.0 if layers[spec.node] == "int7" else 1.0)
+            for spec in plan.weights if spec.index == 1 and spec.node in layers}
 
 
 def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
@@ -111,6 +103,9 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
 
         raise ConfigError("--cle, --bias-correction and --smoothquant read and rewrite weights in memory and do not yet take a model over 2 GB; quantize it without them")
     work = ir.serde.deserialize_model(model)
+    # which layers the written form runs in integer, decided on the model as given: only those are
+    # corrected (a layer the form keeps float must keep its float bias)
+    layers = written_layers(work, plan, options)
     report: dict[str, Any] = {}
     if options.cle:
         t0 = time.perf_counter()
@@ -129,6 +124,6 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
         report["smoothquant"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
     if options.bias_correction:
         t0 = time.perf_counter()
-        found = bias_correct(work, weight_grids(work, plan, options), feeds(), BiasCorrectionConfig(options.bias_samples, options.threads))
+        found = bias_correct(work, weight_grids(work, plan, options, layers), feeds(), BiasCorrectionConfig(options.bias_samples, options.threads))
         report["bias_correction"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
     return ir.serde.serialize_model(work), report
