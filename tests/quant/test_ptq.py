@@ -239,3 +239,67 @@ def test_bias_correction_leaves_layers_the_written_form_keeps_float(tmp_path):
     plan = plan_quantization(model)
     for target in ("cpu", "tensorrt"):
         assert set(weight_grids(ir.serde.deserialize_model(model), plan, PtqOptions(target=target))) == {"conv1"}
+
+
+def _shipped_ints(model: onnx.ModelProto, layer: str, target: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The integer weight a written form ships for ``layer`` (TensorRT form with int8 weights: the
+    DQ's int8 input; CPU form: the layer's weight initializer, uint8 ones shifted back)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    if target == "tensorrt":
+        node = next(n for n in model.graph.node if n.name == layer)
+        dq = next(n for n in model.graph.node if node.input[1] in n.output)
+        q = numpy_helper.to_array(inits[dq.input[0]])
+    else:
+        q = numpy_helper.to_array(inits[f"{layer}__w1_q"])
+        q = q.astype(np.int16) - 128 if q.dtype == np.uint8 else q.astype(np.int16)
+    if q.shape != shape:
+        q = q.T if q.T.shape == shape else q[:, : shape[1]]  # a Gemm's weight transposed; a conv's padded channels
+    return q.astype(np.int16)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_adaround_learned_integers_are_what_each_form_ships(tmp_path, target):
+    pytest.importorskip("torch")
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.quant.ptq import apply_ptq
+    from trtcompress.quant.scales import quantize_weight, scales_from_amax, weight_amax
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    model = infer_shapes(onnx.load(zoo.onnx_path("fashion_cnn")))
+    plan = plan_quantization(model)
+    calib = zoo.fashion_mnist("train", limit=128)[0]
+    options = PtqOptions(target=target, cpu_weights="int7", adaround=True, adaround_iterations=60)
+    learned, report = apply_ptq(model, plan, options, lambda: [{"x": calib[:64]}, {"x": calib[64:]}])
+    rows = [r for r in report["adaround"]["layers"] if "kept" not in r]
+    assert len(rows) >= 4 and any(r["flipped"] > 0 for r in rows)
+    assert all(r["error_learned"] < r["error_nearest"] for r in rows)
+    grids = weight_grids(ir.serde.deserialize_model(model), plan, options)
+    if target == "cpu":
+        assert any(g.step == 2.0 for g in grids.values())  # an int7 layer is among them
+    # the stage writes the learned model as it writes any float model: quantize it as the stage does
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=calib)
+    out = quantize(learned, QuantizeConfig(calib=str(d), target=target, weights="int8", cpu_weights="int7", progress=False, sensitivity_samples=0)).model
+    before = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    after = {t.name: onnx.numpy_helper.to_array(t) for t in learned.graph.initializer}
+    nodes = {n.name: n for n in learned.graph.node}
+    old_nodes = {n.name: n for n in model.graph.node}
+    for r in rows:
+        name = r["layer"]
+        w_old, w_new, grid = before[old_nodes[name].input[1]], after[nodes[name].input[1]], grids[name]
+        shipped = _shipped_ints(out, name, target, w_new.shape)
+        scale = scales_from_amax(weight_amax(w_old, grid.axis)) * np.float32(grid.step)
+        shape = [1] * w_new.ndim
+        shape[grid.axis % w_new.ndim] = -1
+        scale = scale.reshape(shape)
+        learned_ints = np.rint(w_new / scale).astype(np.int16)
+        # the learned weights are grid points (but each channel's largest, which sets the scale)
+        free = np.abs(w_old) < weight_amax(w_old, grid.axis).reshape(shape)
+        np.testing.assert_allclose((learned_ints * scale)[free], w_new[free], rtol=2e-7, atol=0)
+        np.testing.assert_array_equal(shipped, learned_ints)  # and each form ships those integers
+        nearest = quantize_weight(w_old, scale, grid.axis).astype(np.int16)
+        assert (np.mean(shipped != nearest) > 0) == (r["flipped"] > 0)

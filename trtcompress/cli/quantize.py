@@ -44,6 +44,8 @@ HELP = {
     "cle": "cross-layer equalization of Conv/Gemm pairs joined by ReLU or nothing (ReLU6 pairs are left alone); same float function",
     "bias_correction": "fold each layer's mean output shift from weight rounding (measured on --calib data, for the written form's weights) into its bias",
     "smoothquant": "SmoothQuant alpha in [0, 1]: migrate MatMul/Gemm input outliers into the weights, folded into the LayerNorm or linear layer producing the input, else a Mul before the layers (e.g. 0.5; default: off)",
+    "adaround": "learned weight rounding (AdaRound): per layer, round each weight up or down so the layer's output on --calib data stays closest to FP32, on the written form's grid (needs the torch extra)",
+    "adaround_iterations": "AdaRound optimisation steps per layer",
     "threads": "ONNX Runtime intra-op threads (0: default)",
     "progress": "show calibration progress",
 }

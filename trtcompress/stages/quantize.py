@@ -83,7 +83,9 @@ class QuantizeConfig(Config):
     written form's weight grid, into each layer's bias (quant.ptq.bias_correction). ``smoothquant``:
     alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
     folded into the LayerNorm or linear layer producing the input, else a Mul before the layers
-    (quant.ptq.smoothquant). All three are off by default (measured in benchmarks/RESULTS.md).
+    (quant.ptq.smoothquant). ``adaround``: learned weight rounding (AdaRound), layer by layer on
+    the calibration data, on the written form's weight grid, ``adaround_iterations`` Adam steps per
+    layer; needs torch (quant.ptq.adaround). All are off by default (measured in benchmarks/RESULTS.md).
     """
 
     method: str = "entropy"
@@ -113,6 +115,8 @@ class QuantizeConfig(Config):
     cle: bool = False
     bias_correction: bool = False
     smoothquant: float | None = None
+    adaround: bool = False
+    adaround_iterations: int = 200
     threads: int = 0
     progress: bool = True
 
@@ -138,6 +142,8 @@ class QuantizeConfig(Config):
                 raise ConfigError(f"{name} must be at least 1, got {v}")
         if self.smoothquant is not None and not 0.0 <= self.smoothquant <= 1.0:
             raise ConfigError(f"smoothquant is the migration strength alpha in [0, 1], got {self.smoothquant}")
+        if self.adaround_iterations < 1:
+            raise ConfigError(f"adaround_iterations must be at least 1, got {self.adaround_iterations}")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.accuracy_target is not None:
@@ -280,11 +286,11 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     ptq_report = {}
-    if config.cle or config.bias_correction or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
+    if config.cle or config.bias_correction or config.adaround or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
         options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule,
-                             config.target_trt, threads=config.threads)
+                             config.target_trt, threads=config.threads, adaround=config.adaround, adaround_iterations=config.adaround_iterations)
         work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
         graph = as_ir(work)  # the rewritten weights, with the same node names
         name_main_nodes(graph, work)

@@ -8,9 +8,13 @@ rewritten weights:
 1. :mod:`.cle`: cross-layer equalization (data-free; the float function is unchanged).
 2. :mod:`.smoothquant`: activation outliers of MatMul/Gemm inputs migrated into the weights
    (calibration data gives max|X|; the float function is unchanged).
-3. :mod:`.bias_correction`: empirical bias correction for the weight grid of the written form
+3. :mod:`.adaround`: learned weight rounding on the written form's grid (learned here, written
+   into the model last, on the grid, so the writers' rounding reproduces the learned integers).
+4. :mod:`.bias_correction`: empirical bias correction for the weight grid of the written form
    (changes the float model so the quantized one has the float output means); last, so it
-   measures the weights the others left.
+   measures the weights the others left (after AdaRound: the float weights against the learned).
+
+Only the layers the written form runs in integer are touched (:func:`written_layers`).
 
 :func:`apply_ptq` is the stage's one entry point; onnx-ir is imported only when it runs.
 """
@@ -47,9 +51,11 @@ class PtqOptions:
     target_trt: str | None = None
     bias_samples: int | None = 256
     threads: int = 0
+    adaround: bool = False
+    adaround_iterations: int = 200
 
     def any(self) -> bool:
-        return self.cle or self.bias_correction or self.smoothquant is not None
+        return self.cle or self.bias_correction or self.adaround or self.smoothquant is not None
 
 
 def written_layers(model: ir.Model, plan: QuantPlan, options: PtqOptions) -> dict[str, str]:
@@ -101,7 +107,11 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
     if any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         from ...errors import ConfigError
 
-        raise ConfigError("--cle, --bias-correction and --smoothquant read and rewrite weights in memory and do not yet take a model over 2 GB; quantize it without them")
+        raise ConfigError("--cle, --bias-correction, --adaround and --smoothquant read and rewrite weights in memory and do not yet take a model over 2 GB; quantize it without them")
+    if options.adaround:
+        from ..._optional import require
+
+        require("torch", "--adaround (learned weight rounding)")  # before any pass runs
     work = ir.serde.deserialize_model(model)
     # which layers the written form runs in integer, decided on the model as given: only those are
     # corrected (a layer the form keeps float must keep its float bias)
@@ -112,18 +122,32 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
         cle = CrossLayerEqualizationPass(include=set(plan.quantized_nodes))
         cle(work)
         report["cle"] = {"pairs": cle.pairs, "skipped": cle.skipped, "seconds": round(time.perf_counter() - t0, 3)}
-    if (options.bias_correction or options.smoothquant is not None) and feeds is None:
+    if (options.bias_correction or options.adaround or options.smoothquant is not None) and feeds is None:
         from ...errors import ConfigError
 
-        raise ConfigError("bias correction and smoothquant measure on calibration data: give --calib DATA (a saved --table alone is not enough)")
+        raise ConfigError("bias correction, adaround and smoothquant measure on calibration data: give --calib DATA (a saved --table alone is not enough)")
     if options.smoothquant is not None:
         from .smoothquant import SmoothQuantConfig, smooth_quant
 
         t0 = time.perf_counter()
         found = smooth_quant(work, set(plan.quantized_nodes), feeds(), SmoothQuantConfig(options.smoothquant, options.bias_samples, options.threads))
         report["smoothquant"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
-    if options.bias_correction:
+    grids: dict[str, Any] = weight_grids(work, plan, options, layers)
+    learned: dict[str, np.ndarray] = {}
+    if options.adaround:
+        from .adaround import AdaRoundConfig, LearnedGrid, adaround
+
         t0 = time.perf_counter()
-        found = bias_correct(work, weight_grids(work, plan, options, layers), feeds(), BiasCorrectionConfig(options.bias_samples, options.threads))
+        learned, found = adaround(work, grids, feeds(), AdaRoundConfig(iterations=options.adaround_iterations, threads=options.threads))
+        report["adaround"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
+        grids.update((name, LearnedGrid(w)) for name, w in learned.items())
+    if options.bias_correction:
+        # after AdaRound: the float model's weights against the learned ones, so both combine
+        t0 = time.perf_counter()
+        found = bias_correct(work, grids, feeds(), BiasCorrectionConfig(options.bias_samples, options.threads))
         report["bias_correction"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
+    if learned:
+        from .adaround import write
+
+        write(work, learned)
     return ir.serde.serialize_model(work), report
