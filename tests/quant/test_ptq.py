@@ -303,3 +303,45 @@ def test_adaround_learned_integers_are_what_each_form_ships(tmp_path, target):
         np.testing.assert_array_equal(shipped, learned_ints)  # and each form ships those integers
         nearest = quantize_weight(w_old, scale, grid.axis).astype(np.int16)
         assert (np.mean(shipped != nearest) > 0) == (r["flipped"] > 0)
+
+
+def test_adaround_without_torch_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from trtcompress.errors import MissingDependencyError
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=zoo.fashion_mnist("train", limit=32)[0])
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
+    with pytest.raises(MissingDependencyError, match=r"trtcompress\[torch\]") as e:
+        quantize(model, QuantizeConfig(calib=str(d), adaround=True, progress=False, sensitivity_samples=0))
+    assert "\n" not in str(e.value) and "--adaround" in str(e.value)
+    # without --adaround the stage needs no torch, with the other techniques too
+    r = quantize(model, QuantizeConfig(calib=str(d), bias_correction=True, progress=False, sensitivity_samples=0))
+    assert r.report["bias_correction"]["layers"]
+
+
+@pytest.mark.torch
+def test_cli_adaround_reports_each_layer_compactly(tmp_path):
+    pytest.importorskip("torch")
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    exe = Path(sys.executable).parent / "trtcompress"
+    out = subprocess.run([str(exe), "quantize", str(zoo.onnx_path("fashion_cnn")), "--calib", str(d), "--adaround", "--adaround-iterations", "30",
+                          "--bias-correction", "--sensitivity-samples", "0", "--no-progress", "-o", str(tmp_path / "q.onnx"), "--report", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "AdaRound: " in out.stdout and "layers learned (median relative output error" in out.stdout and "bias correction: " in out.stdout
+    rows = json.loads((tmp_path / "r.json").read_text())["layers"]
+    learned = [r for r in rows if "adaround" in r["techniques"]]
+    assert learned and all(r["output_error"][1] < r["output_error"][0] for r in learned)
+    assert all("bias_correction" in r["techniques"] and "mean_abs_shift" in r for r in rows)

@@ -97,6 +97,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ptq_lines(report: dict) -> list[str]:
+    """One line per post-training technique that ran (the per-layer rows are in --report)."""
+    lines = []
+    if "cle" in report:
+        lines.append(f"  CLE: {len(report['cle']['pairs'])} layer pairs equalized ({report['cle']['seconds']} s)")
+    if "smoothquant" in report:
+        lines.append(f"  SmoothQuant: {len(report['smoothquant'].get('activations', []))} activations balanced ({report['smoothquant']['seconds']} s)")
+    if "adaround" in report:
+        done = [r for r in report["adaround"]["layers"] if "kept" not in r]
+        if done:
+            before = sorted(r["error_nearest"] for r in done)[len(done) // 2]
+            after = sorted(r["error_learned"] for r in done)[len(done) // 2]
+            gain = f"median relative output error {before:.3g} -> {after:.3g}"
+        else:
+            gain = "no layer improved"
+        kept = len(report["adaround"]["layers"]) - len(done)
+        lines.append(f"  AdaRound: {len(done)} layers learned ({gain}{f'; {kept} kept nearest rounding' if kept else ''}; {report['adaround']['seconds']} s)")
+    if "bias_correction" in report:
+        rows = report["bias_correction"]["layers"]
+        lines.append(f"  bias correction: {len(rows)} layers, largest mean |shift| removed "
+                     f"{max((r['mean_abs_shift'] for r in rows), default=0):.3g} ({report['bias_correction']['seconds']} s)")
+    return lines
+
+
 def format_report(report: dict) -> str:
     plan = report["plan"]
     lines = [line for line in (normalize_line(report),) if line] + [
@@ -107,6 +131,7 @@ def format_report(report: dict) -> str:
     if errors:
         worst = ", ".join(f"{e['node']} ({e['op']}) {e['local_sqnr_db']} dB" for e in errors[:5])
         lines.append(f"  most sensitive layers (local SQNR): {worst}")
+    lines += _ptq_lines(report)
     for node, why in report.get("no_int8_kernel", {}).items():
         lines.append(f"  left float: {node}: {why}")
     for c in report.get("centered_inputs", []):

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..placement import QuantPlan
     from .bias_correction import WeightGrid
 
-__all__ = ["PtqOptions", "apply_ptq", "weight_grids", "written_layers"]
+__all__ = ["PtqOptions", "apply_ptq", "layer_summary", "weight_grids", "written_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,4 +150,33 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
         from .adaround import write
 
         write(work, learned)
+    if report:
+        report["layers"] = layer_summary(report)
     return ir.serde.serialize_model(work), report
+
+
+def layer_summary(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One compact row per layer a technique changed: which, and what it gained there (AdaRound:
+    the layer's relative output error on its calibration rows with nearest and learned rounding;
+    bias correction: the mean |output shift| it removed; CLE and SmoothQuant keep the float
+    function, so their gain shows in the quantized layer's error, not here)."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(layer: str) -> dict[str, Any]:
+        return rows.setdefault(layer, {"layer": layer, "techniques": []})
+
+    for pair in report.get("cle", {}).get("pairs", []):
+        for key in ("first", "second"):
+            if isinstance(pair.get(key), str):
+                row(pair[key])["techniques"].append("cle")
+    for a in report.get("smoothquant", {}).get("activations", []):
+        for layer in a.get("layers", []):
+            row(layer)["techniques"].append("smoothquant")
+    for r in report.get("adaround", {}).get("layers", []):
+        if "kept" not in r:
+            row(r["layer"])["techniques"].append("adaround")
+            row(r["layer"])["output_error"] = [r["error_nearest"], r["error_learned"]]
+    for r in report.get("bias_correction", {}).get("layers", []):
+        row(r["layer"])["techniques"].append("bias_correction")
+        row(r["layer"])["mean_abs_shift"] = float(f"{r['mean_abs_shift']:.4g}")
+    return list(rows.values())
