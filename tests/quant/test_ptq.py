@@ -345,3 +345,30 @@ def test_cli_adaround_reports_each_layer_compactly(tmp_path):
     learned = [r for r in rows if "adaround" in r["techniques"]]
     assert learned and all(r["output_error"][1] < r["output_error"][0] for r in learned)
     assert all("bias_correction" in r["techniques"] and "mean_abs_shift" in r for r in rows)
+
+
+@pytest.mark.torch
+def test_layers_the_accuracy_target_keeps_float_get_their_float_weights_back(tmp_path):
+    pytest.importorskip("torch")
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    calib, held = tmp_path / "calib", tmp_path / "eval"
+    calib.mkdir()
+    held.mkdir()
+    np.savez(calib / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    np.savez(held / "a.npz", x=_fashion(64))
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    r = quantize(model, QuantizeConfig(calib=str(calib), eval=str(held), accuracy_target="cosine>=0.99999", adaround=True, adaround_iterations=20,
+                                       bias_correction=True, weights="int8", progress=False))
+    kept = r.report["accuracy_target"]["kept_float"]
+    learned = {x["layer"] for x in r.report["adaround"]["layers"] if "kept" not in x}
+    assert kept and learned & set(kept)
+    original = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    shipped = {t.name: onnx.numpy_helper.to_array(t) for t in r.model.graph.initializer}
+    old_nodes = {n.name: n for n in model.graph.node}
+    for node in r.model.graph.node:
+        if node.name in kept and node.name in old_nodes and node.op_type in ("Conv", "Gemm"):
+            for i in (1, 2):  # a float layer reads its float weight and bias, not the rounding-aware ones
+                np.testing.assert_array_equal(shipped[node.input[i]], original[old_nodes[node.name].input[i]])
+    # and the target is scored against the user's FP32 model
+    assert r.report["accuracy_target"]["evaluations"]

@@ -286,12 +286,15 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     ptq_report = {}
+    reference = work
+    undo: dict[str, dict[int, np.ndarray]] = {}
     if config.cle or config.bias_correction or config.adaround or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
         options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule,
                              config.target_trt, threads=config.threads, adaround=config.adaround, adaround_iterations=config.adaround_iterations)
-        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
+        reference = work  # the accuracy target compares with the user's FP32 model, not the rewritten one
+        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None, undo)
         graph = as_ir(work)  # the rewritten weights, with the same node names
         name_main_nodes(graph, work)
         plan = _plan(graph, config)
@@ -336,8 +339,14 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if not ranking:
             raise ConfigError("the accuracy target ranks layers by their error on calibration data: give calib data and sensitivity_samples > 0")
         eval_feeds = _source(work, config.eval, config, config.eval_limit)
-        plan, history, met = fallback_to_target(work, plan, table, ranking, target, eval_feeds, threads=config.threads, log=log.info)
+        plan, history, met = fallback_to_target(work, plan, table, ranking, target, eval_feeds, threads=config.threads, log=log.info, reference=reference)
         kept = [n for n, r in plan.float_nodes.items() if r == "kept float for the accuracy target"]
+        if undo and kept:  # AdaRound / bias correction wrote these for INT8: float layers get their float weights back
+            from ..quant.ptq import restore
+
+            if restore(work, undo, kept):
+                graph = as_ir(work)
+                name_main_nodes(graph, work)
         report["accuracy_target"] = {"target": str(target), "met": met, "kept_float": kept, "evaluations": history}
         if not met:
             log.warning("accuracy target %s not met even with every ranked layer float", target)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ..placement import QuantPlan
     from .bias_correction import WeightGrid
 
-__all__ = ["PtqOptions", "apply_ptq", "layer_summary", "weight_grids", "written_layers"]
+__all__ = ["PtqOptions", "apply_ptq", "layer_summary", "restore", "weight_grids", "written_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,10 +95,13 @@ def weight_grids(model: ir.Model, plan: QuantPlan, options: PtqOptions, layers: 
 
 
 def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
-              feeds: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
+              feeds: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None,
+              undo: dict[str, dict[int, np.ndarray]] | None = None) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The float model with the chosen techniques applied (a new model) and what each changed per
     layer. Only the plan's quantized layers change. ``feeds`` opens the calibration data (bias
-    correction reads it)."""
+    correction reads it). ``undo``, when given, receives each layer's float weight and bias (and
+    a MatMul's bias Add's) as they were before AdaRound and bias correction: node name -> input
+    index -> array, so a layer kept float later (the accuracy target) can get them back."""
     import onnx_ir as ir
 
     from .bias_correction import BiasCorrectionConfig, bias_correct
@@ -133,6 +136,8 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
         found = smooth_quant(work, set(plan.quantized_nodes), feeds(), SmoothQuantConfig(options.smoothquant, options.bias_samples, options.threads))
         report["smoothquant"] = {**found, "seconds": round(time.perf_counter() - t0, 3)}
     grids: dict[str, Any] = weight_grids(work, plan, options, layers)
+    if undo is not None and (options.adaround or options.bias_correction):
+        _snapshot(work, grids, undo)
     learned: dict[str, np.ndarray] = {}
     if options.adaround:
         from .adaround import AdaRoundConfig, LearnedGrid, adaround
@@ -153,6 +158,52 @@ def apply_ptq(model: onnx.ModelProto, plan: QuantPlan, options: PtqOptions,
     if report:
         report["layers"] = layer_summary(report)
     return ir.serde.serialize_model(work), report
+
+
+def _snapshot(model: ir.Model, layers: Iterable[str], undo: dict[str, dict[int, np.ndarray]]) -> None:
+    """The constant inputs of each layer and of an Add that alone reads it (a MatMul's bias)."""
+    from ...graph._util import const_array, single_use
+
+    wanted = set(layers)
+    for node in model.graph:
+        if node.name not in wanted:
+            continue
+        owners = [node]
+        y = node.outputs[0]
+        add = next(iter(y.consumers()), None) if single_use(y) else None
+        if add is not None and add.op_type == "Add":
+            owners.append(add)
+        for owner in owners:
+            for i, v in enumerate(owner.inputs):
+                a = const_array(v) if i > 0 or owner is add else None
+                if a is not None:
+                    undo.setdefault(owner.name, {})[i] = np.array(a)
+
+
+def restore(model: onnx.ModelProto, undo: Mapping[str, Mapping[int, np.ndarray]], layers: Iterable[str]) -> list[str]:
+    """Give ``layers`` (and a MatMul's bias Add) back their float weight and bias from ``undo``
+    (:func:`apply_ptq`), in place; returns the layers changed. For layers the accuracy target
+    keeps float: rounding-aware weights and biases are wrong for a float layer."""
+    from onnx import numpy_helper
+
+    by_name = {n.name: n for n in model.graph.node}
+    inits = {t.name for t in model.graph.initializer}
+    changed = []
+    for layer in layers:
+        node = by_name.get(layer)
+        if node is None or layer not in undo:
+            continue
+        owners = [node] + [n for n in model.graph.node if n.op_type == "Add" and n.name in undo and node.output[0] in n.input and n is not node]
+        for owner in owners:
+            for i, a in undo.get(owner.name, {}).items():
+                name = f"{owner.name}_input{i}_float"
+                while name in inits:
+                    name += "_"
+                inits.add(name)
+                model.graph.initializer.append(numpy_helper.from_array(a, name))
+                owner.input[i] = name
+        changed.append(layer)
+    return changed
 
 
 def layer_summary(report: Mapping[str, Any]) -> list[dict[str, Any]]:
