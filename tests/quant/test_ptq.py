@@ -2,6 +2,8 @@
 weight ranges; bias correction removes the output shift of weight rounding; both wired in the stage."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -372,3 +374,27 @@ def test_layers_the_accuracy_target_keeps_float_get_their_float_weights_back(tmp
                 np.testing.assert_array_equal(shipped[node.input[i]], original[old_nodes[node.name].input[i]])
     # and the target is scored against the user's FP32 model
     assert r.report["accuracy_target"]["evaluations"]
+
+
+@pytest.mark.torch
+def test_accuracy_target_tries_the_techniques_before_float_layers(tmp_path):
+    pytest.importorskip("torch")
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    calib, held = tmp_path / "calib", tmp_path / "eval"
+    calib.mkdir()
+    held.mkdir()
+    np.savez(calib / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    np.savez(held / "a.npz", x=_fashion(64))
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    cfg = QuantizeConfig(calib=str(calib), eval=str(held), accuracy_target="cosine>=0.99999", adaround_iterations=20, progress=False)
+    r = quantize(model, cfg)
+    tried = r.report["accuracy_target"]["tried"]
+    assert [t["techniques"] for t in tried] == [[], ["bias_correction", "adaround"]]
+    chosen = next(t for t in tried if t["chosen"])
+    assert chosen["kept_float"] == min(t["kept_float"] for t in tried if t["met"] == chosen["met"])
+    assert chosen["kept_float"] == len(r.report["accuracy_target"]["kept_float"])
+    assert ("adaround" in r.report) == (chosen["techniques"] != [])
+    # off: one run, nothing tried
+    r = quantize(model, dataclasses.replace(cfg, accuracy_techniques=False))
+    assert "tried" not in r.report["accuracy_target"] and "adaround" not in r.report

@@ -29,6 +29,7 @@ HELP = {
     "exclude": "keep matching nodes float",
     "per_channel": "one scale per weight output channel (--no-per-channel or --per-tensor-weights: one per tensor)",
     "accuracy_target": "e.g. top1>=0.95 or cosine>=0.999 against FP32 on --eval data; the most sensitive layers stay float until met",
+    "accuracy_techniques": "when --accuracy-target needs float layers, first try again with bias correction and AdaRound (with torch) added, and keep the run with fewer float layers",
     "eval": "held-out data for --accuracy-target (same format and preprocessing as --calib)",
     "eval_limit": "use at most this many --eval samples",
     "sensitivity_samples": "calibration samples for the range choice and the per-layer error report (0: skip both)",

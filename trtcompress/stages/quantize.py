@@ -56,7 +56,9 @@ class QuantizeConfig(Config):
     shapes for dynamic inputs ("x:1x3x224x224").
     ``table``: a saved calibration table (JSON) to use instead of calibrating.
     ``accuracy_target``: e.g. "top1>=0.95" or "cosine>=0.999" against FP32 on ``eval`` data; the
-    most sensitive layers stay float until it holds. ``sensitivity_samples``: calibration samples
+    most sensitive layers stay float until it holds; when it needs float layers, the stage first
+    tries again with bias correction and (with torch) AdaRound added (``accuracy_techniques``) and
+    keeps the run with fewer float layers. ``sensitivity_samples``: calibration samples
     used for the per-layer error report (0: skip). ``weights``: how the TensorRT form stores
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
     signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu). ``cpu_layer_rule``:
@@ -100,6 +102,7 @@ class QuantizeConfig(Config):
     inputs: tuple[str, ...] = ()
     table: str | None = None
     accuracy_target: str | None = None
+    accuracy_techniques: bool = True
     eval: str | None = None
     eval_limit: int | None = None
     sensitivity_samples: int = 8
@@ -260,9 +263,45 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     # a model over 2 GB is worked on with its weights held once, beside a light copy
     with held_weights(model) as base:
         out, report, artifacts = _quantize(base, config)
+        retry = _with_techniques(config, report)
+        if retry is not None:  # the target needed float layers: try the techniques first
+            log.info("accuracy target needed %d float layer(s) without post-training techniques; trying %s", len(report["accuracy_target"]["kept_float"]), _techniques(retry))
+            second = _quantize(base, retry)
+            out, report, artifacts = _better(report, second[1], config, retry, (out, report, artifacts), second)
         materialize(out)
     check_model(out)
     return StageResult(out, report, artifacts)
+
+
+def _techniques(config: QuantizeConfig) -> list[str]:
+    return [name for name, on in (("cle", config.cle), ("bias_correction", config.bias_correction), ("adaround", config.adaround),
+                                  ("smoothquant", config.smoothquant is not None)) if on]
+
+
+def _with_techniques(config: QuantizeConfig, report: dict[str, Any]) -> QuantizeConfig | None:
+    """The config to try when the accuracy target kept layers float: bias correction, and AdaRound
+    where torch is installed, added to what was asked (None: nothing left to add, or not asked)."""
+    from .._optional import available
+
+    acc = report.get("accuracy_target")
+    if not (config.accuracy_techniques and acc and acc["kept_float"] and config.calib):
+        return None
+    retry = dataclasses.replace(config, bias_correction=True, adaround=config.adaround or available("torch"))
+    return retry if _techniques(retry) != _techniques(config) else None
+
+
+def _better(first: dict[str, Any], second: dict[str, Any], config: QuantizeConfig, retry: QuantizeConfig, a: tuple, b: tuple) -> tuple:
+    """The run that meets the target with fewer float layers (the first on a tie); the report
+    says what was tried."""
+    def key(r: dict[str, Any]) -> tuple[bool, int]:
+        return (not r["accuracy_target"]["met"], len(r["accuracy_target"]["kept_float"]))
+
+    chosen = b if key(second) < key(first) else a
+    chosen[1]["accuracy_target"]["tried"] = [
+        {"techniques": _techniques(c), "met": r["accuracy_target"]["met"], "kept_float": len(r["accuracy_target"]["kept_float"]), "chosen": r is chosen[1]}
+        for c, r in ((config, first), (retry, second))
+    ]
+    return chosen
 
 
 def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
