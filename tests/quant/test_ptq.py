@@ -273,7 +273,7 @@ def test_adaround_learned_integers_are_what_each_form_ships(tmp_path, target):
     model = infer_shapes(onnx.load(zoo.onnx_path("fashion_cnn")))
     plan = plan_quantization(model)
     calib = zoo.fashion_mnist("train", limit=128)[0]
-    options = PtqOptions(target=target, cpu_weights="int7", adaround=True, adaround_iterations=60)
+    options = PtqOptions(target=target, cpu_weights="int7", adaround=True, adaround_iterations=30)
     learned, report = apply_ptq(model, plan, options, lambda: [{"x": calib[:64]}, {"x": calib[64:]}])
     rows = [r for r in report["adaround"]["layers"] if "kept" not in r]
     assert len(rows) >= 4 and any(r["flipped"] > 0 for r in rows)
@@ -338,7 +338,7 @@ def test_cli_adaround_reports_each_layer_compactly(tmp_path):
     d.mkdir()
     np.savez(d / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
     exe = Path(sys.executable).parent / "trtcompress"
-    out = subprocess.run([str(exe), "quantize", str(zoo.onnx_path("fashion_cnn")), "--calib", str(d), "--adaround", "--adaround-iterations", "30",
+    out = subprocess.run([str(exe), "quantize", str(zoo.onnx_path("fashion_cnn")), "--calib", str(d), "--adaround", "--adaround-iterations", "10",
                           "--bias-correction", "--sensitivity-samples", "0", "--no-progress", "-o", str(tmp_path / "q.onnx"), "--report", str(tmp_path / "r.json")],
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
