@@ -325,14 +325,13 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     ptq_report = {}
-    reference = work
-    undo: dict[str, dict[int, np.ndarray]] = {}
+    reference = work  # the accuracy target compares with the user's FP32 model, not a rewritten one
+    undo: dict[str, dict[int, np.ndarray]] = {}  # float weights and biases of layers AdaRound / bias correction change
     if config.cle or config.bias_correction or config.adaround or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
         options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule,
                              config.target_trt, threads=config.threads, adaround=config.adaround, adaround_iterations=config.adaround_iterations)
-        reference = work  # the accuracy target compares with the user's FP32 model, not the rewritten one
         work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None, undo)
         graph = as_ir(work)  # the rewritten weights, with the same node names
         name_main_nodes(graph, work)
