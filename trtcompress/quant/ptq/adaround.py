@@ -40,7 +40,7 @@ from ...graph._util import const_array
 from ..scales import quantize_weight, scales_from_amax, weight_amax
 from .bias_correction import WeightGrid
 
-__all__ = ["AdaRoundConfig", "adaround", "LearnedGrid"]
+__all__ = ["AdaRoundConfig", "LearnedGrid", "adaround", "write"]
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 
@@ -125,7 +125,10 @@ def _patches(x: np.ndarray, node: ir.Node, groups: int, kernel: tuple[int, int],
     """``per_sample`` im2col rows per sample of ``x`` [N, C, H, W] at random output positions:
     [N * per_sample, groups, C / groups * kh * kw], in the weight's (C, kh, kw) order."""
     a = node.attributes
-    ints = lambda name, d: list(a[name].as_ints()) if name in a else d  # noqa: E731
+
+    def ints(name: str, default: list[int]) -> list[int]:
+        return list(a[name].as_ints()) if name in a else default
+
     kh, kw = kernel
     sh, sw = ints("strides", [1, 1])
     dh, dw = ints("dilations", [1, 1])
