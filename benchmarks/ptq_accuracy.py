@@ -3,7 +3,8 @@ cosine) of both written forms, and what each technique costs.
 
     python benchmarks/ptq_accuracy.py [--model efficientnet_lite0|fashion_vit] [--variants none,cle,bias,cle+bias,sq=0.5,...]
 
-A variant is techniques joined by "+": cle, bias (bias correction), sq=ALPHA (SmoothQuant).
+A variant is techniques joined by "+": cle, bias (bias correction), ada or ada=ITERATIONS
+(AdaRound), sq=ALPHA (SmoothQuant).
 EfficientNet-Lite0: calibration on the photos' calib split (every view, batch 32); evaluated on the
 ``tune`` split (where on/off defaults are chosen) and the ``heldout`` split (the figure quoted).
 Fashion ViT: calibration on 1024 training images; tune = 5000 other training images, heldout =
@@ -44,6 +45,11 @@ def options(variant: str) -> dict:
             out["cle"] = True
         elif part == "bias":
             out["bias_correction"] = True
+        elif part == "ada":
+            out["adaround"] = True
+        elif part.startswith("ada="):
+            out["adaround"] = True
+            out["adaround_iterations"] = int(part[4:])
         elif part.startswith("sq="):
             out["smoothquant"] = float(part[3:])
         elif part != "none":
@@ -91,6 +97,7 @@ def main() -> None:
     ap.add_argument("--splits", default="tune,heldout")
     ap.add_argument("--variants")
     ap.add_argument("--targets", default="tensorrt,cpu")
+    ap.add_argument("--fp32", help="the FP32 model (default: exported or found in benchmarks/_work)")
     args = ap.parse_args()
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
     if args.model == "minilm":
@@ -98,7 +105,7 @@ def main() -> None:
 
         src, calib, pre = _minilm.onnx_path(), str(_minilm.calib_dir()), None
     else:
-        src = fp32_path(args.model)
+        src = args.fp32 or fp32_path(args.model)
         calib, pre = calib_spec(args.model)
     fp32 = load_model(src)
     data = eval_data(args.model, args.splits.split(","))
@@ -115,6 +122,8 @@ def main() -> None:
                    "bias_seconds": r.report.get("bias_correction", {}).get("seconds"),
                    "bias_layers": len(r.report.get("bias_correction", {}).get("layers", [])),
                    "sq_seconds": r.report.get("smoothquant", {}).get("seconds"),
+                   "ada_seconds": r.report.get("adaround", {}).get("seconds"),
+                   "ada_layers": sum("kept" not in x for x in r.report.get("adaround", {}).get("layers", [])),
                    "sq_activations": len(r.report.get("smoothquant", {}).get("activations", []))}
             for split, (batches, labels) in data.items():
                 out = _outputs(r.model, batches, optimize=target == "cpu")
@@ -128,11 +137,11 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     splits = list(data)
-    print("\n| technique | form | " + " | ".join(f"top-1 agreement / logits cosine, {s} ({len(ref[s])})" for s in splits) + " | quantize s | of which CLE / SmoothQuant / bias correction s |")
+    print("\n| technique | form | " + " | ".join(f"top-1 agreement / logits cosine, {s} ({len(ref[s])})" for s in splits) + " | quantize s | of which CLE / SmoothQuant / AdaRound / bias correction s |")
     print("|---|---|" + "---|" * len(splits) + "---|---|")
     for r in rows:
         tops = " | ".join(f"{100 * r[f'top1_{s}']:.2f}% / {r[f'cosine_{s}']:.5f}" + (f" (acc {100 * r[f'accuracy_{s}']:.2f}%, FP32 {100 * r[f'fp32_accuracy_{s}']:.2f}%)" if f"accuracy_{s}" in r else "") for s in splits)
-        print(f"| {r['variant']} | {r['target']} | {tops} | {r['quantize_seconds']} | {r['cle_seconds'] or '-'} / {r['sq_seconds'] or '-'} / {r['bias_seconds'] or '-'} |")
+        print(f"| {r['variant']} | {r['target']} | {tops} | {r['quantize_seconds']} | {r['cle_seconds'] or '-'} / {r['sq_seconds'] or '-'} / {r['ada_seconds'] or '-'} / {r['bias_seconds'] or '-'} |")
 
 
 if __name__ == "__main__":

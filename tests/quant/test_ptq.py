@@ -2,6 +2,8 @@
 weight ranges; bias correction removes the output shift of weight rounding; both wired in the stage."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -200,3 +202,199 @@ def test_smoothquant_folds_into_a_previous_linear_layer():
     assert report["activations"][0]["producer"] == "fc1"
     assert report["activations"][0]["x_range_spread"][1] < report["activations"][0]["x_range_spread"][0] / 3
     np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
+
+
+def _float_head_model() -> onnx.ModelProto:
+    """Conv 16->12 3x3, ReLU, Conv 12->4 1x1 writing the graph output: the CPU form keeps the last
+    conv float (a float output and 12 multiply-adds per output), TensorRT has no INT8 kernel for it
+    (4 and 12 channels)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = (rng.standard_normal((12, 16, 3, 3)) * 0.2).astype(np.float32)
+    w2 = (rng.standard_normal((4, 12, 1, 1)) * 0.3).astype(np.float32)
+    b1, b2 = rng.standard_normal(12).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w1", "b1"], ["h"], name="conv1", pads=[1, 1, 1, 1]), helper.make_node("Relu", ["h"], ["r"], name="relu"),
+         helper.make_node("Conv", ["r", "w2", "b2"], ["y"], name="head")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 16, 8, 8])], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 4, 8, 8])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_bias_correction_leaves_layers_the_written_form_keeps_float(tmp_path):
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    model = _float_head_model()
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=np.random.default_rng(1).standard_normal((64, 16, 8, 8)).astype(np.float32))
+    b2 = onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == "b2"))
+    for target in ("cpu", "tensorrt"):
+        r = quantize(model, QuantizeConfig(calib=str(d), target=target, bias_correction=True, progress=False, sensitivity_samples=0))
+        corrected = [row["layer"] for row in r.report["bias_correction"]["layers"]]
+        assert corrected == ["conv1"], (target, corrected)
+        head = next(n for n in r.model.graph.node if n.name == "head")
+        assert head.op_type == "Conv", target  # float in both forms
+        bias = next(t for t in r.model.graph.initializer if t.name == head.input[2])
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(bias), b2)
+    plan = plan_quantization(model)
+    for target in ("cpu", "tensorrt"):
+        assert set(weight_grids(ir.serde.deserialize_model(model), plan, PtqOptions(target=target))) == {"conv1"}
+
+
+def _shipped_ints(model: onnx.ModelProto, layer: str, target: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The integer weight a written form ships for ``layer`` (TensorRT form with int8 weights: the
+    DQ's int8 input; CPU form: the layer's weight initializer, uint8 ones shifted back)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    if target == "tensorrt":
+        node = next(n for n in model.graph.node if n.name == layer)
+        dq = next(n for n in model.graph.node if node.input[1] in n.output)
+        q = numpy_helper.to_array(inits[dq.input[0]])
+    else:
+        q = numpy_helper.to_array(inits[f"{layer}__w1_q"])
+        q = q.astype(np.int16) - 128 if q.dtype == np.uint8 else q.astype(np.int16)
+    if q.shape != shape:
+        q = q.T if q.T.shape == shape else q[:, : shape[1]]  # a Gemm's weight transposed; a conv's padded channels
+    return q.astype(np.int16)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("target", ["tensorrt", "cpu"])
+def test_adaround_learned_integers_are_what_each_form_ships(tmp_path, target):
+    pytest.importorskip("torch")
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.quant.ptq import apply_ptq
+    from trtcompress.quant.scales import quantize_weight, scales_from_amax, weight_amax
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    model = infer_shapes(onnx.load(zoo.onnx_path("fashion_cnn")))
+    plan = plan_quantization(model)
+    calib = zoo.fashion_mnist("train", limit=128)[0]
+    options = PtqOptions(target=target, cpu_weights="int7", adaround=True, adaround_iterations=30)
+    learned, report = apply_ptq(model, plan, options, lambda: [{"x": calib[:64]}, {"x": calib[64:]}])
+    rows = [r for r in report["adaround"]["layers"] if "kept" not in r]
+    assert len(rows) >= 4 and any(r["flipped"] > 0 for r in rows)
+    assert all(r["error_learned"] < r["error_nearest"] for r in rows)
+    grids = weight_grids(ir.serde.deserialize_model(model), plan, options)
+    if target == "cpu":
+        assert any(g.step == 2.0 for g in grids.values())  # an int7 layer is among them
+    # the stage writes the learned model as it writes any float model: quantize it as the stage does
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=calib)
+    out = quantize(learned, QuantizeConfig(calib=str(d), target=target, weights="int8", cpu_weights="int7", progress=False, sensitivity_samples=0)).model
+    before = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    after = {t.name: onnx.numpy_helper.to_array(t) for t in learned.graph.initializer}
+    nodes = {n.name: n for n in learned.graph.node}
+    old_nodes = {n.name: n for n in model.graph.node}
+    for r in rows:
+        name = r["layer"]
+        w_old, w_new, grid = before[old_nodes[name].input[1]], after[nodes[name].input[1]], grids[name]
+        shipped = _shipped_ints(out, name, target, w_new.shape)
+        scale = scales_from_amax(weight_amax(w_old, grid.axis)) * np.float32(grid.step)
+        shape = [1] * w_new.ndim
+        shape[grid.axis % w_new.ndim] = -1
+        scale = scale.reshape(shape)
+        learned_ints = np.rint(w_new / scale).astype(np.int16)
+        # the learned weights are grid points (but each channel's largest, which sets the scale)
+        free = np.abs(w_old) < weight_amax(w_old, grid.axis).reshape(shape)
+        np.testing.assert_allclose((learned_ints * scale)[free], w_new[free], rtol=2e-7, atol=0)
+        np.testing.assert_array_equal(shipped, learned_ints)  # and each form ships those integers
+        nearest = quantize_weight(w_old, scale, grid.axis).astype(np.int16)
+        assert (np.mean(shipped != nearest) > 0) == (r["flipped"] > 0)
+
+
+def test_adaround_without_torch_is_one_line_naming_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from trtcompress.errors import MissingDependencyError
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=zoo.fashion_mnist("train", limit=32)[0])
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails
+    with pytest.raises(MissingDependencyError, match=r"trtcompress\[torch\]") as e:
+        quantize(model, QuantizeConfig(calib=str(d), adaround=True, progress=False, sensitivity_samples=0))
+    assert "\n" not in str(e.value) and "--adaround" in str(e.value)
+    # without --adaround the stage needs no torch, with the other techniques too
+    r = quantize(model, QuantizeConfig(calib=str(d), bias_correction=True, progress=False, sensitivity_samples=0))
+    assert r.report["bias_correction"]["layers"]
+
+
+@pytest.mark.torch
+def test_cli_adaround_reports_each_layer_compactly(tmp_path):
+    pytest.importorskip("torch")
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    exe = Path(sys.executable).parent / "trtcompress"
+    out = subprocess.run([str(exe), "quantize", str(zoo.onnx_path("fashion_cnn")), "--calib", str(d), "--adaround", "--adaround-iterations", "10",
+                          "--bias-correction", "--sensitivity-samples", "0", "--no-progress", "-o", str(tmp_path / "q.onnx"), "--report", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "AdaRound: " in out.stdout and "layers learned (median relative output error" in out.stdout and "bias correction: " in out.stdout
+    rows = json.loads((tmp_path / "r.json").read_text())["layers"]
+    learned = [r for r in rows if "adaround" in r["techniques"]]
+    assert learned and all(r["output_error"][1] < r["output_error"][0] for r in learned)
+    assert all("bias_correction" in r["techniques"] and "mean_abs_shift" in r for r in rows)
+
+
+@pytest.mark.torch
+def test_layers_the_accuracy_target_keeps_float_get_their_float_weights_back(tmp_path):
+    pytest.importorskip("torch")
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    calib, held = tmp_path / "calib", tmp_path / "eval"
+    calib.mkdir()
+    held.mkdir()
+    np.savez(calib / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    np.savez(held / "a.npz", x=_fashion(64))
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    r = quantize(model, QuantizeConfig(calib=str(calib), eval=str(held), accuracy_target="cosine>=0.99999", adaround=True, adaround_iterations=20,
+                                       bias_correction=True, weights="int8", progress=False))
+    kept = r.report["accuracy_target"]["kept_float"]
+    learned = {x["layer"] for x in r.report["adaround"]["layers"] if "kept" not in x}
+    assert kept and learned & set(kept)
+    original = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    shipped = {t.name: onnx.numpy_helper.to_array(t) for t in r.model.graph.initializer}
+    old_nodes = {n.name: n for n in model.graph.node}
+    for node in r.model.graph.node:
+        if node.name in kept and node.name in old_nodes and node.op_type in ("Conv", "Gemm"):
+            for i in (1, 2):  # a float layer reads its float weight and bias, not the rounding-aware ones
+                np.testing.assert_array_equal(shipped[node.input[i]], original[old_nodes[node.name].input[i]])
+    # and the target is scored against the user's FP32 model
+    assert r.report["accuracy_target"]["evaluations"]
+
+
+@pytest.mark.torch
+def test_accuracy_target_tries_the_techniques_before_float_layers(tmp_path):
+    pytest.importorskip("torch")
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    calib, held = tmp_path / "calib", tmp_path / "eval"
+    calib.mkdir()
+    held.mkdir()
+    np.savez(calib / "a.npz", x=zoo.fashion_mnist("train", limit=64)[0])
+    np.savez(held / "a.npz", x=_fashion(64))
+    model = onnx.load(zoo.onnx_path("fashion_cnn"))
+    cfg = QuantizeConfig(calib=str(calib), eval=str(held), accuracy_target="cosine>=0.99999", adaround_iterations=20, progress=False)
+    r = quantize(model, cfg)
+    tried = r.report["accuracy_target"]["tried"]
+    assert [t["techniques"] for t in tried] == [[], ["bias_correction", "adaround"]]
+    chosen = next(t for t in tried if t["chosen"])
+    assert chosen["kept_float"] == min(t["kept_float"] for t in tried if t["met"] == chosen["met"])
+    assert chosen["kept_float"] == len(r.report["accuracy_target"]["kept_float"])
+    assert ("adaround" in r.report) == (chosen["techniques"] != [])
+    # off: one run, nothing tried
+    r = quantize(model, dataclasses.replace(cfg, accuracy_techniques=False))
+    assert "tried" not in r.report["accuracy_target"] and "adaround" not in r.report

@@ -28,6 +28,7 @@ HELP = {
     "exclude": "keep matching nodes float",
     "per_channel": "one scale per weight output channel (--no-per-channel or --per-tensor-weights: one per tensor)",
     "accuracy_target": "e.g. top1>=0.95 or cosine>=0.999 against FP32 on --eval data; the most sensitive layers stay float until met",
+    "accuracy_techniques": "when --accuracy-target needs float layers, first try again with bias correction and AdaRound (with torch) added, and keep the run with fewer float layers",
     "eval": "held-out data for --accuracy-target (same format and preprocessing as --calib)",
     "eval_limit": "use at most this many --eval samples",
     "sensitivity_samples": "calibration samples for the range choice and the per-layer error report (0: skip both)",
@@ -43,6 +44,8 @@ HELP = {
     "cle": "cross-layer equalization of Conv/Gemm pairs joined by ReLU or nothing (ReLU6 pairs are left alone); same float function",
     "bias_correction": "fold each layer's mean output shift from weight rounding (measured on --calib data, for the written form's weights) into its bias",
     "smoothquant": "SmoothQuant alpha in [0, 1]: migrate MatMul/Gemm input outliers into the weights, folded into the LayerNorm or linear layer producing the input, else a Mul before the layers (e.g. 0.5; default: off)",
+    "adaround": "learned weight rounding (AdaRound): per layer, round each weight up or down so the layer's output on --calib data stays closest to FP32, on the written form's grid (needs the torch extra)",
+    "adaround_iterations": "AdaRound optimisation steps per layer",
     "threads": "ONNX Runtime intra-op threads (0: default)",
     "ray_tasks": "with --ray: shards of the calibration data, one Ray task each (0: one per CPU of the cluster)",
     "progress": "show calibration progress",
@@ -91,6 +94,30 @@ def run(args: argparse.Namespace) -> Output:
     return Output({**result.report, "written": written}, lambda: format_report(result.report) + "\nwrote " + ", ".join(written))
 
 
+def _ptq_lines(report: dict) -> list[str]:
+    """One line per post-training technique that ran (the per-layer rows are in --report)."""
+    lines = []
+    if "cle" in report:
+        lines.append(f"  CLE: {len(report['cle']['pairs'])} layer pairs equalized ({report['cle']['seconds']} s)")
+    if "smoothquant" in report:
+        lines.append(f"  SmoothQuant: {len(report['smoothquant'].get('activations', []))} activations balanced ({report['smoothquant']['seconds']} s)")
+    if "adaround" in report:
+        done = [r for r in report["adaround"]["layers"] if "kept" not in r]
+        if done:
+            before = sorted(r["error_nearest"] for r in done)[len(done) // 2]
+            after = sorted(r["error_learned"] for r in done)[len(done) // 2]
+            gain = f"median relative output error {before:.3g} -> {after:.3g}"
+        else:
+            gain = "no layer improved"
+        kept = len(report["adaround"]["layers"]) - len(done)
+        lines.append(f"  AdaRound: {len(done)} layers learned ({gain}{f'; {kept} kept nearest rounding' if kept else ''}; {report['adaround']['seconds']} s)")
+    if "bias_correction" in report:
+        rows = report["bias_correction"]["layers"]
+        lines.append(f"  bias correction: {len(rows)} layers, largest mean |shift| removed "
+                     f"{max((r['mean_abs_shift'] for r in rows), default=0):.3g} ({report['bias_correction']['seconds']} s)")
+    return lines
+
+
 def format_report(report: dict) -> str:
     plan = report["plan"]
     lines = [line for line in (normalize_line(report),) if line] + [
@@ -101,6 +128,7 @@ def format_report(report: dict) -> str:
     if errors:
         worst = ", ".join(f"{e['node']} ({e['op']}) {e['local_sqnr_db']} dB" for e in errors[:5])
         lines.append(f"  most sensitive layers (local SQNR): {worst}")
+    lines += _ptq_lines(report)
     for node, why in report.get("no_int8_kernel", {}).items():
         lines.append(f"  left float: {node}: {why}")
     for c in report.get("centered_inputs", []):

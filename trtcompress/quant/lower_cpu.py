@@ -115,6 +115,7 @@ class CpuLowering:
     weight_types: dict[str, int]
     float_layers: list[str]  # planned layers this form runs in float (attention products, unsupported shapes)
     kept_float: dict[str, str] = dataclasses.field(default_factory=dict)  # layer -> why INT8 does not pay for it here
+    layer_weights: dict[str, str] = dataclasses.field(default_factory=dict)  # integer layer -> its weight type (int8, int7, uint8)
 
 
 def _in(node: ir.Node, i: int) -> str:
@@ -230,6 +231,7 @@ class _Ctx:
         self.u8: dict[str, U8] = {}
         self.counts: dict[str, int] = {}
         self.weight_types: dict[str, int] = {}
+        self.layer_weights: dict[str, str] = {}
         self.absorbed: set[str] = set()  # nodes a rule folded into the node it emitted
         self.float_out = _float_outputs(self.g, plan)
 
@@ -329,6 +331,7 @@ class _Ctx:
         else:
             qv, zv = q, np.zeros(np.shape(scale), np.int8)
         self.weight_types[mode] = self.weight_types.get(mode, 0) + 1
+        self.layer_weights[node.name] = mode
         return self.const(qv, f"{base}_q"), self.const(scale, f"{base}_scale"), self.const(zv, f"{base}_zero_point"), scale
 
     def weight_type(self, node: ir.Node, x: U8) -> str:
@@ -439,7 +442,8 @@ def lower_cpu(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, 
     _drop_value_info(work.graph)
     out = ir.to_proto(work)
     del out.graph.value_info[:]
-    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers, ctx.kept_float)
+    layer_weights = {n: m for n, m in ctx.layer_weights.items() if n not in float_layers}
+    return CpuLowering(out, weights, dict(sorted(ctx.counts.items())), ctx.weight_types, float_layers, ctx.kept_float, layer_weights)
 
 
 def _drop_value_info(graph: ir.Graph) -> None:

@@ -378,15 +378,17 @@ def fallback_to_target(
     eval_feeds: Iterable[Feed],
     threads: int = 0,
     log: Callable[[str], None] | None = None,
+    reference: onnx.ModelProto | None = None,
 ) -> tuple[QuantPlan, list[dict[str, Any]], bool]:
     """Keep the most sensitive layers float, in ``ranking`` order, until ``target`` is met.
 
     Tries 0, 1, 2, 4, ... layers kept float (doubling, then bisecting to the least count that
     meets the target), so a model with many layers needs only a few evaluations. Returns the plan,
-    the evaluations made, and whether the target was met.
+    the evaluations made, and whether the target was met. ``reference``: the FP32 model to agree
+    with when ``model`` is a rewritten float model (post-training techniques); default ``model``.
     """
     feeds = list(eval_feeds)
-    s_ref = _session(model, threads)
+    s_ref = _session(reference if reference is not None else model, threads)
     ref = [s_ref.run(None, dict(f))[0] for f in feeds]
     del s_ref
     order = [e.node for e in ranking]

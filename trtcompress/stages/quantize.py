@@ -56,7 +56,9 @@ class QuantizeConfig(Config):
     shapes for dynamic inputs ("x:1x3x224x224").
     ``table``: a saved calibration table (JSON) to use instead of calibrating.
     ``accuracy_target``: e.g. "top1>=0.95" or "cosine>=0.999" against FP32 on ``eval`` data; the
-    most sensitive layers stay float until it holds. ``sensitivity_samples``: calibration samples
+    most sensitive layers stay float until it holds; when it needs float layers, the stage first
+    tries again with bias correction and (with torch) AdaRound added (``accuracy_techniques``) and
+    keeps the run with fewer float layers. ``sensitivity_samples``: calibration samples
     used for the per-layer error report (0: skip). ``weights``: how the TensorRT form stores
     weights (float + Q/DQ, or int8 + DQ). ``cpu_weights``: weight type of CPU layers that read a
     signed tensor (auto, uint8, int7, int8; see trtcompress.quant.lower_cpu). ``cpu_layer_rule``:
@@ -83,7 +85,9 @@ class QuantizeConfig(Config):
     written form's weight grid, into each layer's bias (quant.ptq.bias_correction). ``smoothquant``:
     alpha in [0, 1] of SmoothQuant's migration of MatMul/Gemm input ranges into their weights,
     folded into the LayerNorm or linear layer producing the input, else a Mul before the layers
-    (quant.ptq.smoothquant). All three are off by default (measured in benchmarks/RESULTS.md).
+    (quant.ptq.smoothquant). ``adaround``: learned weight rounding (AdaRound), layer by layer on
+    the calibration data, on the written form's weight grid, ``adaround_iterations`` Adam steps per
+    layer; needs torch (quant.ptq.adaround). All are off by default (measured in benchmarks/RESULTS.md).
     ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
     ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
     the same table and model as in this process (trtcompress.distributed).
@@ -101,6 +105,7 @@ class QuantizeConfig(Config):
     inputs: tuple[str, ...] = ()
     table: str | None = None
     accuracy_target: str | None = None
+    accuracy_techniques: bool = True
     eval: str | None = None
     eval_limit: int | None = None
     sensitivity_samples: int = 8
@@ -116,6 +121,8 @@ class QuantizeConfig(Config):
     cle: bool = False
     bias_correction: bool = False
     smoothquant: float | None = None
+    adaround: bool = False
+    adaround_iterations: int = 200
     threads: int = 0
     progress: bool = True
     ray: str | None = None
@@ -149,6 +156,8 @@ class QuantizeConfig(Config):
             check_ray()
         if self.ray_tasks < 0:
             raise ConfigError(f"ray_tasks must be >= 0 (0: one per CPU of the cluster), got {self.ray_tasks}")
+        if self.adaround_iterations < 1:
+            raise ConfigError(f"adaround_iterations must be at least 1, got {self.adaround_iterations}")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.accuracy_target is not None:
@@ -279,11 +288,47 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     # a model over 2 GB is worked on with its weights held once, beside a light copy
     with held_weights(model) as base:
         out, report, artifacts = _quantize(base, config)
+        retry = _with_techniques(config, report)
+        if retry is not None:  # the target needed float layers: try the techniques first
+            log.info("accuracy target needed %d float layer(s) without post-training techniques; trying %s", len(report["accuracy_target"]["kept_float"]), _techniques(retry))
+            second = _quantize(base, retry)
+            out, report, artifacts = _better(report, second[1], config, retry, (out, report, artifacts), second)
         materialize(out)
     check_model(out)
     if decoded:
         report["shared_weights_decoded"] = decoded
     return StageResult(out, report, artifacts)
+
+
+def _techniques(config: QuantizeConfig) -> list[str]:
+    return [name for name, on in (("cle", config.cle), ("bias_correction", config.bias_correction), ("adaround", config.adaround),
+                                  ("smoothquant", config.smoothquant is not None)) if on]
+
+
+def _with_techniques(config: QuantizeConfig, report: dict[str, Any]) -> QuantizeConfig | None:
+    """The config to try when the accuracy target kept layers float: bias correction, and AdaRound
+    where torch is installed, added to what was asked (None: nothing left to add, or not asked)."""
+    from .._optional import available
+
+    acc = report.get("accuracy_target")
+    if not (config.accuracy_techniques and acc and acc["kept_float"] and config.calib):
+        return None
+    retry = dataclasses.replace(config, bias_correction=True, adaround=config.adaround or available("torch"))
+    return retry if _techniques(retry) != _techniques(config) else None
+
+
+def _better(first: dict[str, Any], second: dict[str, Any], config: QuantizeConfig, retry: QuantizeConfig, a: tuple, b: tuple) -> tuple:
+    """The run that meets the target with fewer float layers (the first on a tie); the report
+    says what was tried."""
+    def key(r: dict[str, Any]) -> tuple[bool, int]:
+        return (not r["accuracy_target"]["met"], len(r["accuracy_target"]["kept_float"]))
+
+    chosen = b if key(second) < key(first) else a
+    chosen[1]["accuracy_target"]["tried"] = [
+        {"techniques": _techniques(c), "met": r["accuracy_target"]["met"], "kept_float": len(r["accuracy_target"]["kept_float"]), "chosen": r is chosen[1]}
+        for c, r in ((config, first), (retry, second))
+    ]
+    return chosen
 
 
 def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.ModelProto, dict[str, Any], dict[str, str | bytes]]:
@@ -307,11 +352,14 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         names = ", ".join(n for n, _, _ in inside[:5]) + (f" and {len(inside) - 5} more" if len(inside) > 5 else "")
         log.warning("%d layer(s) inside If/Loop/Scan bodies stay float (quantize rewrites the main graph only): %s", len(inside), names)
     ptq_report = {}
-    if config.cle or config.bias_correction or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
+    reference = work  # the accuracy target compares with the user's FP32 model, not a rewritten one
+    undo: dict[str, dict[int, np.ndarray]] = {}  # float weights and biases of layers AdaRound / bias correction change
+    if config.cle or config.bias_correction or config.adaround or config.smoothquant is not None:  # before calibration: ranges, Q/DQ and cache see the new weights
         from ..quant.ptq import PtqOptions, apply_ptq
 
-        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, threads=config.threads)
-        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None)
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule,
+                             config.target_trt, threads=config.threads, adaround=config.adaround, adaround_iterations=config.adaround_iterations)
+        work, ptq_report = apply_ptq(work, plan, options, (lambda: _source(work, config.calib, config, config.limit)) if config.calib else None, undo)
         graph = as_ir(work)  # the rewritten weights, with the same node names
         name_main_nodes(graph, work)
         plan = _plan(graph, config)
@@ -359,8 +407,14 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if not ranking:
             raise ConfigError("the accuracy target ranks layers by their error on calibration data: give calib data and sensitivity_samples > 0")
         eval_feeds = _source(work, config.eval, config, config.eval_limit)
-        plan, history, met = fallback_to_target(work, plan, table, ranking, target, eval_feeds, threads=config.threads, log=log.info)
+        plan, history, met = fallback_to_target(work, plan, table, ranking, target, eval_feeds, threads=config.threads, log=log.info, reference=reference)
         kept = [n for n, r in plan.float_nodes.items() if r == "kept float for the accuracy target"]
+        if undo and kept:  # AdaRound / bias correction wrote these for INT8: float layers get their float weights back
+            from ..quant.ptq import restore
+
+            if restore(work, undo, kept):
+                graph = as_ir(work)
+                name_main_nodes(graph, work)
         report["accuracy_target"] = {"target": str(target), "met": met, "kept_float": kept, "evaluations": history}
         if not met:
             log.warning("accuracy target %s not met even with every ranked layer float", target)
