@@ -28,7 +28,7 @@ from ..config import Config
 from ..data.base import Feed, FeedSource, batch_size_of, model_inputs, rebatch, validate_feed
 from ..errors import ConfigError, DataError, ModelError, UserError
 from ..model_io import infer_shapes, load_model
-from ..progress import Progress
+from ..progress import Progress, known_length
 from ..sessions import SessionConfig, open_session
 from ..weightless import has_external_data
 from . import _kernels
@@ -101,7 +101,7 @@ def collect_statistics(
     fixed_batch = _fixed_batch(inputs)
     if fixed_batch is not None:
         source = rebatch(source, fixed_batch, inputs=inputs)
-    total = _length(source)
+    total = known_length(source)
     kernel = _kernels.resolve(config.kernel)
     with contextlib.ExitStack() as stack, ThreadPoolExecutor(config.workers) as pool:
         passes = _Passes(proto, counted, {t: bounds[t] for t in tensors if t in bounds}, base_dir, config, stack)
@@ -264,16 +264,6 @@ def _fixed_batch(inputs) -> int | None:
         if isinstance(d, int):
             return d
     return None
-
-
-def _length(source) -> int | None:
-    """Number of batches for the progress bar, when known without an extra pass over the data."""
-    if getattr(source, "length_known", True) is False:
-        return None
-    try:
-        return len(source)
-    except TypeError:
-        return None
 
 
 def _validated(source, inputs) -> Iterator[tuple[int, Feed]]:

@@ -39,6 +39,7 @@ from ...errors import ConfigError
 from ...graph._util import const_array
 from ..scales import quantize_weight, scales_from_amax, weight_amax
 from .bias_correction import WeightGrid
+from .feeds import limited
 
 __all__ = ["AdaRoundConfig", "LearnedGrid", "adaround", "write"]
 
@@ -190,21 +191,13 @@ def _collect(model: ir.Model, layers: list[_Layer], feeds: Iterable[Mapping[str,
     inputs = {i.name for i in session.get_inputs()}
     per_sample = [max(1, -(-_row_count(layer, config.rows) // (config.samples or 64))) for layer in layers]
     seen = 0
-    for feed in feeds:
-        n = len(next(iter(feed.values())))
-        if config.samples is not None:
-            n = min(n, config.samples - seen)
-            feed = {k: v[:n] for k, v in feed.items()}
-        if n <= 0:
-            break
+    for n, feed in limited(feeds, config.samples):
         wanted = sorted(set(names) - inputs)
         got = dict(zip(wanted, session.run(wanted, {k: v for k, v in feed.items() if k in inputs}))) if wanted else {}
         got.update({k: v for k, v in feed.items() if k in inputs})
         for layer, name, k in zip(layers, names, per_sample):
             layer.rows.append(_rows_of(layer, np.asarray(got[name], np.float32), k, rng))
         seen += n
-        if config.samples is not None and seen >= config.samples:
-            break
     return seen
 
 

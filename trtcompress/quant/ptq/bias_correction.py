@@ -25,6 +25,7 @@ import onnx_ir as ir
 from ...errors import ConfigError
 from ...graph._util import add_initializer, const_array, single_use
 from ..scales import quantize_weight, scales_from_amax, weight_amax
+from .feeds import limited
 
 __all__ = ["BiasCorrectionConfig", "WeightGrid", "bias_correct"]
 
@@ -159,20 +160,12 @@ def bias_correct(model: ir.Model, grids: Mapping[str, WeightGrid], feeds: Iterab
     inputs = {i.name for i in session.get_inputs()}
     sums: list[np.ndarray | None] = [None] * len(targets)
     seen = 0
-    for feed in feeds:
-        n = len(next(iter(feed.values())))
-        if config.samples is not None and seen + n > config.samples:
-            n = config.samples - seen
-            feed = {k: v[:n] for k, v in feed.items()}
-        if n <= 0:
-            break
+    for n, feed in limited(feeds, config.samples):
         outs = session.run(names, {k: v for k, v in feed.items() if k in inputs})
         for i, o in enumerate(outs):
             o = np.asarray(o, np.float64) * n
             sums[i] = o if sums[i] is None else sums[i] + o
         seen += n
-        if config.samples is not None and seen >= config.samples:
-            break
     if not seen:
         raise ConfigError("bias correction got no calibration samples; give calibration data (--calib)")
     rows = []

@@ -23,6 +23,7 @@ import onnx_ir as ir
 
 from ...errors import ConfigError
 from ...graph._util import add_initializer, const_array, int_attr, single_use
+from .feeds import limited
 
 __all__ = ["SmoothQuantConfig", "smooth_quant"]
 
@@ -143,13 +144,7 @@ def _measure(model: ir.Model, groups: list[_Group], feeds: Iterable[Mapping[str,
     inputs = {i.name for i in session.get_inputs()}
     amax: list[np.ndarray] = [np.zeros(0)] * len(groups)
     seen = 0
-    for feed in feeds:
-        n = len(next(iter(feed.values())))
-        if config.samples is not None:
-            n = min(n, config.samples - seen)
-            feed = {k: v[:n] for k, v in feed.items()}
-        if n <= 0:
-            break
+    for n, feed in limited(feeds, config.samples):
         for i, o in enumerate(session.run(names, {k: v for k, v in feed.items() if k in inputs})):
             amax[i] = o if not amax[i].size else np.maximum(amax[i], o)
         seen += n
