@@ -71,6 +71,19 @@ def data_options(args: argparse.Namespace) -> DataOptions:
     return config_from_args(args, DataOptions)
 
 
+# the calibration-data fields of the stages whose rules measure layer outputs (lowrank's and
+# share's error rules): one spelling of their flags for both verbs
+CALIB_DATA_HELP = {
+    "calib": "calibration data of the error rule: random[:N], a directory of .npz/.npy files, or an image folder",
+    "preprocess": "image preprocessing of --data: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,...",
+    "limit": "calibration samples used",
+    "batch": "calibration samples per inference",
+    "inputs": "shape of a dynamic input of the calibration data, e.g. x:1x3x224x224 (NAME:DIMS[:DTYPE])",
+}
+CALIB_DATA_FLAGS = {"calib": "--data", "inputs": "--input"}
+CALIB_DATA_METAVARS = {"calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]"}
+
+
 def add_config_args(
     p: argparse.ArgumentParser | argparse._ArgumentGroup,
     config_type: type,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_args, add_stage_verb_args, run_stage_verb
+from .common import CALIB_DATA_FLAGS, CALIB_DATA_HELP, CALIB_DATA_METAVARS, add_config_args, add_stage_verb_args, run_stage_verb
 
 
 HELP = {
@@ -23,11 +23,7 @@ HELP = {
     "oversample": "randomized SVD oversampling",
     "power_iters": "randomized SVD power iterations",
     "seed": "seed of the randomized SVD and of random calibration data",
-    "calib": "error rule: calibration data (random[:N], a directory of .npz/.npy files, or an image folder)",
-    "preprocess": "image preprocessing of --data: a preset (imagenet, efficientnet-lite, mnist) and/or key=value,...",
-    "limit": "error rule: calibration samples used",
-    "batch": "error rule: samples per inference",
-    "inputs": "shape of a dynamic input of the calibration data, e.g. x:1x3x224x224 (NAME:DIMS[:DTYPE])",
+    **CALIB_DATA_HELP,
 }
 
 
@@ -38,9 +34,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("lowrank", help="factorise large layers into two low-rank layers", description=__doc__)
     add_stage_verb_args(p, "factorised")
-    add_config_args(p, LowRankConfig, help=HELP, flags={"calib": "--data", "inputs": "--input"}, split=("ops",),
+    add_config_args(p, LowRankConfig, help=HELP, flags=CALIB_DATA_FLAGS, split=("ops",),
                     choices={"rule": RANK_RULES, "allocation": ALLOCATIONS, "svd": SVD_METHODS},
-                    metavars={"calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]", "exclude": "PATTERN"})
+                    metavars={**CALIB_DATA_METAVARS, "exclude": "PATTERN"})
     return p
 
 

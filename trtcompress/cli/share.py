@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_config_args, add_stage_verb_args, run_stage_verb
+from .common import CALIB_DATA_FLAGS, CALIB_DATA_HELP, CALIB_DATA_METAVARS, add_config_args, add_stage_verb_args, run_stage_verb
 
 __all__ = ["add_parser", "run"]
 
@@ -27,11 +27,7 @@ HELP = {
     "error": "rule error: relative output error allowed per layer on the calibration data",
     "mean_bits": "rule size: bits per shared weight, codebooks included",
     "min_bits": "rules error and size: fewest bits a layer gets",
-    "calib": "calibration data for the error rule (and the size rule's output error): a data spec",
-    "preprocess": "preprocessing of image calibration data",
-    "limit": "calibration samples used",
-    "batch": "calibration batch size",
-    "inputs": "shapes of dynamic calibration inputs, e.g. x:1x3x224x224",
+    **CALIB_DATA_HELP,
 }
 
 
@@ -40,9 +36,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
     p = sub.add_parser("share", help="k-means weight sharing (uint8 indices + codebooks)", description=__doc__)
     add_stage_verb_args(p, "shared")
-    add_config_args(p, ShareConfig, help=HELP, split=("op_types",), flags={"calib": "--data", "inputs": "--input"},
+    add_config_args(p, ShareConfig, help=HELP, split=("op_types",), flags=CALIB_DATA_FLAGS,
                     choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS, "rule": SHARE_RULES},
-                    metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS", "calib": "DATA", "inputs": "NAME:DIMS[:DTYPE]"})
+                    metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS", **CALIB_DATA_METAVARS})
     return p
 
 
