@@ -188,7 +188,7 @@ def test_range_refinement_restores_a_range_that_hurts_its_layer(mb):
 
 def test_calibration_batch_fits_the_activation_budget():
     from trtcompress.model_io import infer_shapes
-    from trtcompress.stages.quantize import ACTIVATION_BUDGET, AUTO_BATCH_MAX, DEFAULT_BATCH, calibration_batch
+    from trtcompress.stages.quantize import ACTIVATION_BUDGET, AUTO_BATCH_MAX, DEFAULT_BATCH, LARGE_BUDGET, calibration_batch
 
     def batch(model, **kw):
         return calibration_batch(model, plan_quantization(model).activation_tensors, QuantizeConfig(**kw))
@@ -203,6 +203,14 @@ def test_calibration_batch_fits_the_activation_budget():
     assert batch(wide) == ACTIVATION_BUDGET // sum(4 * int(np.prod(shapes[t])) for t in tensors)
     assert batch(infer_shapes(graphs.mbconv(c=1024))) == DEFAULT_BATCH  # 8 MB per sample: never below the old default
     assert batch(graphs.mbconv()) == DEFAULT_BATCH  # no shape inference: sizes unknown
+    big = graphs.mbconv(c=64)
+    big.graph.input[0].type.tensor_type.shape.dim[2].dim_value = big.graph.input[0].type.tensor_type.shape.dim[3].dim_value = 512
+    big = infer_shapes(big)  # about 200 MB per sample: 8 at a time would hold 1.6 GB
+    tensors = plan_quantization(big).activation_tensors
+    values = list(big.graph.value_info) + list(big.graph.input) + list(big.graph.output)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim[1:]] for v in values}
+    per_sample = sum(4 * int(np.prod(shapes[t])) for t in tensors)
+    assert batch(big) == max(1, LARGE_BUDGET // per_sample) < DEFAULT_BATCH
 
 
 def test_report_and_summary_name_the_layers_the_cpu_form_keeps_float(tmp_path):
@@ -223,3 +231,48 @@ def test_report_and_summary_name_the_layers_the_cpu_form_keeps_float(tmp_path):
     assert trt.report["plan"]["quantized_nodes"] == 3 and "keeps float" not in format_report(trt.report)
     every = quantize(model, QuantizeConfig(target="cpu", calib=str(calib), sensitivity_samples=0, cpu_layer_rule="all"))
     assert every.report["cpu"]["kept_float"] == [] and every.report["cpu"]["ops"]["ConvInteger"] == 2
+
+
+def _budget(monkeypatch, **kw):
+    import functools
+
+    import trtcompress.stages.quantize as stage
+    from trtcompress.quant.sensitivity import AnalysisBudget
+
+    monkeypatch.setattr(stage, "AnalysisBudget", functools.partial(AnalysisBudget, **kw))
+
+
+def test_an_analysis_over_budget_runs_on_the_samples_a_smaller_keeper_keeps(mb, monkeypatch):
+    """A model whose analysis would cost more than its share of calibration is analysed on fewer
+    samples: the first in digest order, so the ranges, errors and model are exactly those of
+    keeping that many samples, whatever the data's order. The report says how many."""
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    with monkeypatch.context() as m:
+        _budget(m, floor_macs=0, min_samples=3)
+        cut = quantize(model, QuantizeConfig(target="tensorrt", calib=str(calib), sensitivity_samples=8, sensitivity_share=1e-9))
+    assert cut.report["sensitivity"]["samples"] == 3 and cut.report["sensitivity"]["of"] == 8
+    three = quantize(model, QuantizeConfig(target="tensorrt", calib=str(calib), sensitivity_samples=3))
+    assert three.report["sensitivity"]["samples"] == 3  # a small model: every kept sample
+    assert cut.report["layer_error"] == three.report["layer_error"]
+    assert cut.report["refined_ranges"] == three.report["refined_ranges"]
+    assert cut.model.SerializeToString() == three.model.SerializeToString()
+    every = quantize(model, QuantizeConfig(target="tensorrt", calib=str(calib), sensitivity_samples=8, sensitivity_share=0))
+    assert every.report["sensitivity"]["samples"] == 8
+
+
+def test_the_analysis_in_small_calls_measures_what_one_call_does(mb, monkeypatch):
+    """Past the per-call byte budget the samples run a few at a time (bounded memory): the same
+    errors and range choices as one call."""
+    model, feeds, tmp = mb
+    calib = _npz_dir(tmp, feeds)
+    config = QuantizeConfig(target="tensorrt", calib=str(calib), sensitivity_samples=8)
+    whole = quantize(model, config)
+    with monkeypatch.context() as m:
+        _budget(m, bytes_per_call=1)
+        split = quantize(model, config)
+    assert whole.report["sensitivity"]["batch"] is None and split.report["sensitivity"]["batch"] == 1
+    assert split.report["refined_ranges"] == whole.report["refined_ranges"]
+    for a, b in zip(split.report["layer_error"], whole.report["layer_error"]):
+        assert a["node"] == b["node"] and a["local_sqnr_db"] == pytest.approx(b["local_sqnr_db"], abs=0.02)
+        assert a["cumulative_sqnr_db"] == pytest.approx(b["cumulative_sqnr_db"], abs=0.02)

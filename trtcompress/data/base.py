@@ -362,11 +362,15 @@ class SampleKeeper:
             if len(self._kept) > self.k:
                 del self._kept[max(self._kept)]
 
-    def feeds(self, batch_size: int | None = None) -> list[Feed]:
-        """The kept samples in digest order, in batches of ``batch_size`` (None: one batch)."""
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def feeds(self, batch_size: int | None = None, limit: int | None = None) -> list[Feed]:
+        """The kept samples in digest order (the first ``limit``: the same choice as a keeper of
+        ``limit``), in batches of ``batch_size`` (None: one batch)."""
         if not self._kept:
             return []
-        samples = [self._kept[d] for d in sorted(self._kept)]
+        samples = [self._kept[d] for d in sorted(self._kept)][:limit]
         axes = _axes(samples[0], self.inputs)
         # samples join only where their unbatched inputs (a sample rate) agree: one group per value
         groups: dict[bytes, list[Feed]] = {}

@@ -22,7 +22,7 @@ from .placement import QuantInput, QuantPlan, WeightSpec
 from .qdq_trt import SharedWeights, write_trt_qdq
 from .table import CalibrationTable
 
-__all__ = ["LayerError", "Sensitivity", "analyse", "candidate_ranges", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
+__all__ = ["LayerError", "Sensitivity", "AnalysisBudget", "analyse", "candidate_ranges", "layer_errors", "AccuracyTarget", "parse_accuracy_target", "fallback_to_target", "sqnr_db"]
 
 Feed = Mapping[str, np.ndarray]
 _SHADOW = "__trtcompress_shadow"
@@ -224,13 +224,7 @@ def analyse(
     shadows (which keep the FP32 outputs, see ``REFERENCE_BUDGET``), then the INT8 model.
     """
     feeds = list(feeds)
-    options = _options(plan, table, set(keep)) if refine else {}
-    settings: list[Setting] = [(plan, table)]
-    keys = list(dict.fromkeys(k for c in options.values() for k in c))
-    for key in keys:
-        moved = {t: c[key] for t, c in options.items() if key in c}
-        readers = {a.node for a in plan.activations if a.tensor in moved}
-        settings.append((_only(plan, readers), CalibrationTable({**table.amax, **moved}, table.method, table.num_samples, table.details)))
+    options, keys, settings = _settings(plan, table, refine, keep)
     measured, reference = _local_sqnr(model, settings, feeds, threads, keep_reference=True)
     local, changes = measured[0], []
     if options:
@@ -241,6 +235,68 @@ def analyse(
     cumulative = _cumulative_sqnr(model, plan, table, feeds, threads, reference)
     errors = [LayerError(n, plan.op_types.get(n, ""), local[n], cumulative[n]) for n in plan.quantized_nodes]
     return Sensitivity(table, changes, sorted(errors, key=lambda e: e.local_sqnr_db))
+
+
+def _settings(plan: QuantPlan, table: CalibrationTable, refine: bool, keep: Iterable[str]) -> tuple[dict[str, dict[str, float]], list[str], list[Setting]]:
+    """The range candidates per tensor, their keys, and the settings the shadow pass measures: the
+    table's, then per candidate key the layers that read a tensor with that candidate."""
+    options = _options(plan, table, set(keep)) if refine else {}
+    settings: list[Setting] = [(plan, table)]
+    keys = list(dict.fromkeys(k for c in options.values() for k in c))
+    for key in keys:
+        moved = {t: c[key] for t, c in options.items() if key in c}
+        readers = {a.node for a in plan.activations if a.tensor in moved}
+        settings.append((_only(plan, readers), CalibrationTable({**table.amax, **moved}, table.method, table.num_samples, table.details)))
+    return options, keys, settings
+
+
+@dataclasses.dataclass(frozen=True)
+class AnalysisBudget:
+    """How many of the kept samples the analysis runs on, and how many per ONNX Runtime call.
+
+    Per sample the analysis runs the FP32 model, every setting's shadow layers and the INT8 model:
+    with the four range candidates that is about six forward passes, so 8 samples cost more than
+    a 32-sample calibration (a VGG-16 SSD at 320x320: 33 s against 17 s, and 6.9 GB held at once).
+    The count is decided from multiply-accumulates counted on the graph, not from a clock, so a
+    run gives the same result on any machine: the analysis may cost ``calibration_share`` of the
+    calibration pass or ``floor_macs``, whichever is more (small models keep every sample), and
+    never fewer than ``min_samples``. Each call runs as many samples as keep the shadow pass's
+    outputs within ``bytes_per_call``."""
+
+    calibration_share: float = 0.5
+    floor_macs: float = 200e9
+    min_samples: int = 2
+    bytes_per_call: int = 512 << 20
+
+    def size(self, model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, available: int, calibration_samples: int,
+             refine: bool = True, keep: Iterable[str] = ()) -> dict[str, Any]:
+        """``samples`` to analyse of the ``available`` kept ones and ``batch`` per call (None: all
+        at once), with the cost per sample they come from (``model`` shape-inferred)."""
+        from ..lowrank.flops import model_macs
+
+        _, _, settings = _settings(plan, table, refine, keep)
+        macs = model_macs(model, infer=False)
+        fp32 = sum(macs.values())
+        # the FP32 model and the INT8 model once each, and every setting's shadow layers
+        per_sample = 2 * fp32 + sum(macs.get(n, 0) for p, _ in settings for n in p.quantized_nodes)
+        allowed = max(self.floor_macs, self.calibration_share * calibration_samples * fp32)
+        samples = available if per_sample * available <= allowed else min(available, max(self.min_samples, int(allowed // max(per_sample, 1))))
+        elements = _output_elements(model)
+        out_bytes = 4 * (sum(elements.get(n, 0) for n in plan.quantized_nodes) + sum(elements.get(n, 0) for p, _ in settings for n in p.quantized_nodes))
+        batch = None if out_bytes * samples <= self.bytes_per_call else max(1, self.bytes_per_call // max(out_bytes, 1))
+        return {"samples": samples, "of": available, "batch": batch, "gmacs_per_sample": round(per_sample / 1e9, 3),
+                "calibration_gmacs": round(calibration_samples * fp32 / 1e9, 3)}
+
+
+def _output_elements(model: onnx.ModelProto) -> dict[str, int]:
+    """Elements per sample of each node's first output, from the shapes ``model`` carries (the
+    first dimension, the batch, left out; unknown shapes left out)."""
+    shapes = {}
+    for vi in model.graph.value_info:
+        d = [x.dim_value if x.HasField("dim_value") else 0 for x in vi.type.tensor_type.shape.dim]
+        if len(d) > 1 and all(d[1:]):
+            shapes[vi.name] = int(np.prod(d[1:], dtype=np.int64))
+    return {n.name: shapes[n.output[0]] for n in model.graph.node if n.output and n.output[0] in shapes}
 
 
 def candidate_ranges(table: CalibrationTable, tensor: str) -> dict[str, float]:
