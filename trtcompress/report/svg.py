@@ -186,7 +186,8 @@ def lines(plot: str, title: str, series: Sequence[Series], x_label: str, y_label
 def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_label: str, width: int = 370, height: int = 300, log_x: bool = False,
             front: Sequence[str] = ()) -> str:
     """Labelled points (one per variant), each its own colour; the points labelled in ``front`` (a
-    Pareto front) are ringed and joined by a line in order of x."""
+    Pareto front) are ringed and joined by a line in order of x, and only they carry a label (many
+    variants' labels would hide each other; every point's title names it)."""
     xs, ys = [p.x for p in points] or [0.0, 1.0], [p.y for p in points] or [0.0, 1.0]
     left, top, bottom, right = 64, 28, height - 44, width - 16
     pad_x = (max(xs) - min(xs)) * 0.08 or abs(max(xs)) * 0.1 or 1.0
@@ -204,8 +205,8 @@ def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_labe
         cx, cy = ax(p.x), ay(p.y)
         anchor = "end" if cx > (left + right) / 2 else "start"
         dx = -8 if anchor == "end" else 8
-        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>'
-                   f'<text x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(p.label)}</text>')
+        text = f'<text x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(p.label)}</text>' if not on or p in on else ""
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>' + text)
     out.append("</svg>")
     return "\n".join(out)
 

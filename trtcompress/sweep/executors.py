@@ -123,14 +123,18 @@ class LocalExecutor:
 def _stop(pool: cf.ProcessPoolExecutor) -> None:
     """Cancel what has not started and end the variants running now (their run directories are
     discarded: each is written under a temporary name until it completes)."""
-    pool.shutdown(wait=False, cancel_futures=True)
     terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
     if terminate is not None:
         terminate()
         return
-    for p in list((getattr(pool, "_processes", None) or {}).values()):
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown forgets them
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in workers:
         with contextlib.suppress(Exception):
             p.terminate()
+    for p in workers:
+        with contextlib.suppress(Exception):
+            p.join(timeout=10)
 
 
 @dataclasses.dataclass

@@ -23,6 +23,7 @@ import dataclasses
 import itertools
 import re
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -153,14 +154,14 @@ AXES: dict[str, _Named] = {
 }
 
 
-def _rule(key: str) -> tuple[Apply, Callable[[Any], Any]]:
-    """How axis ``key`` changes a config mapping, and its value check; a ConfigError naming the key
-    for one that is not an axis."""
+def _rule(key: str) -> tuple[Apply, Callable[[Any], Any], Any]:
+    """How axis ``key`` changes a config mapping, its value check and the type hint of the field it
+    sets (None for a named axis); a ConfigError naming the key for one that is not an axis."""
     from ..job import CompressConfig
     from ..stage import registered_stages
 
     if key in AXES:
-        return AXES[key].apply, AXES[key].values
+        return AXES[key].apply, AXES[key].values, None
     fields = {f.name: f for f in dataclasses.fields(CompressConfig)}
     head, _, tail = key.partition(".")
     stages = registered_stages()
@@ -172,13 +173,13 @@ def _rule(key: str) -> tuple[Apply, Callable[[Any], Any]]:
         names = {f.name for f in dataclasses.fields(stages[head])}
         if tail not in names:
             raise ConfigError(f"grid key {key!r}: stage {head} has no option {tail!r}; known: {', '.join(sorted(names))}")
-        return _set_field(head, tail), lambda v: v
+        return _set_field(head, tail), lambda v: v, typing.get_type_hints(stages[head])[tail]
     if head in fields and not tail:
         def top(d: dict, v: Any) -> bool:
             d[key] = v
             return True
 
-        return top, lambda v: v
+        return top, lambda v: v, typing.get_type_hints(CompressConfig)[key]
     nested = fields.get(head)
     if tail and nested is not None and dataclasses.is_dataclass(nested.default):
         names = {f.name for f in dataclasses.fields(nested.default)}
@@ -189,14 +190,18 @@ def _rule(key: str) -> tuple[Apply, Callable[[Any], Any]]:
             d.setdefault(head, {})[tail] = v
             return True
 
-        return inner, lambda v: v
+        return inner, lambda v: v, typing.get_type_hints(type(nested.default))[tail]
     raise ConfigError(f"grid key {key!r} is not an axis; known: {known}")
 
 
-def make_axis(key: str, values: Any) -> Axis:
+def make_axis(key: str, values: Any, text: bool = False) -> Axis:
+    """The axis ``key`` with ``values`` checked; ``text``: the values are command-line text, read as
+    the type of the field they set (``10.3`` stays text for a version, ``0.5`` is a number)."""
     if not isinstance(values, (list, tuple)) or not values:
         raise ConfigError(f"grid key {key!r} must be a non-empty list of values, got {values!r}")
-    _, check = _rule(key)
+    _, check, hint = _rule(key)
+    if text:
+        values = [_from_text(hint, v) for v in values]
     out = []
     for v in values:
         try:
@@ -237,7 +242,17 @@ def parse_set(text: str) -> Axis:
     key = key.strip()
     if not eq or not key or not values.strip():
         raise ConfigError(f"--set {text!r}: write KEY=VALUE[,VALUE...], e.g. --set calibration=entropy,max")
-    return make_axis(key, [_literal(v.strip()) for v in values.split(",") if v.strip()])
+    return make_axis(key, [v.strip() for v in values.split(",") if v.strip()], text=True)
+
+
+def _from_text(hint: Any, text: str) -> Any:
+    """``text`` as a TOML value (true, 0.5, 8) where the field takes that, else as the text it is."""
+    from ..config import _conform
+
+    value = _literal(text)
+    if hint is None or _conform(hint, value)[0] or not _conform(hint, text)[0]:
+        return value
+    return text
 
 
 def _literal(text: str) -> Any:
@@ -274,14 +289,15 @@ def expand(base: Any, axes: Sequence[Axis], runs_dir: str) -> list[VariantPlan]:
     plans: list[VariantPlan] = []
     seen: dict[str, str] = {}
     used: set[str] = set()
-    # structural axes (adding or dropping stages) first, so a field axis sees the stages it sets
-    order = sorted(axes, key=lambda a: (a.key not in ("precision", "sparsity", "rank"), keys.index(a.key)))
-    for combo in itertools.product(*(a.values for a in order)):
+    # variants in the grid's order; within one, the structural axes (adding or dropping stages)
+    # apply first, so a field axis sees the stages it sets
+    order = sorted(range(len(axes)), key=lambda i: (axes[i].key not in ("precision", "sparsity", "rank"), i))
+    for combo in itertools.product(*(a.values for a in axes)):
         d = copy.deepcopy(start)
         applied: dict[str, Any] = {}
-        for axis, v in zip(order, combo):
-            if rules[axis.key](d, v):
-                applied[axis.key] = v
+        for i in order:
+            if rules[axes[i].key](d, combo[i]):
+                applied[axes[i].key] = combo[i]
         applied = {k: applied[k] for k in keys if k in applied}  # named in the grid's order
         name = "_".join(f"{k}-{_label(v)}" for k, v in applied.items()) or "base"
         d.update(name=name, runs_dir=runs_dir, overwrite=False, resume=False)  # the sweep decides those per run
