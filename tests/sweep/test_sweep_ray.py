@@ -49,3 +49,4 @@ def test_engine_builds_ask_for_a_gpu(cluster, tmp_path):
     assert not needs_gpu(CompressConfig(model="m.onnx"))
     code, data = _sweep(tmp_path, "--set", "target_trt=10.3")
     assert code == 2 and "asks Ray for one GPU" in data["error"]["message"] and "has 0" in data["error"]["message"]
+    assert not (tmp_path / "onray").exists()  # refused before any variant ran: nothing left behind

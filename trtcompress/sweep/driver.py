@@ -22,6 +22,7 @@ import dataclasses
 import datetime as _dt
 import os
 import re
+import shutil
 import statistics
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -68,6 +69,7 @@ def run_sweep(name: str, runs_dir: str, plans: Sequence[VariantPlan], axes: Sequ
         raise ConfigError("give --resume (skip finished variants) or --overwrite (run every variant again), not both")
     root = Path(runs_dir) / name
     _check_dir(root, resume or overwrite)
+    fresh = not root.exists()
     pool = make_executor(executor, len(plans))
     data: dict[str, Any] = {
         "sweep_schema_version": SWEEP_SCHEMA_VERSION, "trtcompress": __version__, "name": name, "status": "running",
@@ -109,10 +111,19 @@ def run_sweep(name: str, runs_dir: str, plans: Sequence[VariantPlan], axes: Sequ
 
     try:
         pool.run(tasks, done)
-    except BaseException:
+    except KeyboardInterrupt:
         bar.close(failed=True)
         data["status"] = "interrupted"
         _finish(root, data)
+        log(f"sweep {name} interrupted: the same command with --resume continues it (the {bar.n} finished variants are kept)")
+        raise
+    except BaseException as e:
+        bar.close(failed=True)
+        if fresh and bar.n == 0:  # refused before any variant ran (a cluster without the GPUs asked for): leave nothing
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            data.update(status="failed", error={"type": type(e).__name__, "message": str(e)})
+            _finish(root, data)
         raise
     bar.close()
     data["status"] = "completed"
