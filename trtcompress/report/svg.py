@@ -34,6 +34,7 @@ class Point:
     label: str
     x: float
     y: float
+    title: str | None = None  # what hovering shows (default: the label)
 
 
 def _fmt(v: float) -> str:
@@ -206,7 +207,7 @@ def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_labe
         anchor = "end" if cx > (left + right) / 2 else "start"
         dx = -8 if anchor == "end" else 8
         text = f'<text x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(p.label)}</text>' if not on or p in on else ""
-        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>' + text)
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.title or p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>' + text)
     out.append("</svg>")
     return "\n".join(out)
 

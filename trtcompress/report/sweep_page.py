@@ -40,16 +40,28 @@ def front_figures(data: dict[str, Any]) -> list[Figure]:
     metric = data.get("metric") or "accuracy"
     batch = next((v.get("batch") for v in data.get("variants") or [] if isinstance(v, dict) and v.get("batch")), None)
     for cost, (key, label, scale, title) in _COSTS.items():
-        pts = [svg.Point(str(p["name"]), number(p.get(key)) / scale, number(p["accuracy"]))
+        marks = _marks(data)
+        pts = [svg.Point(marks.get(str(p["name"]), str(p["name"])), number(p.get(key)) / scale, number(p["accuracy"]), str(p["name"]))
                for p in _points(data) if number(p.get(key)) is not None and number(p.get("accuracy")) is not None]
+        front = [marks.get(n, n) for n in (data.get("fronts") or {}).get(cost) or []]
         if not pts:
             continue
-        front = (data.get("fronts") or {}).get(cost) or []
         plot = f"sweep-front-{cost}"
-        out.append(Figure(plot, svg.scatter(plot, title, pts, label.format(batch=batch), metric, width=560, height=380, front=front),
-                          f"Each variant's {metric} against its {label.split(',')[0].format(batch=batch)}; the ringed points joined by the dashed "
+        out.append(Figure(plot, svg.scatter(plot, title, pts, label.format(batch=batch), metric, width=480, height=360, front=front),
+                          f"Each variant's {metric} against its {label.split(',')[0].format(batch=batch)} (points numbered as in the tables); the ringed points joined by the dashed "
                           f"line are the Pareto front: no other point is at least as accurate and {'faster' if cost == 'latency' else 'smaller'}."))
     return out
+
+
+def _marks(data: dict[str, Any]) -> dict[str, str]:
+    """Each variant's short mark on the plots (its number in the grid's order; FP32 is itself):
+    a dozen variants' full names would hide each other."""
+    return {str(v.get("name")): str(i) for i, v in enumerate(data.get("variants") or [], 1) if isinstance(v, dict)}
+
+
+def _named(data: dict[str, Any], name: Any) -> str:
+    mark = _marks(data).get(str(name))
+    return f"{mark}. {name}" if mark else str(name)
 
 
 def render_sweep(data: dict[str, Any]) -> str:
@@ -103,7 +115,7 @@ def _fronts(d: dict[str, Any]) -> str:
         rows, recipes = [], []
         for n in names:
             p = by_name.get(n, {})
-            rows.append([n, _axes_text(p) if n in by_name and p.get("recipe") else "uncompressed baseline", _stages(p.get("recipe")),
+            rows.append([_named(d, n), _axes_text(p) if n in by_name and p.get("recipe") else "uncompressed baseline", _stages(p.get("recipe")),
                          _f(p.get("accuracy"), ".4f"), _f(number(p.get(key)) / scale if number(p.get(key)) is not None else None, ".4g")])
             if p.get("recipe"):
                 recipes.append(f"<details><summary>recipe of <b>{escape(n)}</b> (its <code>{escape(n)}/recipe.toml</code>)</summary>{_json(p['recipe'])}</details>")
@@ -125,17 +137,18 @@ def _variants(d: dict[str, Any]) -> str:
     for v in variants + ([base] if isinstance(base, dict) else []):
         on = ", ".join(c for c, names in fronts.items() if v.get("name") in (names or [])) or "-"
         mb = lambda x: _f(number(x) / 1e6 if number(x) is not None else None, ".4g")  # noqa: E731
-        rows.append([v.get("name"), _axes_text(v) if v is not base else "uncompressed baseline", v.get("status", "baseline") if v is not base else "-",
+        rows.append([_named(d, v.get("name")), _axes_text(v) if v is not base else "uncompressed baseline", v.get("status", "baseline") if v is not base else "-",
                      _f(v.get("accuracy"), ".4f"), _f(v.get("latency_ms"), ".4g"), mb(v.get("size_bytes")), mb(v.get("disk_bytes")),
                      _f(v.get("speedup"), ".2f", "x"), {True: "yes", False: "no"}.get(v.get("passed"), "-"), _f(v.get("seconds"), ".1f"),
                      "yes" if v.get("reused") else "-", on])
     head = ["variant", "axes", "status", d.get("metric") or "accuracy", f"p50 ms (batch {_batch(d)})", "weights in memory, MB", "on disk, MB",
-            "speedup", "thresholds met", "seconds", "from earlier run", "on front"]
+            "speedup", "passed", "seconds", "reused", "on front"]
     links = "".join(f'<li><a href="{escape(str(v["name"]))}/report.html">{escape(str(v["name"]))}</a></li>'
                     for v in variants if v.get("status") == "completed")
     return ("<h2>Every variant</h2><p class=\"sub\">Each variant is an ordinary compress run in its own directory; accuracy is against the FP32 "
             "model on the evaluation data, latency each run's own benchmark (variants run in parallel share the machine), "
-            "speedup measured against FP32 in the same run.</p>" + _table(head, rows, 3)
+            "speedup measured against FP32 in the same run; passed: its thresholds met; reused: finished by an earlier run of the sweep.</p>"
+            + '<div style="overflow-x:auto">' + _table(head, rows, 3) + "</div>"
             + (f"<details><summary>each variant's own report</summary><ul>{links}</ul></details>" if links else ""))
 
 
