@@ -100,7 +100,7 @@ def run_sweep(name: str, runs_dir: str, plans: Sequence[VariantPlan], axes: Sequ
         entry = by_name[outcome["name"]]
         report = outcome.get("report")
         entry.update(summarize(report) if isinstance(report, dict) and outcome["status"] == "completed" else {},
-                     status=outcome["status"], reused=False, seconds=outcome.get("seconds"), ran_on={k: outcome[k] for k in ("host", "pid", "ray") if k in outcome})
+                     status=outcome["status"], reused=False, seconds=outcome.get("seconds"), ran_on={k: outcome[k] for k in ("host", "pid", "node", "ray") if k in outcome})
         if outcome.get("error"):
             entry["error"] = outcome["error"]
             log(f"variant {entry['name']}: failed: {outcome['error']['message']} (log: {root / LOGS / (entry['name'] + '.log')})")

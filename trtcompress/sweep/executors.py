@@ -16,6 +16,7 @@ import dataclasses
 import multiprocessing
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -57,7 +58,10 @@ def run_variant(task: VariantTask) -> dict[str, Any]:
     if os.path.isdir(task.cwd):  # a Ray worker starts elsewhere; the sweep's paths are the driver's
         os.chdir(task.cwd)
     t0 = time.perf_counter()
-    where = {"pid": os.getpid(), "host": socket.gethostname()}
+    where: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():  # a Ray task: which node of the cluster ran it
+        where["node"] = ray.get_runtime_context().get_node_id()
     log = Path(task.log_path)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f), progress.configured(enabled=True, stream=f):
