@@ -10,7 +10,7 @@ import os
 import shlex
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..fileio import write_text
 from . import svg

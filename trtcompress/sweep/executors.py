@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
@@ -109,7 +110,8 @@ class LocalExecutor:
     def run(self, tasks: Sequence[VariantTask], done: Done) -> None:
         if not tasks:
             return
-        pool = cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = cf.ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_exit_with_parent, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(run_variant, t): t for t in tasks}
             for future in cf.as_completed(futures):
@@ -122,6 +124,17 @@ class LocalExecutor:
             _stop(pool)
             raise
         pool.shutdown(wait=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a pool process: exit when the sweep that started it is gone (killed, not interrupted), so
+    no variant runs on for a sweep nobody collects (its unfinished run directory is a dot folder)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="trtcompress-sweep-parent", daemon=True).start()
 
 
 def _stop(pool: cf.ProcessPoolExecutor) -> None:
