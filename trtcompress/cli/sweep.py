@@ -96,15 +96,15 @@ def _plan(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> Output:
-    from ..sweep import ExecutorOptions, run_sweep
+    from ..sweep import SweepConfig, run_sweep
 
+    sweep = SweepConfig(name=_sweep_name(args), runs_dir=args.runs_dir or SweepConfig.runs_dir, jobs=args.jobs, ray=args.sweep_ray,
+                        cpus_per_variant=args.cpus_per_variant, resume=bool(args.resume), overwrite=bool(args.overwrite))
     axes, base, plans, name = _plan(args)
     if args.dry_run:
         data = {"name": name, "variants": [{"name": p.name, "axes": p.axes, "stages": [s["stage"] for s in p.config.to_dict()["stages"]]} for p in plans]}
         return Output(data, "\n".join(f"{v['name']}: {' -> '.join(v['stages']) or 'no stage'}" for v in data["variants"]))
-    result = run_sweep(name, base.runs_dir, plans, axes, base, executor=ExecutorOptions(jobs=args.jobs, ray=args.sweep_ray),
-                       cpus_per_variant=args.cpus_per_variant, resume=bool(args.resume), overwrite=bool(args.overwrite),
-                       command=getattr(args, "command_line", None), log=log)
+    result = run_sweep(sweep.replace(runs_dir=base.runs_dir), plans, axes, base, command=getattr(args, "command_line", None), log=log)
     return Output(result.data, lambda: format_sweep(result), result.code)
 
 

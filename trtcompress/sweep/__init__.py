@@ -3,9 +3,9 @@ fronts of accuracy against latency and size. ``grid`` (axes and variants), ``exe
 variants run), ``pareto`` (the fronts), ``driver`` (the sweep itself)."""
 from __future__ import annotations
 
-from .driver import SweepResult, run_sweep
-from .executors import EXECUTORS, ExecutorOptions
+from .driver import SweepConfig, SweepResult, run_sweep
+from .executors import EXECUTORS
 from .grid import AXES, Axis, expand, parse_set, read_grid
 from .pareto import dominates, front
 
-__all__ = ["AXES", "EXECUTORS", "Axis", "ExecutorOptions", "SweepResult", "dominates", "expand", "front", "parse_set", "read_grid", "run_sweep"]
+__all__ = ["AXES", "EXECUTORS", "Axis", "SweepConfig", "SweepResult", "dominates", "expand", "front", "parse_set", "read_grid", "run_sweep"]

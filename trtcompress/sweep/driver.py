@@ -28,14 +28,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import __version__
+from ..config import Config
 from ..errors import ConfigError
 from ..fileio import write_json
 from ..progress import Progress
-from .executors import ExecutorOptions, VariantTask, make_executor, needs_gpu
+from .executors import VariantTask, make_executor, needs_gpu
 from .grid import Axis, VariantPlan
 from .pareto import front
 
-__all__ = ["SweepResult", "run_sweep", "finished_report", "SWEEP_JSON", "SWEEP_SCHEMA_VERSION", "summarize", "BASELINE"]
+__all__ = ["SweepConfig", "SweepResult", "run_sweep", "finished_report", "SWEEP_JSON", "SWEEP_SCHEMA_VERSION", "summarize", "BASELINE"]
 
 SWEEP_JSON = "sweep.json"
 SWEEP_SCHEMA_VERSION = 1
@@ -57,20 +58,42 @@ class SweepResult:
         return 0 if all(v["status"] == "completed" for v in self.data["variants"]) else 1
 
 
-def run_sweep(name: str, runs_dir: str, plans: Sequence[VariantPlan], axes: Sequence[Axis], base: Any, *,
-              executor: ExecutorOptions = ExecutorOptions(), cpus_per_variant: int = 1, resume: bool = False, overwrite: bool = False,
+@dataclasses.dataclass(frozen=True)
+class SweepConfig(Config):
+    """How a sweep runs: its directory ``runs_dir/name``; ``jobs`` local processes (0: one per CPU,
+    at most one per variant) or, with ``ray`` (a cluster address), Ray tasks asking for
+    ``cpus_per_variant`` CPUs each; ``resume`` skips finished variants, ``overwrite`` reruns them."""
+
+    name: str = "sweep"
+    runs_dir: str = "runs"
+    jobs: int = 0
+    ray: str | None = None
+    cpus_per_variant: int = 1
+    resume: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", self.name):
+            raise ConfigError(f"sweep name {self.name!r} must be letters, digits, '.', '_' or '-'")
+        if self.jobs < 0:
+            raise ConfigError(f"--jobs must be >= 1 (0: one per CPU, at most one per variant), got {self.jobs}")
+        if self.jobs and self.ray is not None:
+            raise ConfigError("--jobs sizes the local process pool; with --ray the cluster's resources decide (drop --jobs)")
+        if self.cpus_per_variant < 1:
+            raise ConfigError(f"--cpus-per-variant must be >= 1, got {self.cpus_per_variant}")
+        if self.resume and self.overwrite:
+            raise ConfigError("give --resume (skip finished variants) or --overwrite (run every variant again), not both")
+
+
+def run_sweep(sweep: SweepConfig, plans: Sequence[VariantPlan], axes: Sequence[Axis], base: Any, *,
               command: Sequence[str] | None = None, log: Callable[[str], None] = lambda m: None) -> SweepResult:
-    """Run ``plans`` (from :func:`trtcompress.sweep.grid.expand`) in ``runs_dir/name``; see the module docstring."""
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        raise ConfigError(f"sweep name {name!r} must be letters, digits, '.', '_' or '-'")
-    if cpus_per_variant < 1:
-        raise ConfigError(f"--cpus-per-variant must be >= 1, got {cpus_per_variant}")
-    if resume and overwrite:
-        raise ConfigError("give --resume (skip finished variants) or --overwrite (run every variant again), not both")
-    root = Path(runs_dir) / name
+    """Run ``plans`` (from :func:`trtcompress.sweep.grid.expand` over ``axes`` and the ``base``
+    CompressConfig) in ``sweep.runs_dir/sweep.name``; see the module docstring."""
+    name, resume, overwrite = sweep.name, sweep.resume, sweep.overwrite
+    root = Path(sweep.runs_dir) / name
     _check_dir(root, resume or overwrite)
     fresh = not root.exists()
-    pool = make_executor(executor, len(plans))
+    pool = make_executor(sweep.ray, sweep.jobs, len(plans))
     data: dict[str, Any] = {
         "sweep_schema_version": SWEEP_SCHEMA_VERSION, "trtcompress": __version__, "name": name, "status": "running",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -87,7 +110,7 @@ def run_sweep(name: str, runs_dir: str, plans: Sequence[VariantPlan], axes: Sequ
             continue
         cache = p.config.cache
         config = p.config.replace(resume=resume and cache, overwrite=resume or overwrite)
-        tasks.append(VariantTask(p.name, config.to_dict(), str(root / LOGS / f"{p.name}.log"), os.getcwd(), cpus_per_variant,
+        tasks.append(VariantTask(p.name, config.to_dict(), str(root / LOGS / f"{p.name}.log"), os.getcwd(), sweep.cpus_per_variant,
                                  1 if needs_gpu(p.config) else 0, tuple(command) if command is not None else None))
     reused = len(plans) - len(tasks)
     if reused:

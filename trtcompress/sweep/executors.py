@@ -204,27 +204,19 @@ class RayExecutor:
                 ray.shutdown()
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecutorOptions:
-    jobs: int = 0  # local processes; 0: min(CPUs, variants)
-    ray: str | None = None  # a Ray address: run on Ray
-
-
-# executors by name: adding one is a class and one entry here
-EXECUTORS: dict[str, Callable[[ExecutorOptions, int], Executor]] = {
-    "local": lambda o, n: LocalExecutor(o.jobs or max(1, min(os.cpu_count() or 1, n))),
-    "ray": lambda o, n: RayExecutor(o.ray or "local"),
+# executors by name: adding one is a class and one entry here; built from (Ray address, local
+# jobs, number of variants)
+EXECUTORS: dict[str, Callable[[str | None, int, int], Executor]] = {
+    "local": lambda address, jobs, n: LocalExecutor(jobs or max(1, min(os.cpu_count() or 1, n))),
+    "ray": lambda address, jobs, n: RayExecutor(address or "local"),
 }
 
 
-def make_executor(options: ExecutorOptions, variants: int) -> Executor:
-    """The executor ``options`` ask for (``ray`` when an address is given, else ``local``), sized for ``variants``."""
-    if options.jobs < 0:
-        raise ConfigError(f"--jobs must be >= 1 (0: one per CPU, at most one per variant), got {options.jobs}")
-    if options.ray is not None:
-        if options.jobs:
-            raise ConfigError("--jobs sizes the local process pool; with --ray the cluster's resources decide (drop --jobs)")
+def make_executor(ray: str | None, jobs: int, variants: int) -> Executor:
+    """``ray`` when a Ray address is given (checking the extra is installed first), else ``local``
+    with ``jobs`` processes (0: one per CPU, at most one per variant)."""
+    if ray is not None:
         from ..distributed import check_ray
 
         check_ray("sweeps on Ray (--ray)")
-    return EXECUTORS["ray" if options.ray is not None else "local"](options, variants)
+    return EXECUTORS["ray" if ray is not None else "local"](ray, jobs, variants)
