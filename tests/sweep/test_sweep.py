@@ -202,3 +202,33 @@ def test_ray_without_the_extra_names_it(tmp_path, monkeypatch):
     code, data = _json_main(["sweep", str(onnx_path("fashion_cnn")), "--stages", "quantize", "--set", "calibration=max",
                              "--calib-from-data", "same", "--ray", "--runs-dir", str(tmp_path)])
     assert code == 2 and "trtcompress[ray]" in data["error"]["message"]
+
+
+def test_a_failing_variant_fails_alone(tmp_path):
+    """A variant whose benchmark cannot run (batch 2 on a model with a fixed batch of 1) is recorded
+    with its error and its kept run directory (which --resume never takes for finished); the other
+    variant completes; the sweep exits 1."""
+    from trtc_support import tiny_classifier
+
+    from trtcompress.job import CompressConfig
+    from trtcompress.sweep.driver import finished_report
+
+    model = tiny_classifier(tmp_path / "fixed.onnx", dynamic=False)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"grid": {"bench.batch_sizes": [[1], [2]]}}))
+    argv = ["sweep", str(model), "--grid", str(grid), "--stages", "sparsify", "--data", "random:2", "--iterations", "2", "--rounds", "1",
+            "--runs-dir", str(tmp_path / "runs"), "--jobs", "1"]
+    code, data = _json_main(argv)
+    assert code == 1 and data["status"] == "completed"
+    ok, bad = data["variants"]
+    assert (ok["name"], ok["status"]) == ("bench.batch_sizes-1", "completed")
+    assert (bad["name"], bad["status"]) == ("bench.batch_sizes-2", "failed") and "Expected: 1" in bad["error"]["message"]
+    root = tmp_path / "runs" / "grid"
+    assert json.loads((root / bad["name"] / "report.json").read_text())["status"] == "failed"  # compress kept what finished
+    assert "Expected: 1" in (root / ".logs" / f"{bad['name']}.log").read_text()
+    assert data["fronts"]["latency"] and bad["name"] not in data["fronts"]["latency"]
+    assert "Failed variants" in (root / "sweep.html").read_text()
+    plans = {v["name"]: v["recipe"] for v in data["variants"]}
+    assert finished_report(root / ok["name"], CompressConfig.from_dict(plans[ok["name"]])) is not None
+    assert finished_report(root / bad["name"], CompressConfig.from_dict(plans[bad["name"]])) is None
+    assert finished_report(root / ok["name"], CompressConfig.from_dict({**plans[ok["name"]], "limit": 1})) is None  # another recipe

@@ -126,7 +126,8 @@ def run_sweep(sweep: SweepConfig, plans: Sequence[VariantPlan], axes: Sequence[A
                      status=outcome["status"], reused=False, seconds=outcome.get("seconds"), ran_on={k: outcome[k] for k in ("host", "pid", "node", "ray") if k in outcome})
         if outcome.get("error"):
             entry["error"] = outcome["error"]
-            log(f"variant {entry['name']}: failed: {outcome['error']['message']} (log: {root / LOGS / (entry['name'] + '.log')})")
+            first = (outcome["error"]["message"].strip().splitlines() or [outcome["error"]["type"]])[0]
+            log(f"variant {entry['name']}: failed: {first} (log: {root / LOGS / (entry['name'] + '.log')})")
         else:
             log(f"variant {entry['name']}: {_line(entry)}")
         bar.update(1)
