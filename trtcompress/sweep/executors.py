@@ -120,6 +120,8 @@ class LocalExecutor:
                     done(future.result())
                 except cf.process.BrokenProcessPool as e:
                     done(_died(task, f"the process running it died ({e}); run the sweep again with --resume"))
+                except Exception as e:  # what the process sent back could not be read: the variant's failure, not the sweep's
+                    done(_died(task, f"its process failed ({type(e).__name__}: {e})"))
         except BaseException:
             _stop(pool)
             raise
