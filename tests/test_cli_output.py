@@ -35,8 +35,9 @@ JSON_CASES = {
 }
 # covered elsewhere: export and finetune need torch (tests/test_cli.py::test_export_cli,
 # tests/finetune/test_finetune_cli.py); demo exports and runs EfficientNet-Lite0 (tests/test_demo.py,
-# slow) and prints compress's report through the same Output
-ELSEWHERE = {"export", "finetune", "demo"}
+# slow) and prints compress's report through the same Output; sweep runs variants in processes of
+# their own (tests/sweep/test_sweep.py checks its --json document and one-line errors)
+ELSEWHERE = {"export", "finetune", "demo", "sweep"}
 
 
 @pytest.fixture(scope="module")

@@ -40,6 +40,7 @@ VERBS = {
     "pack": "pack",
     "unpack": "unpack",
     "report": "report",
+    "sweep": "sweep",
 }
 
 

@@ -1,6 +1,6 @@
 """``trtcompress report RUN [-o PAGE] [--check]``: render ``RUN/report.html`` again from ``RUN/report.json``
 (after a change of trtcompress, or to check a report against its schema). RUN is a run directory
-or its report.json."""
+or its report.json; a sweep's directory (``sweep.json``) gets its ``sweep.html`` again."""
 from __future__ import annotations
 
 import argparse
@@ -43,6 +43,9 @@ def run(args: argparse.Namespace) -> Output:
     from ..fileio import write_text
     from ..report import PAGE_NAME, SCHEMA_VERSION, render, validate
 
+    sweep = Path(args.run) / "sweep.json"
+    if sweep.is_file() and not (Path(args.run) / "report.json").exists():
+        return _sweep_page(sweep, args.output)
     report, path = load_report(args.run)
     version = report.get("schema_version")
     if isinstance(version, int) and version > SCHEMA_VERSION:
@@ -55,3 +58,18 @@ def run(args: argparse.Namespace) -> Output:
         return Output(data, f"{path}: {'conforms to' if not problems else 'departs from'} report schema v{SCHEMA_VERSION}", 1 if problems else 0)
     page = write_text(args.output or path.with_name(PAGE_NAME), render(report))  # atomic, as every page of a run
     return Output({**data, "written": [str(page)]}, f"wrote {page}")
+
+
+def _sweep_page(path: Path, output: str | None) -> Output:
+    from ..errors import ConfigError
+    from ..fileio import write_text
+    from ..report.sweep_page import SWEEP_PAGE, render_sweep
+
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON ({e}); run the sweep again with --resume to write it") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a JSON {type(data).__name__}, not a trtcompress sweep (an object)")
+    page = write_text(output or path.with_name(SWEEP_PAGE), render_sweep(data))
+    return Output({"sweep": str(path), "written": [str(page)]}, f"wrote {page}")

@@ -34,6 +34,7 @@ from ..quant.calibrate import CollectConfig, _fixed_batch, collect_statistics
 from ..quant.stats import Statistics
 from ..weightless import has_external_data
 from . import LOCAL, check_ray
+from .cluster import connect as _connect
 from .shards import Shard, absolute_spec, count_samples, open_shard, plan_shards
 
 __all__ = ["RayOptions", "ShardedData", "RayCollector"]
@@ -184,18 +185,6 @@ class RayCollector:
                        "samples": samples, "seconds": round(time.perf_counter() - t0, 3), "merge_seconds": round(merge_s, 3),
                        "tasks": sorted(runs, key=lambda r: r["start"])}
         return merged
-
-
-def _connect(ray, address: str) -> bool:
-    """Join the cluster (or use the one this process already joined); True when this call started Ray."""
-    if ray.is_initialized():
-        return False
-    try:
-        ray.init(address=None if address == LOCAL else address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise ConfigError(f"cannot join the Ray cluster at {address!r}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}; "
-                          f"give auto, HOST:6379 or ray://HOST:10001, or {LOCAL} for a cluster on this machine") from e
-    return True
 
 
 def _result(ray, ref, shard: Shard):

@@ -34,6 +34,7 @@ class Point:
     label: str
     x: float
     y: float
+    title: str | None = None  # what hovering shows (default: the label)
 
 
 def _fmt(v: float) -> str:
@@ -183,8 +184,11 @@ def lines(plot: str, title: str, series: Sequence[Series], x_label: str, y_label
     return "\n".join(out)
 
 
-def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_label: str, width: int = 370, height: int = 300, log_x: bool = False) -> str:
-    """Labelled points (one per variant), each its own colour."""
+def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_label: str, width: int = 370, height: int = 300, log_x: bool = False,
+            front: Sequence[str] = ()) -> str:
+    """Labelled points (one per variant), each its own colour; the points labelled in ``front`` (a
+    Pareto front) are ringed and joined by a line in order of x, and only they carry a label (many
+    variants' labels would hide each other; every point's title names it)."""
     xs, ys = [p.x for p in points] or [0.0, 1.0], [p.y for p in points] or [0.0, 1.0]
     left, top, bottom, right = 64, 28, height - 44, width - 16
     pad_x = (max(xs) - min(xs)) * 0.08 or abs(max(xs)) * 0.1 or 1.0
@@ -192,13 +196,18 @@ def scatter(plot: str, title: str, points: Sequence[Point], x_label: str, y_labe
     ax = _Axis(min(xs) / 1.3 if log_x else min(xs) - pad_x, max(xs) * 1.3 if log_x else max(xs) + pad_x, left, right, log=log_x and min(xs) > 0)
     ay = _Axis(min(ys) - pad_y, max(ys) + pad_y, bottom, top)
     out = _open(plot, title, width, height) + _x_axis(ax, bottom, top, x_label) + _y_axis(ay, left, right, y_label)
+    on = sorted((p for p in points if p.label in set(front)), key=lambda p: (p.x, -p.y))
+    if on:
+        path = " ".join(f"{ax(p.x):.1f},{ay(p.y):.1f}" for p in on)
+        out.append(f'<polyline class="front" points="{path}" fill="none" stroke="#1d2330" stroke-width="1.5" stroke-dasharray="5 3"><title>Pareto front</title></polyline>')
+        out += [f'<circle class="front" cx="{ax(p.x):.1f}" cy="{ay(p.y):.1f}" r="9" fill="none" stroke="#1d2330" stroke-width="1.5"/>' for p in on]
     for i, p in enumerate(points):
         colour = PALETTE[i % len(PALETTE)]
         cx, cy = ax(p.x), ay(p.y)
         anchor = "end" if cx > (left + right) / 2 else "start"
         dx = -8 if anchor == "end" else 8
-        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>'
-                   f'<text x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(p.label)}</text>')
+        text = f'<text x="{cx + dx:.1f}" y="{cy - 7:.1f}" text-anchor="{anchor}" fill="{colour}">{escape(p.label)}</text>' if not on or p in on else ""
+        out.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{colour}"><title>{escape(p.title or p.label)}: {_fmt(p.x)}, {_fmt(p.y)}</title></circle>' + text)
     out.append("</svg>")
     return "\n".join(out)
 
