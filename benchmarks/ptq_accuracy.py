@@ -4,7 +4,7 @@ cosine) of both written forms, and what each technique costs.
     python benchmarks/ptq_accuracy.py [--model efficientnet_lite0|fashion_vit] [--variants none,cle,bias,cle+bias,sq=0.5,...]
 
 A variant is techniques joined by "+": cle, bias (bias correction), ada or ada=ITERATIONS
-(AdaRound), sq=ALPHA (SmoothQuant).
+(AdaRound), sq=ALPHA (SmoothQuant), ss=N (N sensitivity samples instead of 8).
 EfficientNet-Lite0: calibration on the photos' calib split (every view, batch 32); evaluated on the
 ``tune`` split (where on/off defaults are chosen) and the ``heldout`` split (the figure quoted).
 Fashion ViT: calibration on 1024 training images; tune = 5000 other training images, heldout =
@@ -50,6 +50,8 @@ def options(variant: str) -> dict:
         elif part.startswith("ada="):
             out["adaround"] = True
             out["adaround_iterations"] = int(part[4:])
+        elif part.startswith("ss="):  # sensitivity samples (the range choice and error report), default 8
+            out["sensitivity_samples"] = int(part[3:])
         elif part.startswith("sq="):
             out["smoothquant"] = float(part[3:])
         elif part != "none":
