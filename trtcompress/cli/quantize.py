@@ -32,7 +32,7 @@ HELP = {
     "eval": "held-out data for --accuracy-target (same format and preprocessing as --calib)",
     "eval_limit": "use at most this many --eval samples",
     "sensitivity_samples": "calibration samples for the range choice and the per-layer error report (0: skip both)",
-    "sensitivity_share": "on a large model, analyse only as many of those samples as cost this share of calibration's compute, counted in multiply-adds (at least 200 GMAC, 2 samples; 0: all)",
+    "sensitivity_share": "on a large model, analyse only as many of those samples as cost this share of calibration's compute, counted in multiply-adds (at least 200 GMAC and 1 sample; 0: all)",
     "weights": "TensorRT form: float weights + Q/DQ (every TensorRT version) or int8 + DQ (smaller file)",
     "cpu_weights": "CPU form: weight type of layers reading signed tensors (auto: int8 with VNNI, else int7)",
     "cpu_layer_rule": "CPU form: auto keeps float the convs that would run ConvInteger (a float output) where that is slower than float (depthwise, or < 1024 multiply-adds per output); all quantizes every planned layer",

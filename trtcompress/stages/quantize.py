@@ -113,7 +113,7 @@ class QuantizeConfig(Config):
     eval: str | None = None
     eval_limit: int | None = None
     sensitivity_samples: int = 8
-    sensitivity_share: float = 0.5
+    sensitivity_share: float = 0.25
     weights: str = "float"
     cpu_weights: str = "auto"
     cpu_layer_rule: str = "auto"
