@@ -118,16 +118,17 @@ def test_bench_warmup_follows_the_iterations(tiny_model, monkeypatch):
     assert r.results[2][r.models[0]]["iterations"] == 50 and calls[str(tiny_model)] == 50 + 15
 
 
-@pytest.mark.parametrize("budget, timed", [(1e-9, 3), (1e6, 30)])
-def test_bench_budget_bounds_the_runs(tiny_model, tmp_path, monkeypatch, budget, timed):
+@pytest.mark.parametrize("budget, timed, warmup", [(1e-9, 2, 2), (1e6, 30, 9)])
+def test_bench_budget_bounds_the_runs(tiny_model, tmp_path, monkeypatch, budget, timed, warmup):
     """Past the budget a model keeps one timed run and one warm-up run per round (the interleaving
-    stays); within it, every iteration runs."""
+    stays), and no round after the second starts (benchmark.MIN_ROUNDS); within it, every
+    iteration runs."""
     other = tiny_classifier(tmp_path / "other.onnx", seed=1)
     calls = _counting(monkeypatch, "count-budget")
     r = bench([tiny_model, other], BenchConfig(batch_sizes=(2,), warmup=3, iterations=30, rounds=3, budget=budget), backend="count-budget")
     for label, path in zip(r.models, (tiny_model, other)):
         assert r.results[2][label]["iterations"] == timed
-        assert calls[str(path)] == timed + 3 * min(3, timed // 3)
+        assert calls[str(path)] == timed + warmup
     with pytest.raises(ConfigError, match="budget"):
         BenchConfig(budget=0)
 

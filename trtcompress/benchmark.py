@@ -12,7 +12,8 @@ inference time (``runner.last_inference_time()``), without Python-side feed hand
 
 A ``budget`` (seconds per batch size, every model's runs together, warm-up included) keeps a slow
 model from taking minutes: each model gets an equal share, and a turn runs as many of its planned
-iterations as the model's measured time per run allows (at least one per round). Its first turn
+iterations as the model's measured time per run allows (at least one per round), and no round
+after the second starts once the budget is spent. Its first turn
 estimates that time from its first warm-up run, which overstates it (a fresh session's first run
 is the slowest), so the budget errs towards fewer runs; later turns use the median of its timed
 runs. The compress job sets one (``job.BENCH_BUDGET``); ``bench`` does not unless asked.
@@ -143,7 +144,13 @@ def _bench_batch(batch: int, models, labels: list[str], runners, config: BenchCo
     rounds = _rounds(config)
     planned = [config.iterations // rounds + (r < config.iterations % rounds) for r in range(rounds)]
     share = config.budget / len(runners) / rounds if config.budget and not config.duration else None  # seconds a turn
+    start = time.perf_counter()
     for rnd in range(rounds):
+        if share is not None and rnd >= MIN_ROUNDS and time.perf_counter() - start > config.budget:
+            bar.update(len(runners) * (rounds - rnd), batch=batch)  # the rounds not run
+            if log:
+                log(f"batch {batch}: stopped after {rnd} rounds, past the {config.budget:g} s budget")
+            break
         for r, feed, t, gt, gf in zip(runners, feeds, times, gpu_times, gpu_facts):
             with r:  # one live session at a time (see the module docstring)
                 n_turn, warmup = _plan_turn(config, planned[rnd], share, t)
@@ -180,6 +187,13 @@ def _bench_batch(batch: int, models, labels: list[str], runners, config: BenchCo
     on_gpu = all("gpu" in results[batch][label] for label in labels)
     p50 = {label: (results[batch][label]["gpu"] if on_gpu else results[batch][label])["p50_ms"] for label in labels}
     ratios[batch] = {label: p50[labels[0]] / p50[label] for label in labels}
+
+
+# Rounds a budget never cuts: one run a model a round is all a slow model gets, and two rounds
+# still spread drift over both models. Past the budget no further round starts (a VGG-class
+# detector at 320x320 on 2 loaded cores: each turn's fresh session, warm-up and run took 8 s, and
+# the floor of one run a round made 5 rounds 82 s against a 30 s budget).
+MIN_ROUNDS = 2
 
 
 def _rounds(config: BenchConfig) -> int:
