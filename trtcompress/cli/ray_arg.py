@@ -1,4 +1,4 @@
-"""``--ray [ADDRESS]``: calibrate with Ray tasks (quantize, compress)."""
+"""``--ray [ADDRESS]``: calibrate with Ray tasks (quantize, compress), fine-tune on Ray Train (finetune, compress)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,13 @@ RAY_HELP = (f"collect calibration statistics with Ray tasks on the cluster at AD
             f"none: the cluster RAY_ADDRESS names, else one on this machine); same result as without; needs trtcompress[ray]")
 
 
-def add_ray_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+TRAIN_HELP = (f"fine-tune with torch DDP workers on Ray Train on the cluster at ADDRESS (as for quantize --ray); one worker gives "
+              f"the local run's weights bit for bit, more train on slices of the same batches; needs trtcompress[ray]")
+
+
+COMPRESS_HELP = RAY_HELP + "; the finetune stage trains with its ray_workers (recipe option, default 2) DDP workers on Ray Train"
+
+
+def add_ray_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup, help: str = RAY_HELP) -> None:
     """The flag for a config field ``ray`` (``--ray`` alone: ``local``)."""
-    p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS", help=RAY_HELP)
+    p.add_argument("--ray", nargs="?", const=LOCAL, default=None, metavar="ADDRESS", help=help)

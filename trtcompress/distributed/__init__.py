@@ -11,7 +11,7 @@ import sys
 
 from ..errors import MissingDependencyError
 
-__all__ = ["LOCAL", "check_ray"]
+__all__ = ["LOCAL", "check_ray", "check_ray_train"]
 
 # --ray without an address: ray.init()'s own choice (the cluster RAY_ADDRESS names, else a new
 # one on this machine)
@@ -23,3 +23,15 @@ def check_ray(purpose: str = "--ray") -> None:
     found = sys.modules["ray"] is not None if "ray" in sys.modules else importlib.util.find_spec("ray") is not None
     if not found:
         raise MissingDependencyError(f"ray is needed for {purpose} but is not installed; run: pip install 'trtcompress[ray]'")
+
+
+# what ``import ray.train`` needs beyond Ray itself (ray[train], in the ``ray`` extra)
+_RAY_TRAIN_DEPS = ("fsspec", "pandas", "pyarrow")
+
+
+def check_ray_train(purpose: str = "fine-tuning with --ray") -> None:
+    """As :func:`check_ray`, for Ray Train: Ray installed without ``ray[train]`` lacks its dependencies."""
+    check_ray(purpose)
+    missing = [m for m in _RAY_TRAIN_DEPS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingDependencyError(f"Ray Train is needed for {purpose} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not installed; run: pip install 'trtcompress[ray]'")
