@@ -24,7 +24,7 @@ from trtcompress.finetune.jobs import SpecJob  # noqa: E402
 from trtcompress.stages.finetune import FinetuneStageConfig  # noqa: E402
 
 DATA = "fashion-mnist:train:512"  # 16 batches of 32
-CONFIG = FinetuneConfig(steps=12, seed=1, threads=1, checkpoint_every=4, history_every=4, progress=False)
+CONFIG = FinetuneConfig(steps=12, batch_size=32, seed=1, threads=1, checkpoint_every=4, history_every=4, progress=False)
 
 
 def _equal(a, b) -> bool:
@@ -69,7 +69,7 @@ def cluster():
 def test_one_worker_is_the_local_trainer_bit_for_bit(cluster):
     from trtcompress.distributed.ray_train import RayTrainOptions, ray_finetune
 
-    job = SpecJob(teacher="zoo:fashion_cnn", data=DATA, batch_size=32, transform="2to4")
+    job = SpecJob(teacher="zoo:fashion_cnn", data=DATA, batch_size=CONFIG.batch_size, transform="2to4")
     local = job.build()
     want = finetune(local.student, local.teacher, local.data, CONFIG)
     got = ray_finetune(job, job.build().student, CONFIG, RayTrainOptions(workers=1))
@@ -87,7 +87,7 @@ def test_two_workers_restarted_after_a_worker_dies_resume_bit_for_bit(cluster, t
 
     whole = tmp_path / "whole"
     code = main(["--json", "finetune", "--teacher", "zoo:fashion_cnn", "--transform", "2to4", "--data", DATA, "--ray", "--workers", "2",
-                 "--steps", "12", "--seed", "1", "--threads", "1", "--checkpoint-every", "4", "--history-every", "4", "--no-progress",
+                 "--steps", "12", "--batch-size", "32", "--seed", "1", "--threads", "1", "--checkpoint-every", "4", "--history-every", "4", "--no-progress",
                  "--checkpoint-dir", str(whole), "-o", str(tmp_path / "student.onnx")])
     assert code == 0
     report = json.loads((tmp_path / "student.json").read_text())
@@ -121,7 +121,7 @@ def test_two_workers_restarted_after_a_worker_dies_resume_bit_for_bit(cluster, t
         def make():
             return Killer()
     """))
-    job = SpecJob(teacher="zoo:fashion_cnn", data=f"{killer}:make", batch_size=32, transform="2to4")
+    job = SpecJob(teacher="zoo:fashion_cnn", data=f"{killer}:make", batch_size=CONFIG.batch_size, transform="2to4")
     resumed = ray_finetune(job, job.build().student, CONFIG.replace(checkpoint_dir=str(tmp_path / "killed")),
                            RayTrainOptions(workers=2, max_failures=1))
     assert (tmp_path / "fired").exists()  # the worker did die
