@@ -59,7 +59,7 @@ def test_compress_hands_ray_to_the_finetune_stage():
 def cluster():
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.train.torch")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)  # never another process's cluster
     yield ray
     ray.shutdown()
 

@@ -7,6 +7,7 @@ calibration, so the second target costs no data pass.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -285,8 +286,9 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     from ..share.decode import decode_shared
 
     model, decoded = decode_shared(model)
-    # a model over 2 GB is worked on with its weights held once, beside a light copy
-    with held_weights(model) as base:
+    # a model over 2 GB is worked on with its weights held once, beside a light copy; with --ray,
+    # calibration and the sensitivity analysis share one connection to the cluster
+    with held_weights(model) as base, _ray_connection(config.ray):
         out, report, artifacts = _quantize(base, config)
         retry = _with_techniques(config, report)
         if retry is not None:  # the target needed float layers: try the techniques first
@@ -298,6 +300,14 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     if decoded:
         report["shared_weights_decoded"] = decoded
     return StageResult(out, report, artifacts)
+
+
+def _ray_connection(address: str | None):
+    if address is None:
+        return contextlib.nullcontext()
+    from ..distributed.ray_sensitivity import connected
+
+    return connected(address)
 
 
 def _techniques(config: QuantizeConfig) -> list[str]:
@@ -396,7 +406,14 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
                 pass
         feeds = keeper.feeds(_fixed_batch(work))
         keep = plan.bounds if config.clip_bounds else ()  # ReLU6 outputs already have their real range
-        found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
+        if config.ray is not None:  # the same analysis in a Ray task on the cluster: the same ranges and errors
+            from ..distributed.ray_sensitivity import analyse_on_ray
+
+            found, where = analyse_on_ray(config.ray, work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
+            if where is not None:
+                report["sensitivity_ray"] = where
+        else:
+            found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
         table, ranking = found.table, found.errors
         if config.refine_ranges:
             report["refined_ranges"] = found.refined
