@@ -19,9 +19,9 @@ What "the same" means, tested in tests/distributed/test_ray_train.py:
   rounding (tests/finetune/test_parallel.py: within 1e-5 after 16 steps), not bit for bit.
   BatchNorm in training mode normalises each worker's slice by the slice's own statistics (DDP
   without SyncBatchNorm; the running statistics kept are rank 0's), and each worker draws its own
-  dropout masks: such a network computes something else with N > 1 (the Fashion CNN, with both,
-  ends 12 steps 0.07 away in its largest weight change). The ``finetune`` stage holds BatchNorm
-  in eval mode by default (``hold_norm``), where this does not arise.
+  dropout masks: such a network computes something else with N > 1 (the Fashion CNN, which has
+  both, differs from its single-process weights by up to 0.07 after 12 steps). The ``finetune``
+  stage holds BatchNorm in eval mode by default (``hold_norm``); dropout stays each worker's.
 
 The trained weights come back through a small actor, so the cluster needs no shared storage for
 them; ``checkpoint_dir`` must be on storage every node sees (rank 0 writes, all ranks read on
