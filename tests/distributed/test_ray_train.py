@@ -144,3 +144,27 @@ def test_the_finetune_stage_on_one_ray_worker_writes_the_local_model(cluster):
     dist = stage(sparse, config.replace(ray="local", ray_workers=1))
     assert dist.model.SerializeToString() == local.model.SerializeToString()
     assert dist.report["loss_curve"] == local.report["loss_curve"] and dist.report["ray"]["workers"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_workers_data_error_reaches_the_user_as_its_one_line_error(cluster, tmp_path):
+    """Training data that is wrong only where the workers read it (float labels): the trainer's
+    DataError, as a local run raises it, not Ray's wrapper."""
+    from trtcompress.distributed.ray_train import RayTrainOptions, ray_finetune
+    from trtcompress.errors import DataError
+
+    bad = tmp_path / "bad.py"
+    bad.write_text(textwrap.dedent(f"""
+        import torch
+        import torch.distributed as dist
+        from trtcompress.finetune.data import open_training_data
+
+        def make():
+            if dist.is_initialized():
+                return [(torch.zeros(4, 1, 28, 28), torch.zeros(4))]
+            return open_training_data({DATA!r}, 32)
+    """))
+    job = SpecJob(teacher="zoo:fashion_cnn", data=f"{bad}:make", batch_size=CONFIG.batch_size, transform="2to4")
+    with pytest.raises(DataError, match="labels of batch 0 are torch.float32"):
+        ray_finetune(job, job.build().student, CONFIG, RayTrainOptions(workers=1))

@@ -76,6 +76,21 @@ def test_slices_cover_the_batch_and_weigh_to_its_mean(world, n):
     # sum over ranks of weight * (mean over the slice) / world == mean over the batch
     assert sum(w * float(xs.float().mean()) for xs, _, w in parts) / world == pytest.approx(float(x.float().mean()))
     assert sum(w for _, _, w in parts) == pytest.approx(world)
+    assert all(len(xs) >= 1 for xs, _, _ in parts)  # every rank runs forward and backward (DDP needs all)
+
+
+def test_a_built_in_set_reads_each_workers_share_as_the_whole_batches_split():
+    """``fashion-mnist``/``digits`` gather only a worker's samples; the same as slicing whole batches."""
+    data = open_training_data("digits:train", 63)
+    for world in (1, 2, 3):
+        for rank in range(world):
+            r = Replica(rank, world)
+            torch.manual_seed(5)
+            whole = [r.split(x, y) for x, y in data]
+            torch.manual_seed(5)
+            own = list(r.shard(data))
+            assert len(own) == len(whole) == 23
+            assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2] == b[2] for a, b in zip(own, whole))
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ resume). Ray Train is the ``ray`` extra (``ray[train]``), imported only here.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import tempfile
 import time
@@ -145,9 +146,11 @@ def ray_finetune(job: TrainJob, student, config, options: RayTrainOptions, log: 
     t0 = time.perf_counter()
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
-        if options.workers * options.cpus_per_worker > cpus:
+        # a cluster on this machine cannot grow: Ray Train would wait for the CPUs for ever
+        # (an autoscaling cluster adds nodes for the request)
+        if options.address == LOCAL and not os.environ.get("RAY_ADDRESS") and options.workers * options.cpus_per_worker > cpus:
             raise ConfigError(f"{options.workers} Ray Train workers of {options.cpus_per_worker} CPU(s) need {options.workers * options.cpus_per_worker} CPUs; "
-                              f"the cluster at {options.address!r} has {cpus}: give fewer workers")
+                              f"the cluster on this machine has {cpus}: give fewer workers, or a cluster's address")
         mailbox = _mailbox_class(ray).remote()
         cfg = {"job": job, "state": ray.put(student.state_dict()), "config": config.replace(progress=False),
                "cpus_per_worker": options.cpus_per_worker, "mailbox": mailbox}

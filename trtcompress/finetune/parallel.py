@@ -1,8 +1,9 @@
 """One process's share of a data-parallel distillation: its rank, its slice of each batch, DDP.
 
-Every worker reads the same data in the same order (the trainer seeds torch's generator per epoch
-from the run's seed, so the shuffled order is the single-process run's) and takes its contiguous
-slice of each global batch: the samples of step k, over all workers, are the single-process run's
+Every worker draws the same shuffled order (the trainer seeds torch's generator per epoch from the
+run's seed, so the order is the single-process run's) and takes its contiguous slice of each
+global batch, reading only its own samples where the data allows (in-memory sets; augmentation
+runs after the split, on the worker's slice): the samples of step k, over all workers, are the single-process run's
 batch k. Each worker's loss is the mean over its slice, weighted by ``world * n_r / n`` so that
 DDP's average of the workers' gradients is the gradient of the mean over the whole batch, also
 when the batch does not divide evenly (a last, short batch). With one worker the weight is 1.0
@@ -15,7 +16,7 @@ Needs torch.distributed initialised (Ray Train does it: :mod:`trtcompress.distri
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Iterable
 
 from .._optional import require
 
@@ -45,15 +46,25 @@ class Replica:
         most one, rank 0's never empty (ceil of ``n * r / world``)."""
         return -(-n * self.rank // self.world), -(-n * (self.rank + 1) // self.world)
 
-    def split(self, x, y) -> tuple[Any, Any, float]:
-        """This rank's slice of the batch ``(x, y)`` and its loss weight ``world * n_r / n``. An empty
-        slice (a batch smaller than the world) runs one sample at weight 0: DDP still needs this
-        rank's (zero) gradients."""
-        n = len(x)
+    def part(self, n: int) -> tuple[int, int, float]:
+        """This rank's samples ``[a, b)`` of a batch of ``n`` and its loss weight ``world * n_r / n``.
+        An empty share (a batch smaller than the world) is one sample at weight 0: DDP still needs
+        this rank's (zero) gradients."""
         a, b = self.bounds(n)
-        if a == b:
-            return x[:1], (y[:1] if y is not None else None), 0.0
-        return x[a:b], (y[a:b] if y is not None else None), self.world * (b - a) / n
+        return (0, 1, 0.0) if a == b else (a, b, self.world * (b - a) / n)
+
+    def split(self, x, y) -> tuple[Any, Any, float]:
+        """This rank's slice of the batch ``(x, y)`` and its loss weight (:meth:`part`)."""
+        a, b, w = self.part(len(x))
+        return x[a:b], (y[a:b] if y is not None else None), w
+
+    def shard(self, data) -> Iterable[tuple[Any, Any, float]]:
+        """This rank's ``(x, y, weight)`` of every batch of ``data``: read from its own samples only
+        where the data can (``data.sharded(replica)``: in-memory sets, augmentation after the
+        split), else sliced from each whole batch."""
+        if hasattr(data, "sharded"):
+            return data.sharded(self)
+        return (self.split(x, y) for x, y in data)
 
     def wrap(self, model):
         """``model`` in DistributedDataParallel (gloo on CPU); its parameters are rank 0's after this."""

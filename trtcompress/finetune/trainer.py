@@ -145,16 +145,15 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
     done = total is not None and step >= total
     while not done and (config.steps is not None or epoch < config.epochs):
         torch.manual_seed(_epoch_seed(config.seed, epoch))
-        it = iter(data)
+        # a replica's batches come as (x, y, weight): its share of each batch (see .parallel)
+        it = iter(replica.shard(data) if replica is not None else data)
         for _ in range(batch):  # fast-forward to where the checkpoint stopped
             next(it)
         if resumed_rng is not None:
             set_rng_state(resumed_rng)
             resumed_rng = None
-        for x, y in it:
-            weight = 1.0
-            if replica is not None:
-                x, y, weight = replica.split(x, y)
+        for item in it:
+            x, y, weight = item if replica is not None else (*item, 1.0)
             with torch.no_grad():
                 t_logits = teacher(x)
             loss = distillation_loss(model(x), t_logits, y, config.alpha, config.temperature)
