@@ -91,7 +91,8 @@ class QuantizeConfig(Config):
     layer; needs torch (quant.ptq.adaround). All are off by default (measured in benchmarks/RESULTS.md).
     ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
     ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
-    the same table and model as in this process (trtcompress.distributed).
+    the sensitivity analysis and range refinement then run in one Ray task; the same table, ranges
+    and model as in this process (trtcompress.distributed).
     """
 
     method: str = "entropy"
