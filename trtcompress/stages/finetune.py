@@ -185,7 +185,6 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
     t0 = time.perf_counter()
     if config.ray is not None:
         from ..distributed.ray_train import RayTrainOptions, ray_finetune
-
         from ..userref import absolute_reference
 
         job = _StageJob(absolute_reference(config.torch_model), onnx_structure, data, config.augment, config.crop_scale, config.hold_norm)
