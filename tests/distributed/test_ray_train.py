@@ -44,6 +44,16 @@ def test_without_the_extra_finetune_ray_is_refused_before_any_work(monkeypatch, 
         FinetuneStageConfig(ray="local")
 
 
+def test_ray_train_flags_without_ray_and_a_bad_worker_count_are_one_line_errors(tmp_path, capsys):
+    base = ["finetune", "--teacher", "zoo:fashion_cnn", "--transform", "2to4", "--data", DATA, "-o", str(tmp_path / "s.onnx")]
+    assert main([*base, "--workers", "2"]) == 2
+    assert "give --ray [ADDRESS] too" in capsys.readouterr().err
+    if importlib.util.find_spec("ray") is not None and importlib.util.find_spec("pyarrow") is not None:
+        assert main([*base, "--ray", "--workers", "0"]) == 2
+        assert "at least 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "s.onnx").exists()
+
+
 def test_compress_hands_ray_to_the_finetune_stage():
     if any(importlib.util.find_spec(m) is None for m in ("ray", "pandas", "pyarrow", "fsspec")):
         pytest.skip("needs trtcompress[ray] (the config refuses --ray without it)")

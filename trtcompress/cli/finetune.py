@@ -52,6 +52,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r = p.add_argument_group("Ray Train")
     add_ray_arg(r, TRAIN_HELP)
     r.add_argument("--workers", type=int, default=None, metavar="N", help=f"with --ray: DDP workers, one CPU each (default {RayTrainOptions.workers})")
+    r.add_argument("--max-failures", type=int, default=None, metavar="N",
+                   help="with --ray: restarts of the worker group after a worker dies; with --checkpoint-dir a restart resumes from the last checkpoint (default 0)")
     return p
 
 
@@ -76,11 +78,12 @@ def _ray_options(args: argparse.Namespace):
     from ..distributed.ray_train import RayTrainOptions
 
     if args.ray is None:
-        if args.workers is not None:
-            raise ConfigError("--workers sets the Ray Train workers: give --ray [ADDRESS] too")
+        if args.workers is not None or args.max_failures is not None:
+            raise ConfigError("--workers and --max-failures set the Ray Train run: give --ray [ADDRESS] too")
         return None
     check_ray_train("finetune --ray")
-    return RayTrainOptions(address=args.ray, **({"workers": args.workers} if args.workers is not None else {}))
+    given = {"workers": args.workers, "max_failures": args.max_failures}
+    return RayTrainOptions(address=args.ray, **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args: argparse.Namespace) -> Output:
