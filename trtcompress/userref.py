@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, UserError
 
-__all__ = ["is_reference", "load_reference", "load_callable"]
+__all__ = ["is_reference", "load_reference", "load_callable", "absolute_reference"]
 
 
 def is_reference(spec: str) -> bool:

@@ -7,7 +7,6 @@ resumes to the uninterrupted one's weights bit for bit.
 """
 from __future__ import annotations
 
-import copy
 import os
 import socket
 
