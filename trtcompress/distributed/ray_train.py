@@ -33,6 +33,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -93,7 +94,13 @@ def _mailbox_class(ray):
         """Holds rank 0's result for the driver, and counts the worker group's attempts."""
 
         def __init__(self):
-            self.result, self.starts = None, {}
+            self.result, self.starts, self.step, self.loss = None, {}, 0, None
+
+        def progress(self, step: int, loss: float) -> None:
+            self.step, self.loss = step, loss
+
+        def position(self) -> tuple[int, float | None]:
+            return self.step, self.loss
 
         def attempt(self, rank: int) -> int:
             """How many times ``rank`` started before (Ray Train restarts the whole group)."""
@@ -124,7 +131,14 @@ def _worker(cfg: dict[str, Any]) -> None:
     replica = Replica.current()
     if ray.get(cfg["mailbox"].attempt.remote(replica.rank)) and config.checkpoint_dir:  # a restarted worker group: continue from this run's last checkpoint
         config = config.replace(resume=True)
-    result = finetune(parts.student, parts.teacher, parts.data, config, eval_data=parts.eval_data, replica=replica)
+    mailbox, sent = cfg["mailbox"], [0.0]
+
+    def on_step(step: int, loss: float) -> None:  # rank 0's position for the driver's progress, at most once a second
+        if time.monotonic() - sent[0] >= 1.0:
+            mailbox.progress.remote(step, loss)
+            sent[0] = time.monotonic()
+
+    result = finetune(parts.student, parts.teacher, parts.data, config, eval_data=parts.eval_data, replica=replica, on_step=on_step)
     if replica.rank == 0:
         ray.get(cfg["mailbox"].put.remote({"student": result.student.state_dict(), "steps": result.steps, "report": result.report}))
 
@@ -161,7 +175,7 @@ def ray_finetune(job: TrainJob, student, config, options: RayTrainOptions, log: 
                                  failure_config=FailureConfig(max_failures=options.max_failures)))
         if log:
             log(f"fine-tuning with {options.workers} Ray Train worker(s) on {options.address}")
-        _fit(trainer)
+        _fit_showing_progress(ray, trainer, mailbox, config)
         out = ray.get(mailbox.take.remote())
     finally:
         shutil.rmtree(storage, ignore_errors=True)
@@ -175,6 +189,42 @@ def ray_finetune(job: TrainJob, student, config, options: RayTrainOptions, log: 
     report["ray"] = {"address": options.address, "workers": options.workers, "cpus_per_worker": options.cpus_per_worker,
                      "seconds": round(time.perf_counter() - t0, 2)}
     return FinetuneResult(student, out["steps"], report)
+
+
+def _fit_showing_progress(ray, trainer, mailbox, config) -> None:
+    """``trainer.fit()`` in a thread while this one shows rank 0's steps (the workers' own output
+    stays on their nodes)."""
+    from ..progress import Progress
+
+    failed: list[BaseException] = []
+
+    def fit() -> None:
+        try:
+            _fit(trainer)
+        except BaseException as e:  # raised again below, in the caller's thread
+            failed.append(e)
+
+    thread = threading.Thread(target=fit, name="trtcompress-raytrain-fit", daemon=True)
+    thread.start()
+    bar, seen = None, 0
+    try:
+        while thread.is_alive():
+            thread.join(1.0)
+            step, loss = ray.get(mailbox.position.remote())
+            if step > seen:
+                if bar is None:  # timed from the first step seen: the workers' start is not a step's time
+                    bar = Progress("finetune on Ray", config.steps, unit="step", initial=step, enabled=config.progress)
+                else:
+                    bar.update(step - seen, loss=round(loss, 4))
+                seen = step
+        if failed:
+            raise failed[0]
+        done = ray.get(mailbox.take.remote())
+        if bar is not None and done is not None and done["steps"] > seen:
+            bar.update(done["steps"] - seen)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _fit(trainer) -> None:

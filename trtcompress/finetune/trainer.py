@@ -58,7 +58,7 @@ def evaluate(model, data: Iterable) -> float:
 
 
 def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data: Iterable | None = None, log: Callable[[str], None] | None = None,
-             replica: Replica | None = None) -> FinetuneResult:
+             replica: Replica | None = None, on_step: Callable[[int, float], None] | None = None) -> FinetuneResult:
     """Distil ``teacher`` into ``student`` (trained in place) over ``data`` batches of (inputs, labels).
 
     With ``config.checkpoint_dir`` a checkpoint (student, optimizer, schedule, RNG states and the
@@ -70,7 +70,8 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
     ``replica``: this process is one worker of a data-parallel run (:mod:`.parallel`): it trains
     on its slice of every batch under DDP; rank 0 alone writes checkpoints and evaluates, and the
     checkpoint holds every worker's RNG state, so a resumed run equals an uninterrupted one with the
-    same number of workers bit for bit.
+    same number of workers bit for bit. ``on_step(step, loss)``: called after every step (on rank
+    0), for progress shown elsewhere.
     """
     torch = require("torch", "fine-tuning")
     if config.threads:
@@ -170,6 +171,8 @@ def finetune(student, teacher, data: Iterable, config: FinetuneConfig, eval_data
                 history.append([step, sum(window) / len(window)])
                 window = []
             bar.update(1, loss=round(value, 4), epoch=epoch)
+            if on_step is not None and lead:
+                on_step(step, value)
             if config.checkpoint_dir and step % config.checkpoint_every == 0:
                 _save(config.checkpoint_dir, state())
             if total is not None and step >= total:
