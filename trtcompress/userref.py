@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError, UserError
 
-__all__ = ["is_reference", "load_reference", "load_callable"]
+__all__ = ["is_reference", "load_reference", "load_callable", "absolute_reference"]
 
 
 def is_reference(spec: str) -> bool:
@@ -65,3 +65,12 @@ def _import_module(target: str, what: str, error: type[UserError]):
         return importlib.import_module(target)
     except ImportError as e:
         raise error(f"cannot import module {target!r} for the {what} ({e}); check the name and that it is installed") from e
+
+
+def absolute_reference(spec: str) -> str:
+    """``spec`` with a ``file.py`` path made absolute (a process elsewhere, such as a Ray worker,
+    has another working directory); a ``package.module:name`` or anything else unchanged."""
+    target, sep, name = spec.rpartition(":")
+    if sep and target.endswith(".py") and Path(target).is_file():
+        return f"{Path(target).resolve()}:{name}"
+    return spec

@@ -3,6 +3,7 @@ are a single-process run's, byte for byte; a worker killed mid-shard is retried 
 samples once; a task's data error reaches the user as the one-line error it is without Ray."""
 from __future__ import annotations
 
+import os
 import textwrap
 
 import numpy as np
@@ -19,7 +20,7 @@ from trtcompress.stages.quantize import QuantizeConfig  # noqa: E402
 @pytest.fixture(scope="module")
 def cluster():
     """One local cluster for the module (start-up takes seconds on 2 cores)."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)  # a new cluster, never another process's
     yield
     ray.shutdown()
 
@@ -37,9 +38,13 @@ def test_ray_writes_the_single_process_files(cluster, calib, case):
     model = fashion_cnn()
     tasks = case.pop("ray_tasks")
     config = QuantizeConfig(calib=str(calib), progress=False, **case)
-    local, _ = written(model, config)
+    local, local_report = written(model, config)
     dist, report = written(model, config.replace(ray="local", ray_tasks=tasks))
     assert dist == local  # model, table and cache bytes
+    # the sensitivity analysis and range refinement ran as a Ray task: the same choices and errors
+    assert report["layer_error"] == local_report["layer_error"] and len(report["layer_error"]) >= 4
+    assert report["refined_ranges"] == local_report["refined_ranges"]
+    assert report["sensitivity_ray"]["pid"] != os.getpid()
     run = report["calibration_ray"]
     assert run["shards"] == tasks and run["samples"] == case.get("limit", 320)
     covered = [(t["start"], t["stop"]) for t in run["tasks"]]

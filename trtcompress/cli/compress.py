@@ -55,7 +55,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True, ray: b
     from ..benchmark import BenchConfig
     from ..job import CompressConfig
     from ..torch_export.config import EXPORTERS, ExportConfig
-    from .ray_arg import add_ray_arg
+    from .ray_arg import COMPRESS_HELP, add_ray_arg
 
     if model_required:
         p.add_argument("model", nargs="?", help="an .onnx file, or a torch model: pkg.module:factory, file.py:factory, .pt2, TorchScript (default: the recipe's)")
@@ -64,7 +64,7 @@ def add_job_args(p: argparse.ArgumentParser, model_required: bool = True, ray: b
     # fields of CompressConfig and its nested configs; data, preprocess, batch, limit come with the data group
     add_config_args(p, CompressConfig, skip=("model", "data", "preprocess", "batch", "limit", "backend", "ray"), help=HELP, choices={"calib_from_data": ("split", "same")})
     if ray:
-        add_ray_arg(p)
+        add_ray_arg(p, COMPRESS_HELP)
     p.add_argument("--no-bench", dest="skip_bench", action="store_true", default=None, help="same as --skip-bench")
     e = p.add_argument_group("export (torch models)")
     add_config_args(e, ExportConfig, skip=("inputs", "seed"), help=HELP, split=(), metavars={"dynamic": "NAME:AXES"}, choices={"exporter": EXPORTERS})

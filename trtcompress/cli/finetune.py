@@ -33,7 +33,9 @@ FIELD_HELP = {
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from ..distributed.ray_train import RayTrainOptions
     from ..finetune.config import OPTIMIZERS, SCHEDULES, FinetuneConfig
+    from .ray_arg import TRAIN_HELP, add_ray_arg
 
     p = sub.add_parser("finetune", help=HELP, description=HELP + ". loss = alpha*CE + (1-alpha)*T^2*KL(teacher||student).")
     p.add_argument("--teacher", required=True, help="zoo:NAME (e.g. zoo:fashion_cnn) or a factory path/file.py:function / pkg.mod:function returning an nn.Module")
@@ -47,6 +49,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--config", help="a FinetuneConfig JSON file; flags below override it")
     t = p.add_argument_group("training")
     add_config_args(t, FinetuneConfig, help=FIELD_HELP, choices={"optimizer": OPTIMIZERS, "schedule": SCHEDULES})
+    r = p.add_argument_group("Ray Train")
+    add_ray_arg(r, TRAIN_HELP)
+    r.add_argument("--workers", type=int, default=None, metavar="N", help=f"with --ray: DDP workers, one CPU each (default {RayTrainOptions.workers})")
+    r.add_argument("--max-failures", type=int, default=None, metavar="N",
+                   help="with --ray: restarts of the worker group after a worker dies; with --checkpoint-dir a restart resumes from the last checkpoint (default 0)")
     return p
 
 
@@ -65,22 +72,38 @@ def _config(args: argparse.Namespace):
     return config_from_args(args, FinetuneConfig, base=base)
 
 
+def _ray_options(args: argparse.Namespace):
+    """Ray Train options from --ray/--workers, or None (local); refuses a missing extra before any work."""
+    from ..distributed import check_ray_train
+    from ..distributed.ray_train import RayTrainOptions
+
+    if args.ray is None:
+        if args.workers is not None or args.max_failures is not None:
+            raise ConfigError("--workers and --max-failures set the Ray Train run: give --ray [ADDRESS] too")
+        return None
+    check_ray_train("finetune --ray")
+    given = {"workers": args.workers, "max_failures": args.max_failures}
+    return RayTrainOptions(address=args.ray, **{k: v for k, v in given.items() if v is not None})
+
+
 def run(args: argparse.Namespace) -> Output:
     from ..fileio import write_json
-    from ..finetune import apply_transform, finetune, open_training_data
+    from ..finetune import finetune
     from ..finetune.export import export_student_result
-    from ..finetune.models import load_module
+    from ..finetune.jobs import SpecJob
 
     config = _config(args)
-    teacher = load_module(args.teacher, "teacher")
-    data = open_training_data(args.data, config.batch_size, "train")
-    eval_data = open_training_data(args.eval_data, 256, "test", shuffle=False) if args.eval_data else None
-    example = next(iter(data))[0][:1]
-    if args.transform:
-        student, transform_report = apply_transform(args.transform, teacher, example)
+    ray_options = _ray_options(args)
+    job = SpecJob(teacher=args.teacher, data=args.data, batch_size=config.batch_size, student=args.student, transform=args.transform, eval_data=args.eval_data)
+    parts = job.build()
+    student, example, transform_report = parts.student, parts.example, parts.built
+    if ray_options is not None:
+        from ..distributed.ray_train import ray_finetune
+
+        # rank 0 evaluates before and after; the driver's own evaluation data stays unused
+        result = ray_finetune(job.absolute(), student, config, ray_options, log=log)
     else:
-        student, transform_report = load_module(args.student, "student", teacher), None
-    result = finetune(student, teacher, data, config, eval_data=eval_data, log=log)
+        result = finetune(student, parts.teacher, parts.data, config, eval_data=parts.eval_data, log=log)
     exported = export_student_result(result.student, example, args.output)
     out = Path(exported.path)
     report = {"config": config.to_dict(), "teacher": args.teacher, "student": args.student or args.transform, "transform": transform_report, "finetune": result.report, "onnx": str(out), "export": exported.to_dict()}

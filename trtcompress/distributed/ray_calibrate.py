@@ -163,7 +163,7 @@ class RayCollector:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 shard = pending.pop(done[0])
-                stats, keeper, info = _result(ray, done[0], shard)
+                stats, keeper, info = _result(ray, done[0], f"calibration samples {shard.start}:{shard.stop}")
                 m0 = time.perf_counter()
                 merged = stats if merged is None else merged.merge(stats)  # exact: any order gives the same counts
                 if keeper is not None:
@@ -187,7 +187,8 @@ class RayCollector:
         return merged
 
 
-def _result(ray, ref, shard: Shard):
+def _result(ray, ref, what: str):
+    """The task's result; ``what`` it computed names it in the errors."""
     try:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as e:
@@ -195,8 +196,8 @@ def _result(ray, ref, shard: Shard):
         if isinstance(cause, UserError):
             raise cause from None  # the user's one-line error, as a single-process run gives it
         if isinstance(cause, ImportError):
-            raise MissingDependencyError(f"a Ray node cannot import what calibration needs ({cause}); install trtcompress[ray] on every node of the cluster") from e
+            raise MissingDependencyError(f"a Ray node cannot import what {what.split()[0]} needs ({cause}); install trtcompress[ray] on every node of the cluster") from e
         raise
     except ray.exceptions.RayError as e:
-        raise DataError(f"the Ray task for calibration samples {shard.start}:{shard.stop} failed ({type(e).__name__}) after its retries; "
+        raise DataError(f"the Ray task for {what} failed ({type(e).__name__}) after its retries; "
                         "check the cluster's nodes and memory") from e

@@ -65,12 +65,22 @@ class ArrayBatches:
     def __len__(self) -> int:
         return -(-len(self.y) // self.batch_size)
 
-    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+    def _batches(self):
         torch = require("torch", "fine-tuning")
         order = torch.randperm(len(self.y)) if self.shuffle else torch.arange(len(self.y))
         for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+            yield order[start : start + self.batch_size]
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        for idx in self._batches():
             yield self.x[idx], self.y[idx]
+
+    def sharded(self, replica) -> Iterator[tuple[Any, Any, float]]:
+        """A data-parallel worker's share of every batch (trtcompress.finetune.parallel): the same
+        order, only its samples gathered."""
+        for idx in self._batches():
+            a, b, w = replica.part(len(idx))
+            yield self.x[idx[a:b]], self.y[idx[a:b]], w
 
 
 class TrainData:
@@ -92,6 +102,19 @@ class TrainData:
             self._obj = obj
         for i, batch in enumerate(obj):
             yield _check_batch(batch, self.name, i)
+
+    def sharded(self, replica) -> Iterator[tuple[Any, Any, float]]:
+        """A data-parallel worker's share of every batch: from the factory's object where it can
+        shard itself (a built-in dataset), else sliced from each whole batch."""
+        obj = self._obj if self._obj is not None else self.make()
+        if iter(obj) is not obj:
+            self._obj = obj
+        if hasattr(obj, "sharded"):
+            for i, (x, y, w) in enumerate(obj.sharded(replica)):
+                yield (*_check_batch((x, y), self.name, i), w)
+        else:
+            for i, batch in enumerate(obj):
+                yield replica.split(*_check_batch(batch, self.name, i))
 
     def __len__(self) -> int:
         obj = self._obj if self._obj is not None else self.make()

@@ -126,6 +126,14 @@ class UnlabelledBatches:
         for start in range(0, len(order), self.batch_size):
             yield self.x[order[start : start + self.batch_size]], None
 
+    def sharded(self, replica) -> Iterator[tuple[Any, None, float]]:
+        """A data-parallel worker's share of every batch (trtcompress.finetune.parallel)."""
+        order = torch.randperm(len(self.x))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            a, b, w = replica.part(len(idx))
+            yield self.x[idx[a:b]], None, w
+
 
 class Augmented:
     """``(inputs, labels)`` batches of ``data`` with :func:`augment` applied to image inputs (NCHW)."""
@@ -136,9 +144,18 @@ class Augmented:
     def __len__(self) -> int:
         return len(self.data)  # type: ignore[arg-type]
 
+    def _augment(self, x):
+        return augment(x, self.crop_scale, self.flip) if x.ndim == 4 and x.is_floating_point() else x
+
     def __iter__(self):
         for x, y in self.data:
-            yield (augment(x, self.crop_scale, self.flip) if x.ndim == 4 and x.is_floating_point() else x), y
+            yield self._augment(x), y
+
+    def sharded(self, replica):
+        """A data-parallel worker's share of every batch, augmented after the split (each worker
+        augments only its samples, with its own draws)."""
+        for x, y, w in replica.shard(self.data):
+            yield self._augment(x), y, w
 
 
 class HeldNorm(nn.Module):

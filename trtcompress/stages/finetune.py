@@ -9,6 +9,10 @@ on it. Training data (``train``: the job's calibration data by default) read by 
 reader has no labels: distillation runs label-free (alpha 0) on random resized crops and flips of
 it. A built-in labelled dataset (``fashion-mnist:train:5000``) trains with labels too.
 
+``ray`` (the job's ``--ray``) trains with ``ray_workers`` DDP workers on Ray Train
+(:mod:`trtcompress.distributed.ray_train`): one worker gives the local stage's model bit for bit
+(with the same ``threads``); more train on slices of the same batches.
+
 ``eval`` (held-out data, disjoint from ``train``) gives top-1 agreement with the dense model, and
 accuracy where it has labels, before and after training. The report carries ``loss_curve``
 (``[step, mean loss]`` every ``history_every`` steps, the last point over the remaining steps).
@@ -45,7 +49,8 @@ class FinetuneStageConfig(Config):
     label loss (None: 0.5 with labels, 0 without). ``augment``: random resized crops (area at least
     ``crop_scale``) and flips of image inputs. ``norm_samples``: training inputs the BatchNorm
     statistics are re-estimated on before training (0: keep the teacher's); ``hold_norm``: they
-    then stay fixed while training.
+    then stay fixed while training. ``ray``: train on Ray Train at this cluster address (``local``:
+    ray.init()'s choice; compress fills it from ``--ray``) with ``ray_workers`` workers.
     """
 
     torch_model: str = ""
@@ -72,6 +77,8 @@ class FinetuneStageConfig(Config):
     history_every: int = 10
     threads: int = 0
     progress: bool = True
+    ray: str | None = None
+    ray_workers: int = 2
 
     def needs_torch_model(self) -> bool:
         return True
@@ -103,6 +110,12 @@ class FinetuneStageConfig(Config):
             raise ConfigError(f"finetune: exporter must be auto, dynamo or torchscript, got {self.exporter!r}")
         if self.threads < 0 or self.norm_samples < 0:
             raise ConfigError("finetune: threads and norm_samples must be >= 0")
+        if self.ray_workers < 1:
+            raise ConfigError(f"finetune: ray_workers must be at least 1, got {self.ray_workers}")
+        if self.ray is not None:
+            from ..distributed import check_ray_train
+
+            check_ray_train()
 
 
 def needs_torch_model(stage: Config) -> bool:
@@ -150,7 +163,8 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
         p.requires_grad_(False)
 
     torch.manual_seed(config.seed)
-    student, masks, structure = structured_student(teacher, read_structure(model))
+    onnx_structure = read_structure(model)
+    student, masks, structure = structured_student(teacher, onnx_structure)
     labelled = all(_labelled(s) for s in config.train)
     alpha = config.alpha if config.alpha is not None else (0.5 if labelled else 0.0)
     data = _training_data(config, inputs, labelled)
@@ -169,7 +183,15 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
                         weight_decay=config.weight_decay, schedule=config.schedule, batch_size=config.batch_size, seed=config.seed,
                         progress=config.progress, threads=config.threads, history_every=config.history_every)
     t0 = time.perf_counter()
-    result = train(trainee, teacher, train_data, tc)
+    if config.ray is not None:
+        from ..distributed.ray_train import RayTrainOptions, ray_finetune
+        from ..userref import absolute_reference
+
+        job = _StageJob(absolute_reference(config.torch_model), onnx_structure, data, config.augment, config.crop_scale, config.hold_norm)
+        result = ray_finetune(job, trainee, tc, RayTrainOptions(address=config.ray, workers=config.ray_workers))
+        report["ray"] = result.report["ray"]
+    else:
+        result = train(trainee, teacher, train_data, tc)
     seconds = time.perf_counter() - t0 + norm_seconds
     curve = [list(p) for p in result.report["loss_history"]]
     if result.report["final_loss"] is not None and (not curve or curve[-1][0] < result.steps):
@@ -188,6 +210,31 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
     report["export"], out = _export(student, model, config)
     report["kept"] = _kept(model, out)
     return StageResult(out, report)
+
+
+@dataclasses.dataclass(frozen=True)
+class _StageJob:
+    """What a Ray Train worker rebuilds: the teacher from its reference, the student's structure
+    from the ONNX model's, the same training batches (the driver's weights replace the student's)."""
+
+    torch_model: str
+    structure: Any
+    data: Any
+    augment: bool
+    crop_scale: float
+    hold_norm: bool
+
+    def build(self):
+        from ..finetune.jobs import TrainParts
+        from ..finetune.recover import Augmented, HeldNorm, structured_student
+        from ..torch_export import load_torch_model
+
+        teacher = load_torch_model(self.torch_model).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        student, _, _ = structured_student(teacher, self.structure)  # its masks hold on this worker's copy
+        data = Augmented(self.data, self.crop_scale, True) if self.augment else self.data
+        return TrainParts(HeldNorm(student) if self.hold_norm else student, teacher, data)
 
 
 # the export may differ from the incoming graph by a fold or two, never by a factorisation undone

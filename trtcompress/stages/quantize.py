@@ -7,6 +7,7 @@ calibration, so the second target costs no data pass.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -94,7 +95,8 @@ class QuantizeConfig(Config):
     layer; needs torch (quant.ptq.adaround). All are off by default (measured in benchmarks/RESULTS.md).
     ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
     ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
-    the same table and model as in this process (trtcompress.distributed).
+    the sensitivity analysis and range refinement then run in one Ray task; the same table, ranges
+    and model as in this process (trtcompress.distributed).
     """
 
     method: str = "entropy"
@@ -297,8 +299,9 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     from ..share.decode import decode_shared
 
     model, decoded = decode_shared(model)
-    # a model over 2 GB is worked on with its weights held once, beside a light copy
-    with held_weights(model) as base:
+    # a model over 2 GB is worked on with its weights held once, beside a light copy; with --ray,
+    # calibration and the sensitivity analysis share one connection to the cluster
+    with held_weights(model) as base, _ray_connection(config.ray):
         out, report, artifacts = _quantize(base, config)
         retry = _with_techniques(config, report)
         if retry is not None:  # the target needed float layers: try the techniques first
@@ -310,6 +313,14 @@ def quantize(model: onnx.ModelProto, config: QuantizeConfig) -> StageResult:
     if decoded:
         report["shared_weights_decoded"] = decoded
     return StageResult(out, report, artifacts)
+
+
+def _ray_connection(address: str | None):
+    if address is None:
+        return contextlib.nullcontext()
+    from ..distributed.ray_sensitivity import connected
+
+    return connected(address)
 
 
 def _techniques(config: QuantizeConfig) -> list[str]:
@@ -414,7 +425,14 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         if size["samples"] < size["of"]:
             log.info("sensitivity analysis on %d of %d kept samples (%.0f GMAC each: at most %g of calibration's compute; --sensitivity-share 0 for all)",
                      size["samples"], size["of"], size["gmacs_per_sample"], config.sensitivity_share)
-        found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
+        if config.ray is not None:  # the same analysis in a Ray task on the cluster: the same ranges and errors
+            from ..distributed.ray_sensitivity import analyse_on_ray
+
+            found, where = analyse_on_ray(config.ray, work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
+            if where is not None:
+                report["sensitivity_ray"] = where
+        else:
+            found = analyse(work, plan, table, feeds, refine=config.refine_ranges, keep=keep, threads=config.threads)
         table, ranking = found.table, found.errors
         if config.refine_ranges:
             report["refined_ranges"] = found.refined
