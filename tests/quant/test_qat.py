@@ -82,6 +82,22 @@ def _captured(student, x: np.ndarray) -> dict[str, np.ndarray]:
     return cap
 
 
+def test_fake_quant_rounds_and_saturates_as_quantize_linear():
+    """Half steps (round half to even), the int8 bounds [-128, 127] and zero point 0, against
+    ONNX Runtime's QuantizeLinear/DequantizeLinear on the same values."""
+    from trtcompress.quant.qat.fake_quant import fake_quant
+
+    s = np.float32(0.0375)
+    x = np.concatenate([(np.arange(-140, 140) + 0.5) * s, np.arange(-140, 140) * s,
+                        np.random.default_rng(0).normal(0, 2, 4000)]).astype(np.float32)
+    h = onnx.helper
+    g = h.make_graph([h.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), h.make_node("DequantizeLinear", ["q", "s", "z"], ["y"])], "qdq",
+                     [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [None])], [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None])],
+                     [numpy_helper.from_array(np.array(s), "s"), numpy_helper.from_array(np.array(0, np.int8), "z")])
+    expect = open_session(h.make_model(g, opset_imports=[h.make_opsetid("", 19)]), SessionConfig(optimization="disable")).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(fake_quant(torch.from_numpy(x), torch.tensor(s)).numpy(), expect)
+
+
 def test_fake_quantization_computes_what_onnx_runtime_computes_on_the_written_model(calibrated, trained):
     work, plan, _, _ = calibrated
     x, _ = zoo.fashion_mnist("test", limit=500)
