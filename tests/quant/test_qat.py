@@ -4,7 +4,7 @@ grid (weights, weight scales, learned activation scales), and an interrupted run
 same weights."""
 from __future__ import annotations
 
-import dataclasses
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -182,3 +182,38 @@ def test_an_interrupted_run_resumes_to_the_same_weights(calibrated, trained, tmp
     for name, value in trained.student.replay.trained().items():
         np.testing.assert_array_equal(resumed.student.replay.trained()[name], value)
     assert resumed.table.amax == trained.table.amax
+
+
+def test_quantize_qat_through_compress_with_labels_and_checkpoints(tmp_path):
+    """``quantize`` with ``qat`` as a compress stage: trained with labels (a built-in dataset), its
+    checkpoints kept beside the stage cache, the TensorRT form still valid for TensorRT."""
+    from trtcompress.job import CompressConfig, compress
+    from trtcompress.quant.trt_rules import trt_qdq_violations
+    from trtcompress.stages.quantize import QuantizeConfig
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "0.npz", x=zoo.fashion_mnist("train", limit=128)[0])
+    stage = QuantizeConfig(qat=True, qat_steps=4, qat_batch=32, qat_lr=1e-4, qat_data=("fashion-mnist:train:256",), threads=1, sensitivity_samples=0, progress=False)
+    result = compress(CompressConfig(model=str(zoo.onnx_path("fashion_cnn")), runs_dir=str(tmp_path / "runs"), name="qat", stages=(stage,),
+                                     data=str(d), calib_from_data="same", skip_bench=True))
+    (record,) = [s for s in result.report["stages"] if s["name"] == "quantize"]
+    qat = record["report"]["qat"]
+    assert qat["labelled"] and qat["alpha"] == 0.5 and qat["steps"] == 4 and qat["samples"] == 256
+    assert Path(qat["checkpoint"]).parent == tmp_path / "runs" / ".cache" / "qat-checkpoints"
+    assert (Path(qat["checkpoint"]) / "last.pt").is_file()
+    assert not trt_qdq_violations(load_model(result.model_path))
+
+
+def test_bad_qat_settings_are_one_line_errors():
+    from trtcompress.errors import ConfigError, ModelError
+    from trtcompress.quant.qat.replay import GraphReplay
+    from trtcompress.stages.quantize import QuantizeConfig
+
+    with pytest.raises(ConfigError, match="qat lr must be > 0"):
+        QuantizeConfig(calib="x", qat=True, qat_lr=0.0)
+    h = onnx.helper
+    g = h.make_graph([h.make_node("Resize", ["x", "", "s"], ["y"])], "g", [h.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 1, 2, 2])],
+                     [h.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], [numpy_helper.from_array(np.ones(4, np.float32), "s")])
+    with pytest.raises(ModelError, match="no rule for Resize"):
+        GraphReplay(h.make_model(g))

@@ -151,6 +151,10 @@ class QuantizeConfig(Config):
     def reads_calib_data(self) -> bool:
         return not self.table
 
+    def takes_shared(self, field: str) -> bool:
+        """Whether the job fills ``field`` from its own settings: QAT's checkpoints only when QAT runs."""
+        return self.qat or field != "qat_checkpoint"
+
     def validate(self) -> None:
         if self.target not in TARGETS:
             raise ConfigError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
