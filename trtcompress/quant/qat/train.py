@@ -104,7 +104,7 @@ def quantization_aware(model: onnx.ModelProto, plan: QuantPlan, table: Calibrati
     config = FinetuneConfig(alpha=alpha, temperature=options.temperature, steps=options.steps, lr=options.lr, optimizer="adam",
                             schedule="cosine", batch_size=options.batch, seed=options.seed, checkpoint_dir=checkpoint,
                             checkpoint_every=max(1, options.steps // 10), resume=checkpoint is not None, progress=options.progress,
-                            threads=options.threads, history_every=options.history_every)
+                            threads=options.threads, history_every=max(1, min(options.history_every, options.steps // 10)))
     t0 = time.perf_counter()
     result = train(student, teacher, data, config)
     seconds = time.perf_counter() - t0
