@@ -29,28 +29,32 @@ from trtcompress.stages.normalize import NormalizeConfig, normalize  # noqa: E40
 STEPS = 12
 
 
-@pytest.fixture(scope="module")
-def calibrated(tmp_path_factory):
-    d = tmp_path_factory.mktemp("calib")
+def _calibrated(d, name):
     x, _ = zoo.fashion_mnist("train", limit=256)
     np.savez(d / "0.npz", x=x)
-    work = infer_shapes(normalize(load_model(zoo.onnx_path("fashion_cnn")), NormalizeConfig()).model)
+    work = infer_shapes(normalize(load_model(zoo.onnx_path(name)), NormalizeConfig()).model)
     graph = as_ir(work)
     name_main_nodes(graph, work)
     plan = plan_quantization(graph)
     table = calibrate(work, plan.activation_tensors, [{"x": x[i : i + 64]} for i in range(0, 256, 64)], method="entropy", config=CollectConfig(progress=False))
     table, rows = center_inputs(graph, plan, table)
+    return work, plan, table, str(d), rows
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory):
+    work, plan, table, d, rows = _calibrated(tmp_path_factory.mktemp("calib"), "fashion_cnn")
     assert rows  # the [0, 1] input is centered: the fake quantization must follow that path too
-    return work, plan, table, str(d)
+    return work, plan, table, d
 
 
-def _train(calibrated, steps=STEPS, checkpoint=None):
+def _train(calibrated, steps=STEPS, checkpoint=None, weight_steps=None):
     from trtcompress.data.options import DataOptions
 
     work, plan, table, d = calibrated
     data = training_data(work, [d], 32, DataOptions(), augment=True)
     return quantization_aware(work, plan, table, work, data.batches, data.labelled, data.digest,
-                              QatOptions(steps=steps, lr=1e-4, batch=32, threads=1, progress=False, checkpoint=checkpoint))
+                              QatOptions(steps=steps, lr=1e-4, batch=32, threads=1, progress=False, checkpoint=checkpoint), weight_steps)
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +163,35 @@ def test_the_written_forms_ship_exactly_the_trained_grid(calibrated, trained):
     floats = {t.name: numpy_helper.to_array(t) for t in write_trt_qdq(trained.model, plan, trained.table).graph.initializer}
     for w in plan.weights:
         np.testing.assert_array_equal(floats[w.tensor], student.replay.param(w.tensor).detach().numpy())
+
+
+def test_the_cpu_form_ships_the_weight_grid_trained_for_it(tmp_path):
+    """Trained for the CPU form (its weight grids: int7 layers, which read hardswish's signed
+    outputs, at twice the step), its integer layers' weights are exactly the trained integers on
+    the trained scales."""
+    from trtcompress.quant.lower_cpu import lower_cpu
+    from trtcompress.quant.ptq import PtqOptions, weight_grids
+
+    calibrated = _calibrated(tmp_path, "fashion_mbv3")[:4]
+    work, plan, _, _ = calibrated
+    steps = {n: g.step for n, g in weight_grids(as_ir(work), plan, PtqOptions(target="cpu", cpu_weights="int7")).items()}
+    assert sorted(set(steps.values())) == [1.0, 2.0]
+    result = _train(calibrated, steps=3, weight_steps=steps)
+    lowered = lower_cpu(result.model, plan, result.table, weights="int7")
+    assert lowered.layer_weights and set(lowered.layer_weights) == set(steps)
+    inits = {t.name: numpy_helper.to_array(t) for t in lowered.model.graph.initializer}
+    _captured(result.student, zoo.fashion_mnist("test", limit=8)[0])
+    scales = result.student.weight_scales()
+    spec = {w.node: w for w in plan.weights if w.index == 1}
+    for node, mode in lowered.layer_weights.items():
+        q, s = inits[f"{node}__w1_q"].astype(np.int32), inits[f"{node}__w1_scale"]
+        np.testing.assert_array_equal(s, scales[(node, 1)])
+        w = result.student.replay.param(spec[node].tensor).detach()
+        shape = [1] * w.ndim
+        shape[spec[node].axis] = -1
+        expect = torch.round(w / torch.from_numpy(s.copy()).reshape(shape)).clamp(-127, 127).numpy().astype(np.int32)
+        q = q - 128 if mode == "uint8" else q
+        np.testing.assert_array_equal(q if q.shape == expect.shape else q.T, expect)
 
 
 def test_an_interrupted_run_resumes_to_the_same_weights(calibrated, trained, tmp_path, monkeypatch):

@@ -505,7 +505,13 @@ def _qat(work: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, refere
 
     specs = tuple(config.qat_data) or (config.calib,)
     data = training_data(work, specs, config.qat_batch, DataOptions(limit=config.limit, preprocess=config.preprocess, inputs=config.inputs), config.qat_augment)
-    result = quantization_aware(work, plan, table, reference, data.batches, data.labelled, data.digest, config.qat_options())
+    steps = None
+    if config.target == "cpu":  # the CPU form's weight grids (int7: twice the step) and integer layers
+        from ..quant.ptq import PtqOptions, weight_grids
+
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule, config.target_trt)
+        steps = {node: grid.step for node, grid in weight_grids(as_ir(work), plan, options).items()}
+    result = quantization_aware(work, plan, table, reference, data.batches, data.labelled, data.digest, config.qat_options(), steps)
     trained = set(result.student.replay.param_index)
     before = {t.name: t for t in work.graph.initializer}
 
@@ -515,5 +521,6 @@ def _qat(work: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, refere
                 if i < len(node.input) and node.input[i] in before and node.input[i] in trained:
                     undo.setdefault(node.name, {}).setdefault(i, numpy_helper.to_array(before[node.input[i]]))
     if config.target == "cpu":
-        result.report["note"] = "trained on the TensorRT form's grid; the CPU form maps its activations exactly, its int7 weight layers (no VNNI) take twice the step"
+        result.report["note"] = ("trained on the CPU form's weight grids (int7 layers: twice the step; float layers: none) and the symmetric activation "
+                                 "grid, which the CPU form maps exactly except on tensors it stores on amax / 255 (a twice finer grid)")
     return result.model, result.table, {"data": list(specs), "samples": data.samples, "labelled": data.labelled, **result.report}

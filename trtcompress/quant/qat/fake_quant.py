@@ -23,7 +23,7 @@ the same value, so what ships is exactly the grid trained on, with no change to 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
@@ -83,11 +83,14 @@ class FakeQuant(nn.Module):
     """``replay`` (the float graph) with the TensorRT form's quantization of ``plan`` and ``table``;
     ``model`` is the ONNX model ``replay`` was built from (its node names are the plan's)."""
 
-    def __init__(self, replay: GraphReplay, model: "onnx.ModelProto", plan: QuantPlan, table: CalibrationTable, learn_scales: bool = True):
+    def __init__(self, replay: GraphReplay, model: "onnx.ModelProto", plan: QuantPlan, table: CalibrationTable, learn_scales: bool = True,
+                 weight_steps: Mapping[str, float] | None = None):
         super().__init__()
         self.replay = replay
         g = View(as_ir(model))
-        centers = centered(table)
+        # the CPU form (weight_steps given: node -> its weight grid's step, 2 for int7) neither centers
+        # inputs nor quantizes the weights of the layers it keeps float
+        centers = centered(table) if weight_steps is None else {}
         self.scale_index: dict[str, int] = {}
         self.scales = nn.ParameterList()
         self.initial: dict[str, float] = {}
@@ -104,12 +107,15 @@ class FakeQuant(nn.Module):
             self._add_scale(t, table, learn_scales)
         # a weight read by several nodes gets the scale of its first reader (as the writer decides it)
         first: dict[tuple[str, int | None], str] = {}
-        self.weights: dict[tuple[str, int], tuple[int | None, bool]] = {}  # (node, input) -> (axis, owns the scale)
+        self.weights: dict[tuple[str, int], tuple[int | None, bool, float]] = {}  # (node, input) -> (axis, owns the scale, step)
         for w in plan.weights:
             if w.tensor not in replay.param_index and w.tensor not in replay.buffer_names:
                 continue  # not a float constant: the writer leaves it alone too
-            owner = first.setdefault((w.tensor, w.axis), w.node)
-            self.weights[(w.node, w.index)] = (w.axis, owner == w.node)
+            if weight_steps is not None and w.node not in weight_steps:
+                continue
+            step = 1.0 if weight_steps is None else float(weight_steps[w.node])
+            owner = first.setdefault((w.tensor, w.axis, step), w.node)
+            self.weights[(w.node, w.index)] = (w.axis, owner == w.node, step)
         self._shared_scale: dict[tuple[str, int | None], Any] = {}
         self.constant_names = set(replay.param_index) | set(replay.buffer_names)
         self.weight_tensor = {(w.node, w.index): w.tensor for w in plan.weights}
@@ -165,11 +171,12 @@ class FakeQuant(nn.Module):
             if isinstance(act, str):
                 ins[i] = fake_quant(ins[i], self.scale(act))
             elif key in self.weights:
-                axis, owns = self.weights[key]
-                shared = (self.weight_tensor[key], axis)
+                axis, owns, grid = self.weights[key]
+                shared = (self.weight_tensor[key], axis, grid)
                 if owns or shared not in self._shared_scale:
                     use_bias = step.op in ("Conv", "ConvTranspose", "Gemm") and bias is not None and in_scale is not None
-                    self._shared_scale[shared] = weight_scale(ins[i], axis, bias if use_bias else None, in_scale if use_bias else None)
+                    # int7: twice the scale, as the CPU form writes it (exact in float32)
+                    self._shared_scale[shared] = weight_scale(ins[i], axis, bias if use_bias else None, in_scale if use_bias else None) * grid
                 ins[i] = fake_quant(ins[i], _broadcast(self._shared_scale[shared], ins[i], axis))
         return ins, override
 
@@ -184,5 +191,5 @@ class FakeQuant(nn.Module):
 
     def weight_scales(self) -> dict[tuple[str, int], np.ndarray]:
         """(node, input) -> the weight scale of the last forward pass."""
-        return {k: self._shared_scale[(self.weight_tensor[k], self.weights[k][0])].numpy() for k in self.weights
-                if (self.weight_tensor[k], self.weights[k][0]) in self._shared_scale}
+        keys = {k: (self.weight_tensor[k], self.weights[k][0], self.weights[k][2]) for k in self.weights}
+        return {k: self._shared_scale[s].numpy() for k, s in keys.items() if s in self._shared_scale}

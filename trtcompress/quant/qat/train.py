@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import onnx
@@ -63,22 +63,25 @@ class QatResult:
     report: dict[str, Any]
 
 
-def _checkpoint_key(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, data_digest: str, options: QatOptions, alpha: float) -> str:
+def _checkpoint_key(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, data_digest: str, options: QatOptions, alpha: float,
+                    weight_steps: Mapping[str, float] | None) -> str:
     h = hashlib.sha256(model.SerializeToString())
     h.update(json.dumps(plan.to_dict(), sort_keys=True, default=str).encode())
     h.update(json.dumps(table.amax, sort_keys=True).encode())
     h.update(json.dumps(table.details.get("centered", {}) if isinstance(table.details, dict) else {}, sort_keys=True).encode())
     h.update(data_digest.encode())
     settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("checkpoint", "threads", "progress")}
-    h.update(json.dumps({**settings, "alpha": alpha}, sort_keys=True).encode())
+    h.update(json.dumps({**settings, "alpha": alpha, "grid": None if weight_steps is None else dict(weight_steps)}, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
 def quantization_aware(model: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, reference: onnx.ModelProto,
-                       data: Iterable, labelled: bool, data_digest: str, options: QatOptions) -> QatResult:
+                       data: Iterable, labelled: bool, data_digest: str, options: QatOptions,
+                       weight_steps: Mapping[str, float] | None = None) -> QatResult:
     """Train ``model`` (float, node names as in ``plan``) with the TensorRT form's fake quantization
     of ``plan``/``table`` to match ``reference`` (the FP32 model) on ``data`` (``(inputs, labels or
-    None)`` batches); the model and table with what was learned."""
+    None)`` batches); the model and table with what was learned. ``weight_steps`` (node -> step):
+    the CPU form's weight grids (quant.ptq.weight_grids) instead of the TensorRT form's."""
     torch = require("torch", "quantization-aware training")
     from ...finetune.checkpoint import load_checkpoint
     from ...finetune.config import FinetuneConfig
@@ -92,13 +95,13 @@ def quantization_aware(model: onnx.ModelProto, plan: QuantPlan, table: Calibrati
     if len(model.graph.output) != 1:
         raise ModelError(f"quantization-aware training distils a classifier with one [batch, classes] output; this model has {len(model.graph.output)} outputs")
     torch.manual_seed(options.seed)
-    student = FakeQuant(GraphReplay(model), model, plan, table, options.learn_scales)
+    student = FakeQuant(GraphReplay(model), model, plan, table, options.learn_scales, weight_steps)
     teacher = GraphReplay(reference, trainable=())
     before = {n: a.copy() for n, a in student.replay.trained().items()}
     checkpoint = None
     resumed_at = None
     if options.checkpoint:
-        checkpoint = str(Path(options.checkpoint) / _checkpoint_key(model, plan, table, data_digest, options, alpha))
+        checkpoint = str(Path(options.checkpoint) / _checkpoint_key(model, plan, table, data_digest, options, alpha, weight_steps))
         found = load_checkpoint(checkpoint)
         resumed_at = found["step"] if found is not None else None
     config = FinetuneConfig(alpha=alpha, temperature=options.temperature, steps=options.steps, lr=options.lr, optimizer="adam",
