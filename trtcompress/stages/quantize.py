@@ -98,7 +98,7 @@ class QuantizeConfig(Config):
     weights and ranges are written back, so the written form ships the grid trained on. The
     accuracy target then searches on the trained model. ``qat_checkpoint``: a directory for
     checkpoints, from which an interrupted run resumes (compress keeps them in the stage cache).
-    Needs torch.
+    Torch runs on ``threads`` threads, one when 0. Needs torch.
     ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
     ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
     the same table and model as in this process (trtcompress.distributed).
@@ -208,7 +208,13 @@ class QuantizeConfig(Config):
         from ..quant.qat import QatOptions
 
         return QatOptions(steps=self.qat_steps, lr=self.qat_lr, batch=self.qat_batch, alpha=self.qat_alpha, learn_scales=self.qat_learn_scales,
-                          checkpoint=self.qat_checkpoint, threads=self.threads, progress=self.progress)
+                          checkpoint=self.qat_checkpoint, threads=self.threads or QAT_TORCH_THREADS, progress=self.progress)
+
+
+# torch threads of QAT when ``threads`` is 0, as AdaRound's: on the shared 2-core machine, two
+# threads spin-waiting made a training step of EfficientNet-Lite0 about 5x slower than one
+# (benchmarks/RESULTS.md, "Quantization-aware training after calibration")
+QAT_TORCH_THREADS = 1
 
 
 # Calibration batch when none is given: DEFAULT_BATCH, or more (at most AUTO_BATCH_MAX) while the
