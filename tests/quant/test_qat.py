@@ -21,7 +21,6 @@ from trtcompress.quant.centering import center_inputs  # noqa: E402
 from trtcompress.quant.placement import plan_quantization  # noqa: E402
 from trtcompress.quant.qat import QatOptions, quantization_aware  # noqa: E402
 from trtcompress.quant.qat.data import training_data  # noqa: E402
-from trtcompress.quant.qat.fake_quant import weight_scale  # noqa: E402
 from trtcompress.quant.qdq_trt import write_trt_qdq  # noqa: E402
 from trtcompress.sessions import SessionConfig, open_session  # noqa: E402
 from trtcompress.stages.normalize import NormalizeConfig, normalize  # noqa: E402
