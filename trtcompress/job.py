@@ -52,6 +52,8 @@ _SHARED_DATA_FIELDS: dict[str, Callable[["CompressConfig"], Any]] = {
     "train": lambda c: tuple(filter(None, [_SHARED_DATA_FIELDS["calib"](c)])),  # finetune trains on the calibration data
     "torch_model": lambda c: "" if c.is_onnx else c.model,  # finetune retrains the torch model
     "exporter": lambda c: c.export.exporter,  # and exports it as the job did
+    # quantize --qat checkpoints beside the stage cache: an interrupted run resumes mid-training
+    "qat_checkpoint": lambda c: str(Path(c.runs_dir) / ".cache" / "qat-checkpoints") if c.cache else None,
 }
 CALIB_FROM_DATA = ("", "split", "same")
 # The job's benchmark: 50 iterations a model, within this many seconds per batch size for both
@@ -470,6 +472,7 @@ def _with_normalize(config: CompressConfig) -> list[Config]:
 def _with_shared_data(stage: Config, config: CompressConfig) -> Config:
     """Stages that read data (``calib``, ``preprocess`` fields) default to the job's data."""
     names = {f.name for f in dataclasses.fields(stage)}
-    shared = {f: get(config) for f, get in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f)}
+    takes = getattr(stage, "takes_shared", lambda field: True)  # a stage may leave a field alone as configured (qat off)
+    shared = {f: get(config) for f, get in _SHARED_DATA_FIELDS.items() if f in names and not getattr(stage, f) and takes(f)}
     changes = {f: v for f, v in shared.items() if v}
     return stage.replace(**changes) if changes else stage

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
 import logging
 import math
 from pathlib import Path
@@ -93,6 +94,16 @@ class QuantizeConfig(Config):
     (quant.ptq.smoothquant). ``adaround``: learned weight rounding (AdaRound), layer by layer on
     the calibration data, on the written form's weight grid, ``adaround_iterations`` Adam steps per
     layer; needs torch (quant.ptq.adaround). All are off by default (measured in benchmarks/RESULTS.md).
+    ``qat``: quantization-aware training after calibration (quant.qat): the float graph with fake
+    quantization on the tensors the TensorRT form quantizes (weights per channel on the writers'
+    max-abs rule, activations from the calibrated scales, learned LSQ-style unless
+    ``qat_learn_scales`` is off) is distilled from the FP32 model for ``qat_steps`` Adam steps
+    (``qat_lr``, batches of ``qat_batch``) on ``qat_data`` (default: the calibration data; label-free
+    with crops and flips, or a built-in labelled dataset with labels, ``qat_alpha``); the trained
+    weights and ranges are written back, so the written form ships the grid trained on. The
+    accuracy target then searches on the trained model. ``qat_checkpoint``: a directory for
+    checkpoints, from which an interrupted run resumes (compress keeps them in the stage cache).
+    Torch runs on ``threads`` threads, one when 0. Needs torch.
     ``ray``: collect the calibration statistics with Ray tasks on this cluster address (``local``:
     ray.init()'s choice), the data split into ``ray_tasks`` shards (0: one per CPU of the cluster);
     the sensitivity analysis and range refinement then run in one Ray task; the same table, ranges
@@ -130,6 +141,15 @@ class QuantizeConfig(Config):
     smoothquant: float | None = None
     adaround: bool = False
     adaround_iterations: int = 200
+    qat: bool = False
+    qat_steps: int = 200
+    qat_lr: float = 1e-5
+    qat_batch: int = 16
+    qat_data: tuple[str, ...] = ()
+    qat_alpha: float | None = None
+    qat_learn_scales: bool = True
+    qat_augment: bool = True
+    qat_checkpoint: str | None = None
     threads: int = 0
     progress: bool = True
     ray: str | None = None
@@ -137,6 +157,10 @@ class QuantizeConfig(Config):
 
     def reads_calib_data(self) -> bool:
         return not self.table
+
+    def takes_shared(self, field: str) -> bool:
+        """Whether the job fills ``field`` from its own settings: QAT's checkpoints only when QAT runs."""
+        return self.qat or field != "qat_checkpoint"
 
     def validate(self) -> None:
         if self.target not in TARGETS:
@@ -165,6 +189,14 @@ class QuantizeConfig(Config):
             raise ConfigError(f"ray_tasks must be >= 0 (0: one per CPU of the cluster), got {self.ray_tasks}")
         if self.adaround_iterations < 1:
             raise ConfigError(f"adaround_iterations must be at least 1, got {self.adaround_iterations}")
+        if self.qat:
+            self.qat_options()  # refuses bad qat_* values now
+            if not (self.calib or self.qat_data):
+                raise ConfigError("qat trains on data: give calib (--calib DATA) or qat_data (--qat-data DATA)")
+            if importlib.util.find_spec("torch") is None:
+                from .._optional import require
+
+                require("torch", "quantization-aware training (qat)")
         if self.sensitivity_samples < 0:
             raise ConfigError(f"sensitivity_samples must be >= 0, got {self.sensitivity_samples}")
         if self.sensitivity_share < 0:
@@ -180,6 +212,18 @@ class QuantizeConfig(Config):
             from ..quant.cache import trt_version_number
 
             trt_version_number(self.trt_version)  # 11.x has no calibration cache: refuse before calibrating
+
+    def qat_options(self):
+        from ..quant.qat import QatOptions
+
+        return QatOptions(steps=self.qat_steps, lr=self.qat_lr, batch=self.qat_batch, alpha=self.qat_alpha, learn_scales=self.qat_learn_scales,
+                          checkpoint=self.qat_checkpoint, threads=self.threads or QAT_TORCH_THREADS, progress=self.progress)
+
+
+# torch threads of QAT when ``threads`` is 0, as AdaRound's: on the shared 2-core machine, two
+# threads spin-waiting made a training step of EfficientNet-Lite0 about 5x slower than one
+# (benchmarks/RESULTS.md, "Quantization-aware training after calibration")
+QAT_TORCH_THREADS = 1
 
 
 # Calibration batch when none is given: DEFAULT_BATCH, or more (at most AUTO_BATCH_MAX) while the
@@ -325,7 +369,7 @@ def _ray_connection(address: str | None):
 
 def _techniques(config: QuantizeConfig) -> list[str]:
     return [name for name, on in (("cle", config.cle), ("bias_correction", config.bias_correction), ("adaround", config.adaround),
-                                  ("smoothquant", config.smoothquant is not None)) if on]
+                                  ("smoothquant", config.smoothquant is not None), ("qat", config.qat)) if on]
 
 
 def _with_techniques(config: QuantizeConfig, report: dict[str, Any]) -> QuantizeConfig | None:
@@ -438,6 +482,11 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
             report["refined_ranges"] = found.refined
         report["layer_error"] = [e.to_dict() for e in ranking]
 
+    if config.qat:  # after the ranges are final, before the accuracy target searches on the result
+        work, table, report["qat"] = _qat(work, plan, table, reference, config, undo)
+        graph = as_ir(work)  # the trained weights, with the same node names
+        name_main_nodes(graph, work)
+
     if config.accuracy_target:
         target = parse_accuracy_target(config.accuracy_target)
         if not ranking:
@@ -484,3 +533,36 @@ def _quantize(model: onnx.ModelProto, config: QuantizeConfig) -> tuple[onnx.Mode
         report["subgraph_layers_float"] = [{"layer": n, "op": op, "scope": s} for n, op, s in inside]
     report["scales"] = _scales_summary(table, plan.qdq_tensors)
     return out, report, _artifacts(table, config)
+
+
+def _qat(work: onnx.ModelProto, plan: QuantPlan, table: CalibrationTable, reference: onnx.ModelProto, config: QuantizeConfig,
+         undo: dict[str, dict[int, np.ndarray]]) -> tuple[onnx.ModelProto, CalibrationTable, dict[str, Any]]:
+    """Quantization-aware training (quant.qat) of ``work``; the trained model, the table with the
+    learned ranges, the report. ``undo`` receives the float weights of the layers QAT changed, so a
+    layer the accuracy target keeps float gets them back."""
+    from onnx import numpy_helper
+
+    from ..quant.qat import quantization_aware
+    from ..quant.qat.data import training_data
+
+    specs = tuple(config.qat_data) or (config.calib,)
+    data = training_data(work, specs, config.qat_batch, DataOptions(limit=config.limit, preprocess=config.preprocess, inputs=config.inputs), config.qat_augment)
+    steps = None
+    if config.target == "cpu":  # the CPU form's weight grids (int7: twice the step) and integer layers
+        from ..quant.ptq import PtqOptions, weight_grids
+
+        options = PtqOptions(config.cle, config.bias_correction, config.smoothquant, config.target, config.cpu_weights, config.cpu_layer_rule, config.target_trt)
+        steps = {node: grid.step for node, grid in weight_grids(as_ir(work), plan, options).items()}
+    result = quantization_aware(work, plan, table, reference, data.batches, data.labelled, data.digest, config.qat_options(), steps)
+    trained = set(result.student.replay.param_index)
+    before = {t.name: t for t in work.graph.initializer}
+
+    for node in work.graph.node:
+        if node.name in plan.quantized_nodes:
+            for i in (1, 2):
+                if i < len(node.input) and node.input[i] in before and node.input[i] in trained:
+                    undo.setdefault(node.name, {}).setdefault(i, numpy_helper.to_array(before[node.input[i]]))
+    if config.target == "cpu":
+        result.report["note"] = ("trained on the CPU form's weight grids (int7 layers: twice the step; float layers: none) and the symmetric activation "
+                                 "grid, which the CPU form maps exactly except on tensors it stores on amax / 255 (a twice finer grid)")
+    return result.model, result.table, {"data": list(specs), "samples": data.samples, "labelled": data.labelled, **result.report}
