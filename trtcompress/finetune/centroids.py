@@ -10,8 +10,9 @@ paper's rule: a centroid's gradient is the sum of the gradients of the weights t
 
 Frozen entries: the zero centroid that pruned weights share (so they stay exactly zero, whatever
 the optimizer does) and, on the INT8 grid, the levels ±127 that carry each channel's scale. On the
-INT8 grid the trained levels are rounded back onto integers at the end (:meth:`CentroidSet.snap`):
-levels are trained as real values and snapped once, a shift of at most half a grid step
+INT8 grid the levels train as fractions of the channel's range (level / 127, so an optimizer step
+means what it means on a weight) and are rounded back onto integers at the end
+(:meth:`CentroidSet.snap`): levels train as real values and are snapped once, a shift of at most half a grid step
 (1/254 of the channel's range), so the weights a later ``quantize`` finds are still exactly the
 shared levels.
 
@@ -70,7 +71,7 @@ class CentroidSet:
 
     def centroids(self) -> dict[str, np.ndarray]:
         """Each module's codebook as it now is (frozen entries included), torch module name -> array."""
-        return {e.name: _effective(e.module).detach().cpu().numpy().copy() for e in self.entries}
+        return {e.name: _effective(e.module).detach().cpu().numpy() * (INT8_FIXED if e.int8 else 1.0) for e in self.entries}
 
     def snap(self) -> float:
         """Round the INT8-grid levels to integers in [-127, 127]; the largest shift, in grid steps."""
@@ -79,10 +80,10 @@ class CentroidSet:
             for e in self.entries:
                 if e.int8:
                     c = e.module.weight_centroids
-                    snapped = c.round().clamp(-INT8_FIXED, INT8_FIXED)
+                    snapped = (c * INT8_FIXED).round().clamp(-INT8_FIXED, INT8_FIXED) / INT8_FIXED
                     live = e.module.weight_live
                     if bool(live.any()):
-                        shift = max(shift, float((snapped - c).abs()[live].max()))
+                        shift = max(shift, float((snapped - c).abs()[live].max()) * INT8_FIXED)
                     c.copy_(snapped)
         return shift
 
@@ -195,8 +196,9 @@ def _install(module, layer: SharedLayer, factor: np.ndarray, int8: bool) -> None
     dtype = module.weight.dtype
     book = torch.tensor(np.array(layer.book), dtype=dtype)
     fixed = book == 0
-    if int8:
+    if int8:  # levels trained as fractions of the channel's range: an optimizer step means the same as on a weight
         fixed |= book.abs() == INT8_FIXED
+        book, factor = book / INT8_FIXED, factor * INT8_FIXED
     del module._parameters["weight"]
     module.register_parameter("weight_centroids", nn.Parameter(book.clone()))
     module.register_buffer("weight_indices", torch.as_tensor(layer.idx.astype(np.int64)))
