@@ -369,6 +369,7 @@ def trained_efficientnet(a) -> dict:
     fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
     feeds = [f["x"] for f in open_source("photos:heldout", model_inputs(fp32), ReaderOptions(batch_size=12))]
     ref = _logits(fp32, feeds).argmax(1)
+    a.mean_bits = float(a.mean_bits.split(",")[0])
     agree = lambda m: float(np.mean(_logits(m, feeds).argmax(1) == ref))
     tag = f"{a.mean_bits}{'-int8' if a.int8_grid else ''}"
     path = Path(str(EFF_SHARED).format(tag=tag))

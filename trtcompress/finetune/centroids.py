@@ -173,7 +173,9 @@ def _values(layer: SharedLayer) -> np.ndarray:
 
 
 def _nearest(x: np.ndarray, book: np.ndarray) -> np.ndarray:
+    """The nearest non-zero entry of ``book`` (share assigns non-zero weights among those only)."""
     order = np.argsort(book, kind="stable")
+    order = order[book[order] != 0] if (book != 0).any() else order
     s = book[order]
     return order[np.clip(np.searchsorted((s[1:] + s[:-1]) / 2, x), 0, len(s) - 1)]
 
