@@ -168,3 +168,33 @@ def test_centroids_only_needs_shared_weights(exported):
     model, factory = exported
     with pytest.raises(ConfigError, match="no shared weight"):
         _run(model, factory, centroids_only=True, eval=None, steps=1)
+
+
+@pytest.mark.slow
+def test_compress_share_then_finetune_from_the_command_line(teacher, exported, tmp_path, capfd):
+    """The CLI path: ``compress MODEL --recipe`` with share then finetune; the run's model keeps the
+    shared weights (the pipeline's contract), with trained centroids."""
+    import json
+
+    from trtcompress.cli.main import main
+    from trtcompress.finetune import open_training_data
+
+    _, factory = exported
+    x = np.concatenate([b[0].numpy() for b in open_training_data("digits:test", 512, shuffle=False)])
+    np.savez(tmp_path / "eval.npz", x=x[:200])
+    np.savez(tmp_path / "calib.npz", x=x[200:])
+    recipe = {"stages": [{"stage": "share", "bits": 2, "prune": 0.8, "min_size": 256},
+                         {"stage": "finetune", "train": ["digits:train"], "steps": 10, "lr": 1e-3, "batch_size": 64, "augment": False,
+                          "norm_samples": 0, "threads": 1, "progress": False}]}
+    (tmp_path / "r.json").write_text(json.dumps(recipe))
+    capfd.readouterr()
+    rc = main(["compress", factory, "--recipe", str(tmp_path / "r.json"), "--input", "x:1x1x8x8", "--data", str(tmp_path / "eval.npz"),
+               "--calib", str(tmp_path / "calib.npz"), "--exporter", "torchscript", "--no-bench", "--name", "c", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    out, err = capfd.readouterr()
+    assert rc in (0, 1), err  # 1: the job ran and its accuracy verdict failed (2 bits, 80% pruned)
+    run = tmp_path / "runs" / "c"
+    report = json.loads((run / "report.json").read_text())
+    stages = {s["name"]: s["report"] for s in report["stages"]}
+    assert stages["finetune"]["steps"] == 10 and len(stages["finetune"]["structure"]["centroids"]["written"]) == 3
+    written = {p.name: len(read_shared(onnx.load(str(p)))) for p in (run / "artifacts").rglob("*.onnx")}
+    assert 3 in written.values(), written  # the compressed model, beside the FP32 baseline
