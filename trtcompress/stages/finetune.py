@@ -9,6 +9,19 @@ on it. Training data (``train``: the job's calibration data by default) read by 
 reader has no labels: distillation runs label-free (alpha 0) on random resized crops and flips of
 it. A built-in labelled dataset (``fashion-mnist:train:5000``) trains with labels too.
 
+After ``share`` (``compress --stages [sparsify,]share,finetune``), the shared layers train their
+centroids only (Deep Compression's third step, :mod:`trtcompress.finetune.centroids`): indices read
+from the ONNX model stay fixed, each centroid's gradient is the sum of its weights' gradients, the
+zero centroid of pruned weights and the INT8 grid's ±127 levels never move, and INT8-grid levels are
+rounded back onto integers at the end. The export is written back in the shared form with the same
+indices (:mod:`trtcompress.share.reshare`), so ``pack`` ships the trained model and a later
+``quantize`` finds exactly the trained levels. ``centroids_only`` freezes everything else (biases,
+norms, unshared layers), as in the paper; by default those train too.
+
+``checkpoint_dir`` keeps the trainer's checkpoints (every ``checkpoint_every`` steps);
+``resume`` continues an interrupted run from them to the same result (``trtcompress finetune``'s
+mechanism).
+
 ``eval`` (held-out data, disjoint from ``train``) gives top-1 agreement with the dense model, and
 accuracy where it has labels, before and after training. The report carries ``loss_curve``
 (``[step, mean loss]`` every ``history_every`` steps, the last point over the remaining steps).
@@ -45,7 +58,9 @@ class FinetuneStageConfig(Config):
     label loss (None: 0.5 with labels, 0 without). ``augment``: random resized crops (area at least
     ``crop_scale``) and flips of image inputs. ``norm_samples``: training inputs the BatchNorm
     statistics are re-estimated on before training (0: keep the teacher's); ``hold_norm``: they
-    then stay fixed while training.
+    then stay fixed while training. ``centroids_only``: after ``share``, train the shared layers'
+    centroids alone. ``checkpoint_dir``/``checkpoint_every``/``resume``: checkpoints and resuming an
+    interrupted run, as ``trtcompress finetune`` does.
     """
 
     torch_model: str = ""
