@@ -163,6 +163,11 @@ def _factor(teacher: np.ndarray, layer: SharedLayer) -> tuple[np.ndarray, str]:
     v, t = values.reshape(out, -1).astype(np.float64), teacher.reshape(out, -1).astype(np.float64)
     den = (v * v).sum(1)
     fit = np.where(den > 0, (v * t).sum(1) / np.where(den > 0, den, 1.0), scale)
+    if layer.scale is not None:
+        # the INT8 grid's scale is the channel's max |w| / 127 whatever was folded into w, so in the
+        # torch module's units it is exactly the module's own max |w| / 127 (sign: the fold's)
+        amax = np.abs(t).max(1) / INT8_FIXED
+        return np.where(amax > 0, np.sign(fit) * amax, fit).astype(np.float32), "channel max / 127 (folded normalisation)"
     return fit.astype(np.float32), "least squares (folded normalisation)"
 
 
