@@ -198,3 +198,22 @@ def test_compress_share_then_finetune_from_the_command_line(teacher, exported, t
     assert stages["finetune"]["steps"] == 10 and len(stages["finetune"]["structure"]["centroids"]["written"]) == 3
     written = {p.name: len(read_shared(onnx.load(str(p)))) for p in (run / "artifacts").rglob("*.onnx")}
     assert 3 in written.values(), written  # the compressed model, beside the FP32 baseline
+
+
+def test_int8_grid_student_starts_as_the_shared_model_with_batchnorm_folded():
+    """The Fashion CNN's BatchNorms are folded into the ONNX weights, not the torch ones: on the INT8
+    grid the torch-side channel factor (the module's own max |w| / 127) is exact all the same."""
+    from trtcompress.stages.normalize import NormalizeConfig, normalize
+    from trtcompress.zoo import fashion_cnn, onnx_path
+    from trtcompress.zoo.fashion_mnist import fashion_mnist
+
+    base = normalize(onnx.load(onnx_path("fashion_cnn")), NormalizeConfig()).model
+    shared, _ = share_onnx(base, ShareConfig(bits=4, min_size=256, int8_grid=True))
+    student = fashion_cnn()
+    _, report = attach_centroids(student, read_shared(shared))
+    assert sum(r["factor"].startswith("channel max") for r in report.values()) == 6  # the six folded convolutions
+    x, _ = fashion_mnist("test", 64)
+    sess = open_session(shared, SessionConfig(threads=1))
+    with torch.no_grad():
+        got = student(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, sess.run(None, {sess.get_inputs()[0].name: x})[0], rtol=1e-4, atol=1e-4)
