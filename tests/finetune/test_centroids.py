@@ -12,15 +12,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from trtcompress.errors import ConfigError  # noqa: E402
-from trtcompress.finetune.centroids import attach_centroids  # noqa: E402
-from trtcompress.sessions import SessionConfig, open_session  # noqa: E402
-from trtcompress.share import ShareConfig  # noqa: E402
-from trtcompress.share.onnx_share import share_onnx  # noqa: E402
-from trtcompress.share.pack import pack_bytes, unpack_bytes  # noqa: E402
-from trtcompress.share.read import read_shared  # noqa: E402
-from trtcompress.stages.finetune import FinetuneStageConfig, finetune  # noqa: E402
-from trtcompress.torch_export import ExportConfig, export_module  # noqa: E402
+from trtcompress.errors import ConfigError
+from trtcompress.finetune.centroids import attach_centroids
+from trtcompress.sessions import SessionConfig, open_session
+from trtcompress.share import ShareConfig
+from trtcompress.share.onnx_share import share_onnx
+from trtcompress.share.pack import pack_bytes, unpack_bytes
+from trtcompress.share.read import read_shared
+from trtcompress.stages.finetune import FinetuneStageConfig, finetune
+from trtcompress.torch_export import ExportConfig, export_module
 
 FACTORY = '''import torch
 
@@ -90,8 +90,8 @@ def test_centroid_gradient_is_the_sum_of_its_weights_gradients(teacher, digits, 
 
 
 def _run(model, factory, **kw):
-    options = dict(torch_model=factory, train=("digits:train",), eval="digits:test", steps=24, lr=3e-3, batch_size=64, augment=False,
-                   norm_samples=0, inputs=("x:1x1x8x8",), exporter="torchscript", progress=False, threads=1, seed=1)
+    options = {"torch_model": factory, "train": ("digits:train",), "eval": "digits:test", "steps": 24, "lr": 3e-3, "batch_size": 64,
+               "augment": False, "norm_samples": 0, "inputs": ("x:1x1x8x8",), "exporter": "torchscript", "progress": False, "threads": 1, "seed": 1}
     options.update(kw)
     return finetune(model, FinetuneStageConfig(**options))
 
@@ -139,7 +139,7 @@ def test_interrupted_centroid_training_resumes_to_the_same_codebooks(exported, t
     model, factory = exported
     shared, _ = share_onnx(model, SHARINGS["int8-grid"])
     whole = read_shared(_run(shared, factory, eval=None, steps=20).model)
-    import trtcompress.finetune.trainer as trainer
+    from trtcompress.finetune import trainer
 
     real, calls = trainer.distillation_loss, []
 
@@ -190,7 +190,7 @@ def test_compress_share_then_finetune_from_the_command_line(teacher, exported, t
     capfd.readouterr()
     rc = main(["compress", factory, "--recipe", str(tmp_path / "r.json"), "--input", "x:1x1x8x8", "--data", str(tmp_path / "eval.npz"),
                "--calib", str(tmp_path / "calib.npz"), "--exporter", "torchscript", "--no-bench", "--name", "c", "--runs-dir", str(tmp_path / "runs"), "--json"])
-    out, err = capfd.readouterr()
+    _, err = capfd.readouterr()
     assert rc in (0, 1), err  # 1: the job ran and its accuracy verdict failed (2 bits, 80% pruned)
     run = tmp_path / "runs" / "c"
     report = json.loads((run / "report.json").read_text())

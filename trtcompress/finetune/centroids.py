@@ -39,7 +39,7 @@ from .structure import match
 torch = require("torch", "trained centroids")
 nn = torch.nn
 
-__all__ = ["CentroidSet", "attach_centroids", "SHARED_MATCH", "INT8_FIXED"]
+__all__ = ["INT8_FIXED", "SHARED_MATCH", "CentroidSet", "attach_centroids"]
 
 # a shared ONNX layer matches a torch module when the module's weight (zeroed where the ONNX weight
 # is) has this mean |cosine| per output channel with the decoded weight (4-bit sharing gives ~0.99)

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-__all__ = ["SharedLayer", "read_shared", "SHARE_OPS"]
+__all__ = ["SHARE_OPS", "SharedLayer", "read_shared"]
 
 SHARE_OPS = ("Conv", "Gemm", "MatMul")
 

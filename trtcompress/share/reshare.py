@@ -18,7 +18,7 @@ import onnx
 from ..errors import ModelError
 from .read import SharedLayer
 
-__all__ = ["reshare", "TrainedLayer"]
+__all__ = ["TrainedLayer", "reshare"]
 
 # the exported weight of a shared layer is the trained one times a per-channel fold: |cosine| 1
 _EXPORT_MATCH = 0.999
@@ -42,8 +42,8 @@ def reshare(exported: onnx.ModelProto, trained: list[TrainedLayer]) -> tuple[onn
     """``exported`` with each trained layer's weight written back shared; the per-layer report."""
     import onnx_ir as ir
 
-    from ..graph._util import name_nodes
     from ..finetune.structure import match
+    from ..graph._util import name_nodes
     from .budget import Clustered, Layer, Measure
     from .config import ShareConfig
     from .onnx_share import _write
