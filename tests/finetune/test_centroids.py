@@ -106,7 +106,7 @@ def _accuracy(model, digits) -> float:
 
 
 @pytest.mark.parametrize("form", ["layer", "int8-grid"])
-def test_finetune_after_share_keeps_indices_and_zeros_and_packs_exactly(digits, exported, form):
+def test_finetune_after_share_keeps_indices_and_zeros_and_packs_exactly(digits, exported, form, tmp_path):
     model, factory = exported
     shared, _ = share_onnx(model, SHARINGS[form].replace(bits=2, prune=0.8))
     result = _run(shared, factory, lr=1e-3, steps=40)
@@ -129,6 +129,16 @@ def test_finetune_after_share_keeps_indices_and_zeros_and_packs_exactly(digits, 
     data = result.model.SerializeToString()
     art, report = pack_bytes(data)
     assert unpack_bytes(art) == data and report["index_tensors"] == 3
+    if form == "int8-grid":  # quantize then stores exactly the trained levels as the int8 weights
+        from onnx import numpy_helper
+
+        from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+        np.savez(tmp_path / "calib.npz", x=next(iter(digits[0]))[0].numpy())
+        q = quantize(result.model, QuantizeConfig(calib=str(tmp_path / "calib.npz"), weights="int8")).model
+        int8 = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer if t.data_type == onnx.TensorProto.INT8 and len(t.dims) >= 2}
+        for b in after:
+            assert np.array_equal(int8[b.weight_name + "_int8"], b.book[b.idx].astype(np.int8)), b.node
 
 
 class _Crash(Exception):
