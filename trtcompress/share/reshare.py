@@ -16,6 +16,10 @@ import numpy as np
 import onnx
 
 from ..errors import ModelError
+from ..finetune.structure import match
+from .budget import Clustered, Layer, Measure
+from .config import ShareConfig
+from .onnx_share import _write
 from .read import SharedLayer
 
 __all__ = ["TrainedLayer", "reshare"]
@@ -42,11 +46,7 @@ def reshare(exported: onnx.ModelProto, trained: list[TrainedLayer]) -> tuple[onn
     """``exported`` with each trained layer's weight written back shared; the per-layer report."""
     import onnx_ir as ir
 
-    from ..finetune.structure import match
     from ..graph._util import name_nodes
-    from .budget import Clustered, Layer, Measure
-    from .config import ShareConfig
-    from .onnx_share import _write
 
     model = ir.from_proto(exported)
     graph = model.graph
@@ -72,11 +72,12 @@ def reshare(exported: onnx.ModelProto, trained: list[TrainedLayer]) -> tuple[onn
                              "the export changed the layer (report this with the model)")
         taken.add(found[0])
         node, w, weight_t, transposed = dense[found[0]]
-        layers.append(_rewrite(graph, node, w, weight_t, transposed, t, _write, Layer, Clustered, Measure, ShareConfig))
+        layers.append(_rewrite(graph, node, w, weight_t, transposed, t))
     return ir.to_proto(model), {"layers": layers}
 
 
-def _rewrite(graph, node, w, weight_t, transposed, t: TrainedLayer, write, Layer, Clustered, Measure, ShareConfig) -> dict[str, Any]:
+def _rewrite(graph, node, w, weight_t: np.ndarray, transposed: bool, t: TrainedLayer) -> dict[str, Any]:
+    """Write ``t`` over the exported layer ``node`` (weight ``w``); the layer's report."""
     out = weight_t.shape[0]
     v = t.values().reshape(out, -1).astype(np.float64)
     e = weight_t.reshape(out, -1).astype(np.float64)
@@ -106,6 +107,6 @@ def _rewrite(graph, node, w, weight_t, transposed, t: TrainedLayer, write, Layer
     c.decoded = np.ascontiguousarray(decoded.astype(dtype))
     c.work = weight_t.T if transposed else weight_t
     weight = np.asarray(c.work)
-    report = write(graph, Layer(node, w, weight, t.layer.k, None), c, config, Measure(None))
+    report = _write(graph, Layer(node, w, weight, t.layer.k, None), c, config, Measure(None))
     return {"layer": t.layer.node, "exported_as": node.name, "rel_error": report["rel_error"],
             "scale_written": not t.layer.per_channel and c.scale is not None}
