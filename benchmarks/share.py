@@ -227,6 +227,179 @@ def int8grid(path: str | None, bits_list=(4, 5), mean_bits=(4.0, 4.5)) -> dict:
     return out
 
 
+# -- trained centroids (issue 17 items 2 and 5) ---------------------------------------------------
+
+PRUNED = WORK / "fashion_cnn_pruned.pt"
+
+
+def pruned_fashion_cnn():
+    """The Fashion CNN with the weights ``--part trained-fashion`` pruned and retrained (its torch model for ``finetune``)."""
+    import torch
+
+    from trtcompress.zoo import fashion_cnn
+
+    model = fashion_cnn()
+    model.load_state_dict(torch.load(PRUNED, map_location="cpu", weights_only=True))
+    return model.eval()
+
+
+def _sparsity(spec: str, name: str) -> float:
+    """``PATTERN=FRACTION,...`` (first glob match on the module name wins; ``*`` for the rest)."""
+    import fnmatch
+
+    for entry in spec.split(","):
+        pattern, _, frac = entry.partition("=")
+        if fnmatch.fnmatch(name, pattern):
+            return float(frac)
+    return 0.0
+
+
+def _prune_retrain(spec: str, rounds: int, steps: int, lr: float) -> dict:
+    """Deep Compression's first step on the torch model: per-layer magnitude pruning to the fractions
+    of ``spec``, reached in ``rounds`` equal steps, each followed by ``steps`` of retraining with the
+    pruned weights held at zero (distillation from the dense model plus the real labels, alpha 0.5),
+    on the first 55 000 training images (the last 5 000 are the validation split)."""
+    import copy
+
+    import torch
+
+    from trtcompress.finetune import FinetuneConfig, finetune, open_training_data
+    from trtcompress.zoo import fashion_cnn
+
+    teacher = fashion_cnn()
+    student = copy.deepcopy(teacher)
+    layers = {n: m for n, m in student.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))}
+    masks: dict[str, torch.Tensor] = {}
+    hooks = []
+    data = open_training_data("fashion-mnist:train:55000", 128)
+    log = []
+    for r in range(1, rounds + 1):
+        for h in hooks:
+            h.remove()
+        hooks = []
+        with torch.no_grad():
+            for n, m in layers.items():
+                frac = _sparsity(spec, n) * r / rounds
+                w = m.weight
+                cut = torch.quantile(w.abs().flatten().double(), frac).float() if frac > 0 else torch.tensor(-1.0)
+                masks[n] = (w.abs() > cut) & masks.get(n, torch.ones_like(w, dtype=torch.bool))
+                w.mul_(masks[n])
+                hooks.append(w.register_hook(lambda g, k=masks[n]: g * k))
+        t = time.perf_counter()
+        finetune(student, teacher, data, FinetuneConfig(alpha=0.5, temperature=2.0, steps=steps, lr=lr, schedule="cosine",
+                                                        batch_size=128, seed=r, progress=False))
+        with torch.no_grad():  # Adam leaves a masked weight where it was (zero gradient, zero moments)
+            assert all(bool((m.weight[~masks[n]] == 0).all()) for n, m in layers.items())
+        log.append({"round": r, "seconds": time.perf_counter() - t})
+        print(log[-1], flush=True)
+    for h in hooks:
+        h.remove()
+    WORK.mkdir(exist_ok=True)
+    torch.save(student.state_dict(), PRUNED)
+    return {"rounds": log, "sparsity": {n: float((~masks[n]).float().mean()) for n in layers},
+            "total_sparsity": float(sum(int((~k).sum()) for k in masks.values()) / sum(k.numel() for k in masks.values()))}
+
+
+def trained_fashion(a) -> dict:
+    """Pruned (+ retrained) -> normalize -> share -> finetune (trained centroids, labelled) -> pack; test accuracy."""
+    import tempfile
+
+    from trtcompress.stages.finetune import FinetuneStageConfig, finetune
+    from trtcompress.stages.normalize import NormalizeConfig, normalize
+    from trtcompress.torch_export import ExportConfig, export_module
+    from trtcompress.zoo.fashion_mnist import fashion_mnist
+    from trtcompress.zoo.models import onnx_path
+
+    fp32_path = onnx_path("fashion_cnn")
+    fp32, fp32_bytes = onnx.load(fp32_path), fp32_path.stat().st_size
+    xtr, ytr = fashion_mnist("train")
+    xv, yv = xtr[-5000:], ytr[-5000:]
+    xt, yt = fashion_mnist("test")
+    batches = lambda x: [x[i:i + 1000] for i in range(0, len(x), 1000)]
+    acc = lambda m, x, y: float(np.mean(_logits(m, batches(x)).argmax(1) == y))
+    out = {"fp32_bytes": fp32_bytes, "fp32_val": acc(fp32, xv, yv), "fp32_test": acc(fp32, xt, yt), "sparsity_spec": a.sparsity}
+    print(out, flush=True)
+    t = time.perf_counter()
+    if not (a.reuse_pruned and PRUNED.is_file()):
+        out["prune"] = _prune_retrain(a.sparsity, a.rounds, a.prune_steps, a.prune_lr)
+    out["prune_seconds"] = time.perf_counter() - t
+    with tempfile.TemporaryDirectory() as tmp:
+        export_module(pruned_fashion_cnn(), Path(tmp) / "p.onnx", ExportConfig(inputs=("x:1x1x28x28",), exporter="torchscript"))
+        pruned = normalize(onnx.load(Path(tmp) / "p.onnx"), NormalizeConfig()).model
+    out["pruned"] = {"val": acc(pruned, xv, yv), "packed": _packed(pruned), "ratio": fp32_bytes / _packed(pruned)}
+    print("pruned", out["pruned"], flush=True)
+    rows = []
+    for bits in (int(b) for b in a.bits.split(",")):
+        cfg = ShareConfig(bits=bits, min_size=256, int8_grid=a.int8_grid)
+        shared = share(pruned, cfg).model
+        row = {"bits": bits, "int8_grid": a.int8_grid, "shared_val": acc(shared, xv, yv), "shared_packed": _packed(shared)}
+        t = time.perf_counter()
+        ft = finetune(shared, FinetuneStageConfig(
+            torch_model=f"{Path(__file__).resolve()}:pruned_fashion_cnn", train=("fashion-mnist:train:55000",), steps=a.steps,
+            batch_size=128, lr=a.lr, augment=False, inputs=("x:1x1x28x28",), exporter="torchscript", progress=False,
+            centroids_only=a.centroids_only))
+        row.update({"finetune_seconds": time.perf_counter() - t, "val": acc(ft.model, xv, yv), "packed": _packed(ft.model),
+                    "onnx": ft.model.ByteSize(), "snap_shift": ft.report["structure"]["centroids"].get("snap_shift"),
+                    "export_rel_error": max(l["rel_error"] for l in ft.report["structure"]["centroids"]["written"])})
+        row["ratio"] = fp32_bytes / row["packed"]
+        row["_model"] = ft.model
+        rows.append(row)
+        print({k: v for k, v in row.items() if k != "_model"}, flush=True)
+    ok = [r for r in rows if r["val"] >= out["fp32_val"] - 0.005]
+    chosen = min(ok, key=lambda r: r["packed"]) if ok else max(rows, key=lambda r: r["val"])
+    chosen["test"] = acc(chosen["_model"], xt, yt)  # the only test-split measurement
+    out["runs"] = [{k: v for k, v in r.items() if k != "_model"} for r in rows]
+    out["chosen"] = {k: v for k, v in chosen.items() if k != "_model"}
+    print("chosen", out["chosen"], flush=True)
+    return out
+
+
+EFF_SHARED = WORK / "efficientnet_lite0-shared-{tag}.onnx"
+
+
+def trained_efficientnet(a) -> dict:
+    """EfficientNet-Lite0: normalize -> share (INT8 grid, size rule, per-layer levels) -> finetune
+    (trained levels, label-free distillation on the calib + tune photos) -> pack; top-1 agreement
+    with FP32 on the heldout photos, which nothing here trains or chooses on."""
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.data.readers import ReaderOptions
+    from trtcompress.stages.finetune import FinetuneStageConfig, finetune
+    from trtcompress.stages.normalize import NormalizeConfig, normalize
+
+    fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
+    feeds = [f["x"] for f in open_source("photos:heldout", model_inputs(fp32), ReaderOptions(batch_size=12))]
+    ref = _logits(fp32, feeds).argmax(1)
+    a.mean_bits = float(a.mean_bits.split(",")[0])
+    agree = lambda m: float(np.mean(_logits(m, feeds).argmax(1) == ref))
+    tag = f"{a.mean_bits}{'-int8' if a.int8_grid else ''}"
+    path = Path(str(EFF_SHARED).format(tag=tag))
+    t = time.perf_counter()
+    if path.is_file():
+        shared = onnx.load(path)
+    else:
+        base = normalize(fp32, NormalizeConfig()).model
+        cfg = ShareConfig(rule="size", mean_bits=a.mean_bits, int8_grid=a.int8_grid, calib="photos:calib", preprocess="efficientnet-lite", limit=32)
+        shared = share(base, cfg).model
+        WORK.mkdir(exist_ok=True)
+        onnx.save(shared, path)
+    out = {"fp32_bytes": fp32_bytes, "samples": int(ref.size), "mean_bits": a.mean_bits, "int8_grid": a.int8_grid,
+           "share_seconds": time.perf_counter() - t, "shared": {"agreement": agree(shared), "packed": _packed(shared)}}
+    out["shared"]["ratio"] = fp32_bytes / out["shared"]["packed"]
+    print(out, flush=True)
+    t = time.perf_counter()
+    ft = finetune(shared, FinetuneStageConfig(
+        torch_model="trtcompress.zoo:efficientnet_lite0", train=("photos:calib", "photos:tune"), preprocess="efficientnet-lite",
+        steps=a.steps, batch_size=a.batch, lr=a.lr, norm_samples=a.norm_samples, exporter="dynamo", inputs=("x:1x3x224x224",),
+        progress=False, threads=a.threads, centroids_only=a.centroids_only))
+    rep = ft.report
+    out["trained"] = {"seconds": time.perf_counter() - t, "agreement": agree(ft.model), "packed": _packed(ft.model), "onnx": ft.model.ByteSize(),
+                      "steps": rep["steps"], "loss_curve": rep["loss_curve"], "snap_shift": rep["structure"]["centroids"].get("snap_shift"),
+                      "export_rel_error": max(l["rel_error"] for l in rep["structure"]["centroids"]["written"])}
+    out["trained"]["ratio"] = fp32_bytes / out["trained"]["packed"]
+    print(out["trained"], flush=True)
+    return out
+
+
 def _int8grid_args(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
     split = lambda v, t: tuple(t(x) for x in v.split(",") if x)
     return split(a.bits, int), split(a.mean_bits, float)
@@ -234,17 +407,32 @@ def _int8grid_args(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid"), required=True)
+    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid", "trained-fashion", "trained-efficientnet"), required=True)
     p.add_argument("model", nargs="?")
     p.add_argument("--grid", default="0.3:3,0.3:4,0.3:5,0.5:3,0.5:4,0.5:5,0.7:3,0.7:4,0.7:5,0.8:3,0.8:4", help="fashion: PRUNE:BITS,...")
     p.add_argument("--bits", default="4,5", help="int8grid: fixed bits per layer to try")
     p.add_argument("--mean-bits", default="4.0,4.5", help="int8grid: size budgets (bits per weight) to try")
     p.add_argument("--configs", default="layer:5,layer:4,channel:5,channel:4", help="efficientnet: GRANULARITY:BITS,...")
+    p.add_argument("--sparsity", default="features.0.0=0.5,head.4=0.5,head.1=0.96,features.5.*=0.85,*=0.75", help="trained-fashion: MODULE_GLOB=FRACTION,...")
+    p.add_argument("--rounds", type=int, default=3, help="trained-fashion: pruning rounds")
+    p.add_argument("--prune-steps", type=int, default=400, help="trained-fashion: retraining steps per round")
+    p.add_argument("--prune-lr", type=float, default=1e-3)
+    p.add_argument("--reuse-pruned", action="store_true", help="trained-fashion: keep the pruned model of an earlier run")
+    p.add_argument("--int8-grid", action="store_true")
+    p.add_argument("--centroids-only", action="store_true", help="train the centroids alone (Deep Compression), not biases and norms")
+    p.add_argument("--steps", type=int, default=400, help="trained-*: centroid training steps")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch", type=int, default=8, help="trained-efficientnet: batch")
+    p.add_argument("--norm-samples", type=int, default=256)
+    p.add_argument("--threads", type=int, default=0)
     a = p.parse_args()
+    if a.part == "trained-fashion" and a.bits == "4,5":
+        a.bits = "4"
     grid = [(float(g.split(":")[0]), int(g.split(":")[1])) for g in a.grid.split(",")]
-    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model, *_int8grid_args(a))}[a.part]()
+    result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model, *_int8grid_args(a)),
+              "trained-fashion": lambda: trained_fashion(a), "trained-efficientnet": lambda: trained_efficientnet(a)}[a.part]()
     WORK.mkdir(exist_ok=True)
-    (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1))
+    (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))
 
 

@@ -9,6 +9,19 @@ on it. Training data (``train``: the job's calibration data by default) read by 
 reader has no labels: distillation runs label-free (alpha 0) on random resized crops and flips of
 it. A built-in labelled dataset (``fashion-mnist:train:5000``) trains with labels too.
 
+After ``share`` (``compress --stages [sparsify,]share,finetune``), the shared layers train their
+centroids only (Deep Compression's third step, :mod:`trtcompress.finetune.centroids`): indices read
+from the ONNX model stay fixed, each centroid's gradient is the sum of its weights' gradients, the
+zero centroid of pruned weights and the INT8 grid's ±127 levels never move, and INT8-grid levels are
+rounded back onto integers at the end. The export is written back in the shared form with the same
+indices (:mod:`trtcompress.share.reshare`), so ``pack`` ships the trained model and a later
+``quantize`` finds exactly the trained levels. ``centroids_only`` freezes everything else (biases,
+norms, unshared layers), as in the paper; by default those train too.
+
+``checkpoint_dir`` keeps the trainer's checkpoints (every ``checkpoint_every`` steps);
+``resume`` continues an interrupted run from them to the same result (``trtcompress finetune``'s
+mechanism).
+
 ``ray`` (the job's ``--ray``) trains with ``ray_workers`` DDP workers on Ray Train
 (:mod:`trtcompress.distributed.ray_train`): one worker gives the local stage's model bit for bit
 (with the same ``threads``); more train on slices of the same batches.
@@ -51,6 +64,9 @@ class FinetuneStageConfig(Config):
     statistics are re-estimated on before training (0: keep the teacher's); ``hold_norm``: they
     then stay fixed while training. ``ray``: train on Ray Train at this cluster address (``local``:
     ray.init()'s choice; compress fills it from ``--ray``) with ``ray_workers`` workers.
+    ``centroids_only``: after ``share``, train the shared layers'
+    centroids alone. ``checkpoint_dir``/``checkpoint_every``/``resume``: checkpoints and resuming an
+    interrupted run, as ``trtcompress finetune`` does.
     """
 
     torch_model: str = ""
@@ -74,6 +90,10 @@ class FinetuneStageConfig(Config):
     hold_norm: bool = True
     norm_samples: int = 256
     seed: int = 0
+    centroids_only: bool = False
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 50
+    resume: bool = False
     history_every: int = 10
     threads: int = 0
     progress: bool = True
@@ -108,6 +128,10 @@ class FinetuneStageConfig(Config):
             raise ConfigError(f"finetune: alpha={self.alpha} weighs a label loss, but {unlabelled[0]!r} has no labels; set alpha 0 (label-free) or train on labelled data")
         if self.exporter not in ("", "auto", "dynamo", "torchscript"):
             raise ConfigError(f"finetune: exporter must be auto, dynamo or torchscript, got {self.exporter!r}")
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("finetune: resume needs checkpoint_dir (where the checkpoints are)")
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"finetune: checkpoint_every must be at least 1, got {self.checkpoint_every}")
         if self.threads < 0 or self.norm_samples < 0:
             raise ConfigError("finetune: threads and norm_samples must be >= 0")
         if self.ray_workers < 1:
@@ -132,7 +156,6 @@ def _labelled(spec: str) -> bool:
 
 @register_stage("finetune", FinetuneStageConfig, after={
     "quantized": After("refuse", "it would retrain weights whose int8 ranges quantize calibrated; run finetune before quantize"),
-    "shared": After("refuse", "it would retrain the shared weights into distinct ones; run finetune before share"),
 })
 def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult:
     if not isinstance(model, onnx.ModelProto):
@@ -165,6 +188,9 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
     torch.manual_seed(config.seed)
     onnx_structure = read_structure(model)
     student, masks, structure = structured_student(teacher, onnx_structure)
+    centroids = _attach_centroids(student, model, masks, config, structure)
+    if centroids is not None and config.ray is not None:
+        raise ConfigError("finetune: trained centroids (after share) train in one process, not on Ray Train; run this stage without --ray")
     labelled = all(_labelled(s) for s in config.train)
     alpha = config.alpha if config.alpha is not None else (0.5 if labelled else 0.0)
     data = _training_data(config, inputs, labelled)
@@ -181,7 +207,8 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
     trainee = HeldNorm(student) if config.hold_norm else student
     tc = FinetuneConfig(alpha=alpha, temperature=config.temperature, steps=config.steps, lr=config.lr, optimizer=config.optimizer,
                         weight_decay=config.weight_decay, schedule=config.schedule, batch_size=config.batch_size, seed=config.seed,
-                        progress=config.progress, threads=config.threads, history_every=config.history_every)
+                        progress=config.progress, threads=config.threads, history_every=config.history_every,
+                        checkpoint_dir=config.checkpoint_dir, checkpoint_every=config.checkpoint_every, resume=config.resume)
     t0 = time.perf_counter()
     if config.ray is not None:
         from ..distributed.ray_train import RayTrainOptions, ray_finetune
@@ -202,12 +229,20 @@ def finetune(model: onnx.ModelProto, config: FinetuneStageConfig) -> StageResult
         if broken:
             raise ModelError(f"finetune: the 2:4 masks of {', '.join(broken)} did not hold through training")
         masks.remove()
+    if centroids is not None:
+        structure["centroids"]["snap_shift"] = centroids.snap()  # the INT8 grid's levels back on integers
     student.eval()
     if eval_data is not None:
         after = measure(teacher, {"after": student}, eval_data)
         report["eval"] = {"data": config.eval, "samples": after["samples"],
                           **{k: v for k, v in {**before, **after}.items() if k != "samples"}}
+    trained = _bake(centroids) if centroids is not None else None
     report["export"], out = _export(student, model, config)
+    if trained is not None:
+        from ..share.reshare import reshare
+
+        out, written = reshare(out, trained)
+        structure["centroids"]["written"] = written["layers"]
     report["kept"] = _kept(model, out)
     return StageResult(out, report)
 
@@ -235,6 +270,33 @@ class _StageJob:
         student, _, _ = structured_student(teacher, self.structure)  # its masks hold on this worker's copy
         data = Augmented(self.data, self.crop_scale, True) if self.augment else self.data
         return TrainParts(HeldNorm(student) if self.hold_norm else student, teacher, data)
+
+
+def _attach_centroids(student, model: onnx.ModelProto, masks, config: FinetuneStageConfig, structure: dict[str, Any]):
+    """Shared layers (an earlier ``share``) train their centroids only, indices fixed; None without any."""
+    from ..share.read import read_shared
+
+    shared = read_shared(model)
+    if not shared:
+        if config.centroids_only:
+            raise ConfigError("finetune: centroids_only trains shared weights' centroids, and the model has no shared weight; run share before finetune")
+        return None
+    from ..finetune.centroids import attach_centroids
+
+    cset, report = attach_centroids(student, shared, set(masks.names) if masks is not None else set())
+    if config.centroids_only:
+        for name, p in student.named_parameters():
+            p.requires_grad_(name.endswith("weight_centroids"))
+    structure["centroids"] = {"layers": report, "centroids_only": config.centroids_only}
+    return cset
+
+
+def _bake(centroids) -> list:
+    """Each shared layer's trained codebook and weight, the modules given plain weights for export."""
+    from ..share.reshare import TrainedLayer
+
+    books = centroids.bake()
+    return [TrainedLayer(e.layer, books[e.name], e.module.weight.detach().cpu().numpy()) for e in centroids.entries]
 
 
 # the export may differ from the incoming graph by a fold or two, never by a factorisation undone
