@@ -50,7 +50,9 @@ def _packed(model: onnx.ModelProto) -> int:
     return len(art)
 
 
-def fashion(grid) -> dict:
+def _fashion_data():
+    """The Fashion CNN's FP32 ONNX and its size; train, validation (the last 5000 training images)
+    and test splits; and accuracy(model, x, y) in batches of 1000."""
     from trtcompress.zoo.fashion_mnist import fashion_mnist
     from trtcompress.zoo.models import onnx_path
 
@@ -61,6 +63,12 @@ def fashion(grid) -> dict:
     xt, yt = fashion_mnist("test")
     batches = lambda x: [x[i:i + 1000] for i in range(0, len(x), 1000)]
     acc = lambda m, x, y: float(np.mean(_logits(m, batches(x)).argmax(1) == y))
+    return fp32, fp32_bytes, xtr, ytr, xv, yv, xt, yt, acc
+
+
+def fashion(grid) -> dict:
+
+    fp32, fp32_bytes, xtr, ytr, xv, yv, xt, yt, acc = _fashion_data()
     ref_val, ref_test = acc(fp32, xv, yv), acc(fp32, xt, yt)
     print({"fp32_val": ref_val, "fp32_test": ref_test}, flush=True)
     rows = []
@@ -307,16 +315,8 @@ def trained_fashion(a) -> dict:
     from trtcompress.stages.finetune import FinetuneStageConfig, finetune
     from trtcompress.stages.normalize import NormalizeConfig, normalize
     from trtcompress.torch_export import ExportConfig, export_module
-    from trtcompress.zoo.fashion_mnist import fashion_mnist
-    from trtcompress.zoo.models import onnx_path
 
-    fp32_path = onnx_path("fashion_cnn")
-    fp32, fp32_bytes = onnx.load(fp32_path), fp32_path.stat().st_size
-    xtr, ytr = fashion_mnist("train")
-    xv, yv = xtr[-5000:], ytr[-5000:]
-    xt, yt = fashion_mnist("test")
-    batches = lambda x: [x[i:i + 1000] for i in range(0, len(x), 1000)]
-    acc = lambda m, x, y: float(np.mean(_logits(m, batches(x)).argmax(1) == y))
+    fp32, fp32_bytes, xtr, ytr, xv, yv, xt, yt, acc = _fashion_data()
     out = {"fp32_bytes": fp32_bytes, "fp32_val": acc(fp32, xv, yv), "fp32_test": acc(fp32, xt, yt), "sparsity_spec": a.sparsity}
     print(out, flush=True)
     t = time.perf_counter()

@@ -21,6 +21,7 @@ if not dist.is_available() or not dist.is_gloo_available():
 from trtcompress.errors import ConfigError  # noqa: E402
 from trtcompress.finetune import FinetuneConfig, finetune, open_training_data  # noqa: E402
 from trtcompress.finetune.parallel import Replica  # noqa: E402
+from crash_data import Crash, CrashAfter  # noqa: E402
 
 
 def _mlp(dropout: float):
@@ -42,27 +43,6 @@ def _teacher():
 
 def _equal(a, b) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-class _Crash(Exception):
-    pass
-
-
-class _CrashAfter:
-    """Training batches that raise after ``n`` in all (every replica raises at the same batch)."""
-
-    def __init__(self, data, n):
-        self.data, self.n, self.seen = data, n, 0
-
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        for batch in self.data:
-            if self.seen == self.n:
-                raise _Crash
-            self.seen += 1
-            yield batch
 
 
 @pytest.mark.parametrize("world,n", [(1, 7), (2, 1), (2, 63), (3, 7), (4, 64)])
@@ -109,8 +89,8 @@ def test_one_replica_is_the_single_process_trainer_bit_for_bit(one_replica, tmp_
 
     # a single-process checkpoint resumes under one replica to the same weights
     ck = tmp_path / "ck"
-    with pytest.raises(_Crash):
-        finetune(_mlp(0.1), teacher, _CrashAfter(data, 11), cfg.replace(checkpoint_dir=str(ck), checkpoint_every=4))
+    with pytest.raises(Crash):
+        finetune(_mlp(0.1), teacher, CrashAfter(data, 11), cfg.replace(checkpoint_dir=str(ck), checkpoint_every=4))
     resumed = finetune(_mlp(0.1), teacher, data, cfg.replace(checkpoint_dir=str(ck), checkpoint_every=4, resume=True), replica=one_replica)
     assert _equal(resumed.student.state_dict(), local.student.state_dict())
 
@@ -147,8 +127,8 @@ def _two_replicas(rank: int, port: int, folder: str) -> None:
     ck = os.path.join(folder, "ck")
     cfg = FinetuneConfig(steps=16, progress=False, seed=3, schedule="cosine", checkpoint_dir=ck, checkpoint_every=4)
     try:
-        finetune(_mlp(0.1), teacher, _CrashAfter(data, 11), cfg, replica=replica)
-    except _Crash:
+        finetune(_mlp(0.1), teacher, CrashAfter(data, 11), cfg, replica=replica)
+    except Crash:
         pass
     out["resumed"] = finetune(_mlp(0.1), teacher, data, cfg.replace(resume=True), replica=replica).student.state_dict()
     torch.save(out, os.path.join(folder, f"rank{rank}.pt"))

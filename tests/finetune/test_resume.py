@@ -7,6 +7,7 @@ torch = pytest.importorskip("torch")
 
 from trtcompress.errors import ConfigError  # noqa: E402
 from trtcompress.finetune import FinetuneConfig, apply_transform, finetune  # noqa: E402
+from crash_data import Crash, CrashAfter  # noqa: E402
 
 TRANSFORM = "lowrank:rule=flops,flop_fraction=0.3"
 
@@ -20,27 +21,6 @@ def _equal(a, b):
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-class _Crash(Exception):
-    pass
-
-
-class _CrashAfter:
-    """Training data that raises after ``n`` batches in all, as a killed run would stop."""
-
-    def __init__(self, data, n):
-        self.data, self.n, self.seen = data, n, 0
-
-    def __len__(self):
-        return len(self.data)
-
-    def __iter__(self):
-        for batch in self.data:
-            if self.seen == self.n:
-                raise _Crash
-            self.seen += 1
-            yield batch
-
-
 @pytest.mark.parametrize("crash,every", [(11, 4), (24, 22)])  # mid-epoch; and right after the end of epoch 0 (22 batches)
 def test_resume_is_bit_identical(teacher, digits, tmp_path, crash, every):
     train, _ = digits
@@ -48,8 +28,8 @@ def test_resume_is_bit_identical(teacher, digits, tmp_path, crash, every):
     whole = finetune(_student(teacher), teacher, train, cfg).student
 
     ck = tmp_path / "ck"
-    with pytest.raises(_Crash):
-        finetune(_student(teacher), teacher, _CrashAfter(train, crash), cfg.replace(checkpoint_dir=str(ck), checkpoint_every=every))
+    with pytest.raises(Crash):
+        finetune(_student(teacher), teacher, CrashAfter(train, crash), cfg.replace(checkpoint_dir=str(ck), checkpoint_every=every))
     assert (ck / "last.pt").is_file()
     assert not [p for p in ck.iterdir() if p.name.startswith(".")]  # atomic: no temporary files left
     torch.rand(100)  # an unrelated draw from the global generator between runs must not matter
