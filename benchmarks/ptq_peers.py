@@ -252,7 +252,7 @@ def markdown(results: dict) -> str:
                   "|---|---|---|" + ("---|" if acc else "") + "---|---|---|---|"]
         for r in res["rows"]:
             if "error" in r:
-                lines.append(f"| {r['tool']} | {r['variant']} | {r['target']} | " + ("| " if acc else "") + f"{r['error']} | | {r['seconds']} | |")
+                lines.append(f"| {r['tool']} | {r['variant']} | {r['target']} | " + ("| " if acc else "") + f"failed (exit status {r['rc']}) | | {r['seconds']} | |")
                 continue
             fid = f"{r['cosine']:.4f}" if enc else f"{r['top1_agreement']}% / {r['cosine']:.4f}"
             a = f"{r['accuracy']}% | " if acc else ""
