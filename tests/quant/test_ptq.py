@@ -307,6 +307,52 @@ def test_adaround_learned_integers_are_what_each_form_ships(tmp_path, target):
         assert (np.mean(shipped != nearest) > 0) == (r["flipped"] > 0)
 
 
+@pytest.mark.torch
+def test_adaround_learns_every_weighted_matmul_of_a_transformer_and_ships_it(tmp_path):
+    """A transformer's MatMul/Gemm layers read token rows (3-D inputs): each layer with a constant
+    weight is learned on its own rows and its output error there falls, and the TensorRT form ships
+    exactly the learned integers with every MatMul (the attention products too) INT8."""
+    pytest.importorskip("torch")
+    from trtcompress.model_io import infer_shapes
+    from trtcompress.quant.ptq import apply_ptq
+    from trtcompress.quant.scales import scales_from_amax, weight_amax
+    from trtcompress.stages.quantize import QuantizeConfig, quantize
+
+    model = infer_shapes(onnx.load(zoo.onnx_path("fashion_vit")))
+    plan = plan_quantization(model)
+    calib = zoo.fashion_mnist("train", limit=64)[0]
+    options = PtqOptions(adaround=True, adaround_iterations=20)
+    learned, report = apply_ptq(model, plan, options, lambda: [{"x": calib}])
+    inits = {t.name for t in model.graph.initializer}
+    weighted = {n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and n.input[1] in inits}
+    rows = {r["layer"]: r for r in report["adaround"]["layers"]}
+    assert weighted <= set(rows) and len(weighted) == 13 and not report["adaround"]["skipped"]
+    assert all(r["error_learned"] < r["error_nearest"] for r in rows.values() if "kept" not in r)
+    assert sum("kept" not in rows[n] for n in weighted) >= 10
+    grids = weight_grids(ir.serde.deserialize_model(model), plan, options)
+    d = tmp_path / "calib"
+    d.mkdir()
+    np.savez(d / "a.npz", x=calib)
+    out = quantize(learned, QuantizeConfig(calib=str(d), target="tensorrt", weights="int8", progress=False, sensitivity_samples=0)).model
+    producer = {o: n.op_type for n in out.graph.node for o in n.output}
+    matmuls = [n for n in out.graph.node if n.op_type in ("MatMul", "Gemm")]
+    assert len(matmuls) == 19 and all(producer.get(x) == "DequantizeLinear" for n in matmuls for x in n.input[:2])
+    after = {t.name: onnx.numpy_helper.to_array(t) for t in learned.graph.initializer}
+    nodes = {n.name: n for n in learned.graph.node}
+    for name in weighted:
+        if "kept" in rows[name]:
+            continue
+        w = after[nodes[name].input[1]]
+        axis = grids[name].axis
+        shape = [1] * w.ndim
+        shape[axis % w.ndim] = -1
+        scale = scales_from_amax(weight_amax(w, axis)).reshape(shape)
+        ints = np.rint(w / scale)
+        if rows[name]["flipped"] > 0:  # the learned weights are written on the grid
+            np.testing.assert_allclose(ints * scale, w, rtol=2e-7, atol=0)
+        np.testing.assert_array_equal(_shipped_ints(out, name, "tensorrt", w.shape), ints.astype(np.int16))
+
+
 def test_adaround_without_torch_is_one_line_naming_the_extra(tmp_path, monkeypatch):
     import sys
 
