@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _int8_models import calib_spec, fp32_path  # noqa: E402
 from ptq_accuracy import eval_data, options  # noqa: E402
 
-from trtcompress.model_io import load_model, save_model  # noqa: E402
+from trtcompress.model_io import load_model  # noqa: E402
 from trtcompress.sessions import SessionConfig, open_session  # noqa: E402
 from trtcompress.stages.quantize import QuantizeConfig, quantize  # noqa: E402
 
