@@ -135,16 +135,9 @@ def _ort_quantize(model: str, calib: str, out: str, method: str = "Entropy") -> 
     CalibrationMethod name (its entropy histograms fail on an attention mask's -inf: MinMax then)."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    import onnxruntime.quantization  # noqa: F401
+    from int8_peers import ort_entropy_bins
 
-    q = sys.modules["onnxruntime.quantization.quantize"]
-    make = q.create_calibrator
-
-    def create_calibrator(*args, **kwargs):
-        kwargs["extra_options"] = {**(kwargs.get("extra_options") or {}), "num_bins": 2048, "num_quantized_bins": 128}
-        return make(*args, **kwargs)
-
-    q.create_calibrator = create_calibrator  # quantize_static passes no bin count through
+    ort_entropy_bins()
     data = np.load(calib)
     x = {k: data[k] for k in data.files}
     n = len(next(iter(x.values())))

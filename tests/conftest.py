@@ -79,3 +79,19 @@ def efficientnet_onnx(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("effnet") / "efficientnet_lite0.onnx"
     export("trtcompress.zoo:efficientnet_lite0", out, ExportConfig(inputs=("x:1x3x224x224",)))
     return out
+
+
+@pytest.fixture(scope="module")
+def fashion_dirs(tmp_path_factory):
+    """Fashion-MNIST as .npz folders: 8 training images calibrate, 8 test images evaluate."""
+    import numpy as np
+
+    from trtcompress import zoo
+
+    root = tmp_path_factory.mktemp("fashion")
+    for split, name in (("train", "calib"), ("test", "eval")):
+        x, _ = zoo.fashion_mnist(split, limit=8)
+        (root / name).mkdir()
+        for i in range(2):
+            np.savez(root / name / f"{i}.npz", x=x[4 * i:4 * i + 4])
+    return root

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import re
 
-import numpy as np
 import pytest
 import tomllib
 from trtc_support import cli
@@ -77,18 +76,6 @@ def test_json_recipes_still_read(tmp_path):
     assert read_recipe(tmp_path / "r.json")["stages"][0]["permute"] is True
     (tmp_path / "r.txt").write_text('model = "m.onnx"\n')  # another suffix: whichever parses
     assert read_recipe(tmp_path / "r.txt") == {"model": "m.onnx"}
-
-
-@pytest.fixture(scope="module")
-def fashion_dirs(tmp_path_factory):
-    """Fashion-MNIST as .npz folders: 8 training images calibrate, 8 test images evaluate."""
-    root = tmp_path_factory.mktemp("fashion")
-    for split, name in (("train", "calib"), ("test", "eval")):
-        x, _ = zoo.fashion_mnist(split, limit=8)
-        (root / name).mkdir()
-        for i in range(2):
-            np.savez(root / name / f"{i}.npz", x=x[4 * i:4 * i + 4])
-    return root
 
 
 def test_the_recipe_a_run_writes_reads_back_to_the_same_run(fashion_dirs, tmp_path):

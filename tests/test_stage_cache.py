@@ -32,18 +32,6 @@ from trtcompress.job import CompressConfig, compress, stage_config
 from trtcompress.stage_cache import data_fingerprint, model_digest
 
 
-@pytest.fixture(scope="module")
-def fashion_dirs(tmp_path_factory):
-    """Fashion-MNIST as .npz folders: 8 training images calibrate, 8 test images evaluate."""
-    root = tmp_path_factory.mktemp("fashion")
-    for split, name in (("train", "calib"), ("test", "eval")):
-        x, _ = zoo.fashion_mnist(split, limit=8)
-        (root / name).mkdir()
-        for i in range(2):
-            np.savez(root / name / f"{i}.npz", x=x[4 * i:4 * i + 4])
-    return root
-
-
 class Calls:
     """Wrap registered stages so a test counts their calls (and can make one fail)."""
 
