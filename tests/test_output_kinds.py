@@ -3,7 +3,6 @@ the zoo classifier (top-1), a BERT-style encoder with padding (cosine over real 
 PP-OCRv4 text detector (dense score map: relative error and pixels crossing 0.5)."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx

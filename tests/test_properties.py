@@ -54,7 +54,6 @@ def test_weight_qdq_error_is_at_most_half_a_step(w, axis, shrink):
 
 @functools.lru_cache(maxsize=1)
 def _ort_qdq():
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 

@@ -74,7 +74,6 @@ def test_flops_rule_meets_the_budget_and_prefers_energy_per_flop():
     assert all(by.values()) and by["flat"] > by["steep"]  # a flat spectrum needs more rank for its energy
     # greedy optimality: no single rank moved between two layers gains energy per the same cost
     e = {c.name: c.spectrum for c in cands}
-    c0, c1 = cands[0], cands[1]  # same cost per rank
     gain_up = e["flat"].energy(by["flat"] + 1) - e["flat"].energy(by["flat"])
     loss_down = e["steep"].energy(by["steep"]) - e["steep"].energy(by["steep"] - 1)
     assert gain_up <= loss_down + 1e-12
