@@ -30,11 +30,13 @@ _HELP = {
     "hardware_compatibility": "none, ampere+ or same-compute-capability (default: %(default)s)",
     "weak_typing": "TensorRT 10.x: INT8/FP16 builder flags instead of strong typing (deprecated from 10.12)",
     "plugins": "plugin library (.so), Python plugin (.py) or folder name under plugins/ (repeatable)",
+    "strip_weights": "TensorRT 10+: a weight-stripped plan (STRIP_PLAN); 'trtcompress refit' fills it from the packed artifact on the device",
+    "refit": "off, identical (REFIT_IDENTICAL: refit with the build's own weights, full speed; the default with --strip-weights) or any (REFIT: new weights of the same shapes)",
 }
 
 
 _METAVAR = {"target_version": "VERSION", "sparse": "MODE", "shapes": "PROFILE", "opt_batch": "N", "max_batch": "N", "workspace_mib": "MIB",
-            "builder_optimization_level": "LEVEL", "timing_cache": "PATH", "dla_core": "N", "hardware_compatibility": "LEVEL", "plugins": "PLUGIN"}
+            "builder_optimization_level": "LEVEL", "timing_cache": "PATH", "dla_core": "N", "hardware_compatibility": "LEVEL", "plugins": "PLUGIN", "refit": "MODE"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -101,7 +103,7 @@ def _dry_run(args, config) -> Output:
             "polygraphy": {
                 "NetworkFromOnnxPath": {"strongly_typed": plan.strongly_typed or None},
                 "CreateConfig": {k: val for k, val in kwargs.items() if val not in (None, False)},
-                "builder_config_at_build_time": [f"{a}({e}.{m}, {val})" if a.startswith("set_") else f"{a} = {e}.{m}" if e else f"{a} = {val}" for a, e, m, val in enum_settings(plan)],
+                "builder_config_at_build_time": [f"{a}({e}.{m})" if a == "set_flag" else f"{a}({e}.{m}, {val})" if a.startswith("set_") else f"{a} = {e}.{m}" if e else f"{a} = {val}" for a, e, m, val in enum_settings(plan)],
             },
             "trtexec": trtexec_command(plan, args.model, args.output),
         })
@@ -119,7 +121,9 @@ def _show_plans(results: list[dict]) -> None:
             print(f"   cannot build: {r['error']}")
             continue
         plan = r["plan"]
-        flags = [n for n in ("strongly_typed", "int8", "fp16", "sparse_weights", "version_compatible") if plan[n]]
+        flags = [n for n in ("strongly_typed", "int8", "fp16", "sparse_weights", "version_compatible", "strip_weights") if plan[n]]
+        if plan["refit"] != "off":
+            flags.append(f"refit {plan['refit']}")
         print(f"   network: {'strongly typed' if plan['strongly_typed'] else 'weakly typed'}; flags: {', '.join(flags) or 'none'}; precisions expected: {', '.join(plan['precisions'])}")
         for i, prof in enumerate(plan["profiles"]):
             print(f"   profile {i}: " + "; ".join(f"{n} min {d['min']} opt {d['opt']} max {d['max']}" for n, d in prof.items()))

@@ -3,7 +3,7 @@
 Flag spellings are trtexec's (its ``--help``, TensorRT 8.6 to 11): ``--stronglyTyped`` (9.0+),
 ``--sparsity=enable``, ``--memPoolSize=workspace:<MiB>`` (MiB is the default unit),
 ``--builderOptimizationLevel``, ``--useDLACore`` with ``--allowGPUFallback``, ``--timingCacheFile``,
-``--versionCompatible``, ``--hardwareCompatibilityLevel=ampere+``, and ``--staticPlugins`` on
+``--versionCompatible``, ``--hardwareCompatibilityLevel=ampere+``, ``--stripWeights``/``--refit`` (10.0+), and ``--staticPlugins`` on
 10.x/11.x where ``--plugins`` is deprecated (``TrtVersion.trtexec_plugin_flag``). Python plugins
 have no trtexec flag; they are listed in a comment.
 """
@@ -57,6 +57,12 @@ def trtexec_args(plan: BuildPlan, onnx_path: str, engine_path: str) -> list[str]
         args.append("--versionCompatible")
     if plan.hardware_compatibility != "none":
         args.append(f"--hardwareCompatibilityLevel={plan.hardware_compatibility}")
+    # --stripWeights alone is STRIP_PLAN with REFIT_IDENTICAL; with --refit it is STRIP_PLAN with REFIT
+    # (trtexec --help and samples/common/sampleEngines.cpp, v10.3.0)
+    if plan.strip_weights:
+        args.append("--stripWeights")
+    if plan.refit == "any":
+        args.append("--refit")
     libraries, _ = split_plugins(plan.plugins)
     args += [f"{version.trtexec_plugin_flag}={lib}" for lib in libraries]
     args.append("--profilingVerbosity=detailed")
@@ -69,6 +75,8 @@ def trtexec_command(plan: BuildPlan, onnx_path: str, engine_path: str) -> str:
     notes = []
     if plan.convert_fp16:
         notes.append(f"# strongly typed FP16 builds the float16 ONNX {fp16_onnx_path(onnx_path)} ('trtcompress build --dry-run' writes it)")
+    if plan.refit != "off":
+        notes.append("# a refittable build parses the model with shared weights decoded to plain initializers, the names 'trtcompress refit' fills: build it with 'trtcompress build'")
     if python_plugins:
         notes.append(f"# Python plugins have no trtexec flag; import them in a Python build instead: {', '.join(python_plugins)}")
     return "\n".join([*notes, line])
