@@ -79,7 +79,7 @@ def _refit_block(engine_path: Path, sidecar: dict[str, Any] | None) -> dict[str,
 
 def prepare_refit(engine_path: str | os.PathLike, source: str | os.PathLike) -> RefitInputs:
     """Every check that needs no TensorRT (module docstring, step 1)."""
-    from .weights import engine_weights_model, read_weights_source, weight_map, weights_digest
+    from .weights import describe_mismatch, engine_weights_model, read_weights_source, weight_map, weight_shapes, weights_digest
 
     engine_path, source = Path(engine_path), Path(source)
     if not engine_path.is_file():
@@ -89,12 +89,14 @@ def prepare_refit(engine_path: str | os.PathLike, source: str | os.PathLike) -> 
     model, kind = read_weights_source(source)
     convert_fp16 = bool((sidecar.get("build_options") or {}).get("convert_fp16"))
     dense = engine_weights_model(model, convert_fp16)
-    digest = weights_digest(weight_map(dense))
+    weights = weight_map(dense)
+    digest = weights_digest(weights)
     built = block["weights"]
     if digest["structure"] != built["structure"]:
+        detail = describe_mismatch(block.get("shapes") or {}, weight_shapes(weights)) or "other names/shapes"
         raise ModelError(
-            f"{source} does not hold the weights {engine_path.name} was built from ({digest['count']} weights against {built['count']}, "
-            f"or other names/shapes); ship the model the engine was built from, or rebuild the engine from this one"
+            f"{source} does not hold the weights {engine_path.name} was built from ({digest['count']} weights against {built['count']}; {detail}); "
+            "ship the model the engine was built from, or rebuild the engine from this one"
         )
     if block["mode"] == "identical" and digest["values"] != built["values"]:
         raise ModelError(

@@ -30,7 +30,7 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 
-__all__ = ["engine_weights_model", "weight_map", "weights_digest", "refit_record", "read_weights_source", "is_artifact"]
+__all__ = ["engine_weights_model", "weight_map", "weights_digest", "weight_shapes", "describe_mismatch", "refit_record", "read_weights_source", "is_artifact"]
 
 
 def engine_weights_model(model: onnx.ModelProto, convert_fp16: bool = False) -> onnx.ModelProto:
@@ -73,11 +73,27 @@ def weights_digest(weights: dict[str, np.ndarray]) -> dict[str, Any]:
     return {"structure": structure.hexdigest(), "values": values.hexdigest(), "count": len(weights), "bytes": total}
 
 
+def weight_shapes(weights: dict[str, np.ndarray]) -> dict[str, str]:
+    """``name -> "float32 32x1x4x4"``: kept in the sidecar so a mismatch can name the weights."""
+    return {n: f"{a.dtype.name} {'x'.join(map(str, a.shape)) or 'scalar'}" for n, a in sorted(weights.items())}
+
+
+def describe_mismatch(built: dict[str, str], given: dict[str, str], limit: int = 4) -> str:
+    """The first few weights missing, unexpected or of another dtype/shape, for a one-line error."""
+    parts = []
+    for label, names in (("missing", [n for n in built if n not in given]), ("not in the engine", [n for n in given if n not in built]),
+                         ("other dtype/shape", [f"{n} ({given[n]}, engine {built[n]})" for n in built if n in given and given[n] != built[n]])):
+        if names:
+            parts.append(f"{label}: {', '.join(names[:limit])}{f' and {len(names) - limit} more' if len(names) > limit else ''}")
+    return "; ".join(parts)
+
+
 def refit_record(model: onnx.ModelProto, refit: str, strip_weights: bool, convert_fp16: bool) -> tuple[onnx.ModelProto, dict[str, Any]]:
     """The ONNX a refittable build parses, and the sidecar's ``refit`` entry describing it."""
     dense = engine_weights_model(model, convert_fp16)
+    weights = weight_map(dense)
     record = {"mode": refit, "stripped": strip_weights, "form": "decoded dense" + (" float16" if convert_fp16 else ""),
-              "weights": weights_digest(weight_map(dense))}
+              "weights": weights_digest(weights), "shapes": weight_shapes(weights)}
     return dense, record
 
 
