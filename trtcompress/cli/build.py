@@ -160,4 +160,6 @@ def _show_build(result) -> None:
     print(f"layers by precision: {counts or 'unknown'}; 2:4 eligible {len(sp.get('eligible', []))}, sparse kernels picked {len(sp.get('picked', []))}")
     for w in result.warnings:
         print(f"WARNING: {w}")
+    if result.plan.strip_weights:
+        print(f"weight-stripped plan: {result.engine_path.stat().st_size:,} B; it runs once refitted: trtcompress refit {result.engine_path} ARTIFACT -o OUT")
     print(f"wrote {result.engine_path} and {result.sidecar_path}")

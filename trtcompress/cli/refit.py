@@ -26,5 +26,7 @@ def run(args: argparse.Namespace) -> Output:
     data = {**r.to_dict(), "written": [str(r.output_path), str(r.sidecar_path)]}
     s = r.sizes
     text = (f"refitted {r.weights_refitted} weights of {r.engine_path} ({s['stripped_engine_bytes']:,} B) from the {r.source_kind} {r.source_path} "
-            f"({s['source_bytes']:,} B) with TensorRT {r.tensorrt_version} in {r.seconds:.1f} s\nwrote {r.output_path} ({s['refitted_engine_bytes']:,} B) and {r.sidecar_path}")
+            f"({s['source_bytes']:,} B) with TensorRT {r.tensorrt_version} in {r.seconds:.1f} s\n"
+            f"shipped {s['source_bytes']:,} B instead of the {s['refitted_engine_bytes']:,} B engine ({s['refitted_engine_bytes'] / max(s['source_bytes'], 1):.1f}x less)\n"
+            f"wrote {r.output_path} and {r.sidecar_path}")
     return Output(data, text)
