@@ -138,7 +138,7 @@ def refit_engine(engine_path: str | os.PathLike, source: str | os.PathLike, outp
     parser_refitter = trt.OnnxParserRefitter(refitter, logger)
     if not parser_refitter.refit_from_bytes(inputs.dense.SerializeToString()):
         raise ModelError(f"TensorRT's ONNX refitter could not refit {inputs.engine_path.name} from {inputs.source_path}: {_errors(parser_refitter)}")
-    missing = sorted(refitter.get_missing_weights())
+    missing = sorted(m or "<unnamed>" for m in refitter.get_missing_weights())  # None: weights TensorRT named none
     if missing:
         shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
         raise ModelError(f"{len(missing)} weight(s) of {inputs.engine_path.name} were not supplied by {inputs.source_path}: {shown}; rebuild the engine from this model")
