@@ -197,7 +197,9 @@ def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> Bu
             "parser's refitter came in 10.0): drop --strip-weights/--refit, or build on TensorRT 10 or newer"
         )
     if refit == "any":
-        notes.append("--refit any sets REFIT: TensorRT 11.3's notes report a GEMM bias dropped by REFIT engines; --refit identical does not have it")
+        # TensorRT's "Refitting an Engine" guide (11.3.0): REFIT may drop a GEMM bias (wrong outputs
+        # even without a refit); REFIT_IDENTICAL does not reproduce it
+        notes.append("--refit any sets REFIT, which TensorRT's refit guide (11.3) says may drop a GEMM bias: check the refitted engine with 'trtcompress compare MODEL.onnx ENGINE'")
     profiles = config.profiles() or _default_profile(facts, config)
     _check_profiles(facts, profiles)
     return BuildPlan(
