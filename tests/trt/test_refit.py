@@ -190,10 +190,13 @@ def test_stripped_engine_refitted_from_the_artifact_runs_like_the_full_engine(fi
     from trtcompress.data.base import model_inputs
     from trtcompress.data.readers import ReaderOptions, open_source
     from trtcompress.trt.build import build_engine
+    from trtcompress.trt.engine import engine_loader
 
     shared = files / "shared4.onnx"
     full = build_engine(shared, tmp_path / "full.engine", BuildConfig(max_batch=8))
     stripped = build_engine(shared, tmp_path / "stripped.engine", BuildConfig(max_batch=8, strip_weights=True))
+    with pytest.raises(ModelError, match="is a weight-stripped plan: refit it first"):
+        engine_loader(stripped.engine_path)
     refitted = refit_engine(stripped.engine_path, files / "shared4.pack", tmp_path / "refitted.engine")
     sizes = {"full": full.engine_path.stat().st_size, "stripped": stripped.engine_path.stat().st_size,
              "artifact": (files / "shared4.pack").stat().st_size, "refitted": refitted.sizes["refitted_engine_bytes"]}

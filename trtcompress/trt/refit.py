@@ -129,7 +129,7 @@ def refit_engine(engine_path: str | os.PathLike, source: str | os.PathLike, outp
 
     from .engine import engine_loader
 
-    engine = engine_loader(inputs.engine_path)()
+    engine = engine_loader(inputs.engine_path, allow_stripped=True)()
     if not engine.refittable:
         raise ModelError(f"{inputs.engine_path} is not refittable according to TensorRT; rebuild it with 'trtcompress build --strip-weights'")
     logger = trt_util.get_trt_logger()
