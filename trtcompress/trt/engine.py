@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def engine_loader(path: str | os.PathLike, plugins: tuple[str, ...] | None = None, allow_stripped: bool = False) -> Any:
     """A Polygraphy engine loader for ``path`` after checking its sidecar against this machine's
     TensorRT and GPU; ``plugins`` default to the ones the engine was built with. A weight-stripped
-    plan is refused unless ``allow_stripped`` (only refit loads one): it holds no weights until refitted."""
+    plan is refused unless ``allow_stripped`` (only refit loads one): it lacks its refittable weights until refitted."""
     trt = require("tensorrt", "running TensorRT engines")
     from .gpu import device_info
     from .loaders import engine_from_path
