@@ -153,6 +153,12 @@ def test_an_engine_not_built_refittable_is_refused(files, tmp_path):
     sidecar_path(engine).write_text(json.dumps(side))
     with pytest.raises(ModelError, match="plain.engine was not built refittable; rebuild it with 'trtcompress build --strip-weights'"):
         prepare_refit(engine, files / "shared4.pack")
+    again = _stripped_sidecar(files, "again", BuildConfig(strip_weights=True))
+    side = json.loads(sidecar_path(again).read_text())
+    side["refit"].update(stripped=False, refitted=True, refitted_from={"path": "update.pack"})
+    sidecar_path(again).write_text(json.dumps(side))
+    with pytest.raises(ModelError, match=r"again.engine is an already refitted engine \(from update.pack\), not refittable again: refit the stripped plan"):
+        prepare_refit(again, files / "shared4.pack")
     bare = tmp_path / "bare.engine"
     bare.write_bytes(b"")
     with pytest.raises(ModelError, match="has no sidecar bare.engine.json"):
@@ -206,6 +212,8 @@ def test_stripped_engine_refitted_from_the_artifact_runs_like_the_full_engine(fi
     src = open_source("random:4", model_inputs(shared), ReaderOptions(batch_size=8))
     assert compare(full.engine_path, refitted.output_path, src, CompareConfig(atol=1e-4, rtol=1e-4)).passed
     assert compare(shared, refitted.output_path, src, CompareConfig(atol=1e-3, rtol=1e-3)).passed
+    with pytest.raises(ModelError, match="already refitted"):  # the sidecar refit wrote beside it
+        prepare_refit(refitted.output_path, files / "shared4.pack")
     # REFIT: new values of the same shapes (a re-shared model) into a stripped engine built once
     anyw = build_engine(shared, tmp_path / "any.engine", BuildConfig(max_batch=8, strip_weights=True, refit="any"))
     other = refit_engine(anyw.engine_path, files / "shared3.pack", tmp_path / "other.engine")

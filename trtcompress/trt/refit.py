@@ -72,6 +72,9 @@ def _refit_block(engine_path: Path, sidecar: dict[str, Any] | None) -> dict[str,
     block = sidecar.get("refit")
     if not isinstance(block, dict) or block.get("mode", "off") == "off" or "weights" not in block:
         raise ModelError(f"{engine_path} was not built refittable; rebuild it with 'trtcompress build --strip-weights' (TensorRT >= 10)")
+    if block.get("refitted"):
+        source = (block.get("refitted_from") or {}).get("path", "its artifact")
+        raise ModelError(f"{engine_path} is an already refitted engine (from {source}), not refittable again: refit the stripped plan it came from")
     if not parse_version(sidecar["tensorrt_version"], supported_only=False).weight_stripping:
         raise ConfigError(f"{engine_path} is a TensorRT {sidecar['tensorrt_version']} engine; refit from ONNX needs TensorRT >= 10")
     return block
@@ -152,7 +155,8 @@ def refit_engine(engine_path: str | os.PathLike, source: str | os.PathLike, outp
     with atomic_path(output) as tmp:
         tmp.write_bytes(bytes(plan))
     side = dict(inputs.sidecar)
-    side["refit"] = {**side["refit"], "stripped": False, "engine_bytes": output.stat().st_size,
+    # not refittable again (no INCLUDE_REFIT): the next update refits the stripped plan
+    side["refit"] = {**side["refit"], "stripped": False, "refitted": True, "engine_bytes": output.stat().st_size,
                      "refitted_from": {"path": str(inputs.source_path), "kind": inputs.source_kind, "sha256": file_sha256(inputs.source_path)}}
     side_out = write_json(sidecar_path(output), side)
     sizes = {"stripped_engine_bytes": inputs.engine_path.stat().st_size, "source_bytes": inputs.source_path.stat().st_size,
