@@ -131,6 +131,14 @@ def test_the_build_models_artifact_passes_the_checks(files):
     assert prepare_refit(engine, files / "shared4.onnx").digest == inputs.digest  # the ONNX itself works too
 
 
+def test_an_fp16_build_is_refitted_with_the_float16_weights_it_parsed(files):
+    engine = _stripped_sidecar(files, "fp16", BuildConfig(strip_weights=True, fp16=True))
+    record = json.loads(sidecar_path(engine).read_text())["refit"]
+    assert record["form"] == "decoded dense float16" and record["shapes"]["head.1.weight"] == "float16 128x3136"
+    assert all(v.startswith("float16 ") for v in record["shapes"].values())
+    assert prepare_refit(engine, files / "shared4.pack").digest == record["weights"]
+
+
 def test_another_models_artifact_is_refused_before_tensorrt(files):
     engine = _stripped_sidecar(files, "other", BuildConfig(strip_weights=True))
     with pytest.raises(ModelError, match=r"tiny.pack does not hold the weights other.engine was built from \(4 weights against 16; "
