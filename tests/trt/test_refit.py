@@ -103,6 +103,12 @@ def test_dry_run_shows_the_flags_per_version(files, capsys):
     for v in ("10.3.0", "10.13.0", "11.0.0"):
         assert plans[v]["polygraphy"]["CreateConfig"]["strip_plan"] is True
         assert plans[v]["polygraphy"]["builder_config_at_build_time"] == ["set_flag(BuilderFlag.REFIT_IDENTICAL)"]
+        assert f"--onnx={files / 'shared4.refit.onnx'}" in plans[v]["trtexec"] and "--stripWeights" in plans[v]["trtexec"]
+    # trtexec gets the dense form the sidecar's digest describes: plain initializers, no decode chains
+    assert plans["10.3.0"]["refit_onnx"] == str(files / "shared4.refit.onnx")
+    dense = onnx.load(files / "shared4.refit.onnx")
+    assert not {n.op_type for n in dense.graph.node} & {"Gather", "GatherElements", "Cast"}
+    assert weight_map(dense).keys() == weight_map(onnx.load(onnx_path("fashion_cnn"))).keys()
 
 
 def test_weights_from_the_artifact_are_the_shared_models_decoded_weights(files):

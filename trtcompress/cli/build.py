@@ -80,7 +80,7 @@ def _dry_run(args, config) -> Output:
     from ..trt.build import DRY_RUN_VERSIONS, plan_build
     from ..trt.fp16 import convert_to_fp16
     from ..trt.loaders import create_config_kwargs, enum_settings
-    from ..trt.trtexec import fp16_onnx_path, trtexec_command
+    from ..trt.trtexec import fp16_onnx_path, refit_onnx_path, trtexec_command
 
     from ..trt.plugins import resolve_plugins
 
@@ -107,7 +107,13 @@ def _dry_run(args, config) -> Output:
             },
             "trtexec": trtexec_command(plan, args.model, args.output),
         })
-        if plan.convert_fp16 and not any(r.get("fp16_onnx") for r in results):
+        if plan.refit != "off" and not any(r.get("refit_onnx") for r in results):
+            from ..trt.weights import engine_weights_model
+
+            out = refit_onnx_path(args.model)
+            save_model(engine_weights_model(load_model(args.model), plan.convert_fp16), out)
+            results[-1]["refit_onnx"] = out
+        elif plan.refit == "off" and plan.convert_fp16 and not any(r.get("fp16_onnx") for r in results):
             out = fp16_onnx_path(args.model)
             save_model(convert_to_fp16(load_model(args.model)).model, out)
             results[-1]["fp16_onnx"] = out
@@ -136,6 +142,8 @@ def _show_plans(results: list[dict]) -> None:
             print(f"   note: {note}")
         if r.get("fp16_onnx"):
             print(f"   wrote the float16 ONNX {r['fp16_onnx']}")
+        if r.get("refit_onnx"):
+            print(f"   wrote the dense ONNX a refittable build parses {r['refit_onnx']}")
         print("   " + r["trtexec"].replace("\n", "\n   "))
 
 

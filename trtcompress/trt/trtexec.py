@@ -15,12 +15,17 @@ from .plan import BuildPlan
 from .plugins import split_plugins
 from .version import parse_version
 
-__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path"]
+__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path", "refit_onnx_path"]
 
 
 def fp16_onnx_path(onnx_path: str) -> str:
     """Where the float16 ONNX of a strongly typed ``--fp16`` build is written (beside the source)."""
     return f"{onnx_path[:-5] if onnx_path.endswith('.onnx') else onnx_path}.fp16.onnx"
+
+
+def refit_onnx_path(onnx_path: str) -> str:
+    """Where the dense ONNX a refittable build parses is written (beside the source; ``trt/weights.py``)."""
+    return f"{onnx_path[:-5] if onnx_path.endswith('.onnx') else onnx_path}.refit.onnx"
 
 
 def _shapes(profile, which: int) -> str:
@@ -29,7 +34,7 @@ def _shapes(profile, which: int) -> str:
 
 def trtexec_args(plan: BuildPlan, onnx_path: str, engine_path: str) -> list[str]:
     version = parse_version(plan.version)
-    onnx_arg = fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
+    onnx_arg = refit_onnx_path(onnx_path) if plan.refit != "off" else fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
     args = ["trtexec", f"--onnx={onnx_arg}", f"--saveEngine={engine_path}"]
     if plan.strongly_typed:
         args.append("--stronglyTyped")
@@ -73,10 +78,11 @@ def trtexec_command(plan: BuildPlan, onnx_path: str, engine_path: str) -> str:
     line = shlex.join(trtexec_args(plan, onnx_path, engine_path))
     _, python_plugins = split_plugins(plan.plugins)
     notes = []
-    if plan.convert_fp16:
-        notes.append(f"# strongly typed FP16 builds the float16 ONNX {fp16_onnx_path(onnx_path)} ('trtcompress build --dry-run' writes it)")
     if plan.refit != "off":
-        notes.append("# a refittable build parses the model with shared weights decoded to plain initializers, the names 'trtcompress refit' fills: build it with 'trtcompress build'")
+        notes.append(f"# a refittable build parses the dense form {refit_onnx_path(onnx_path)} (shared weights decoded{', float16' if plan.convert_fp16 else ''}; "
+                     "'trtcompress build --dry-run' writes it); 'trtcompress refit' needs the sidecar 'trtcompress build' writes")
+    elif plan.convert_fp16:
+        notes.append(f"# strongly typed FP16 builds the float16 ONNX {fp16_onnx_path(onnx_path)} ('trtcompress build --dry-run' writes it)")
     if python_plugins:
         notes.append(f"# Python plugins have no trtexec flag; import them in a Python build instead: {', '.join(python_plugins)}")
     return "\n".join([*notes, line])
