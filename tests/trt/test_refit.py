@@ -14,8 +14,8 @@ import numpy as np
 import onnx
 import pytest
 
-from conftest import HAS_TRT
 from trtc_support import tiny_classifier
+from trtcompress._optional import available
 from trtcompress.cli.main import main
 from trtcompress.errors import ConfigError, MissingDependencyError, ModelError
 from trtcompress.share import ShareConfig
@@ -193,7 +193,7 @@ def test_corrupt_artifact_is_one_line_on_the_command_line(files, tmp_path, capfd
     assert not (tmp_path / "out.engine").exists()
 
 
-@pytest.mark.skipif(HAS_TRT, reason="TensorRT is installed here")
+@pytest.mark.skipif(available("tensorrt"), reason="TensorRT is installed here")
 def test_missing_tensorrt_names_the_extra(files, tmp_path, capfd):
     engine = _stripped_sidecar(files, "notrt", BuildConfig(strip_weights=True))
     with pytest.raises(MissingDependencyError, match=r"tensorrt is needed for refitting TensorRT engines .*pip install 'trtcompress\[trt\]'"):
