@@ -36,8 +36,9 @@ JSON_CASES = {
 # covered elsewhere: export and finetune need torch (tests/test_cli.py::test_export_cli,
 # tests/finetune/test_finetune_cli.py); demo exports and runs EfficientNet-Lite0 (tests/test_demo.py,
 # slow) and prints compress's report through the same Output; sweep runs variants in processes of
-# their own (tests/sweep/test_sweep.py checks its --json document and one-line errors)
-ELSEWHERE = {"export", "finetune", "demo", "sweep"}
+# their own (tests/sweep/test_sweep.py checks its --json document and one-line errors); refit needs
+# TensorRT and a GPU (tests/trt/test_refit.py: its refusals here, the refit itself where they exist)
+ELSEWHERE = {"export", "finetune", "demo", "sweep", "refit"}
 
 
 @pytest.fixture(scope="module")

@@ -30,11 +30,13 @@ _HELP = {
     "hardware_compatibility": "none, ampere+ or same-compute-capability (default: %(default)s)",
     "weak_typing": "TensorRT 10.x: INT8/FP16 builder flags instead of strong typing (deprecated from 10.12)",
     "plugins": "plugin library (.so), Python plugin (.py) or folder name under plugins/ (repeatable)",
+    "strip_weights": "TensorRT 10+: a weight-stripped plan (STRIP_PLAN); 'trtcompress refit' fills it from the packed artifact on the device",
+    "refit": "off, identical (REFIT_IDENTICAL: refit with the build's own weights, full speed; the default with --strip-weights) or any (REFIT: new weights of the same shapes)",
 }
 
 
 _METAVAR = {"target_version": "VERSION", "sparse": "MODE", "shapes": "PROFILE", "opt_batch": "N", "max_batch": "N", "workspace_mib": "MIB",
-            "builder_optimization_level": "LEVEL", "timing_cache": "PATH", "dla_core": "N", "hardware_compatibility": "LEVEL", "plugins": "PLUGIN"}
+            "builder_optimization_level": "LEVEL", "timing_cache": "PATH", "dla_core": "N", "hardware_compatibility": "LEVEL", "plugins": "PLUGIN", "refit": "MODE"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -78,7 +80,7 @@ def _dry_run(args, config) -> Output:
     from ..trt.build import DRY_RUN_VERSIONS, plan_build
     from ..trt.fp16 import convert_to_fp16
     from ..trt.loaders import create_config_kwargs, enum_settings
-    from ..trt.trtexec import fp16_onnx_path, trtexec_command
+    from ..trt.trtexec import fp16_onnx_path, refit_onnx_path, trtexec_command
 
     from ..trt.plugins import resolve_plugins
 
@@ -101,11 +103,17 @@ def _dry_run(args, config) -> Output:
             "polygraphy": {
                 "NetworkFromOnnxPath": {"strongly_typed": plan.strongly_typed or None},
                 "CreateConfig": {k: val for k, val in kwargs.items() if val not in (None, False)},
-                "builder_config_at_build_time": [f"{a}({e}.{m}, {val})" if a.startswith("set_") else f"{a} = {e}.{m}" if e else f"{a} = {val}" for a, e, m, val in enum_settings(plan)],
+                "builder_config_at_build_time": [f"{a}({e}.{m})" if a == "set_flag" else f"{a}({e}.{m}, {val})" if a.startswith("set_") else f"{a} = {e}.{m}" if e else f"{a} = {val}" for a, e, m, val in enum_settings(plan)],
             },
             "trtexec": trtexec_command(plan, args.model, args.output),
         })
-        if plan.convert_fp16 and not any(r.get("fp16_onnx") for r in results):
+        if plan.refit != "off" and not any(r.get("refit_onnx") for r in results):
+            from ..trt.weights import engine_weights_model
+
+            out = refit_onnx_path(args.model)
+            save_model(engine_weights_model(load_model(args.model), plan.convert_fp16), out)
+            results[-1]["refit_onnx"] = out
+        elif plan.refit == "off" and plan.convert_fp16 and not any(r.get("fp16_onnx") for r in results):
             out = fp16_onnx_path(args.model)
             save_model(convert_to_fp16(load_model(args.model)).model, out)
             results[-1]["fp16_onnx"] = out
@@ -119,7 +127,9 @@ def _show_plans(results: list[dict]) -> None:
             print(f"   cannot build: {r['error']}")
             continue
         plan = r["plan"]
-        flags = [n for n in ("strongly_typed", "int8", "fp16", "sparse_weights", "version_compatible") if plan[n]]
+        flags = [n for n in ("strongly_typed", "int8", "fp16", "sparse_weights", "version_compatible", "strip_weights") if plan[n]]
+        if plan["refit"] != "off":
+            flags.append(f"refit {plan['refit']}")
         print(f"   network: {'strongly typed' if plan['strongly_typed'] else 'weakly typed'}; flags: {', '.join(flags) or 'none'}; precisions expected: {', '.join(plan['precisions'])}")
         for i, prof in enumerate(plan["profiles"]):
             print(f"   profile {i}: " + "; ".join(f"{n} min {d['min']} opt {d['opt']} max {d['max']}" for n, d in prof.items()))
@@ -132,6 +142,8 @@ def _show_plans(results: list[dict]) -> None:
             print(f"   note: {note}")
         if r.get("fp16_onnx"):
             print(f"   wrote the float16 ONNX {r['fp16_onnx']}")
+        if r.get("refit_onnx"):
+            print(f"   wrote the dense ONNX a refittable build parses {r['refit_onnx']}")
         print("   " + r["trtexec"].replace("\n", "\n   "))
 
 
@@ -156,4 +168,6 @@ def _show_build(result) -> None:
     print(f"layers by precision: {counts or 'unknown'}; 2:4 eligible {len(sp.get('eligible', []))}, sparse kernels picked {len(sp.get('picked', []))}")
     for w in result.warnings:
         print(f"WARNING: {w}")
+    if result.plan.strip_weights:
+        print(f"weight-stripped plan: {result.engine_path.stat().st_size:,} B; it runs once refitted: trtcompress refit {result.engine_path} ARTIFACT -o OUT")
     print(f"wrote {result.engine_path} and {result.sidecar_path}")

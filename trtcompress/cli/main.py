@@ -39,6 +39,7 @@ VERBS = {
     "share": "share",
     "pack": "pack",
     "unpack": "unpack",
+    "refit": "refit",
     "report": "report",
     "sweep": "sweep",
 }

@@ -1,7 +1,8 @@
 """``build_engine``: ONNX -> TensorRT engine through Polygraphy's loaders, with a sidecar JSON.
 
 Steps: read the model's facts, make the plan for the installed TensorRT (``plan.py``), convert
-the ONNX to float16 when a strongly typed ``--fp16`` build asks for it (``fp16.py``), build with
+the ONNX to float16 when a strongly typed ``--fp16`` build asks for it (``fp16.py``; a refittable
+build first decodes shared weights, ``weights.py``, and records their digest in the sidecar), build with
 the loaders of ``loaders.py`` while capturing TensorRT's log (its sparsity lines), inspect the
 engine (per-layer precision and tactic), then write the engine and ``<engine>.json``
 atomically. :func:`plan_build` is the same without TensorRT (``build --dry-run``).
@@ -156,7 +157,15 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=engine_path.parent if engine_path.parent.exists() else None) as work:
         source = str(onnx_path)
-        if plan.convert_fp16:
+        refit_record = None
+        if plan.refit != "off":  # parse the decoded dense form the refit will fill (trt/weights.py)
+            from ..model_io import save_model
+            from .weights import refit_record as make_record
+
+            dense, refit_record = make_record(model, plan.refit, plan.strip_weights, plan.convert_fp16)
+            source = os.path.join(work, "model.refit.onnx")
+            save_model(dense, source)
+        elif plan.convert_fp16:
             from ..model_io import save_model
 
             source = os.path.join(work, "model.fp16.onnx")
@@ -173,5 +182,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
         with atomic_path(engine_path) as tmp:
             SaveEngine(engine, path=str(tmp))()
     side = sidecar_path(engine_path)
-    write_json(side, make_sidecar(plan.to_dict(), str(version), gpu, onnx_path, file_sha256(onnx_path), report))
+    data = make_sidecar(plan.to_dict(), str(version), gpu, onnx_path, file_sha256(onnx_path), report)
+    if refit_record is not None:
+        data["refit"] = {**refit_record, "engine_bytes": engine_path.stat().st_size}
+    write_json(side, data)
     return BuildResult(engine_path, side, plan, str(version), {"name": gpu.name, "compute_capability": gpu.compute_capability}, report, time.perf_counter() - start)

@@ -13,9 +13,12 @@ import re
 from ..config import Config
 from ..errors import ConfigError
 
-__all__ = ["BuildConfig", "ProfileShapes", "parse_profile", "HARDWARE_COMPATIBILITY", "SPARSE_MODES"]
+__all__ = ["BuildConfig", "ProfileShapes", "parse_profile", "HARDWARE_COMPATIBILITY", "SPARSE_MODES", "REFIT_MODES"]
 
 SPARSE_MODES = ("auto", "on", "off")
+# off: not refittable; identical: REFIT_IDENTICAL (refit only with the build's own weights, same speed
+# as a plain engine); any: REFIT (new weights of the same names and shapes). trtcompress/trt/plan.py
+REFIT_MODES = ("off", "identical", "any")
 # trtexec's spelling -> the trt.HardwareCompatibilityLevel member (8.6+)
 HARDWARE_COMPATIBILITY = {"none": "NONE", "ampere+": "AMPERE_PLUS", "same-compute-capability": "SAME_COMPUTE_CAPABILITY"}
 
@@ -49,6 +52,8 @@ class BuildConfig(Config):
     hardware_compatibility: str = "none"  # none, ampere+, same-compute-capability
     weak_typing: bool = False  # 10.x only: INT8/FP16 builder flags instead of strong typing
     plugins: tuple[str, ...] = ()  # plugin libraries (.so) or Python plugin files (.py)
+    strip_weights: bool = False  # 10.x+: STRIP_PLAN, the plan without its weights ('trtcompress refit' adds them)
+    refit: str | None = None  # off, identical, any; default: identical when stripping, else off
 
     def validate(self) -> None:
         if self.sparse not in SPARSE_MODES:
@@ -65,12 +70,23 @@ class BuildConfig(Config):
             raise ConfigError(f"hardware compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, got {self.hardware_compatibility!r}")
         if self.dla_core is not None and (self.version_compatible or self.hardware_compatibility != "none"):
             raise ConfigError("DLA engines cannot be version- or hardware-compatible; drop --dla-core or the compatibility option")
+        if self.refit is not None and self.refit not in REFIT_MODES:
+            raise ConfigError(f"refit must be one of {', '.join(REFIT_MODES)}, got {self.refit!r}")
+        if self.strip_weights and self.refit == "off":
+            raise ConfigError("--strip-weights makes a plan that runs only once refitted: drop --refit off (or use --refit identical / any)")
+        if self.refit == "identical" and not self.strip_weights:
+            raise ConfigError("--refit identical is for weight-stripped plans: add --strip-weights, or use --refit any for a full refittable engine")
         if self.target_version is not None:
             from .version import parse_version
 
             parse_version(self.target_version)
         for text in self.shapes:
             parse_profile(text)
+
+    @property
+    def refit_mode(self) -> str:
+        """``refit`` with its default resolved: identical for a stripped plan, else off."""
+        return self.refit or ("identical" if self.strip_weights else "off")
 
     def profiles(self) -> tuple[ProfileShapes, ...]:
         return tuple(parse_profile(t) for t in self.shapes)

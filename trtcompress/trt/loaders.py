@@ -40,6 +40,10 @@ def create_config_kwargs(plan: BuildPlan) -> dict[str, Any]:
         "load_timing_cache": plan.timing_cache,
         "builder_optimization_level": plan.builder_optimization_level,
         "version_compatible": plan.version_compatible or None,
+        # Polygraphy 0.53.6 backend/trt/config.py: strip_plan -> BuilderFlag.STRIP_PLAN, refittable -> REFIT;
+        # it has no REFIT_IDENTICAL argument, so enum_settings sets that one
+        "strip_plan": plan.strip_weights or None,
+        "refittable": plan.refit == "any" or None,
         # profiling_verbosity: Polygraphy's default is DETAILED, which the engine inspector needs
     }
     if not plan.strongly_typed:  # 11.x has no flags and Polygraphy refuses them there
@@ -60,6 +64,8 @@ def enum_settings(plan: BuildPlan) -> list[tuple[str, str, str, Any]]:
         out.append(("hardware_compatibility_level", "HardwareCompatibilityLevel", HARDWARE_COMPATIBILITY[plan.hardware_compatibility], None))
     if plan.dla_core:  # Polygraphy selects core 0 itself
         out.append(("DLA_core", "", "", plan.dla_core))
+    if plan.refit == "identical":
+        out.append(("set_flag", "BuilderFlag", "REFIT_IDENTICAL", None))
     return out
 
 
@@ -70,6 +76,8 @@ def _apply(settings: list[tuple[str, str, str, Any]]) -> Callable[[Any, Any, Any
         for attr, enum, member, value in settings:
             if attr == "set_memory_pool_limit":
                 config.set_memory_pool_limit(getattr(getattr(trt, enum), member), value)
+            elif attr == "set_flag":
+                config.set_flag(getattr(getattr(trt, enum), member))
             elif enum:
                 setattr(config, attr, getattr(getattr(trt, enum), member))
             else:

@@ -9,6 +9,11 @@ The version table it follows (../shared/FIELD.md has the sources):
   (deprecated from 10.12).
 - 11.x: strongly typed only; no INT8/FP16 flags exist.
 
+Weight stripping (10.0+, ``TrtVersion.weight_stripping``): ``--strip-weights`` sets ``STRIP_PLAN``
+with ``REFIT_IDENTICAL`` (trtexec's ``--stripWeights`` does the same: samples/common/sampleEngines.cpp,
+v10.3.0, "kREFIT_IDENTICAL is enabled by default when kSTRIP_PLAN is on"), or with ``REFIT`` for
+``--refit any``. Such a build parses the decoded dense form of a shared model (``trt/weights.py``).
+
 ``SPARSE_WEIGHTS`` follows ``trtcompress.sparsity.inspect``: on in ``auto`` when a layer follows
 2:4 and TensorRT could use sparse kernels for it.
 """
@@ -86,6 +91,8 @@ class BuildPlan:
     sparse_layers: tuple[str, ...]
     notes: tuple[str, ...]
     qdq: bool = False  # the model carries INT8 in Q/DQ: int8 layers are expected, typed or not
+    strip_weights: bool = False  # STRIP_PLAN
+    refit: str = "off"  # off, identical (REFIT_IDENTICAL), any (REFIT)
 
     @property
     def precisions(self) -> tuple[str, ...]:
@@ -183,6 +190,16 @@ def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> Bu
     python_plugins = [p for p in config.plugins if p.endswith(".py")]
     if python_plugins and not version.python_plugins:
         raise ConfigError(f"Python plugins ({', '.join(python_plugins)}) need TensorRT 10.6 or newer (tensorrt.plugin); TensorRT {version} loads plugin libraries (.so) only")
+    refit = config.refit_mode
+    if refit != "off" and not version.weight_stripping:
+        raise ConfigError(
+            f"TensorRT {version} has no weight-stripped or refit-from-ONNX engines (STRIP_PLAN, REFIT_IDENTICAL and the ONNX "
+            "parser's refitter came in 10.0): drop --strip-weights/--refit, or build on TensorRT 10 or newer"
+        )
+    if refit == "any":
+        # TensorRT's "Refitting an Engine" guide (11.3.0): REFIT may drop a GEMM bias (wrong outputs
+        # even without a refit); REFIT_IDENTICAL does not reproduce it
+        notes.append("--refit any sets REFIT, which TensorRT's refit guide (11.3) says may drop a GEMM bias: check the refitted engine with 'trtcompress compare MODEL.onnx ENGINE'")
     profiles = config.profiles() or _default_profile(facts, config)
     _check_profiles(facts, profiles)
     return BuildPlan(
@@ -204,4 +221,6 @@ def make_plan(facts: ModelFacts, config: BuildConfig, version: TrtVersion) -> Bu
         sparse_layers=ready,
         notes=tuple(notes),
         qdq=facts.has_qdq,
+        strip_weights=config.strip_weights,
+        refit=refit,
     )

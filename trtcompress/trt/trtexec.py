@@ -3,7 +3,7 @@
 Flag spellings are trtexec's (its ``--help``, TensorRT 8.6 to 11): ``--stronglyTyped`` (9.0+),
 ``--sparsity=enable``, ``--memPoolSize=workspace:<MiB>`` (MiB is the default unit),
 ``--builderOptimizationLevel``, ``--useDLACore`` with ``--allowGPUFallback``, ``--timingCacheFile``,
-``--versionCompatible``, ``--hardwareCompatibilityLevel=ampere+``, and ``--staticPlugins`` on
+``--versionCompatible``, ``--hardwareCompatibilityLevel=ampere+``, ``--stripWeights``/``--refit`` (10.0+), and ``--staticPlugins`` on
 10.x/11.x where ``--plugins`` is deprecated (``TrtVersion.trtexec_plugin_flag``). Python plugins
 have no trtexec flag; they are listed in a comment.
 """
@@ -15,12 +15,17 @@ from .plan import BuildPlan
 from .plugins import split_plugins
 from .version import parse_version
 
-__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path"]
+__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path", "refit_onnx_path"]
 
 
 def fp16_onnx_path(onnx_path: str) -> str:
     """Where the float16 ONNX of a strongly typed ``--fp16`` build is written (beside the source)."""
     return f"{onnx_path[:-5] if onnx_path.endswith('.onnx') else onnx_path}.fp16.onnx"
+
+
+def refit_onnx_path(onnx_path: str) -> str:
+    """Where the dense ONNX a refittable build parses is written (beside the source; ``trt/weights.py``)."""
+    return f"{onnx_path[:-5] if onnx_path.endswith('.onnx') else onnx_path}.refit.onnx"
 
 
 def _shapes(profile, which: int) -> str:
@@ -29,7 +34,7 @@ def _shapes(profile, which: int) -> str:
 
 def trtexec_args(plan: BuildPlan, onnx_path: str, engine_path: str) -> list[str]:
     version = parse_version(plan.version)
-    onnx_arg = fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
+    onnx_arg = refit_onnx_path(onnx_path) if plan.refit != "off" else fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
     args = ["trtexec", f"--onnx={onnx_arg}", f"--saveEngine={engine_path}"]
     if plan.strongly_typed:
         args.append("--stronglyTyped")
@@ -57,6 +62,12 @@ def trtexec_args(plan: BuildPlan, onnx_path: str, engine_path: str) -> list[str]
         args.append("--versionCompatible")
     if plan.hardware_compatibility != "none":
         args.append(f"--hardwareCompatibilityLevel={plan.hardware_compatibility}")
+    # --stripWeights alone is STRIP_PLAN with REFIT_IDENTICAL; with --refit it is STRIP_PLAN with REFIT
+    # (trtexec --help and samples/common/sampleEngines.cpp, v10.3.0)
+    if plan.strip_weights:
+        args.append("--stripWeights")
+    if plan.refit == "any":
+        args.append("--refit")
     libraries, _ = split_plugins(plan.plugins)
     args += [f"{version.trtexec_plugin_flag}={lib}" for lib in libraries]
     args.append("--profilingVerbosity=detailed")
@@ -67,7 +78,10 @@ def trtexec_command(plan: BuildPlan, onnx_path: str, engine_path: str) -> str:
     line = shlex.join(trtexec_args(plan, onnx_path, engine_path))
     _, python_plugins = split_plugins(plan.plugins)
     notes = []
-    if plan.convert_fp16:
+    if plan.refit != "off":
+        notes.append(f"# a refittable build parses the dense form {refit_onnx_path(onnx_path)} (shared weights decoded{', float16' if plan.convert_fp16 else ''}; "
+                     "'trtcompress build --dry-run' writes it); 'trtcompress refit' needs the sidecar 'trtcompress build' writes")
+    elif plan.convert_fp16:
         notes.append(f"# strongly typed FP16 builds the float16 ONNX {fp16_onnx_path(onnx_path)} ('trtcompress build --dry-run' writes it)")
     if python_plugins:
         notes.append(f"# Python plugins have no trtexec flag; import them in a Python build instead: {', '.join(python_plugins)}")

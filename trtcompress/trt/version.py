@@ -70,6 +70,14 @@ class TrtVersion:
         return self >= TrtVersion(10, 6, 0)
 
     @property
+    def weight_stripping(self) -> bool:
+        """Weight-stripped, refittable engines: ``BuilderFlag.STRIP_PLAN`` and ``REFIT_IDENTICAL``
+        (include/NvInfer.h of v10.0.0; 9.x had ``kWEIGHTLESS``, deprecated in 10.0), the ONNX parser's
+        ``OnnxParserRefitter`` (python/src/parsers/pyOnnx.cpp, v10.0.0) and
+        ``ICudaEngine.serialize_with_config`` with ``SerializationFlag.EXCLUDE_WEIGHTS`` (v10.0.0)."""
+        return self.major >= 10
+
+    @property
     def trtexec_plugin_flag(self) -> str:
         """trtexec's flag for a plugin library: ``--staticPlugins`` on 10.x and 11.x (``--plugins``
         is deprecated there); ``--plugins`` on 8.x, where every release accepts it."""
