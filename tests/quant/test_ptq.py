@@ -204,6 +204,27 @@ def test_smoothquant_folds_into_a_previous_linear_layer():
     np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
 
 
+def test_smoothquant_measures_activations_of_unknown_rank():
+    """paddle2onnx-style graphs leave ranks unknown; the per-channel maxima need only the last axis."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trtcompress.quant.ptq.smoothquant import SmoothQuantConfig, smooth_quant
+
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="act"), helper.make_node("MatMul", ["h", "w"], ["y"], name="fc")],
+        "unranked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    work = ir.serde.deserialize_model(model)
+    x = rng.standard_normal((4, 6, 8)).astype(np.float32) * np.array([1] * 7 + [50], np.float32)  # 3-D, one outlier channel
+    report = smooth_quant(work, {"fc"}, [{"x": x}], SmoothQuantConfig(alpha=0.5))
+    spread = report["activations"][0]["x_range_spread"]
+    assert spread[1] < spread[0] / 3
+    np.testing.assert_allclose(_run(ir.serde.serialize_model(work), x), _run(model, x), rtol=1e-4, atol=1e-4)
+
+
 def _float_head_model() -> onnx.ModelProto:
     """Conv 16->12 3x3, ReLU, Conv 12->4 1x1 writing the graph output: the CPU form keeps the last
     conv float (a float output and 12 multiply-adds per output), TensorRT has no INT8 kernel for it

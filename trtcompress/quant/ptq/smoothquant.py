@@ -125,16 +125,16 @@ def _measure(model: ir.Model, groups: list[_Group], feeds: Iterable[Mapping[str,
     names = []
     for i, g in enumerate(groups):
         x = values[g.x.name]
-        rank = x.shape.rank() if x.shape is not None else None
-        if rank is None:
-            raise ConfigError(f"smoothquant needs the rank of {g.x.name}; run shape inference (the quantize stage does)")
+        # rows of the last axis, whatever the rank (exporters such as paddle2onnx leave ranks unknown)
+        channels = _weight_rows(g.layers[0])[0].shape[0]
         absx = ir.Node("", "Abs", [x], name=f"smoothquant_abs_{i}")
+        rows = ir.Node("", "Reshape", [absx.outputs[0], add_initializer(copy.graph, np.array([-1, channels], np.int64), f"smoothquant_rows_{i}")], name=f"smoothquant_rows_{i}")
         copy.graph.append(absx)
-        axes = list(range(rank - 1))
+        copy.graph.append(rows)
         if opset >= 18:
-            red = ir.Node("", "ReduceMax", [absx.outputs[0], add_initializer(copy.graph, np.array(axes, np.int64), f"smoothquant_axes_{i}")], attributes=[ir.AttrInt64("keepdims", 0)], name=f"smoothquant_max_{i}")
+            red = ir.Node("", "ReduceMax", [rows.outputs[0], add_initializer(copy.graph, np.array([0], np.int64), f"smoothquant_axes_{i}")], attributes=[ir.AttrInt64("keepdims", 0)], name=f"smoothquant_max_{i}")
         else:
-            red = ir.Node("", "ReduceMax", [absx.outputs[0]], attributes=[ir.AttrInt64s("axes", axes), ir.AttrInt64("keepdims", 0)], name=f"smoothquant_max_{i}")
+            red = ir.Node("", "ReduceMax", [rows.outputs[0]], attributes=[ir.AttrInt64s("axes", [0]), ir.AttrInt64("keepdims", 0)], name=f"smoothquant_max_{i}")
         copy.graph.append(red)
         red.outputs[0].name = f"smoothquant_out_{i}"
         red.outputs[0].type = ir.TensorType(ir.DataType.FLOAT)
