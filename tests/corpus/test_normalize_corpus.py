@@ -33,9 +33,11 @@ def test_normalize_keeps_the_function_on_real_data(corpus, name):
     assert [i.name for i in out.graph.input] == [i.name for i in model.graph.input]
     assert [o.name for o in out.graph.output] == [o.name for o in model.graph.output]
     for feed in case.eval:
-        for ref, got in zip(run(model, feed), run(out, feed)):
+        for ref, got, unfused in zip(run(model, feed), run(out, feed), run(model, feed, optimize=False)):
             assert ref.shape == got.shape
-            assert relative_error(ref, got) < 1e-4  # float rounding of folded weights
+            # float rounding of folded weights: at most 1e-4, or twice what ONNX Runtime's own
+            # fusions change (PP-OCRv4's recognizer on printed text: 1.6e-4 from them alone)
+            assert relative_error(ref, got) < max(1e-4, 2 * relative_error(ref, unfused))
 
 
 @pytest.mark.slow
