@@ -128,7 +128,7 @@ def _unshareable(w, config: ShareConfig, done: set[str]) -> str | None:
     import onnx_ir as ir
 
     if w is None or not w.is_initializer() or w.is_graph_input() or w.const_value is None:
-        return "weight is not a constant initializer"
+        return "weight is not a constant initializer (a Constant node, an Identity or a graph input: leave normalize on, the verbs' default)"
     if w.name in done:
         return "weight already shared (used by an earlier layer)"
     if w.const_value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
