@@ -78,7 +78,9 @@ def test_lowrank_then_share_then_trained_centroids(base, heldout):
         assert np.array_equal(a.idx, b.idx), a.node  # the indices share chose, unchanged
         assert not b.int8_grid  # float codebooks, scaled by the fold where one was kept
     assert max(w["rel_error"] for w in structure["centroids"]["written"]) < 1e-6
-    assert all(w["codebook"] == "float" and "int8_levels" not in w for w in structure["centroids"]["written"])
+    written = structure["centroids"]["written"]
+    assert all(w["codebook"] == "float" and "int8_levels" not in w for w in written)
+    assert sum(w["scale_written"] for w in written) >= 6  # the folded BatchNorms: float codebooks times a scale, not the INT8 grid
     data = result.model.SerializeToString()
     art, packed = pack_bytes(data)
     assert unpack_bytes(art) == data and packed["index_tensors"] == 13
@@ -114,6 +116,7 @@ def test_2to4_then_share_then_trained_centroids_then_quantize(base, heldout, tmp
         assert np.array_equal(b.decoded() == 0, a.decoded() == 0), a.node  # zeros never move
     assert any(not np.array_equal(a.book, b.book) for a, b in zip(layers, trained))  # the levels trained
     assert measure(result.model, ["2:4"])["2:4"] == count
+    assert all(w["codebook"] == "int8_grid" and w["int8_levels"] <= 16 for w in result.report["structure"]["centroids"]["written"])
 
     x, _ = fashion_mnist("train", limit=32)
     np.savez(tmp_path / "calib.npz", x=x)
