@@ -129,3 +129,34 @@ def test_2to4_then_share_then_trained_centroids_then_quantize(base, heldout, tmp
     assert measure(q, ["2:4"])["2:4"] == count  # the 2:4 pattern intact in the int8 weights
     hx, _ = heldout
     assert np.mean(_logits(q, hx).argmax(1) == _logits(result.model, hx).argmax(1)) > 0.95
+
+
+@pytest.mark.slow
+def test_compress_recipe_lowrank_share_finetune(tmp_path, capfd):
+    """The user's path: ``compress MODEL --recipe`` with lowrank, share, finetune and quantize on the
+    INT8 grid; the job's model keeps the factorised pairs' trained levels as int8 weights."""
+    import json
+
+    from trtcompress.cli.main import main
+
+    x, _ = fashion_mnist("test", limit=3000)
+    np.savez(tmp_path / "eval.npz", x=x[2000:2200])
+    np.savez(tmp_path / "calib.npz", x=fashion_mnist("train", limit=64)[0])
+    recipe = {"stages": [{"stage": "lowrank", "energy": 0.9, "exclude": ["/head/head.1/*"]},
+                         {"stage": "share", "bits": 4, "min_size": 256, "int8_grid": True},
+                         {"stage": "finetune", "train": ["fashion-mnist:train"], "limit": 1024, "steps": 10, "lr": 1e-3, "batch_size": 64,
+                          "augment": False, "norm_samples": 0, "threads": 1, "progress": False},
+                         {"stage": "quantize", "weights": "int8", "progress": False, "threads": 1}]}
+    (tmp_path / "r.json").write_text(json.dumps(recipe))
+    capfd.readouterr()
+    rc = main(["compress", "trtcompress.zoo:fashion_cnn", "--recipe", str(tmp_path / "r.json"), "--input", "x:1x1x28x28",
+               "--data", str(tmp_path / "eval.npz"), "--calib", str(tmp_path / "calib.npz"), "--exporter", "torchscript", "--no-bench",
+               "--name", "c", "--runs-dir", str(tmp_path / "runs"), "--json"])
+    _, err = capfd.readouterr()
+    assert rc in (0, 1), err  # 1: the job ran and an accuracy verdict failed
+    report = json.loads((tmp_path / "runs" / "c" / "report.json").read_text())
+    stages = {s["name"]: s["report"] for s in report["stages"]}
+    written = stages["finetune"]["structure"]["centroids"]["written"]
+    assert stages["finetune"]["structure"]["onnx_lowrank_pairs"] == 7 and len(written) == 13
+    assert sum(w["codebook"] == "int8_grid" for w in written) == 13
+    assert stages["quantize"]["shared_weights_decoded"] == 13
