@@ -31,9 +31,10 @@ def _weights(model) -> dict[str, np.ndarray]:
 def _onnx_factors(module, pair, dense: np.ndarray) -> None:
     """Give a factorised module the ONNX pair's own factors: a shared factor's indices are fixed,
     so its torch factor must be the ONNX one, not the SVD of the torch weight (another basis).
-    A BatchNorm folded into the ONNX layer scales the second factor's rows: the torch rows are the
-    ONNX ones times the per-row least-squares fit of the torch weight on the ONNX product (1 where
-    nothing is folded, the fold's inverse where one is)."""
+    A BatchNorm folded into the ONNX layer scales the second factor's rows (the first sees no fold):
+    the torch rows are the ONNX ones times the per-row least-squares fit of the torch weight on the
+    ONNX product: 1 where nothing is folded, the fold's inverse up to the clustering's error where
+    one is (as for any shared layer with a folded normalisation, :mod:`.centroids`)."""
     q, p = pair.first.weight, pair.second.weight
     onnx_dense = pair.dense().reshape(len(p), -1).astype(np.float64)
     w = dense.reshape(len(p), -1).astype(np.float64)
