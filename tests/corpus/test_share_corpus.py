@@ -41,7 +41,8 @@ def test_share_then_unpack_and_decode(corpus, name):
     assert len(shared_weights(out)) == n  # the graph layer's count
     readable = read_shared(out)  # what trained centroids read: batched MatMul weights have no torch Linear
     assert len(readable) == n - sum(len(l["shape"]) > 2 and l["op"] == "MatMul" for l in report["layers"])
-    assert report["sizes"]["ratio_packed"] > 2  # 4-bit indices, entropy-coded (small layers left float)
+    sizes = report["sizes"]
+    assert sizes["packed_bytes"] < sizes["onnx_bytes_after"] < sizes["onnx_bytes_before"]  # byte indices, then entropy-coded
     data = out.SerializeToString()
     art, _ = pack_bytes(data)
     assert unpack_bytes(art) == data
