@@ -16,6 +16,7 @@ from trtcompress.contracts import measure
 from trtcompress.quant.trt_rules import check_trt_qdq
 from trtcompress.sessions import SessionConfig, open_session
 from trtcompress.share import ShareConfig
+from trtcompress.share.onnx_share import share_onnx
 from trtcompress.share.pack import pack_bytes, unpack_bytes
 from trtcompress.share.read import read_shared
 from trtcompress.sparsity.masks import groups_violating
@@ -23,11 +24,10 @@ from trtcompress.stages.finetune import FinetuneStageConfig, finetune
 from trtcompress.stages.lowrank import LowRankConfig, lowrank
 from trtcompress.stages.normalize import NormalizeConfig, normalize
 from trtcompress.stages.quantize import QuantizeConfig, quantize
-from trtcompress.stages.share import share
 from trtcompress.stages.sparsify import SparsifyConfig, sparsify
 from trtcompress.zoo import fashion_mnist, onnx_path
 
-EVAL = 256  # the finetune report's eval slice: test[:256]
+EVAL = 128  # the finetune report's eval slice: test[:128]
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def _accuracy(model, x, y) -> float:
 def test_lowrank_then_share_then_trained_centroids(base, heldout):
     # the 3136-wide Gemm stays dense (its SVD is most of the stage's time): shared, not factorised
     factored = lowrank(base, LowRankConfig(energy=0.9, exclude=("/head/head.1/*",))).model
-    shared = share(factored, ShareConfig(bits=2, min_size=256)).model
+    shared, _ = share_onnx(factored, ShareConfig(bits=2, min_size=256))  # the stage without its size report's packing
     result = _finetune(shared)
     structure = result.report["structure"]
     assert structure["onnx_lowrank_pairs"] == 7 and len(structure["factorised"]) == 7
@@ -98,7 +98,7 @@ def test_2to4_then_share_then_trained_centroids_then_quantize(base, heldout, tmp
     count = measure(sparse, ["2:4"])["2:4"]
     assert count >= 6
     dense = {t.name: numpy_helper.to_array(t) for t in sparse.graph.initializer}
-    shared = share(sparse, ShareConfig(bits=4, min_size=256, int8_grid=True)).model
+    shared, _ = share_onnx(sparse, ShareConfig(bits=4, min_size=256, int8_grid=True))
     layers = read_shared(shared)
     sparse_layers = [l for l in layers if l.idx.shape[1] % 4 == 0 and groups_violating(_layout(l, dense[l.weight_name]), 1) == 0]
     assert len(sparse_layers) >= 5
