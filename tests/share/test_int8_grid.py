@@ -48,6 +48,7 @@ def test_quantize_keeps_exactly_the_shared_levels(runs):
     shared, alone = runs
     share_report, quant_report = (s.report for s in shared.stages)
     assert quant_report["shared_weights_decoded"] == share_report["layers_shared"] == 7  # the first Conv is under min_size
+    assert all(l["codebook"] == "int8_grid" for l in share_report["layers"])
     levels = {l["weight"] + "_int8": l["int8_levels"] for l in share_report["layers"]}
     weights = _int8_weights(shared.model)
     assert set(levels) <= set(weights)

@@ -96,6 +96,7 @@ def test_pruning_survives_sharing_and_sizes_are_reported(fp32):
     for layer in result.report["layers"]:
         assert layer["zeros"] >= 0.5 - 1e-3
         assert layer["share_rel_error"] <= layer["rel_error"]
+        assert layer["codebook"] == "float" and "int8_levels" not in layer  # what the layer holds: float values
     s = result.report["sizes"]
     assert s["packed_bytes"] < s["onnx_bytes_after"] < s["onnx_bytes_before"]
     assert s["ratio_packed"] > 8
@@ -129,19 +130,20 @@ def test_a_quantized_model_is_refused(tmp_path):
         share(model, ShareConfig())
 
 
-def test_prune_then_share_keeps_2to4_and_sparsify_leaves_shared_weights_alone(fp32):
+@pytest.mark.parametrize("int8_grid", [False, True])
+def test_prune_then_share_keeps_2to4_and_sparsify_leaves_shared_weights_alone(fp32, int8_grid):
     """Deep Compression's order (prune, then share) in one pipeline: the contract check reads the
-    decoded weights through the codebook, so the 2:4 layers are still counted; sparsify after share
-    does not rewrite a codebook decode, it says why."""
+    decoded weights through the codebook (and the INT8 grid's scale), so the 2:4 layers are still
+    counted; sparsify after share does not rewrite a codebook decode, it says why."""
     from trtcompress.pipeline import Pipeline
     from trtcompress.sparsity.inspect import inspect_layers
     from trtcompress.stages.sparsify import SparsifyConfig, sparsify
 
-    result = Pipeline([SparsifyConfig(), ShareConfig(bits=4)]).run(fp32)
+    result = Pipeline([SparsifyConfig(), ShareConfig(bits=4, int8_grid=int8_grid)]).run(fp32)
     layers = [lay for lay in inspect_layers(result.model) if lay.shape is not None]
     assert sum(lay.follows_2to4 for lay in layers) == sum(lay.follows_2to4 for lay in inspect_layers(sparsify(fp32, SparsifyConfig()).model))
     assert sum(lay.follows_2to4 for lay in layers) > 0
-    again = sparsify(share(fp32, ShareConfig(bits=4)).model, SparsifyConfig())
+    again = sparsify(share(fp32, ShareConfig(bits=4, int8_grid=int8_grid)).model, SparsifyConfig())
     reasons = [s["reason"] for s in again.report["skipped"]]
     assert any("weight is shared" in r for r in reasons), reasons
 

@@ -141,7 +141,7 @@ def attach_centroids(student, shared: list[SharedLayer], taken: set[str] | None 
         name, score = found
         taken.add(name)
         module = student.get_submodule(name)
-        int8 = layer.scale is not None
+        int8 = layer.int8_grid
         factor, how = _factor(weights[name], layer)
         _install(module, layer, factor, int8)
         entry = _Entry(name, module, layer, int8)
@@ -163,7 +163,7 @@ def _factor(teacher: np.ndarray, layer: SharedLayer) -> tuple[np.ndarray, str]:
     v, t = values.reshape(out, -1).astype(np.float64), teacher.reshape(out, -1).astype(np.float64)
     den = (v * v).sum(1)
     fit = np.where(den > 0, (v * t).sum(1) / np.where(den > 0, den, 1.0), scale)
-    if layer.scale is not None:
+    if layer.int8_grid:
         # the INT8 grid's scale is the channel's max |w| / 127 whatever was folded into w, so in the
         # torch module's units it is exactly the module's own max |w| / 127 (sign: the fold's)
         amax = np.abs(t).max(1) / INT8_FIXED

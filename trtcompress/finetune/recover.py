@@ -28,6 +28,23 @@ def _weights(model) -> dict[str, np.ndarray]:
     return {n: m.weight.detach().cpu().float().numpy() for n, m in model.named_modules() if isinstance(m, _LAYERS) and getattr(m, "weight", None) is not None}
 
 
+def _onnx_factors(module, pair, dense: np.ndarray) -> None:
+    """Give a factorised module the ONNX pair's own factors: a shared factor's indices are fixed,
+    so its torch factor must be the ONNX one, not the SVD of the torch weight (another basis).
+    A BatchNorm folded into the ONNX layer scales the second factor's rows (the first sees no fold):
+    the torch rows are the ONNX ones times the per-row least-squares fit of the torch weight on the
+    ONNX product: 1 where nothing is folded, the fold's inverse up to the clustering's error where
+    one is (as for any shared layer with a folded normalisation, :mod:`.centroids`)."""
+    q, p = pair.first.weight, pair.second.weight
+    onnx_dense = pair.dense().reshape(len(p), -1).astype(np.float64)
+    w = dense.reshape(len(p), -1).astype(np.float64)
+    den = (onnx_dense * onnx_dense).sum(1)
+    fit = np.where(den > 0, (onnx_dense * w).sum(1) / np.where(den > 0, den, 1.0), 1.0)
+    with torch.no_grad():
+        for mod, value in ((module.first, q), (module.second, p * fit.reshape((-1,) + (1,) * (p.ndim - 1)))):
+            mod.weight.copy_(torch.as_tensor(np.array(value, copy=True).reshape(mod.weight.shape), dtype=mod.weight.dtype))
+
+
 def structured_student(teacher, structure: OnnxStructure) -> tuple[Any, Any, dict[str, Any]]:
     """A copy of ``teacher`` with the ONNX model's low-rank factorisations and 2:4 masks; returns
     (student, masks or None, report). Masks hold through training by themselves (sparsity.torch_masks)."""
@@ -52,6 +69,9 @@ def structured_student(teacher, structure: OnnxStructure) -> tuple[Any, Any, dic
         ranks[name] = pair.rank
         pair_module[pair.base] = name
     factorised = factorize_to_ranks(student, ranks)
+    for pair in structure.pairs:
+        if pair.first.shared or pair.second.shared:
+            _onnx_factors(student.get_submodule(pair_module[pair.base]), pair, weights[pair_module[pair.base]])
 
     weights = _weights(student)
     pruned: dict[str, str] = {}  # torch module -> how its mask was found

@@ -5,7 +5,8 @@ structure the ONNX side chose.
 Reading (no torch): every Conv/ConvTranspose/Gemm/MatMul weight, in torch layout (output channels
 first), whether it follows 2:4 (its zero pattern is the mask), and the low-rank pairs the
 ``lowrank`` stage wrote (nodes ``BASE/lowrank_a`` then ``BASE/lowrank_b``: rank = the first's
-output channels).
+output channels). Shared weights (an earlier ``share``; read by :func:`trtcompress.share.read.read_shared`,
+decoded) count for the low-rank pairs only: their centroids train, not a 2:4 mask.
 
 Matching an ONNX layer to a torch module: the weight's name when it is the module's parameter
 name (the dynamo exporter keeps them), checked by value; otherwise by value among modules of the
@@ -44,6 +45,7 @@ class OnnxLayer:
     out_axis: int  # axis of output channels in ``weight`` (where a folded BatchNorm scales)
     follows_2to4: bool
     groups: int = 1
+    shared: bool = False  # decoded from a codebook (share): pairs only, never masked
 
 
 @dataclasses.dataclass
@@ -99,6 +101,7 @@ def read_structure(model: Any) -> OnnxStructure:
             out_axis = view.output_axis
         ok = view.in_channels % GROUP == 0 and groups_violating(view.weight.effective(), view.reduction_axis) == 0 and bool((w == 0).any())
         layers.append(OnnxLayer(view.name, node.op_type, view.weight.name, np.ascontiguousarray(w), out_axis, ok, view.groups))
+    layers += _shared_layers(model, {l.name for l in layers})
     by_name = {l.name: l for l in layers}
     pairs = []
     for l in layers:
@@ -108,6 +111,17 @@ def read_structure(model: Any) -> OnnxStructure:
             if second is not None:
                 pairs.append(LowRankPair(base, int(l.weight.shape[0]), l, second))
     return OnnxStructure(layers, pairs)
+
+
+def _shared_layers(model: Any, known: set[str]) -> list[OnnxLayer]:
+    """The shared weights (every form ``share`` writes, the INT8 grid's ``Mul`` included), decoded."""
+    import onnx
+
+    from ..share.read import read_shared
+
+    if not isinstance(model, onnx.ModelProto):
+        return []
+    return [OnnxLayer(s.node, s.op, s.weight_name, s.decoded(), 0, False, shared=True) for s in read_shared(model) if s.node not in known]
 
 
 def row_cosine(a: np.ndarray, b: np.ndarray, out_axis: int = 0) -> float:

@@ -128,7 +128,7 @@ def _unshareable(w, config: ShareConfig, done: set[str]) -> str | None:
     import onnx_ir as ir
 
     if w is None or not w.is_initializer() or w.is_graph_input() or w.const_value is None:
-        return "weight is not a constant initializer"
+        return "weight is not a constant initializer (a Constant node, an Identity or a graph input: leave normalize on, the verbs' default)"
     if w.name in done:
         return "weight already shared (used by an earlier layer)"
     if w.const_value.dtype not in (ir.DataType.FLOAT, ir.DataType.FLOAT16, ir.DataType.DOUBLE):
@@ -230,7 +230,11 @@ def _write(graph, layer: Layer, c: Clustered, config: ShareConfig, measure: Meas
         "rel_error": float(err / norm) if norm else 0.0,  # against the weight given (pruning included)
         "share_rel_error": float(share_err / norm) if norm else 0.0,
         "max_abs_error": float(np.max(np.abs(decoded - weight))),
-        **({"int8_levels": int(c.book.size)} if c.scale is not None else {}),
+        # what the codebook holds: integer levels on the INT8 grid (their count), or float values
+        # (times a per-channel scale where the trained-centroid write-back kept a folded BatchNorm)
+        "codebook": "int8_grid" if config.int8_grid else "float",
+        **({"int8_levels": int(c.book.size)} if config.int8_grid else {}),
+        **({"channel_scale": True} if c.scale is not None and not config.int8_grid else {}),
     }
     if measure.data:
         report["output_rel_error"] = measure.error(layer, c)

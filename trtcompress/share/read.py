@@ -21,7 +21,8 @@ SHARE_OPS = ("Conv", "Gemm", "MatMul")
 @dataclasses.dataclass
 class SharedLayer:
     """One shared weight. ``idx`` [out, ...] and ``book`` ([k] per layer, [out, k] per channel) in
-    the torch layout; ``scale`` [out] (INT8 grid) or None; ``weight`` = the decoded ONNX weight in
+    the torch layout; ``scale`` [out] (the INT8 grid's, or a fold the trained-centroid write-back
+    kept: see :attr:`int8_grid`) or None; ``weight`` = the decoded ONNX weight in
     the torch layout: ``book[idx] * scale``."""
 
     node: str
@@ -37,6 +38,15 @@ class SharedLayer:
     @property
     def k(self) -> int:
         return int(self.book.shape[-1])
+
+    @property
+    def int8_grid(self) -> bool:
+        """Integer levels on each channel's INT8 grid (``share --int8-grid``): a scale, and levels that
+        are integers reaching ±127 (the level that carries each channel's scale). A float codebook
+        times a per-channel scale (the trained-centroid write-back of a layer with a folded
+        BatchNorm) is not on the grid."""
+        return (self.scale is not None and not self.per_channel and bool(np.all(self.book == np.round(self.book)))
+                and float(np.abs(self.book).max(initial=0.0)) == 127.0)
 
     def decoded(self) -> np.ndarray:
         """``book[idx] * scale`` in the torch layout (float32, the arithmetic the runtimes fold)."""

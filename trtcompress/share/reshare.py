@@ -102,11 +102,12 @@ def _rewrite(graph, node, w, weight_t: np.ndarray, transposed: bool, t: TrainedL
         stored_idx = idx.T if transposed else idx
         stored_scale = None if scale is None else (scale.reshape(1, -1) if transposed else scale)
         c = Clustered(t.layer.k, book, np.ascontiguousarray(stored_idx), None, None, scale=stored_scale)
-        config = ShareConfig(granularity="layer")
+        config = ShareConfig(granularity="layer", int8_grid=t.layer.int8_grid)
     decoded = decoded_t.T if transposed else decoded_t
     c.decoded = np.ascontiguousarray(decoded.astype(dtype))
     c.work = weight_t.T if transposed else weight_t
     weight = np.asarray(c.work)
     report = _write(graph, Layer(node, w, weight, t.layer.k, None), c, config, Measure(None))
     return {"layer": t.layer.node, "exported_as": node.name, "rel_error": report["rel_error"],
-            "scale_written": not t.layer.per_channel and c.scale is not None}
+            "scale_written": not t.layer.per_channel and c.scale is not None,
+            **{k: report[k] for k in ("codebook", "int8_levels") if k in report}}

@@ -236,7 +236,7 @@ def resolve_weight(consts: Constants, node: ir.Node, input_index: int) -> Weight
     if value is not None:
         return WeightSource("float", name, value, owner=node, owner_index=input_index)
     dq = name.producer()
-    if dq is not None and dq.op_type in _DECODE:
+    if dq is not None and (dq.op_type in _DECODE or _scaled_decode(dq)):
         decoded = _decoded(consts, name)
         return None if decoded is None else WeightSource("shared", name, decoded, owner=node, owner_index=input_index)
     if dq is None or dq.op_type != "DequantizeLinear" or attr(dq, "block_size", 0):
@@ -262,9 +262,19 @@ def resolve_weight(consts: Constants, node: ir.Node, input_index: int) -> Weight
 _DECODE = ("Gather", "GatherElements", "Reshape")
 
 
+def _scaled_decode(node: ir.Node) -> bool:
+    """``Mul(Gather(...), scale)``: the INT8 grid's levels times each channel's scale, or a trained
+    float codebook times the fold the centroid write-back kept."""
+    if node.op_type != "Mul" or len(node.inputs) != 2:
+        return False
+    first = node.inputs[0].producer() if node.inputs[0] is not None else None
+    return first is not None and first.op_type == "Gather"
+
+
 def _decoded(consts: Constants, value: ir.Value | None) -> np.ndarray | None:
     """The weight a shared layer decodes: ``Gather(codebook, Cast(indices))`` per layer, or
-    ``Reshape(GatherElements(codebooks, Cast(indices)))`` per channel; None for anything else."""
+    ``Reshape(GatherElements(codebooks, Cast(indices)))`` per channel, the first times a constant
+    per-channel scale (``Mul``); None for anything else."""
     if value is None:
         return None
     if (array := consts.get(value)) is not None:
@@ -274,6 +284,9 @@ def _decoded(consts: Constants, value: ir.Value | None) -> np.ndarray | None:
         return None
     if node.op_type == "Cast":
         return _decoded(consts, node_input(node, 0))
+    if _scaled_decode(node):
+        data, scale = _decoded(consts, node_input(node, 0)), consts.get(node_input(node, 1))
+        return None if data is None or scale is None else (data * scale).astype(data.dtype)
     if node.op_type == "Reshape":
         data, shape = _decoded(consts, node_input(node, 0)), consts.get(node_input(node, 1))
         return None if data is None or shape is None or (shape == 0).any() else data.reshape(shape)
