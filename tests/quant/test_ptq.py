@@ -108,6 +108,30 @@ def test_bias_correction_removes_the_mean_shift_of_weight_rounding():
     assert np.abs((_run(_weight_rounded(corrected, grids), x) - ref_t).mean(0)).mean() < np.abs((_run(_weight_rounded(model, grids), x) - ref_t).mean(0)).mean()
 
 
+def test_bias_correction_of_a_matmul_of_unknown_rank():
+    """paddle2onnx-style graphs leave ranks unknown: the shift is the mean over every row of the
+    MatMul's columns, whatever the rank."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from trtcompress.quant.ptq.bias_correction import WeightGrid
+
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    g = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["h"], name="act"), helper.make_node("MatMul", ["h", "w"], ["m"], name="fc"), helper.make_node("Add", ["m", "b"], ["y"], name="bias")],
+        "unranked", [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    work = ir.serde.deserialize_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]))
+    x = rng.standard_normal((4, 6, 8)).astype(np.float32) + 1  # 3-D
+    grid = WeightGrid(axis=1, step=16.0)  # coarse, so the shift is large
+    report = bias_correct(work, {"fc": grid}, [{"x": x}], BiasCorrectionConfig(samples=None))
+    assert [r["layer"] for r in report["layers"]] == ["fc"]
+    expected = b - (np.maximum(x, 0).reshape(-1, 8) @ (grid.dequantized(w) - w)).mean(0)
+    got = next(n for n in work.graph if n.name == "bias").inputs[1].const_value.numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_cpu_int7_layers_get_twice_the_step():
     model = onnx.load(zoo.onnx_path("fashion_cnn"))
     plan = plan_quantization(model)

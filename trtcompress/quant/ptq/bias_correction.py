@@ -130,8 +130,11 @@ def _measuring_model(model: ir.Model, targets: list[_Target]) -> tuple[ir.Model,
         rank = orig.outputs[0].shape.rank() if orig.outputs[0].shape is not None else None
         if rank is None:
             rank = 2 if orig.op_type == "Gemm" else (len(t.error.shape) if orig.op_type == "Conv" else None)
-        if rank is None:
-            raise ValueError("unknown rank")
+        if rank is None:  # a MatMul of unknown rank (paddle2onnx exports): its columns as rows of [-1, N]
+            shape = add_initializer(graph, np.array([-1, t.error.shape[-1]], np.int64), f"bias_correction_rows_{i}")
+            rows = ir.Node("", "Reshape", [y, shape], name=f"bias_correction_rows_{i}")
+            graph.append(rows)
+            y, rank = rows.outputs[0], 2
         axes = [a for a in range(rank) if a != t.channel_axis % rank]
         if opset >= 18:
             ax = add_initializer(graph, np.array(axes, np.int64), f"bias_correction_axes_{i}")
