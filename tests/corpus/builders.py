@@ -66,46 +66,6 @@ def photos(size: int, preprocess: str = "efficientnet-lite", name: str = "x", wi
     return take("calib"), take("eval")
 
 
-TEXT_PAGES = Path("/usr/share/doc/opencv-doc/examples/data")
-
-
-def text_windows(page: str, height: int = 48, width: int = 192) -> np.ndarray:
-    """A page of printed text (OpenCV's samples) as a text recognizer reads it: each line cut out
-    (rows holding ink, after undoing the page's rotation), scaled to ``height``, cut into ``width``
-    windows holding ink, normalised as PP-OCR does ((x - 0.5) / 0.5)."""
-    from PIL import Image
-
-    im = Image.open(TEXT_PAGES / page).convert("L")
-
-    def rotated(a: float) -> np.ndarray:
-        return np.asarray(im.rotate(a, resample=Image.BILINEAR, expand=True, fillcolor=255), np.float32)
-
-    # the rotation that lines the text up with the rows gives the sharpest row profile of ink
-    angle = max(np.arange(-15, 15.01, 0.25), key=lambda a: float(np.var((rotated(a) < 128).sum(1))))
-    page_px = rotated(angle)
-    ink_rows = np.append((page_px < 128).sum(1) > 1, False)
-    lines, start = [], None
-    for i, ink in enumerate(ink_rows):
-        if ink and start is None:
-            start = i
-        elif not ink and start is not None:
-            if i - start >= 8:
-                lines.append((max(0, start - 3), min(len(page_px), i + 3)))
-            start = None
-    out = []
-    for a, b in lines:
-        line = Image.fromarray(page_px[a:b].astype(np.uint8)).convert("RGB")
-        w = round(line.width * height / line.height)
-        x = np.asarray(line.resize((w, height), Image.BILINEAR), np.float32) / 255
-        for s0 in range(0, w, width):
-            part = x[:, s0:s0 + width]
-            if (part < 0.5).mean() >= 0.02:
-                win = np.ones((height, width, 3), np.float32)
-                win[:, : part.shape[1]] = part
-                out.append(((win - 0.5) / 0.5).transpose(2, 0, 1))
-    return np.ascontiguousarray(np.stack(out))
-
-
 # -- exporters --------------------------------------------------------------------------------------
 
 def torchscript(model, example: tuple, path: Path, opset: int, names: list[str], out_names: list[str], **kw) -> Path:
@@ -305,7 +265,7 @@ def build(name: str, root: Path) -> Case:
             calib, ev = photos(160, "imagenet", n=16, augment=False)  # whole photos: some hold text
             return Case(name, path, calib, ev, inputs=("x:1x3x160x160",), classifier=False, metric="mask")
         if kind == "rec":  # printed text: calibrated on one page, judged on another
-            calib, ev = [{"x": text_windows("imageTextN.png")[::3]}], [{"x": text_windows("imageTextR.png")}]
+            calib, ev = [{"x": zoo.text_lines("calib")[::3]}], [{"x": zoo.text_lines("heldout")}]
             return Case(name, path, calib, ev, inputs=("x:1x3x48x192",), classifier=False, metric="text")
         calib, ev = photos(48, "imagenet", width=192, n=8)
         return Case(name, path, calib, ev, inputs=("x:1x3x48x192",), metric="cosine")

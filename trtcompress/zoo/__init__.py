@@ -6,6 +6,7 @@
 - :func:`fashion_mnist`: the Debian ``dataset-fashion-mnist`` images and labels.
 - :func:`photos`, :func:`photo_batch`, :class:`PhotoSource`: real photos in disjoint
   ``calib``/``tune``/``heldout`` splits, with deterministic crops and flips.
+- :func:`text_lines`: printed text lines (``calib``/``heldout`` pages) for text recognizers.
 
 Importing this package does not import torch.
 """
@@ -15,6 +16,7 @@ from .fashion_mnist import CLASSES as FASHION_CLASSES
 from .fashion_mnist import fashion_mnist
 from .models import FASHION_MODELS, efficientnet_lite0, fashion_cnn, fashion_mbv3, fashion_vit, onnx_path, weights_path
 from .photos import PhotoSource, photo_batch, photos
+from .text_pages import text_lines
 
 __all__ = [
     "FASHION_CLASSES",
@@ -28,5 +30,6 @@ __all__ = [
     "onnx_path",
     "photo_batch",
     "photos",
+    "text_lines",
     "weights_path",
 ]
