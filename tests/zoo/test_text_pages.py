@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from corpus.checks import ctc_text
 
 from trtcompress import zoo
 from trtcompress.errors import DataError
@@ -20,11 +21,7 @@ def _read(x: np.ndarray) -> str:
     model = onnx.load(REC)
     chars = [""] + {p.key: p.value for p in model.metadata_props}["character"].splitlines() + [" "]
     scores = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
-    text = []
-    for best in scores.argmax(-1):
-        keep = np.r_[True, best[1:] != best[:-1]] & (best != 0)
-        text.append("".join(chars[k] for k in best[keep]))
-    return " ".join(text)
+    return " ".join("".join(chars[k] for k in line) for line in ctc_text(scores))
 
 
 @pytest.mark.parametrize("split", ["calib", "heldout"])
