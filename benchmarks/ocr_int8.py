@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from ptq_accuracy import options  # noqa: E402
+from tests.corpus.builders import RAPIDOCR  # noqa: E402
 from tests.corpus.checks import ctc_char_accuracy, ctc_text, run  # noqa: E402
 
 from trtcompress import zoo  # noqa: E402
 from trtcompress.stages.normalize import with_normalize  # noqa: E402
 from trtcompress.stages.quantize import QuantizeConfig, quantize  # noqa: E402
 
-MODEL = Path(np.__file__).resolve().parents[1] / "rapidocr_onnxruntime" / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+MODEL = RAPIDOCR / "ch_PP-OCRv4_rec_infer.onnx"
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from trtcompress.share.decode import decode_shared
 from trtcompress.share.onnx_share import share_onnx
 from trtcompress.share.pack import ArtifactError, pack_file
 from trtcompress.share.read import read_shared
-from trtcompress.trt.build import plan_build
+from trtcompress.trt.build import parsed_model, plan_build
 from trtcompress.trt.config import BuildConfig
 from trtcompress.trt.loaders import build_loaders, enum_settings
 from trtcompress.trt.refit import prepare_refit, refit_engine
@@ -56,11 +56,11 @@ def _stripped_sidecar(files: Path, name: str, config: BuildConfig) -> Path:
     engine file here holds none."""
     onnx_file = files / "shared4.onnx"
     plan = plan_build(onnx_file, config, "10.3")
-    _, record = refit_record(onnx.load(onnx_file), plan.refit, plan.strip_weights, plan.convert_fp16)
     engine = files / f"{name}.engine"
     engine.write_bytes(b"")
     side = make_sidecar(plan.to_dict(), "10.3.0", GpuInfo("NVIDIA Jetson AGX Orin", "8.7"), onnx_file, file_sha256(onnx_file))
-    side["refit"] = record
+    if plan.refit != "off":
+        side["refit"] = refit_record(parsed_model(plan, onnx.load(onnx_file)), plan.refit, plan.strip_weights, plan.convert_fp16)
     sidecar_path(engine).write_text(json.dumps(side))
     return engine
 
@@ -162,9 +162,7 @@ def test_other_values_need_a_refit_any_engine(files):
 
 def test_an_engine_not_built_refittable_is_refused(files, tmp_path):
     engine = _stripped_sidecar(files, "plain", BuildConfig())
-    side = json.loads(sidecar_path(engine).read_text())
-    del side["refit"]
-    sidecar_path(engine).write_text(json.dumps(side))
+    assert "refit" not in json.loads(sidecar_path(engine).read_text())  # as build_engine writes it
     with pytest.raises(ModelError, match="plain.engine was not built refittable; rebuild it with 'trtcompress build --strip-weights'"):
         prepare_refit(engine, files / "shared4.pack")
     again = _stripped_sidecar(files, "again", BuildConfig(strip_weights=True))

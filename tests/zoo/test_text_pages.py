@@ -1,18 +1,18 @@
 """Text lines from OpenCV's two text pages: what PP-OCR's recognizer reads on them is the page's text."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from corpus.builders import RAPIDOCR
 from corpus.checks import ctc_text
 
 from trtcompress import zoo
 from trtcompress.errors import DataError
 
-REC = Path(np.__file__).resolve().parents[1] / "rapidocr_onnxruntime" / "models" / "ch_PP-OCRv4_rec_infer.onnx"
+REC = RAPIDOCR / "ch_PP-OCRv4_rec_infer.onnx"
 
 
 def _read(x: np.ndarray) -> str:

@@ -77,10 +77,9 @@ def config_from_args(args: argparse.Namespace):
 def _dry_run(args, config) -> Output:
     from ..errors import ConfigError
     from ..model_io import save_model, load_model
-    from ..trt.build import DRY_RUN_VERSIONS, plan_build
-    from ..trt.fp16 import convert_to_fp16
+    from ..trt.build import DRY_RUN_VERSIONS, parsed_model, plan_build
     from ..trt.loaders import create_config_kwargs, enum_settings
-    from ..trt.trtexec import fp16_onnx_path, refit_onnx_path, trtexec_command
+    from ..trt.trtexec import parsed_onnx_path, trtexec_command
 
     from ..trt.plugins import resolve_plugins
 
@@ -107,16 +106,11 @@ def _dry_run(args, config) -> Output:
             },
             "trtexec": trtexec_command(plan, args.model, args.output),
         })
-        if plan.refit != "off" and not any(r.get("refit_onnx") for r in results):
-            from ..trt.weights import engine_weights_model
-
-            out = refit_onnx_path(args.model)
-            save_model(engine_weights_model(load_model(args.model), plan.convert_fp16), out)
-            results[-1]["refit_onnx"] = out
-        elif plan.refit == "off" and plan.convert_fp16 and not any(r.get("fp16_onnx") for r in results):
-            out = fp16_onnx_path(args.model)
-            save_model(convert_to_fp16(load_model(args.model)).model, out)
-            results[-1]["fp16_onnx"] = out
+        out = parsed_onnx_path(plan, args.model)  # written once, for the first version that parses it
+        key = "refit_onnx" if plan.refit != "off" else "fp16_onnx"
+        if out != args.model and not any(r.get(key) for r in results):
+            save_model(parsed_model(plan, load_model(args.model)), out)
+            results[-1][key] = out
     return Output(results, lambda: _show_plans(results))
 
 

@@ -27,7 +27,7 @@ from .plugins import load_plugins, resolve_plugins, split_plugins
 from .sidecar import file_sha256, make_sidecar, sidecar_path
 from .version import TrtVersion, installed_version, parse_version
 
-__all__ = ["BuildResult", "build_engine", "plan_build", "DRY_RUN_VERSIONS"]
+__all__ = ["BuildResult", "build_engine", "plan_build", "parsed_model", "DRY_RUN_VERSIONS"]
 
 log = logging.getLogger(__name__)
 # what --dry-run shows when no version is given: JetPack 6.0, JetPack 6.1/6.2, JetPack 7, 11.x
@@ -67,6 +67,21 @@ def plan_build(onnx_path: str | os.PathLike, config: BuildConfig, version: str |
     model = load_model(onnx_path, check=False)  # with external data: the 2:4 analysis reads the weights
     config = config.replace(plugins=resolve_plugins(config.plugins))
     return make_plan(model_facts(model), config, parse_version(version))
+
+
+def parsed_model(plan: BuildPlan, model):
+    """The model the build parses when it is not the file given (``trtexec.parsed_onnx_path`` names
+    it): shared weights decoded for a refittable build (``weights.py``), float16 for a strongly
+    typed ``--fp16`` build; None when the build parses the model as it is."""
+    if plan.refit != "off":
+        from .weights import engine_weights_model
+
+        return engine_weights_model(model, plan.convert_fp16)
+    if plan.convert_fp16:
+        from .fp16 import convert_to_fp16
+
+        return convert_to_fp16(model).model
+    return None
 
 
 def _target(config: BuildConfig) -> TrtVersion:
@@ -139,10 +154,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     from polygraphy.backend.trt import SaveEngine
 
     from ..model_io import load_model, require_model_file
-    from .fp16 import convert_to_fp16
     from .gpu import device_info
     from .loaders import build_loaders
     from .report import engine_report
+    from .trtexec import parsed_onnx_path
 
     config = config or BuildConfig()
     onnx_path = require_model_file(onnx_path)
@@ -157,19 +172,12 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=engine_path.parent if engine_path.parent.exists() else None) as work:
         source = str(onnx_path)
-        refit_record = None
-        if plan.refit != "off":  # parse the decoded dense form the refit will fill (trt/weights.py)
-            from ..model_io import save_model
-            from .weights import refit_record as make_record
-
-            dense, refit_record = make_record(model, plan.refit, plan.strip_weights, plan.convert_fp16)
-            source = os.path.join(work, "model.refit.onnx")
-            save_model(dense, source)
-        elif plan.convert_fp16:
+        parsed = parsed_model(plan, model)
+        if parsed is not None:
             from ..model_io import save_model
 
-            source = os.path.join(work, "model.fp16.onnx")
-            save_model(convert_to_fp16(model).model, source)
+            source = parsed_onnx_path(plan, os.path.join(work, "model.onnx"))
+            save_model(parsed, source)
         _, python_plugins = split_plugins(plan.plugins)
         load_plugins(python_plugins)
         cache_out = plan.timing_cache
@@ -183,7 +191,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, c
             SaveEngine(engine, path=str(tmp))()
     side = sidecar_path(engine_path)
     data = make_sidecar(plan.to_dict(), str(version), gpu, onnx_path, file_sha256(onnx_path), report)
-    if refit_record is not None:
-        data["refit"] = {**refit_record, "engine_bytes": engine_path.stat().st_size}
+    if plan.refit != "off":  # what the refit must match: the dense form parsed (trt/weights.py)
+        from .weights import refit_record
+
+        data["refit"] = {**refit_record(parsed, plan.refit, plan.strip_weights, plan.convert_fp16), "engine_bytes": engine_path.stat().st_size}
     write_json(side, data)
     return BuildResult(engine_path, side, plan, str(version), {"name": gpu.name, "compute_capability": gpu.compute_capability}, report, time.perf_counter() - start)

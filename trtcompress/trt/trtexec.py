@@ -15,7 +15,7 @@ from .plan import BuildPlan
 from .plugins import split_plugins
 from .version import parse_version
 
-__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path", "refit_onnx_path"]
+__all__ = ["trtexec_args", "trtexec_command", "fp16_onnx_path", "refit_onnx_path", "parsed_onnx_path"]
 
 
 def fp16_onnx_path(onnx_path: str) -> str:
@@ -28,14 +28,21 @@ def refit_onnx_path(onnx_path: str) -> str:
     return f"{onnx_path[:-5] if onnx_path.endswith('.onnx') else onnx_path}.refit.onnx"
 
 
+def parsed_onnx_path(plan: BuildPlan, onnx_path: str) -> str:
+    """The ONNX file the build parses: the dense form for a refittable build, the float16 form for a
+    strongly typed ``--fp16`` build, else the model itself (:func:`..build.parsed_model` makes them)."""
+    if plan.refit != "off":
+        return refit_onnx_path(onnx_path)
+    return fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
+
+
 def _shapes(profile, which: int) -> str:
     return ",".join(f"{name}:{'x'.join(str(d) for d in dims[which])}" for name, *dims in profile)
 
 
 def trtexec_args(plan: BuildPlan, onnx_path: str, engine_path: str) -> list[str]:
     version = parse_version(plan.version)
-    onnx_arg = refit_onnx_path(onnx_path) if plan.refit != "off" else fp16_onnx_path(onnx_path) if plan.convert_fp16 else onnx_path
-    args = ["trtexec", f"--onnx={onnx_arg}", f"--saveEngine={engine_path}"]
+    args = ["trtexec", f"--onnx={parsed_onnx_path(plan, onnx_path)}", f"--saveEngine={engine_path}"]
     if plan.strongly_typed:
         args.append("--stronglyTyped")
     if plan.int8:

@@ -88,13 +88,11 @@ def describe_mismatch(built: dict[str, str], given: dict[str, str], limit: int =
     return "; ".join(parts)
 
 
-def refit_record(model: onnx.ModelProto, refit: str, strip_weights: bool, convert_fp16: bool) -> tuple[onnx.ModelProto, dict[str, Any]]:
-    """The ONNX a refittable build parses, and the sidecar's ``refit`` entry describing it."""
-    dense = engine_weights_model(model, convert_fp16)
+def refit_record(dense: onnx.ModelProto, refit: str, strip_weights: bool, convert_fp16: bool) -> dict[str, Any]:
+    """The sidecar's ``refit`` entry for a build that parsed ``dense`` (:func:`engine_weights_model`'s form)."""
     weights = weight_map(dense)
-    record = {"mode": refit, "stripped": strip_weights, "form": "decoded dense" + (" float16" if convert_fp16 else ""),
-              "weights": weights_digest(weights), "shapes": weight_shapes(weights)}
-    return dense, record
+    return {"mode": refit, "stripped": strip_weights, "form": "decoded dense" + (" float16" if convert_fp16 else ""),
+            "weights": weights_digest(weights), "shapes": weight_shapes(weights)}
 
 
 def is_artifact(path: str | os.PathLike) -> bool:
