@@ -121,7 +121,8 @@ def collect_statistics(
                 if config.workers > 1:
                     # largest first, so the workers finish together; the compiled kernel releases
                     # the GIL throughout, numpy's passes all but bincount
-                    order = sorted(range(len(counted)), key=lambda k: -outputs[k].size)
+                    sizes = [o.size for o in outputs]
+                    order = sorted(range(len(counted)), key=sizes.__getitem__, reverse=True)
                     jobs = [pool.submit(_add_to_histogram, stats.histograms[counted[k]], outputs[k], kernel, scratch) for k in order]
                     for job in jobs:
                         job.result()
