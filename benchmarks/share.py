@@ -99,7 +99,7 @@ def efficientnet(path: str, configs) -> dict:
     from trtcompress.data.readers import ReaderOptions
 
     fp32, fp32_bytes = onnx.load(path), Path(path).stat().st_size
-    feeds = [f["x"] for f in open_source("photos:heldout", model_inputs(fp32), ReaderOptions(batch_size=12))]
+    feeds = [f["x"] for f in open_source(f"photos:{a.split}", model_inputs(fp32), ReaderOptions(batch_size=12))]
     ref = _logits(fp32, feeds).argmax(1)
     out = {"fp32_bytes": fp32_bytes, "samples": int(ref.size), "runs": []}
     for granularity, bits in configs:
@@ -367,7 +367,7 @@ def trained_efficientnet(a) -> dict:
     from trtcompress.stages.normalize import NormalizeConfig, normalize
 
     fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
-    feeds = [f["x"] for f in open_source("photos:heldout", model_inputs(fp32), ReaderOptions(batch_size=12))]
+    feeds = [f["x"] for f in open_source(f"photos:{a.split}", model_inputs(fp32), ReaderOptions(batch_size=12))]
     ref = _logits(fp32, feeds).argmax(1)
     a.mean_bits = float(a.mean_bits.split(",")[0])
     agree = lambda m: float(np.mean(_logits(m, feeds).argmax(1) == ref))
@@ -382,13 +382,13 @@ def trained_efficientnet(a) -> dict:
         shared = share(base, cfg).model
         WORK.mkdir(exist_ok=True)
         onnx.save(shared, path)
-    out = {"fp32_bytes": fp32_bytes, "samples": int(ref.size), "mean_bits": a.mean_bits, "int8_grid": a.int8_grid,
+    out = {"fp32_bytes": fp32_bytes, "split": a.split, "train": a.train, "samples": int(ref.size), "mean_bits": a.mean_bits, "int8_grid": a.int8_grid,
            "share_seconds": time.perf_counter() - t, "shared": {"agreement": agree(shared), "packed": _packed(shared)}}
     out["shared"]["ratio"] = fp32_bytes / out["shared"]["packed"]
     print(out, flush=True)
     t = time.perf_counter()
     ft = finetune(shared, FinetuneStageConfig(
-        torch_model="trtcompress.zoo:efficientnet_lite0", train=("photos:calib", "photos:tune"), preprocess="efficientnet-lite",
+        torch_model="trtcompress.zoo:efficientnet_lite0", train=tuple(a.train.split(",")), preprocess="efficientnet-lite",
         steps=a.steps, batch_size=a.batch, lr=a.lr, norm_samples=a.norm_samples, exporter="dynamo", inputs=("x:1x3x224x224",),
         progress=False, threads=a.threads, centroids_only=a.centroids_only))
     rep = ft.report
@@ -425,6 +425,8 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8, help="trained-efficientnet: batch")
     p.add_argument("--norm-samples", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--train", default="photos:calib,photos:tune", help="trained-efficientnet: unlabelled training data specs (e.g. add 'stamps')")
+    p.add_argument("--split", default="heldout", help="trained-efficientnet: the photo split agreement is measured on")
     a = p.parse_args()
     if a.part == "trained-fashion" and a.bits == "4,5":
         a.bits = "4"

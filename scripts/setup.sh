@@ -4,13 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real data the demo and tests read: Fashion-MNIST and OpenCV's sample photos (Debian packages);
-# Chromium, in which the tests open report.html headless (a screenshot, its plots, its console).
-if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/doc/opencv-doc/examples/data ] || ! command -v chromium > /dev/null; then
+# Real data the demo and tests read: Fashion-MNIST, OpenCV's sample photos and Tux Paint's
+# pictures of objects (unlabelled distillation data), all Debian packages; Chromium, in which
+# the tests open report.html headless (a screenshot, its plots, its console).
+if [ ! -d /usr/share/datasets/fashion-mnist ] || [ ! -d /usr/share/doc/opencv-doc/examples/data ] || [ ! -d /usr/share/tuxpaint/stamps ] || ! command -v chromium > /dev/null; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist opencv-doc chromium > /dev/null
+  $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist opencv-doc tuxpaint-stamps-default chromium > /dev/null
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

@@ -41,7 +41,7 @@ LABEL_KEYS = frozenset({"labels", "label"})
 Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
 _READERS: dict[str, tuple[Reader, Callable[[str], bool]]] = {}
 # readers defined in modules with heavier imports register on first use of their kind
-_LAZY = {"photos": "trtcompress.zoo.photos"}
+_LAZY = {"photos": "trtcompress.zoo.photos", "stamps": "trtcompress.zoo.stamps"}
 
 
 def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: False):
@@ -65,7 +65,7 @@ def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions 
     kind, _, rest = spec.partition(":")
     if kind in _LAZY and kind not in _READERS:
         importlib.import_module(_LAZY[kind])
-    if kind in _READERS and (rest or kind in ("random", "photos")) and not Path(spec).exists():
+    if kind in _READERS and (rest or kind in ("random", "photos", "stamps")) and not Path(spec).exists():
         return _READERS[kind][0](rest, inputs, options)
     for k, (fn, detect) in _READERS.items():
         if detect(spec):

@@ -6,6 +6,7 @@
 - :func:`fashion_mnist`: the Debian ``dataset-fashion-mnist`` images and labels.
 - :func:`photos`, :func:`photo_batch`, :class:`PhotoSource`: real photos in disjoint
   ``calib``/``tune``/``heldout`` splits, with deterministic crops and flips.
+- ``trtcompress.zoo.stamps``: Tux Paint's pictures of objects, unlabelled distillation data (data spec ``stamps``).
 - :func:`text_lines`: printed text lines (``calib``/``heldout`` pages) for text recognizers.
 
 Importing this package does not import torch.
