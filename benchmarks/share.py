@@ -372,7 +372,7 @@ def trained_efficientnet(a) -> dict:
     a.mean_bits = float(a.mean_bits.split(",")[0])
     agree = lambda m: float(np.mean(_logits(m, feeds).argmax(1) == ref))
     tag = f"{a.mean_bits}{'-int8' if a.int8_grid else ''}"
-    path = Path(str(EFF_SHARED).format(tag=tag))
+    path = Path(a.shared) if a.shared else Path(str(EFF_SHARED).format(tag=tag))
     t = time.perf_counter()
     if path.is_file():
         shared = onnx.load(path)
@@ -426,6 +426,7 @@ def main() -> None:
     p.add_argument("--norm-samples", type=int, default=256)
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--train", default="photos:calib,photos:tune", help="trained-efficientnet: unlabelled training data specs (e.g. add 'stamps')")
+    p.add_argument("--shared", help="trained-efficientnet: start from this shared model (e.g. another budget rule's) instead of sharing")
     p.add_argument("--split", default="heldout", help="trained-efficientnet: the photo split agreement is measured on")
     a = p.parse_args()
     if a.part == "trained-fashion" and a.bits == "4,5":
