@@ -413,7 +413,8 @@ def alloc(a) -> dict:
 
     fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
     feeds = [f["x"] for f in open_source(f"photos:{a.split}", model_inputs(fp32), ReaderOptions(batch_size=12))]
-    ref = _logits(fp32, feeds).argmax(1)
+    logits = _logits(fp32, feeds)
+    ref = logits.argmax(1)
     base = normalize(fp32, NormalizeConfig()).model
     out = {"fp32_bytes": fp32_bytes, "split": a.split, "samples": int(ref.size), "int8_grid": a.int8_grid, "calib_limit": a.calib_limit,
            "min_bits": a.min_bits, "runs": []}
@@ -427,7 +428,12 @@ def alloc(a) -> dict:
         secs = time.perf_counter() - t
         onnx.save(r.model, WORK / f"efficientnet_lite0-alloc-{sens}-{mean}{'-int8' if a.int8_grid else ''}-{a.calib_limit}.onnx")
         packed = _packed(r.model)
-        row = {"sensitivity": sens, "mean_bits": float(mean), "agreement": float(np.mean(_logits(r.model, feeds).argmax(1) == ref)),
+        got = _logits(r.model, feeds)
+        # additivity: the logits' relative error of the whole shared model on the split, beside the root of the
+        # summed squared per-layer errors the rule saw (model sensitivity: each at the logits, on calib views)
+        row = {"sensitivity": sens, "mean_bits": float(mean), "agreement": float(np.mean(got.argmax(1) == ref)),
+               "logit_rel_error": float(np.linalg.norm(got - logits) / np.linalg.norm(logits)),
+               "summed_layer_errors": float(np.sqrt(sum(l["output_rel_error"] ** 2 for l in r.report["layers"]))),
                "packed": packed, "ratio": fp32_bytes / packed, "share_seconds": secs, "bits_mean": r.report["mean_bits"],
                "bits": {l["layer"]: l["bits"] for l in r.report["layers"]}}
         out["runs"].append(row)
