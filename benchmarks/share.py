@@ -409,6 +409,7 @@ def alloc(a) -> dict:
     FP32 on the views of ``--split`` (settings are chosen on ``tune``; ``heldout`` measured once)."""
     from trtcompress.data import model_inputs, open_source
     from trtcompress.data.readers import ReaderOptions
+    from trtcompress.stage import StageResult
     from trtcompress.stages.normalize import NormalizeConfig, normalize
 
     fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
@@ -423,17 +424,24 @@ def alloc(a) -> dict:
         sens, mean = spec.split(":")
         cfg = ShareConfig(rule="size", mean_bits=float(mean), int8_grid=a.int8_grid, calib="photos:calib", preprocess="efficientnet-lite",
                           limit=a.calib_limit, min_bits=a.min_bits, sensitivity=sens, threads=1)
+        path = WORK / f"efficientnet_lite0-alloc-{sens}-{mean}{'-int8' if a.int8_grid else ''}-{a.calib_limit}.onnx"
         t = time.perf_counter()
-        r = share(base, cfg)
-        secs = time.perf_counter() - t
-        onnx.save(r.model, WORK / f"efficientnet_lite0-alloc-{sens}-{mean}{'-int8' if a.int8_grid else ''}-{a.calib_limit}.onnx")
+        if a.reuse and path.is_file():  # the model a tune run shared, for heldout (its report where saved)
+            report = path.with_suffix(".json")
+            r = StageResult(onnx.load(path), json.loads(report.read_text()) if report.is_file() else {"mean_bits": None, "layers": []})
+            secs = None
+        else:
+            r = share(base, cfg)
+            secs = time.perf_counter() - t
+            onnx.save(r.model, path)
+            path.with_suffix(".json").write_text(json.dumps(r.report, default=str))
         packed = _packed(r.model)
         got = _logits(r.model, feeds)
         # additivity: the logits' relative error of the whole shared model on the split, beside the root of the
         # summed squared per-layer errors the rule saw (model sensitivity: each at the logits, on calib views)
         row = {"sensitivity": sens, "mean_bits": float(mean), "agreement": float(np.mean(got.argmax(1) == ref)),
                "logit_rel_error": float(np.linalg.norm(got - logits) / np.linalg.norm(logits)),
-               "summed_layer_errors": float(np.sqrt(sum(l["output_rel_error"] ** 2 for l in r.report["layers"]))),
+               "summed_layer_errors": float(np.sqrt(sum(l["output_rel_error"] ** 2 for l in r.report["layers"]))) if r.report["layers"] else None,
                "packed": packed, "ratio": fp32_bytes / packed, "share_seconds": secs, "bits_mean": r.report["mean_bits"],
                "bits": {l["layer"]: l["bits"] for l in r.report["layers"]}}
         out["runs"].append(row)
@@ -470,6 +478,7 @@ def main() -> None:
     p.add_argument("--split", default="tune", help="alloc: photos split measured (tune to choose, heldout once)")
     p.add_argument("--calib-limit", type=int, default=32, help="alloc, trained-efficientnet: calib views the size rule measures on")
     p.add_argument("--min-bits", type=int, default=1, help="alloc: fewest bits a layer gets")
+    p.add_argument("--reuse", action="store_true", help="alloc: load the model an earlier run shared with the same settings")
     p.add_argument("--sensitivity", default="layer", help="trained-efficientnet: the size rule's sensitivity (layer or model)")
     a = p.parse_args()
     if a.part == "trained-fashion" and a.bits == "4,5":
