@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/share.py --part kmeans [EFF.onnx]       # k-means time per million weights
     .venv/bin/python benchmarks/share.py --part peers [EFF.onnx]        # TF-MOT's one-shot clustering beside ours
     .venv/bin/python benchmarks/share.py --part int8grid [EFF.onnx]     # shared levels on the INT8 grid + quantize, packed
+    .venv/bin/python benchmarks/share.py --part alloc EFF.onnx --int8-grid --alloc layer:4.0,model:4.0 --split tune   # bits by layer or model error
 
 Fashion: the pruning fraction and bits are chosen on a validation split (the last 5 000 training
 images; the model saw them in training, so they only rank settings against FP32 on the same images),
@@ -371,14 +372,15 @@ def trained_efficientnet(a) -> dict:
     ref = _logits(fp32, feeds).argmax(1)
     a.mean_bits = float(a.mean_bits.split(",")[0])
     agree = lambda m: float(np.mean(_logits(m, feeds).argmax(1) == ref))
-    tag = f"{a.mean_bits}{'-int8' if a.int8_grid else ''}"
+    tag = f"{a.mean_bits}{'-int8' if a.int8_grid else ''}{'-model' if a.sensitivity == 'model' else ''}"
     path = Path(a.shared) if a.shared else Path(str(EFF_SHARED).format(tag=tag))
     t = time.perf_counter()
     if path.is_file():
         shared = onnx.load(path)
     else:
         base = normalize(fp32, NormalizeConfig()).model
-        cfg = ShareConfig(rule="size", mean_bits=a.mean_bits, int8_grid=a.int8_grid, calib="photos:calib", preprocess="efficientnet-lite", limit=32)
+        cfg = ShareConfig(rule="size", mean_bits=a.mean_bits, int8_grid=a.int8_grid, calib="photos:calib", preprocess="efficientnet-lite",
+                          limit=a.calib_limit, sensitivity=a.sensitivity, threads=1)
         shared = share(base, cfg).model
         WORK.mkdir(exist_ok=True)
         onnx.save(shared, path)
@@ -400,6 +402,53 @@ def trained_efficientnet(a) -> dict:
     return out
 
 
+def alloc(a) -> dict:
+    """EfficientNet-Lite0: normalize -> share (size rule) with the bits per layer allocated by each
+    layer's own output error (``layer``) or by the model's output error with only that layer shared
+    (``model``), for each ``SENSITIVITY:MEAN_BITS`` of ``--alloc``; packed; top-1 agreement with
+    FP32 on the views of ``--split`` (settings are chosen on ``tune``; ``heldout`` measured once)."""
+    from trtcompress.data import model_inputs, open_source
+    from trtcompress.data.readers import ReaderOptions
+    from trtcompress.stage import StageResult
+    from trtcompress.stages.normalize import NormalizeConfig, normalize
+
+    fp32, fp32_bytes = onnx.load(a.model), Path(a.model).stat().st_size
+    feeds = [f["x"] for f in open_source(f"photos:{a.split}", model_inputs(fp32), ReaderOptions(batch_size=12))]
+    logits = _logits(fp32, feeds)
+    ref = logits.argmax(1)
+    base = normalize(fp32, NormalizeConfig()).model
+    out = {"fp32_bytes": fp32_bytes, "split": a.split, "samples": int(ref.size), "int8_grid": a.int8_grid, "calib_limit": a.calib_limit,
+           "min_bits": a.min_bits, "runs": []}
+    WORK.mkdir(exist_ok=True)
+    for spec in a.alloc.split(","):
+        sens, mean = spec.split(":")
+        cfg = ShareConfig(rule="size", mean_bits=float(mean), int8_grid=a.int8_grid, calib="photos:calib", preprocess="efficientnet-lite",
+                          limit=a.calib_limit, min_bits=a.min_bits, sensitivity=sens, threads=1)
+        path = WORK / f"efficientnet_lite0-alloc-{sens}-{mean}{'-int8' if a.int8_grid else ''}-{a.calib_limit}.onnx"
+        t = time.perf_counter()
+        if a.reuse and path.is_file():  # the model a tune run shared, for heldout (its report where saved)
+            report = path.with_suffix(".json")
+            r = StageResult(onnx.load(path), json.loads(report.read_text()) if report.is_file() else {"mean_bits": None, "layers": []})
+            secs = None
+        else:
+            r = share(base, cfg)
+            secs = time.perf_counter() - t
+            onnx.save(r.model, path)
+            path.with_suffix(".json").write_text(json.dumps(r.report, default=str))
+        packed = _packed(r.model)
+        got = _logits(r.model, feeds)
+        # additivity: the logits' relative error of the whole shared model on the split, beside the root of the
+        # summed squared per-layer errors the rule saw (model sensitivity: each at the logits, on calib views)
+        row = {"sensitivity": sens, "mean_bits": float(mean), "agreement": float(np.mean(got.argmax(1) == ref)),
+               "logit_rel_error": float(np.linalg.norm(got - logits) / np.linalg.norm(logits)),
+               "summed_layer_errors": float(np.sqrt(sum(l["output_rel_error"] ** 2 for l in r.report["layers"]))) if r.report["layers"] else None,
+               "packed": packed, "ratio": fp32_bytes / packed, "share_seconds": secs, "bits_mean": r.report["mean_bits"],
+               "bits": {l["layer"]: l["bits"] for l in r.report["layers"]}}
+        out["runs"].append(row)
+        print({k: v for k, v in row.items() if k != "bits"}, flush=True)
+    return out
+
+
 def _int8grid_args(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
     split = lambda v, t: tuple(t(x) for x in v.split(",") if x)
     return split(a.bits, int), split(a.mean_bits, float)
@@ -407,7 +456,7 @@ def _int8grid_args(a) -> tuple[tuple[int, ...], tuple[float, ...]]:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid", "trained-fashion", "trained-efficientnet"), required=True)
+    p.add_argument("--part", choices=("fashion", "efficientnet", "kmeans", "peers", "int8grid", "trained-fashion", "trained-efficientnet", "alloc"), required=True)
     p.add_argument("model", nargs="?")
     p.add_argument("--grid", default="0.3:3,0.3:4,0.3:5,0.5:3,0.5:4,0.5:5,0.7:3,0.7:4,0.7:5,0.8:3,0.8:4", help="fashion: PRUNE:BITS,...")
     p.add_argument("--bits", default="4,5", help="int8grid: fixed bits per layer to try")
@@ -427,13 +476,19 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--train", default="photos:calib,photos:tune", help="trained-efficientnet: unlabelled training data specs (e.g. add 'stamps')")
     p.add_argument("--shared", help="trained-efficientnet: start from this shared model (e.g. another budget rule's) instead of sharing")
-    p.add_argument("--split", default="heldout", help="trained-efficientnet: the photo split agreement is measured on")
+    p.add_argument("--alloc", default="layer:4.0,model:4.0", help="alloc: SENSITIVITY:MEAN_BITS,... (size rule)")
+    p.add_argument("--split", help="the photo split agreement is measured on (alloc: tune to choose, heldout once; trained-efficientnet: heldout)")
+    p.add_argument("--calib-limit", type=int, default=32, help="alloc, trained-efficientnet: calib views the size rule measures on")
+    p.add_argument("--min-bits", type=int, default=1, help="alloc: fewest bits a layer gets")
+    p.add_argument("--reuse", action="store_true", help="alloc: load the model an earlier run shared with the same settings")
+    p.add_argument("--sensitivity", default="layer", help="trained-efficientnet: the size rule's sensitivity (layer or model)")
     a = p.parse_args()
+    a.split = a.split or ("tune" if a.part == "alloc" else "heldout")
     if a.part == "trained-fashion" and a.bits == "4,5":
         a.bits = "4"
     grid = [(float(g.split(":")[0]), int(g.split(":")[1])) for g in a.grid.split(",")]
     result = {"fashion": lambda: fashion(grid), "efficientnet": lambda: efficientnet(a.model, [(c.split(":")[0], int(c.split(":")[1])) for c in a.configs.split(",")]), "kmeans": lambda: kmeans_time(a.model), "peers": lambda: peers(a.model), "int8grid": lambda: int8grid(a.model, *_int8grid_args(a)),
-              "trained-fashion": lambda: trained_fashion(a), "trained-efficientnet": lambda: trained_efficientnet(a)}[a.part]()
+              "trained-fashion": lambda: trained_fashion(a), "trained-efficientnet": lambda: trained_efficientnet(a), "alloc": lambda: alloc(a)}[a.part]()
     WORK.mkdir(exist_ok=True)
     (WORK / f"share_{a.part}.json").write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps({k: v for k, v in result.items() if k != "sweep"}, indent=1))

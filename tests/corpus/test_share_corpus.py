@@ -55,3 +55,30 @@ def test_share_then_unpack_and_decode(corpus, name):
                 assert relative_error(r, g) < 1e-4
             else:
                 assert np.array_equal(r, g)
+
+
+@pytest.mark.parametrize("name", ["bert", "rapidocr-cls"])
+def test_model_sensitivity_on_graphs_we_did_not_make(corpus, name):
+    """The size rule's model-level sensitivity on an encoder with two int64 inputs and a hidden-state
+    output, and on PaddleOCR's classifier: the budget holds, and a layer's error is its model
+    output's relative error with that layer alone shared (computed here from the written codebook)."""
+    from trtcompress.share.onnx_share import share_onnx
+    from trtcompress.stages.normalize import NormalizeConfig, normalize
+
+    case = corpus(name)
+    model = normalize(onnx.load(case.path), NormalizeConfig()).model
+    out, report = share_onnx(model, ShareConfig(rule="size", mean_bits=3.0, min_size=4096, sensitivity="model", threads=1), calibration=case.calib)
+    assert report["error_measured_on"].startswith("model outputs") and report["layers_shared"] > 3
+    n = sum(int(np.prod(l["shape"])) for l in report["layers"])
+    assert sum(int(np.prod(l["shape"])) * l["bits"] + l["codebook_size"] * 32 for l in report["layers"]) <= 3.0 * n
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in out.graph.initializer}
+    layer = max(report["layers"], key=lambda l: l["output_rel_error"])
+    one = onnx.ModelProto()
+    one.CopyFrom(model)
+    t = next(t for t in one.graph.initializer if t.name == layer["weight"])
+    t.CopyFrom(onnx.numpy_helper.from_array(inits[layer["weight"] + "_codebook"][inits[layer["weight"] + "_indices"].astype(np.int64)], t.name))
+    num = den = 0.0
+    for feed in case.calib:
+        for g, r in zip(run(one, feed), run(model, feed)):
+            num, den = num + float(np.sum((g.astype(np.float64) - r) ** 2)), den + float(np.sum(r.astype(np.float64) ** 2))
+    assert layer["output_rel_error"] == pytest.approx(np.sqrt(num / den), rel=1e-2, abs=1e-5)

@@ -27,17 +27,19 @@ HELP = {
     "error": "rule error: relative output error allowed per layer on the calibration data",
     "mean_bits": "rule size: bits per shared weight, codebooks included",
     "min_bits": "rules error and size: fewest bits a layer gets",
+    "sensitivity": "rules error and size: measure a layer's error at its own output (layer) or at the model's outputs with only that layer shared (model: end to end, one model run per batch per layer and bit count)",
+    "threads": "ONNX Runtime intra-op threads of the model-level probes (0: its choice)",
     **CALIB_DATA_HELP,
 }
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from ..share import GRANULARITIES, INITS, SHARE_OPS, SHARE_RULES, ShareConfig
+    from ..share import GRANULARITIES, INITS, SENSITIVITIES, SHARE_OPS, SHARE_RULES, ShareConfig
 
     p = sub.add_parser("share", help="k-means weight sharing (uint8 indices + codebooks)", description=__doc__)
     add_stage_verb_args(p, "shared")
     add_config_args(p, ShareConfig, help=HELP, split=("op_types",), flags=CALIB_DATA_FLAGS,
-                    choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS, "rule": SHARE_RULES},
+                    choices={"init": tuple(INITS), "granularity": GRANULARITIES, "op_types": SHARE_OPS, "rule": SHARE_RULES, "sensitivity": SENSITIVITIES},
                     metavars={"include": "PATTERN", "exclude": "PATTERN", "layer_bits": "PATTERN=BITS", "op_types": "OPS", **CALIB_DATA_METAVARS})
     return p
 

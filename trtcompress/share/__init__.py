@@ -2,7 +2,7 @@
 with uint8 indices and float codebooks (``onnx_share``) and the packed artifact (``pack``)."""
 from __future__ import annotations
 
-from .config import GRANULARITIES, SHARE_OPS, SHARE_RULES, ShareConfig
+from .config import GRANULARITIES, SENSITIVITIES, SHARE_OPS, SHARE_RULES, ShareConfig
 from .kmeans import INITS, kmeans_1d, kmeans_rows
 
-__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS", "SHARE_RULES", "INITS", "kmeans_1d", "kmeans_rows"]
+__all__ = ["ShareConfig", "GRANULARITIES", "SENSITIVITIES", "SHARE_OPS", "SHARE_RULES", "INITS", "kmeans_1d", "kmeans_rows"]

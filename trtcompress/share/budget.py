@@ -63,9 +63,10 @@ class Clustered:
 
 @dataclasses.dataclass
 class Measure:
-    """A layer's error with shared weights: its output on calibration data (``probes``), or the
-    weight's relative error when no data is used."""
+    """A layer's error with shared weights: on calibration data (``probes``: at the layer's output
+    or the model's, as ``where`` says), or the weight's relative error when no data is used."""
     probes: dict[str, Callable[[np.ndarray], float]] | None
+    where: str = "weights"
 
     @property
     def data(self) -> bool:

@@ -8,11 +8,12 @@ from ..errors import ConfigError
 from ..specs import parse_input_specs
 from .kmeans import INITS
 
-__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS", "SHARE_RULES"]
+__all__ = ["ShareConfig", "GRANULARITIES", "SHARE_OPS", "SHARE_RULES", "SENSITIVITIES"]
 
 GRANULARITIES = ("layer", "channel")
 SHARE_RULES = ("bits", "error", "size")
 SHARE_OPS = ("Conv", "Gemm", "MatMul")
+SENSITIVITIES = ("layer", "model")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +39,16 @@ class ShareConfig(Config):
     that misses it at 8 bits stays float); ``size`` spends a budget of ``mean_bits`` bits per
     shared weight, codebooks included, greedily where a bit removes the most squared relative
     error: output error on ``calib`` when given, weight error otherwise.
+
+    ``sensitivity`` says where the rules ``error`` and ``size`` measure a layer's error: ``layer``,
+    the layer's own output (every layer's relative error counts the same, whatever it does to the
+    model); ``model``, the model's outputs with only that layer shared (end to end, as HAWQ-v2/v3's
+    mixed precision): the relative squared error of every floating-point output, averaged over the
+    outputs, on ``calib``. ``size`` then spends its budget where a bit removes the most model
+    error, assuming the layers' errors add (independent perturbations, to first order); ``error``
+    bounds each layer's own contribution to it. It costs a model run per calibration batch for
+    every layer and bit count tried (``size``: ``min_bits``..8 per layer), in ONNX Runtime
+    sessions of ``threads`` intra-op threads (0: its choice).
     """
 
     bits: int = 4
@@ -64,9 +75,11 @@ class ShareConfig(Config):
     limit: int | None = 32
     batch: int = 8
     inputs: tuple[str, ...] = ()  # shapes of dynamic calibration inputs, e.g. "ids:1x128:int64"
+    sensitivity: str = "layer"
+    threads: int = 0
 
     def reads_calib_data(self) -> bool:
-        return self.rule == "error"
+        return self.rule == "error" or self.sensitivity == "model"
 
     def validate(self) -> None:
         if not 1 <= self.bits <= 8:
@@ -87,6 +100,12 @@ class ShareConfig(Config):
             raise ConfigError("share int8_grid takes per-layer codebooks (the per-channel INT8 scale already adapts each channel); use granularity layer")
         if self.rule not in SHARE_RULES:
             raise ConfigError(f"share rule {self.rule!r} is not one of {', '.join(SHARE_RULES)}")
+        if self.sensitivity not in SENSITIVITIES:
+            raise ConfigError(f"share sensitivity {self.sensitivity!r} is not one of {', '.join(SENSITIVITIES)}")
+        if self.sensitivity == "model" and self.rule == "bits":
+            raise ConfigError("share sensitivity 'model' chooses bits per layer: use it with rule size or error (rule bits fixes them)")
+        if self.threads < 0:
+            raise ConfigError(f"share threads must be >= 0 (0: ONNX Runtime's choice), got {self.threads}")
         if not 1 <= self.min_bits <= 8:
             raise ConfigError(f"share min_bits must be 1..8, got {self.min_bits}")
         if not self.error > 0.0:

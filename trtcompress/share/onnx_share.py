@@ -98,17 +98,36 @@ def _too_short(layer: Layer, k: int, skipped: list[dict]) -> bool:
 
 
 def _measure(model: onnx.ModelProto, layers: list[Layer], config: ShareConfig, calibration: Iterable[Feed] | None) -> Measure:
-    """How a layer's error is measured: its output on calibration data where the rule reads data and
-    some is given, else the weight itself."""
-    wants_data = config.rule == "error" or (config.rule == "size" and (config.calib or calibration is not None))
+    """How a layer's error is measured: on calibration data where the rule reads data and some is
+    given (or the sensitivity needs it), at the layer's or the model's outputs; else the weight itself."""
+    wants_data = config.rule == "error" or (config.rule == "size" and (config.calib or calibration is not None or config.sensitivity == "model"))
     if not wants_data or not layers:
         return Measure(None)
-    from ..graph._util import const_tensor
-    from ..graph.layer_probe import ProbeLayer, calibration_feeds, layer_probes
+    from ..graph.layer_probe import calibration_feeds
 
     feeds = calibration_feeds(model, config, calibration, f"share rule {config.rule!r}")
-    probes = layer_probes(model, [ProbeLayer(l.node, l.w, l.weight, _x_type(l)) for l in layers], feeds, const_tensor, "share")
-    return Measure({l.node.name: p for l, p in zip(layers, probes)})
+    probes, where = SENSITIVITY_PROBES[config.sensitivity]
+    return Measure({l.node.name: p for l, p in zip(layers, probes(model, layers, feeds, config))}, where)
+
+
+def _layer_probes(model: onnx.ModelProto, layers: list[Layer], feeds: list[Feed], config: ShareConfig) -> list:
+    from ..graph._util import const_tensor
+    from ..graph.layer_probe import ProbeLayer, layer_probes
+
+    return layer_probes(model, [ProbeLayer(l.node, l.w, l.weight, _x_type(l)) for l in layers], feeds, const_tensor, "share")
+
+
+def _model_probes(model: onnx.ModelProto, layers: list[Layer], feeds: list[Feed], config: ShareConfig) -> list:
+    from ..graph.output_probe import output_probes
+
+    return output_probes(model, [l.w.name for l in layers], feeds, "share", config.threads)
+
+
+# ShareConfig.sensitivity -> (probes of the layers, what the report says the error is measured on)
+SENSITIVITY_PROBES = {
+    "layer": (_layer_probes, "layer outputs on calibration data"),
+    "model": (_model_probes, "model outputs on calibration data, one layer shared at a time"),
+}
 
 
 def _x_type(layer: Layer) -> int:
@@ -247,7 +266,7 @@ def _summary(layers: list[dict], skipped: list[dict], config: ShareConfig, measu
         "rule": config.rule,
         **({"error_budget": config.error} if config.rule == "error" else {}),
         **({"mean_bits_budget": config.mean_bits} if config.rule == "size" else {}),
-        **({"error_measured_on": "layer outputs on calibration data" if measure.data else "weights"} if config.rule != "bits" else {}),
+        **({"error_measured_on": measure.where} if config.rule != "bits" else {}),
         "layers_shared": len(layers),
         "weights_shared": n,
         "mean_bits": float(sum(l["bits"] * np.prod(l["shape"]) for l in layers) / n) if n else 0.0,
