@@ -100,7 +100,7 @@ def efficientnet(path: str, configs) -> dict:
     from trtcompress.data.readers import ReaderOptions
 
     fp32, fp32_bytes = onnx.load(path), Path(path).stat().st_size
-    feeds = [f["x"] for f in open_source(f"photos:{a.split}", model_inputs(fp32), ReaderOptions(batch_size=12))]
+    feeds = [f["x"] for f in open_source("photos:heldout", model_inputs(fp32), ReaderOptions(batch_size=12))]
     ref = _logits(fp32, feeds).argmax(1)
     out = {"fp32_bytes": fp32_bytes, "samples": int(ref.size), "runs": []}
     for granularity, bits in configs:
