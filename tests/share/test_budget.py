@@ -19,17 +19,6 @@ BUDGET = 0.05
 
 
 @pytest.fixture(scope="module")
-def fp32():
-    return onnx.load(onnx_path("fashion_cnn"))
-
-
-@pytest.fixture(scope="module")
-def feeds():
-    x, _ = fashion_mnist("train", limit=32)
-    return [{"x": x[:16]}, {"x": x[16:]}]
-
-
-@pytest.fixture(scope="module")
 def by_error(fp32, feeds):
     return share_onnx(fp32, ShareConfig(rule="error", error=BUDGET, min_size=64), calibration=feeds)
 

@@ -15,12 +15,6 @@ from trtcompress.share import ShareConfig
 from trtcompress.share.pack import pack_bytes, unpack_bytes
 from trtcompress.stages.quantize import QuantizeConfig
 from trtcompress.zoo.fashion_mnist import fashion_mnist
-from trtcompress.zoo.models import onnx_path
-
-
-@pytest.fixture(scope="module")
-def fp32():
-    return onnx.load(onnx_path("fashion_cnn"))
 
 
 @pytest.fixture(scope="module")

@@ -13,21 +13,9 @@ from trtcompress.errors import ConfigError
 from trtcompress.sessions import SessionConfig, open_session
 from trtcompress.share import ShareConfig
 from trtcompress.share.onnx_share import share_onnx
-from trtcompress.zoo.fashion_mnist import fashion_mnist
 from trtcompress.zoo.models import onnx_path
 
 MEAN_BITS = 3.0
-
-
-@pytest.fixture(scope="module")
-def fp32():
-    return onnx.load(onnx_path("fashion_cnn"))
-
-
-@pytest.fixture(scope="module")
-def feeds():
-    x, _ = fashion_mnist("train", limit=32)
-    return [{"x": x[:16]}, {"x": x[16:]}]
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,6 @@ from trtcompress.zoo.models import onnx_path
 
 
 @pytest.fixture(scope="module")
-def fp32():
-    return onnx.load(onnx_path("fashion_cnn"))
-
-
-@pytest.fixture(scope="module")
 def images():
     x, y = fashion_mnist("test", limit=500)
     return x, y
