@@ -37,14 +37,14 @@ def stamp_paths() -> list[Path]:
 
 def stamp_images(limit: int | None = None):
     """The stamps as RGB PIL images: each on a white square, its longer side ``FILL`` of the square."""
+    for path in stamp_paths()[:limit]:
+        yield _composite(path)
+
+
+def _composite(path: Path):
     from PIL import Image
 
-    for path in stamp_paths()[:limit]:
-        yield _composite(Image.open(path), Image)
-
-
-def _composite(im, Image):
-    im = im.convert("RGBA")
+    im = Image.open(path).convert("RGBA")
     side = max(1, round(max(im.size) / FILL))
     canvas = Image.new("RGBA", (side, side), (255, 255, 255, 255))
     canvas.alpha_composite(im, ((side - im.width) // 2, (side - im.height) // 2))
@@ -55,8 +55,6 @@ def _composite(im, Image):
 def _stamps_reader(spec: str, inputs, options) -> Source:
     """``stamps`` (all 345) or ``stamps:N`` (the first N): one sample per picture, preprocessed
     (default efficientnet-lite)."""
-    from PIL import Image
-
     if len(inputs) != 1:
         raise ConfigError(f"stamps feed a single-input model; this model has {len(inputs)} inputs")
     if spec and not spec.isdigit():
@@ -65,7 +63,7 @@ def _stamps_reader(spec: str, inputs, options) -> Source:
     name = inputs[0].name
 
     def make(path: Path) -> Feed:
-        return {name: pre.apply(_composite(Image.open(path), Image), str(path))}
+        return {name: pre.apply(_composite(path), str(path))}
 
     paths = stamp_paths()[: int(spec) if spec else None]
     return batched(Source(paths, make, inputs, str, lambda _: 1), options)
