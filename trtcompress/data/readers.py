@@ -40,15 +40,19 @@ LABEL_KEYS = frozenset({"labels", "label"})
 
 Reader = Callable[[str, Sequence[ModelInput], ReaderOptions], "Source"]
 _READERS: dict[str, tuple[Reader, Callable[[str], bool]]] = {}
+_BARE: set[str] = set()  # kinds whose name alone is a whole spec ("random", "photos")
 # readers defined in modules with heavier imports register on first use of their kind
 _LAZY = {"photos": "trtcompress.zoo.photos", "stamps": "trtcompress.zoo.stamps"}
 
 
-def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: False):
-    """Register a reader for ``kind:LOCATION`` specs; ``detect`` claims a bare spec."""
+def register_reader(kind: str, detect: Callable[[str], bool] = lambda spec: False, bare: bool = False):
+    """Register a reader for ``kind:LOCATION`` specs; ``detect`` claims a bare spec; ``bare``: the
+    kind alone is a spec too (its reader gets an empty location)."""
 
     def deco(fn: Reader) -> Reader:
         _READERS[kind] = (fn, detect)
+        if bare:
+            _BARE.add(kind)
         return fn
 
     return deco
@@ -65,7 +69,7 @@ def open_source(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions 
     kind, _, rest = spec.partition(":")
     if kind in _LAZY and kind not in _READERS:
         importlib.import_module(_LAZY[kind])
-    if kind in _READERS and (rest or kind in ("random", "photos", "stamps")) and not Path(spec).exists():
+    if kind in _READERS and (rest or kind in _BARE) and not Path(spec).exists():
         return _READERS[kind][0](rest, inputs, options)
     for k, (fn, detect) in _READERS.items():
         if detect(spec):
@@ -106,7 +110,7 @@ def batched(source: Source, options: ReaderOptions) -> rebatch:
 # -- random ---------------------------------------------------------------------------------------
 
 
-@register_reader("random", detect=lambda s: s == "random" or s.startswith("random:"))
+@register_reader("random", detect=lambda s: s == "random" or s.startswith("random:"), bare=True)
 def _random(spec: str, inputs: Sequence[ModelInput], options: ReaderOptions) -> Source:
     spec = spec.removeprefix("random").lstrip(":")
     batches = options.batches

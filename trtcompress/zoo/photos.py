@@ -306,7 +306,7 @@ class PhotoSource:
         return -(-self.num_samples // self.batch_size)
 
 
-@register_reader("photos")
+@register_reader("photos", bare=True)
 def _photos_reader(spec: str, inputs, options) -> Source:
     """``photos`` or ``photos:calib|tune|heldout``: each photo with its views (preprocessed, default efficientnet-lite).
 

@@ -51,7 +51,7 @@ def _composite(path: Path):
     return canvas.convert("RGB")
 
 
-@register_reader("stamps")
+@register_reader("stamps", bare=True)
 def _stamps_reader(spec: str, inputs, options) -> Source:
     """``stamps`` (all 345) or ``stamps:N`` (the first N): one sample per picture, preprocessed
     (default efficientnet-lite)."""

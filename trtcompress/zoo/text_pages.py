@@ -8,16 +8,15 @@ never measured on what was calibrated. Crops of photos are no substitute: on pho
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .photos import OPENCV_DATA
 
 __all__ = ["TEXT_PAGES", "text_lines"]
 
 TEXT_PAGES = {"calib": "imageTextN.png", "heldout": "imageTextR.png"}
-_DIR = Path("/usr/share/doc/opencv-doc/examples/data")
 
 
 def text_lines(split: str, height: int = 48, width: int = 192) -> np.ndarray:
@@ -28,7 +27,7 @@ def text_lines(split: str, height: int = 48, width: int = 192) -> np.ndarray:
 
     if split not in TEXT_PAGES:
         raise DataError(f"unknown text split {split!r}; use one of {', '.join(TEXT_PAGES)}")
-    path = _DIR / TEXT_PAGES[split]
+    path = OPENCV_DATA / TEXT_PAGES[split]
     if not path.is_file():
         raise DataError(f"{path} is missing; install it with: apt-get install opencv-doc")
     im = Image.open(path).convert("L")
