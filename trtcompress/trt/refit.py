@@ -82,7 +82,7 @@ def _refit_block(engine_path: Path, sidecar: dict[str, Any] | None) -> dict[str,
 
 def prepare_refit(engine_path: str | os.PathLike, source: str | os.PathLike) -> RefitInputs:
     """Every check that needs no TensorRT (module docstring, step 1)."""
-    from .weights import describe_mismatch, engine_weights_model, read_weights_source, weight_map, weight_shapes, weights_digest
+    from .weights import describe_mismatch, engine_weights_model, read_weights_source, weights_record
 
     engine_path, source = Path(engine_path), Path(source)
     if not engine_path.is_file():
@@ -92,11 +92,10 @@ def prepare_refit(engine_path: str | os.PathLike, source: str | os.PathLike) -> 
     model, kind = read_weights_source(source)
     convert_fp16 = bool((sidecar.get("build_options") or {}).get("convert_fp16"))
     dense = engine_weights_model(model, convert_fp16)
-    weights = weight_map(dense)
-    digest = weights_digest(weights)
-    built = block["weights"]
+    given = weights_record(dense)
+    digest, built = given["weights"], block["weights"]
     if digest["structure"] != built["structure"]:
-        detail = describe_mismatch(block.get("shapes") or {}, weight_shapes(weights)) or "other names/shapes"
+        detail = describe_mismatch(block.get("shapes") or {}, given["shapes"]) or "other names/shapes"
         raise ModelError(
             f"{source} does not hold the weights {engine_path.name} was built from ({digest['count']} weights against {built['count']}; {detail}); "
             "ship the model the engine was built from, or rebuild the engine from this one"

@@ -30,7 +30,7 @@ from onnx import numpy_helper
 
 from ..errors import ModelError
 
-__all__ = ["engine_weights_model", "weight_map", "weights_digest", "weight_shapes", "describe_mismatch", "refit_record", "read_weights_source", "is_artifact"]
+__all__ = ["engine_weights_model", "weight_map", "weights_digest", "weight_shapes", "describe_mismatch", "weights_record", "refit_record", "read_weights_source", "is_artifact"]
 
 
 def engine_weights_model(model: onnx.ModelProto, convert_fp16: bool = False) -> onnx.ModelProto:
@@ -88,11 +88,16 @@ def describe_mismatch(built: dict[str, str], given: dict[str, str], limit: int =
     return "; ".join(parts)
 
 
-def refit_record(dense: onnx.ModelProto, refit: str, strip_weights: bool, convert_fp16: bool) -> dict[str, Any]:
-    """The sidecar's ``refit`` entry for a build that parsed ``dense`` (:func:`engine_weights_model`'s form)."""
+def weights_record(dense: onnx.ModelProto) -> dict[str, Any]:
+    """What a refit is checked against, for ``dense`` (:func:`engine_weights_model`'s form): the
+    weights' digest and each weight's dtype and shape."""
     weights = weight_map(dense)
-    return {"mode": refit, "stripped": strip_weights, "form": "decoded dense" + (" float16" if convert_fp16 else ""),
-            "weights": weights_digest(weights), "shapes": weight_shapes(weights)}
+    return {"weights": weights_digest(weights), "shapes": weight_shapes(weights)}
+
+
+def refit_record(dense: onnx.ModelProto, refit: str, strip_weights: bool, convert_fp16: bool) -> dict[str, Any]:
+    """The sidecar's ``refit`` entry for a build that parsed ``dense``."""
+    return {"mode": refit, "stripped": strip_weights, "form": "decoded dense" + (" float16" if convert_fp16 else ""), **weights_record(dense)}
 
 
 def is_artifact(path: str | os.PathLike) -> bool:
